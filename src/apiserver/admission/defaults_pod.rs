@@ -1,0 +1,143 @@
+//! Pod spec defaulting (pods and every pod template), and the QoS class a new pod's status reports.
+
+use serde_json::{json, Value};
+
+use super::defaults::{default_at, each_in};
+
+/// Defaults the pod spec found at `path` inside `obj`.
+pub fn pod_spec(obj: &mut Value, path: &[&str]) {
+    let mut spec = obj;
+    for p in path {
+        match spec.get_mut(*p) {
+            Some(next) => spec = next,
+            None => return,
+        }
+    }
+    if !spec.is_object() {
+        return;
+    }
+    default_at(spec, &["restartPolicy"], json!("Always"));
+    default_at(spec, &["dnsPolicy"], json!("ClusterFirst"));
+    default_at(spec, &["terminationGracePeriodSeconds"], json!(30));
+    default_at(spec, &["schedulerName"], json!("default-scheduler"));
+    default_at(spec, &["securityContext"], json!({}));
+    default_at(spec, &["enableServiceLinks"], json!(true));
+    for list in ["containers", "initContainers"] {
+        each_in(spec, &[list], container);
+    }
+    each_in(spec, &["volumes"], |v| {
+        if let Some(secret) = v.get_mut("secret") {
+            default_at(secret, &["defaultMode"], json!(420));
+        }
+        if let Some(cm) = v.get_mut("configMap") {
+            default_at(cm, &["defaultMode"], json!(420));
+        }
+    });
+}
+
+fn container(c: &mut Value) {
+    default_at(
+        c,
+        &["terminationMessagePath"],
+        json!("/dev/termination-log"),
+    );
+    default_at(c, &["terminationMessagePolicy"], json!("File"));
+    default_at(c, &["resources"], json!({}));
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    default_at(c, &["imagePullPolicy"], json!(pull_policy(&image)));
+    each_in(c, &["ports"], |p| {
+        default_at(p, &["protocol"], json!("TCP"))
+    });
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
+            default_at(p, &["timeoutSeconds"], json!(1));
+            default_at(p, &["periodSeconds"], json!(10));
+            default_at(p, &["successThreshold"], json!(1));
+            default_at(p, &["failureThreshold"], json!(3));
+            if let Some(http) = p.get_mut("httpGet").filter(|h| h.is_object()) {
+                default_at(http, &["scheme"], json!("HTTP"));
+                default_at(http, &["path"], json!("/"));
+            }
+        }
+    }
+    each_in(c, &["env"], |e| {
+        if let Some(field_ref) = e
+            .pointer_mut("/valueFrom/fieldRef")
+            .filter(|f| f.is_object())
+        {
+            default_at(field_ref, &["apiVersion"], json!("v1"));
+        }
+    });
+}
+
+/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests count as tagged).
+pub fn pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// Guaranteed, Burstable or BestEffort, from the containers' requests and limits (upstream's rules).
+pub fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let nonempty = |c: &Value, which: &str| {
+        c.pointer(&format!("/resources/{which}"))
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.iter().any(|(k, _)| k == "cpu" || k == "memory"))
+    };
+    if containers
+        .iter()
+        .all(|c| !nonempty(c, "requests") && !nonempty(c, "limits"))
+    {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = c.pointer(&format!("/resources/limits/{r}"));
+            let request = c.pointer(&format!("/resources/requests/{r}"));
+            limit.is_some() && (request.is_none() || request == limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_follows_the_tag() {
+        assert_eq!(pull_policy("nginx"), "Always");
+        assert_eq!(pull_policy("nginx:latest"), "Always");
+        assert_eq!(pull_policy("nginx:1.25"), "IfNotPresent");
+        assert_eq!(pull_policy("localhost:5000/app"), "Always");
+        assert_eq!(pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn qos_classes() {
+        let best = json!({"spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(qos_class(&best), "BestEffort");
+        let guaranteed = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&guaranteed), "Guaranteed");
+        let burst = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&burst), "Burstable");
+    }
+}

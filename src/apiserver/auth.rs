@@ -1,0 +1,51 @@
+//! Authentication: the identity of a request from its verified TLS client certificate (CN = user, O =
+//! groups), as upstream's x509 authenticator. Requests without one are anonymous and may only reach the
+//! health and version endpoints.
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// The identity of in-process clients (controllers, the bootstrapper).
+    pub fn loopback() -> User {
+        User {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
+    }
+}
+
+/// The identity of a peer, from its (already verified) leaf certificate; None when there is none.
+pub fn from_peer_certificates(
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+) -> Option<User> {
+    let leaf = certs?.first()?;
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some(User { name, groups })
+}
+
+/// Paths anonymous requests may reach (upstream's system:public-info-viewer).
+pub fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}

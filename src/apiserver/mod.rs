@@ -1,0 +1,218 @@
+//! The Kubernetes API server: an axum router over rustls that authenticates each request, parses what it
+//! addresses, and serves discovery, OpenAPI, health, metrics and the generic resource handlers over the
+//! REST layer. Only the API server touches the store; every client, in-process or not, goes through it.
+
+pub mod admission;
+pub mod auth;
+mod discovery;
+mod fields;
+mod handlers;
+mod health;
+mod metrics;
+mod negotiate;
+pub mod object;
+mod openapi;
+mod patch;
+mod query;
+mod request;
+pub mod rest;
+mod scale;
+pub mod serve;
+pub mod status;
+mod table;
+mod watch;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{Request, StatusCode};
+
+use request::Target;
+use rest::Rest;
+use status::ApiError;
+
+/// Shared state of the API server.
+pub struct ApiState {
+    pub rest: Rest,
+    pub metrics: metrics::Metrics,
+    /// Set once the bootstrap objects exist.
+    pub ready: AtomicBool,
+    /// `host:port` clients reach the server at.
+    pub server_address: String,
+}
+
+impl ApiState {
+    pub fn new(rest: Rest, server_address: String) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            rest,
+            metrics: metrics::Metrics::default(),
+            ready: AtomicBool::new(false),
+            server_address,
+        })
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+/// The router: every path goes through [`dispatch`].
+pub fn router(state: Arc<ApiState>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = query::Query::parse(parts.uri.query());
+    let user = parts.extensions.get::<auth::User>().cloned();
+    let target = request::parse(&path);
+    let (verb, resource) = match &target {
+        Ok(Target::Resource(r)) => (
+            handlers::verb(&parts.method, r, &query),
+            r.resource.plural.to_string(),
+        ),
+        _ => (
+            if parts.method == http::Method::GET {
+                "get"
+            } else {
+                "other"
+            },
+            String::new(),
+        ),
+    };
+    let response = if user.is_none() && !auth::is_public(&path) {
+        ApiError::unauthorized().into_response()
+    } else {
+        match target {
+            Ok(target) => match serve_target(&state, target, &parts, &query, body).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            },
+            Err(e) => e.into_response(),
+        }
+    };
+    state.metrics.observe(
+        verb,
+        &resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn serve_target(
+    state: &ApiState,
+    target: Target,
+    parts: &http::request::Parts,
+    query: &query::Query,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let json = |v: serde_json::Value| negotiate::json_response(StatusCode::OK, &v, &[]);
+    let is_get = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
+    if !is_get && !matches!(target, Target::Resource(_)) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            parts.method
+        )));
+    }
+    match target {
+        Target::Version => Ok(json(discovery::version())),
+        Target::LegacyRoot => Ok(match negotiate::aggregated_discovery(&parts.headers) {
+            Some(v) => aggregated_response(discovery::aggregated(true, v), v),
+            None => json(discovery::legacy_root(&state.server_address)),
+        }),
+        Target::GroupsRoot => Ok(match negotiate::aggregated_discovery(&parts.headers) {
+            Some(v) => aggregated_response(discovery::aggregated(false, v), v),
+            None => json(discovery::groups_root()),
+        }),
+        Target::Group(g) => discovery::group(&g).map(json).ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }),
+        Target::GroupVersion(g, v) => Ok(json(discovery::resource_list(&g, &v))),
+        Target::Healthz(check) => Ok(health::respond(state, &check, query)),
+        Target::Metrics => Ok(text(state.metrics.render(&state.rest.store))),
+        Target::OpenApiV3(None) => Ok(json(openapi::v3_index())),
+        Target::OpenApiV3(Some(path)) => {
+            openapi::v3_group_version(&path).map(json).ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            })
+        }
+        Target::OpenApiV2 => Ok(openapi_v2(&parts.headers)),
+        Target::Resource(path) => {
+            let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES)
+                .await
+                .map_err(|_| {
+                    ApiError::too_large(format!(
+                        "the request body is larger than {} bytes",
+                        negotiate::MAX_BODY_BYTES
+                    ))
+                })?;
+            handlers::serve(
+                &state.rest,
+                &parts.method,
+                path,
+                query,
+                &parts.headers,
+                bytes,
+            )
+            .await
+        }
+    }
+}
+
+fn aggregated_response(doc: serde_json::Value, version: &str) -> Response {
+    let content_type =
+        format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, content_type)],
+        serde_json::to_vec(&doc).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn text(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
+}
+
+/// /openapi/v2: an empty document (protobuf for clients that ask for it, which kubectl does): kubectl
+/// then validates on the server through the fieldValidation parameter that /openapi/v3 advertises.
+fn openapi_v2(headers: &http::HeaderMap) -> Response {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("protobuf") {
+        (
+            StatusCode::OK,
+            [(
+                http::header::CONTENT_TYPE,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )],
+            Vec::new(),
+        )
+            .into_response()
+    } else {
+        let doc = serde_json::json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": format!("v1.{}.0", discovery::KUBE_MINOR)}, "paths": {}});
+        negotiate::json_response(StatusCode::OK, &doc, &[])
+    }
+}

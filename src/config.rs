@@ -1,0 +1,304 @@
+//! From the command line, `TUG_*` environment variables and the YAML config file to a validated
+//! [`ServerConfig`]. Precedence: flag, then environment, then config file, then default. No I/O beyond
+//! reading the config file.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+use ipnet::IpNet;
+
+use crate::cli::{Cli, ServerArgs};
+use crate::store::CompactionPolicy;
+
+/// A problem with the flags or the config file; shown as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid --{flag} {value:?}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Parses `argv` (with the program name first), merging in the config file of the chosen subcommand.
+pub fn parse_cli(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let matches = Cli::command().try_get_matches_from(&argv)?;
+    let Some((sub, sub_matches)) = matches.subcommand() else {
+        return Cli::from_arg_matches(&matches);
+    };
+    let explicit = sub_matches.value_source("config") != Some(ValueSource::DefaultValue);
+    let path = sub_matches
+        .get_one::<PathBuf>("config")
+        .cloned()
+        .unwrap_or_default();
+    let file_args = match config_file_args(sub, &path, explicit, sub_matches) {
+        Ok(args) => args,
+        Err(e) => {
+            return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, e.to_string()))
+        }
+    };
+    if file_args.is_empty() {
+        return Cli::from_arg_matches(&matches);
+    }
+    let at = argv
+        .iter()
+        .position(|a| a == sub)
+        .map_or(argv.len(), |i| i + 1);
+    let merged: Vec<OsString> = argv[..at]
+        .iter()
+        .cloned()
+        .chain(file_args.into_iter().map(OsString::from))
+        .chain(argv[at..].iter().cloned())
+        .collect();
+    Cli::from_arg_matches(&Cli::command().try_get_matches_from(merged)?)
+}
+
+/// The config file's entries as flags, leaving out those the command line or environment already set.
+fn config_file_args(
+    sub: &str,
+    path: &Path,
+    explicit: bool,
+    matches: &clap::ArgMatches,
+) -> Result<Vec<String>, ConfigError> {
+    let err = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(vec![]),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let map = match doc {
+        serde_yaml::Value::Null => return Ok(vec![]),
+        serde_yaml::Value::Mapping(map) => map,
+        _ => return Err(err("expected a mapping of flag names to values".into())),
+    };
+    let command = Cli::command();
+    let Some(subcommand) = command.find_subcommand(sub) else {
+        return Ok(vec![]);
+    };
+    let mut args = Vec::new();
+    for (key, value) in map {
+        let key = key
+            .as_str()
+            .ok_or_else(|| err("keys must be strings".into()))?
+            .to_string();
+        let arg = subcommand
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+            .ok_or_else(|| err(format!("unknown key {key:?}")))?;
+        let id = arg.get_id().as_str();
+        let already = matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if already || key == "config" {
+            continue;
+        }
+        for item in scalar_items(&key, value).map_err(err)? {
+            match item {
+                Some(v) => args.push(format!("--{key}={v}")),
+                None => args.push(format!("--{key}")),
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// One config value as flag values: `None` is a bare boolean flag; false booleans give nothing.
+fn scalar_items(key: &str, value: serde_yaml::Value) -> Result<Vec<Option<String>>, String> {
+    use serde_yaml::Value as Y;
+    match value {
+        Y::Bool(true) => Ok(vec![None]),
+        Y::Bool(false) | Y::Null => Ok(vec![]),
+        Y::String(s) => Ok(vec![Some(s)]),
+        Y::Number(n) => Ok(vec![Some(n.to_string())]),
+        Y::Sequence(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Y::String(s) => Ok(Some(s)),
+                Y::Number(n) => Ok(Some(n.to_string())),
+                _ => Err(format!("{key}: list items must be strings or numbers")),
+            })
+            .collect(),
+        _ => Err(format!("{key}: expected a string, number, boolean or list")),
+    }
+}
+
+/// The validated configuration of `tug server`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub https_listen_port: u16,
+    pub advertise_address: Option<IpAddr>,
+    pub tls_sans: Vec<String>,
+    pub kubeconfig_path: PathBuf,
+    pub kubeconfig_mode: u32,
+    pub cluster_cidr: IpNet,
+    pub service_cidr: IpNet,
+    pub node_port_range: RangeInclusive<u16>,
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: String,
+    pub token: Option<String>,
+    pub disable_agent: bool,
+    pub compaction: CompactionPolicy,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn invalid(flag: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_cidr(flag: &'static str, value: &str) -> Result<IpNet, ConfigError> {
+    let net: IpNet = value
+        .parse()
+        .map_err(|_| invalid(flag, value, "not a CIDR such as 10.42.0.0/16"))?;
+    if net.trunc() != net {
+        return Err(invalid(
+            flag,
+            value,
+            format!("host bits are set; did you mean {}?", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_port_range(value: &str) -> Result<RangeInclusive<u16>, ConfigError> {
+    let bad = || {
+        invalid(
+            "service-node-port-range",
+            value,
+            "expected FIRST-LAST, e.g. 30000-32767",
+        )
+    };
+    let (first, last) = value.split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(first..=last)
+}
+
+impl ServerConfig {
+    /// Validates the parsed flags.
+    pub fn from_args(args: ServerArgs) -> Result<ServerConfig, ConfigError> {
+        let root = is_root();
+        let data_dir = args.data_dir.unwrap_or_else(|| {
+            if root {
+                "/var/lib/tug".into()
+            } else {
+                home().join(".tug")
+            }
+        });
+        let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| {
+            if root {
+                "/etc/tug/tug.yaml".into()
+            } else {
+                home().join(".kube/tug.yaml")
+            }
+        });
+        let mode_text = args.write_kubeconfig_mode.trim_start_matches("0o");
+        let kubeconfig_mode = u32::from_str_radix(mode_text, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                invalid(
+                    "write-kubeconfig-mode",
+                    &args.write_kubeconfig_mode,
+                    "expected octal permission bits such as 0600",
+                )
+            })?;
+        let cluster_cidr = parse_cidr("cluster-cidr", &args.cluster_cidr)?;
+        let service_cidr = parse_cidr("service-cidr", &args.service_cidr)?;
+        if cluster_cidr.contains(&service_cidr.network())
+            || service_cidr.contains(&cluster_cidr.network())
+        {
+            return Err(invalid(
+                "service-cidr",
+                &args.service_cidr,
+                format!("overlaps --cluster-cidr {cluster_cidr}"),
+            ));
+        }
+        if !service_cidr.contains(&args.cluster_dns) {
+            return Err(invalid(
+                "cluster-dns",
+                args.cluster_dns,
+                format!("not inside --service-cidr {service_cidr}"),
+            ));
+        }
+        let domain = args.cluster_domain.trim_end_matches('.').to_string();
+        if domain.is_empty() || !crate::core::validation::is_dns1123_subdomain(&domain).is_empty() {
+            return Err(invalid(
+                "cluster-domain",
+                &args.cluster_domain,
+                "must be a DNS name such as cluster.local",
+            ));
+        }
+        if let Some(san) = args.tls_san.iter().find(|s| s.trim().is_empty()) {
+            return Err(invalid("tls-san", san, "must not be empty"));
+        }
+        if args.datastore_compact_keep_revisions < 1 {
+            return Err(invalid(
+                "datastore-compact-keep-revisions",
+                args.datastore_compact_keep_revisions,
+                "must be at least 1",
+            ));
+        }
+        if args.datastore_compact_interval.is_zero() {
+            return Err(invalid(
+                "datastore-compact-interval",
+                "0s",
+                "must be positive",
+            ));
+        }
+        Ok(ServerConfig {
+            data_dir,
+            bind_address: args.bind_address,
+            https_listen_port: args.https_listen_port,
+            advertise_address: args.advertise_address,
+            tls_sans: args.tls_san,
+            kubeconfig_path,
+            kubeconfig_mode,
+            cluster_cidr,
+            service_cidr,
+            node_port_range: parse_port_range(&args.service_node_port_range)?,
+            cluster_dns: args.cluster_dns,
+            cluster_domain: domain,
+            token: args.token,
+            disable_agent: args.disable_agent,
+            compaction: CompactionPolicy {
+                interval: args.datastore_compact_interval,
+                keep_revisions: args.datastore_compact_keep_revisions,
+                keep_age: args.datastore_compact_keep_age,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "config/tests.rs"]
+mod tests;

@@ -1,0 +1,76 @@
+//! Tests of flag, environment and config-file precedence and of validation.
+
+use super::*;
+use crate::cli::Command;
+
+fn server(argv: &[&str]) -> Result<ServerConfig, String> {
+    let argv = std::iter::once("tug")
+        .chain(argv.iter().copied())
+        .map(OsString::from)
+        .collect();
+    match parse_cli(argv).map_err(|e| e.to_string())?.command {
+        Command::Server(args) => ServerConfig::from_args(args).map_err(|e| e.to_string()),
+        Command::Agent(_) => Err("agent".into()),
+    }
+}
+
+fn with_config(yaml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    (dir, path.display().to_string())
+}
+
+#[test]
+fn defaults_match_k3s() {
+    let cfg = server(&["server", "--config", "/nonexistent-default-is-optional"]);
+    // an explicit config path that does not exist is an error
+    assert!(cfg
+        .unwrap_err()
+        .contains("/nonexistent-default-is-optional"));
+    let (_dir, path) = with_config("");
+    let cfg = server(&["server", "-c", &path]).expect("config");
+    assert_eq!(cfg.https_listen_port, 6443);
+    assert_eq!(cfg.cluster_cidr.to_string(), "10.42.0.0/16");
+    assert_eq!(cfg.service_cidr.to_string(), "10.43.0.0/16");
+    assert_eq!(cfg.cluster_dns.to_string(), "10.43.0.10");
+    assert_eq!(cfg.cluster_domain, "cluster.local");
+    assert_eq!(cfg.kubeconfig_mode, 0o600);
+    assert_eq!(cfg.compaction.keep_revisions, 1000);
+}
+
+#[test]
+fn config_file_sets_flags_and_command_line_wins() {
+    let (_dir, path) = with_config(
+        "https-listen-port: 7443\ntls-san: [a.example, 10.0.0.1]\ndisable-agent: true\n",
+    );
+    let cfg = server(&["server", "-c", &path]).expect("config");
+    assert_eq!(cfg.https_listen_port, 7443);
+    assert_eq!(cfg.tls_sans, ["a.example", "10.0.0.1"]);
+    assert!(cfg.disable_agent);
+    let cfg = server(&["server", "-c", &path, "--https-listen-port", "8443"]).expect("config");
+    assert_eq!(cfg.https_listen_port, 8443);
+}
+
+#[test]
+fn bad_input_names_the_problem() {
+    let (_dir, path) = with_config("no-such-flag: 1\n");
+    assert!(server(&["server", "-c", &path])
+        .unwrap_err()
+        .contains("unknown key \"no-such-flag\""));
+    let (_dir, path) = with_config("- a list\n");
+    assert!(server(&["server", "-c", &path])
+        .unwrap_err()
+        .contains("mapping"));
+    let (_dir, path) = with_config("");
+    let err = server(&["server", "-c", &path, "--cluster-dns", "10.99.0.10"]).unwrap_err();
+    assert!(
+        err.contains("--cluster-dns") && err.contains("service-cidr"),
+        "{err}"
+    );
+    let err = server(&["server", "-c", &path, "--cluster-cidr", "10.42.0.1/16"]).unwrap_err();
+    assert!(err.contains("host bits"), "{err}");
+    let err = server(&["server", "-c", &path, "--write-kubeconfig-mode", "999"]).unwrap_err();
+    assert!(err.contains("write-kubeconfig-mode"), "{err}");
+    assert!(server(&["server", "--https-listen-port", "notaport"]).is_err());
+}

@@ -1,0 +1,77 @@
+//! tug: a lightweight Kubernetes distribution in one binary. Parses the command line, sets up logging
+//! and dispatches to the server or agent.
+
+use std::process::ExitCode;
+
+use tug::{cli, config, server};
+
+use clap::error::ErrorKind;
+
+fn main() -> ExitCode {
+    let cli = match config::parse_cli(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            let _ = e.print();
+            return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    match cli.command {
+        cli::Command::Server(args) => {
+            let cfg = match config::ServerConfig::from_args(args.clone()) {
+                Ok(cfg) => cfg,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            init_logging(args.debug);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fatal(&anyhow::anyhow!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(server::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(&e),
+            }
+        }
+        cli::Command::Agent(_) => usage_error("tug agent is not implemented yet"),
+    }
+}
+
+/// One line naming the problem, exit code 2.
+fn usage_error(message: &str) -> ExitCode {
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(message);
+    let first = first.trim_start_matches("error: ");
+    eprintln!("tug: error: {first}");
+    ExitCode::from(2)
+}
+
+fn fatal(e: &anyhow::Error) -> ExitCode {
+    eprintln!("tug: fatal: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

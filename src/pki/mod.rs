@@ -1,0 +1,83 @@
+//! The cluster's certificates: a CA (10 years) made on first start, and the leaves signed by it (the API
+//! server's serving certificate, the admin client certificate). Files live under `<data-dir>/server/tls`,
+//! keys mode 0600. On restart everything is reused, except a leaf that is within 120 days of expiry or
+//! lacks a SAN now configured, which is re-issued.
+
+mod authority;
+mod kubeconfig;
+
+pub use authority::{Authority, Leaf, LeafSpec};
+pub use kubeconfig::write_kubeconfig;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// PKI failures.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path} is not a usable certificate: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error("invalid SAN {0:?}")]
+    BadSan(String),
+}
+
+pub type Result<T, E = PkiError> = std::result::Result<T, E>;
+
+/// The files the API server serves and authenticates with.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca_cert_pem: String,
+    pub serving: Leaf,
+    pub admin: Leaf,
+    pub dir: PathBuf,
+}
+
+/// Loads or creates the CA and the API server's leaves under `dir`.
+/// `dns_sans` and `ip_sans` are what the serving certificate must cover.
+pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) -> Result<ServerTls> {
+    crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write {
+        path: dir.into(),
+        source,
+    })?;
+    let ca = Authority::load_or_create(dir, "server-ca", "tug-server-ca")?;
+    let serving = ca.ensure_leaf(
+        dir,
+        "serving-kube-apiserver",
+        &LeafSpec {
+            common_name: "kube-apiserver".into(),
+            organizations: vec![],
+            dns_sans: dns_sans.to_vec(),
+            ip_sans: ip_sans.to_vec(),
+            server: true,
+        },
+    )?;
+    let admin = ca.ensure_leaf(
+        dir,
+        "client-admin",
+        &LeafSpec {
+            common_name: "system:admin".into(),
+            organizations: vec!["system:masters".into()],
+            dns_sans: vec![],
+            ip_sans: vec![],
+            server: false,
+        },
+    )?;
+    Ok(ServerTls {
+        ca_cert_pem: ca.cert_pem().to_string(),
+        serving,
+        admin,
+        dir: dir.to_path_buf(),
+    })
+}

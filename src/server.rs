@@ -1,0 +1,177 @@
+//! `tug server`: opens the store, makes or loads the certificates, starts the API server on its listener,
+//! writes the admin kubeconfig, creates the objects every cluster has, and runs until SIGTERM/SIGINT.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::apiserver::admission::Admission;
+use crate::apiserver::rest::{Rest, ServiceNetwork};
+use crate::apiserver::{self, serve, ApiState};
+use crate::config::ServerConfig;
+use crate::store::Store;
+
+mod bootstrap;
+
+/// The running server's handles, for tests and for the process entry point.
+pub struct RunningServer {
+    pub port: u16,
+    pub state: Arc<ApiState>,
+    pub kubeconfig: PathBuf,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops serving and waits for the listener to close.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Addresses of this host's interfaces (loopback excluded), for the serving certificate.
+fn host_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return vec![];
+    };
+    let mut ips: Vec<IpAddr> = addrs
+        .filter_map(|a| a.address)
+        .filter_map(|a| {
+            a.as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+        })
+        .filter(|ip| {
+            !ip.is_loopback()
+                && !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// The serving certificate's SANs.
+fn sans(cfg: &ServerConfig) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = vec![
+        "localhost".to_string(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        format!("kubernetes.default.svc.{}", cfg.cluster_domain),
+    ];
+    if let Ok(host) = hostname::get() {
+        let host = host.to_string_lossy().to_ascii_lowercase();
+        if !host.is_empty() && crate::core::validation::is_dns1123_subdomain(&host).is_empty() {
+            dns.push(host);
+        }
+    }
+    let mut ips = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    ips.extend(cfg.service_cidr.hosts().next());
+    ips.extend(cfg.advertise_address);
+    if !cfg.bind_address.is_unspecified() {
+        ips.push(cfg.bind_address);
+    }
+    ips.extend(host_addresses());
+    for san in &cfg.tls_sans {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(san.to_ascii_lowercase()),
+        }
+    }
+    dns.dedup();
+    ips.sort();
+    ips.dedup();
+    (dns, ips)
+}
+
+/// Starts every part of the server; returns once the API is serving and bootstrapped.
+pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
+    let started = Instant::now();
+    crate::fsutil::create_private_dir(&cfg.data_dir, 0o700)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let server_dir = cfg.data_dir.join("server");
+    crate::fsutil::create_private_dir(&server_dir, 0o700)?;
+    let (dns, ips) = sans(&cfg);
+    let tls_files = crate::pki::ensure_server_tls(&server_dir.join("tls"), &dns, &ips)?;
+    let store = Store::open(&server_dir.join("db").join("state.db"))?;
+    let listener = TcpListener::bind(SocketAddr::new(cfg.bind_address, cfg.https_listen_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{}",
+                cfg.bind_address, cfg.https_listen_port
+            )
+        })?;
+    let port = listener.local_addr()?.port();
+    let advertise = cfg
+        .advertise_address
+        .or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
+    let rest = Rest::new(store.clone(), Admission, network);
+    let state = ApiState::new(rest, SocketAddr::new(advertise, port).to_string());
+    let tls = serve::tls_config(
+        &tls_files.ca_cert_pem,
+        &tls_files.serving.cert_pem,
+        &tls_files.serving.key_pem,
+    )?;
+    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let app = apiserver::router(state.clone());
+    let task = tokio::spawn(async move {
+        serve::serve(listener, tls, app, async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        })
+        .await
+    });
+    let local = match cfg.bind_address {
+        IpAddr::V6(v6) if !v6.is_unspecified() => format!("[{v6}]"),
+        IpAddr::V4(v4) if !v4.is_unspecified() => v4.to_string(),
+        _ => "127.0.0.1".to_string(),
+    };
+    crate::pki::write_kubeconfig(
+        &cfg.kubeconfig_path,
+        &format!("https://{local}:{port}"),
+        &tls_files.ca_cert_pem,
+        &tls_files.admin,
+        cfg.kubeconfig_mode,
+    )?;
+    bootstrap::run(&state.rest, cfg.service_cidr, advertise, port)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
+    state.set_ready();
+    store.spawn_compactor(cfg.compaction);
+    tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");
+    Ok(RunningServer {
+        port,
+        state,
+        kubeconfig: cfg.kubeconfig_path.clone(),
+        shutdown,
+        task,
+    })
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
+    if !cfg.disable_agent {
+        tracing::warn!(
+            "the in-process node agent is not implemented yet; running the control plane only"
+        );
+    }
+    let server = start(cfg).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+    server.stop().await;
+    Ok(())
+}

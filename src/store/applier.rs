@@ -1,0 +1,193 @@
+//! The single applier: one thread owning the write connection. It takes every proposal waiting in the
+//! queue, applies them in order inside one transaction, commits (one fsync for the whole batch), then
+//! publishes the changes to the watch hub and answers each proposer. This is the group commit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+
+use super::command::{self, Change};
+use super::watch::Hub;
+use super::{Proposal, Record, Result, StoreError};
+
+/// The most proposals one transaction takes.
+const MAX_BATCH: usize = 512;
+
+/// Counters of the write path, shared with /metrics.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<MetricsInner>);
+
+#[derive(Default)]
+struct MetricsInner {
+    batches: AtomicU64,
+    commands: AtomicU64,
+    commit_micros_total: AtomicU64,
+    commit_micros_max: AtomicU64,
+}
+
+/// A copy of the write-path counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsSnapshot {
+    /// Transactions committed (each one fsync).
+    pub batches: u64,
+    /// Commands applied.
+    pub commands: u64,
+    /// Sum of commit (fsync) latencies, in seconds.
+    pub commit_seconds_total: f64,
+    /// Slowest commit seen, in seconds.
+    pub commit_seconds_max: f64,
+}
+
+impl Metrics {
+    fn record(&self, commands: usize, commit: std::time::Duration) {
+        let micros = commit.as_micros() as u64;
+        self.0.batches.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .commands
+            .fetch_add(commands as u64, Ordering::Relaxed);
+        self.0
+            .commit_micros_total
+            .fetch_add(micros, Ordering::Relaxed);
+        self.0
+            .commit_micros_max
+            .fetch_max(micros, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            batches: self.0.batches.load(Ordering::Relaxed),
+            commands: self.0.commands.load(Ordering::Relaxed),
+            commit_seconds_total: self.0.commit_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
+            commit_seconds_max: self.0.commit_micros_max.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// Starts the applier thread.
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Proposal>,
+    hub: Hub,
+    metrics: Metrics,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("tug-store-applier".into())
+        .spawn(move || run(conn, rx, hub, metrics))
+        .map_err(|e| StoreError::DataDir {
+            path: "applier thread".into(),
+            source: e,
+        })?;
+    Ok(())
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Proposal>, hub: Hub, metrics: Metrics) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.command, p.reply)).unzip();
+        let compacts = commands
+            .iter()
+            .any(|c| matches!(c, command::Command::Compact { .. }));
+        let started = Instant::now();
+        match apply_batch(&mut conn, commands) {
+            Ok((outcomes, changes, revision, compacted)) => {
+                metrics.record(replies.len(), started.elapsed());
+                hub.publish(changes, revision, compacted);
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                if compacts {
+                    reclaim_space(&conn);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store transaction failed; the batch is rejected");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Sqlite(clone_error(&e))));
+                }
+            }
+        }
+    }
+    tracing::debug!("store applier stopped");
+}
+
+type Outcome = std::result::Result<Record, command::CommandError>;
+type BatchResult = (Vec<Outcome>, Vec<(Change, i64)>, i64, i64);
+
+/// Applies the batch in one transaction; on success returns each outcome, the changes with their
+/// revisions, the new current revision and the compacted revision.
+fn apply_batch(
+    conn: &mut Connection,
+    commands: Vec<command::Command>,
+) -> rusqlite::Result<BatchResult> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut revision: i64 = tx.query_row(
+        "SELECT value FROM counters WHERE name = 'revision'",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut outcomes = Vec::with_capacity(commands.len());
+    let mut changes = Vec::new();
+    for command in commands {
+        match command::apply(&tx, command, revision + 1)? {
+            Ok(Some(change)) => {
+                revision += 1;
+                outcomes.push(Ok(change.record.clone()));
+                changes.push((change, revision));
+            }
+            // Compaction writes no key; its outcome carries the revision it ran at.
+            Ok(None) => outcomes.push(Ok(Record {
+                key: String::new(),
+                value: Default::default(),
+                create_revision: 0,
+                mod_revision: revision,
+            })),
+            Err(refused) => outcomes.push(Err(refused)),
+        }
+    }
+    tx.execute(
+        "UPDATE counters SET value = ?1 WHERE name = 'revision'",
+        [revision],
+    )?;
+    let compacted: i64 = tx.query_row(
+        "SELECT value FROM counters WHERE name = 'compacted'",
+        [],
+        |r| r.get(0),
+    )?;
+    tx.commit()?;
+    Ok((outcomes, changes, revision, compacted))
+}
+
+/// After a compaction: folds the WAL back into the file and returns freed pages to the file system, so
+/// the disk footprint follows the retained data rather than its high-water mark.
+fn reclaim_space(conn: &Connection) {
+    let result = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .and_then(|()| conn.execute_batch("PRAGMA incremental_vacuum;"));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "reclaiming store space after compaction failed");
+    }
+}
+
+/// rusqlite errors are not Clone; every proposer of a failed batch gets an equivalent error.
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            rusqlite::Error::SqliteFailure(*code, msg.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}

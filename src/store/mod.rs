@@ -1,0 +1,167 @@
+//! The store: the only owner of the SQLite file. It keeps every object under a key with MVCC revisions
+//! (one global counter; an object's mod revision is its resourceVersion), applies writes as deterministic
+//! commands through one applier that batches concurrent writes into one transaction and one fsync, fans
+//! changes out to watchers, and compacts old history. It knows keys and bytes, not Kubernetes objects.
+
+mod applier;
+mod command;
+mod compactor;
+mod read;
+mod schema;
+mod watch;
+
+pub use command::{Command, CommandError};
+pub use compactor::CompactionPolicy;
+pub use read::{ListOptions, ListResult};
+pub use watch::{Event, EventKind, WatchError, WatchStream};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+/// One key's value at a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub value: Bytes,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("a read task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("revision {requested} has been compacted (oldest kept: {compacted})")]
+    Compacted { requested: i64, compacted: i64 },
+    #[error("revision {requested} is newer than the current revision {current}")]
+    FutureRevision { requested: i64, current: i64 },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A proposal on its way to the applier, with the channel its outcome goes back on.
+struct Proposal {
+    command: Command,
+    reply: oneshot::Sender<Result<std::result::Result<Record, CommandError>>>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    proposals: mpsc::Sender<Proposal>,
+    readers: read::Readers,
+    hub: watch::Hub,
+    metrics: applier::Metrics,
+}
+
+impl Store {
+    /// Opens the store file `path` (creating it), starts the applier thread and returns the handle.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let writer = schema::open_writer(path)?;
+        let state = read::load_counters(&writer)?;
+        let hub = watch::Hub::new(state.revision, state.compacted);
+        let metrics = applier::Metrics::default();
+        let (proposals, rx) = mpsc::channel(4096);
+        applier::spawn(writer, rx, hub.clone(), metrics.clone())?;
+        let readers = read::Readers::new(path.to_path_buf(), hub.clone());
+        Ok(Store {
+            inner: Arc::new(Inner {
+                proposals,
+                readers,
+                hub,
+                metrics,
+            }),
+        })
+    }
+
+    /// Applies one write command; returns the written record (for a delete: the last value, at the
+    /// delete's revision) or why the command was refused. Returns only once the write is durable.
+    pub async fn apply(
+        &self,
+        command: Command,
+    ) -> Result<std::result::Result<Record, CommandError>> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .proposals
+            .send(Proposal { command, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Reads one key at the current revision.
+    pub async fn get(&self, key: &str) -> Result<Option<Record>> {
+        self.inner.readers.get(key.to_string()).await
+    }
+
+    /// Lists the keys under `prefix` (see [`ListOptions`]).
+    pub async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult> {
+        self.inner.readers.list(prefix.to_string(), options).await
+    }
+
+    /// Counts the live keys under `prefix`.
+    pub async fn count(&self, prefix: &str) -> Result<i64> {
+        self.inner.readers.count(prefix.to_string()).await
+    }
+
+    /// Watches the keys under `prefix`, starting after `after_revision` (events with greater revisions).
+    pub async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
+        self.inner
+            .readers
+            .watch(prefix.to_string(), after_revision)
+            .await
+    }
+
+    /// The newest revision applied.
+    pub fn current_revision(&self) -> i64 {
+        self.inner.hub.current_revision()
+    }
+
+    /// The oldest revision still readable (history at or below it has been compacted).
+    pub fn compacted_revision(&self) -> i64 {
+        self.inner.hub.compacted_revision()
+    }
+
+    /// The number of open watches.
+    pub fn watch_count(&self) -> usize {
+        self.inner.hub.watcher_count()
+    }
+
+    /// Write-path counters for /metrics.
+    pub fn metrics(&self) -> applier::MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Runs compaction by `policy` until the store is dropped.
+    pub fn spawn_compactor(&self, policy: CompactionPolicy) -> tokio::task::JoinHandle<()> {
+        compactor::spawn(self.clone(), policy)
+    }
+}
+
+pub use applier::MetricsSnapshot;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! The watch hub: fans every applied change out to all watchers through one bounded broadcast ring, so a
+//! slow watcher never blocks the writer or the other watchers. A watcher that falls a whole ring behind
+//! is told so (WatchError::Lagged) and must relist, as upstream's 410 Gone asks; nothing is skipped silently.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use super::command::{Change, CREATED, DELETED};
+use super::Record;
+
+/// How many events the ring holds before a watcher that has not read them is dropped.
+const RING: usize = 16 * 1024;
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change. For a delete, `record` is the last value with `mod_revision` = the delete's revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub record: Record,
+    /// The value before the change (None for a create), so that filtered watches can tell an object
+    /// that stopped matching from one that never matched.
+    pub prev: Option<Bytes>,
+}
+
+impl Event {
+    pub(super) fn from_stored(event: u8, record: Record, prev: Option<Bytes>) -> Event {
+        let kind = match event {
+            CREATED => EventKind::Added,
+            DELETED => EventKind::Deleted,
+            _ => EventKind::Modified,
+        };
+        // A create has no previous value, even when the key existed before an earlier delete.
+        let prev = if kind == EventKind::Added { None } else { prev };
+        Event { kind, record, prev }
+    }
+}
+
+/// Why a watch ended.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum WatchError {
+    #[error("the watcher fell too far behind and must relist")]
+    Lagged,
+}
+
+struct HubInner {
+    sender: broadcast::Sender<Arc<Event>>,
+    revision: AtomicI64,
+    compacted: AtomicI64,
+    watchers: AtomicUsize,
+}
+
+/// The fan-out point; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Hub(Arc<HubInner>);
+
+impl Hub {
+    pub fn new(revision: i64, compacted: i64) -> Hub {
+        let (sender, _) = broadcast::channel(RING);
+        Hub(Arc::new(HubInner {
+            sender,
+            revision: AtomicI64::new(revision),
+            compacted: AtomicI64::new(compacted),
+            watchers: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Publishes a committed batch.
+    pub fn publish(&self, changes: Vec<(Change, i64)>, revision: i64, compacted: i64) {
+        for (change, _) in changes {
+            let _ = self.0.sender.send(Arc::new(Event::from_stored(
+                change.event,
+                change.record,
+                change.prev,
+            )));
+        }
+        self.0.compacted.store(compacted, Ordering::Release);
+        self.0.revision.store(revision, Ordering::Release);
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.0.revision.load(Ordering::Acquire)
+    }
+
+    pub fn compacted_revision(&self) -> i64 {
+        self.0.compacted.load(Ordering::Acquire)
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.0.watchers.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to live events; must happen before the backlog is read so nothing falls in between.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.0.sender.subscribe()
+    }
+
+    /// Builds a stream from a backlog read after `live` was subscribed.
+    pub fn stream(
+        &self,
+        prefix: String,
+        after_revision: i64,
+        backlog: Vec<Event>,
+        live: broadcast::Receiver<Arc<Event>>,
+    ) -> WatchStream {
+        self.0.watchers.fetch_add(1, Ordering::Relaxed);
+        WatchStream {
+            prefix,
+            last_revision: after_revision,
+            backlog: backlog.into_iter().map(Arc::new).collect(),
+            live,
+            hub: self.clone(),
+        }
+    }
+}
+
+/// The events under one prefix after a revision, in revision order: first the stored backlog, then live.
+pub struct WatchStream {
+    prefix: String,
+    last_revision: i64,
+    backlog: VecDeque<Arc<Event>>,
+    live: broadcast::Receiver<Arc<Event>>,
+    hub: Hub,
+}
+
+impl WatchStream {
+    /// The next event; `None` when the store shuts down.
+    pub async fn next(&mut self) -> Option<Result<Arc<Event>, WatchError>> {
+        if let Some(event) = self.backlog.pop_front() {
+            self.last_revision = event.record.mod_revision;
+            return Some(Ok(event));
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(event) => {
+                    if event.record.mod_revision <= self.last_revision
+                        || !event.record.key.starts_with(&self.prefix)
+                    {
+                        continue;
+                    }
+                    self.last_revision = event.record.mod_revision;
+                    return Some(Ok(event));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Some(Err(WatchError::Lagged))
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The revision of the last event returned (or the start revision).
+    pub fn last_revision(&self) -> i64 {
+        self.last_revision
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.hub.0.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
