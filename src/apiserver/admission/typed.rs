@@ -93,7 +93,7 @@ fn collect_unknown(input: &Value, output: &Value, path: String, found: &mut Vec<
                 };
                 match b.get(k) {
                     Some(w) => collect_unknown(v, w, child, found),
-                    None if v.is_null() || is_empty_container(v) => {}
+                    None if v.is_null() => {}
                     None => found.push(child),
                 }
             }
@@ -105,11 +105,6 @@ fn collect_unknown(input: &Value, output: &Value, path: String, found: &mut Vec<
         }
         _ => {}
     }
-}
-
-/// Empty objects and lists may be dropped by the typed encoding without being unknown.
-fn is_empty_container(v: &Value) -> bool {
-    matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
 }
 
 #[cfg(test)]

@@ -1,0 +1,159 @@
+//! Test harness: runs the real `tug` binary as a server on a free loopback port with a temporary data
+//! dir, and the real kubectl binaries against it. A missing kubectl fails the test when CI=true.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `tug server` process and its data dir.
+pub struct TugServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl TugServer {
+    /// Starts a server on a free port.
+    pub fn start() -> TugServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = TugServer { dir, port: 0, child: None };
+        server.launch(0);
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    fn launch(&mut self, port: u16) {
+        let _ = std::fs::remove_file(self.kubeconfig());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tug"))
+            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--https-listen-port", &port.to_string()])
+            .arg("--write-kubeconfig")
+            .arg(self.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tug server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(self.kubeconfig()) {
+                if let Some(p) = text.lines().find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:")) {
+                    self.port = p.trim().parse().expect("port in kubeconfig");
+                    if self.ready() {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "tug server did not become ready; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        kubectl_default(&self.kubeconfig(), &["get", "--raw", "/readyz"]).status.success()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and starts it again on the same port.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let port = self.port;
+        self.launch(port);
+    }
+}
+
+impl Drop for TugServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether missing prerequisites must fail rather than skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+/// The kubectl binaries to test with: the newest installed and 1.29 (each as `kubectl.1.XX` from the
+/// kubectl package), or the kubectl on PATH when the versioned ones are absent.
+pub fn kubectls() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for v in ["1.33", "1.29"] {
+        let p = PathBuf::from(format!("{KUBECTL_DIR}/kubectl.{v}"));
+        if p.exists() {
+            found.push(p);
+        } else if in_ci() {
+            panic!("{} is missing: the test command installs the kubectl package", p.display());
+        }
+    }
+    if found.is_empty() {
+        let on_path = PathBuf::from("kubectl");
+        assert!(Command::new(&on_path).arg("version").arg("--client").output().is_ok(), "no kubectl found");
+        found.push(on_path);
+    }
+    found
+}
+
+/// The result of one kubectl run.
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "kubectl failed: {}\n{}", self.stderr, self.stdout);
+        self
+    }
+}
+
+fn run(output: Output) -> Run {
+    Run {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: output.status.code().unwrap_or(-1),
+    }
+}
+
+fn kubectl_default(kubeconfig: &Path, args: &[&str]) -> Output {
+    let bin = kubectls().into_iter().next().expect("a kubectl");
+    Command::new(bin).env("KUBECONFIG", kubeconfig).args(args).output().expect("run kubectl")
+}
+
+/// Runs `kubectl` (`bin`) with `args` against `server`, with `stdin` fed if given.
+pub fn kubectl(bin: &Path, server: &TugServer, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.env("KUBECONFIG", server.kubeconfig()).env_remove("KUBECTL_EXTERNAL_DIFF").args(args);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kubectl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    run(child.wait_with_output().expect("kubectl output"))
+}
