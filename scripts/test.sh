@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs every test: formatting, lints, unit tests and the integration tests that
+# drive the real kubectl and kube-rs against a real `tug server`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tug-target}"
+export CARGO_TERM_COLOR=never
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
