@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         cli::Command::Server(args) => {
-            let cfg = match config::ServerConfig::from_args(args.clone()) {
+            let cfg = match config::ServerConfig::from_args(*args.clone()) {
                 Ok(cfg) => cfg,
                 Err(e) => return usage_error(&e.to_string()),
             };

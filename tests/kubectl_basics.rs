@@ -5,7 +5,9 @@ mod common;
 use common::{kubectl, kubectls, TugServer};
 
 fn version_tag(bin: &std::path::Path) -> String {
-    bin.file_name().map(|n| n.to_string_lossy().replace("kubectl", "k").replace('.', "")).unwrap_or_default()
+    bin.file_name()
+        .map(|n| n.to_string_lossy().replace("kubectl", "k").replace('.', ""))
+        .unwrap_or_default()
 }
 
 const DEPLOYMENT: &str = r#"
@@ -35,11 +37,26 @@ fn api_resources_lists_every_group() {
     let server = TugServer::start();
     for bin in kubectls() {
         let out = kubectl(&bin, &server, &["api-resources"], None).ok().stdout;
-        for needle in ["deployments", "deploy", "apps/v1", "cronjobs", "leases", "endpointslices", "horizontalpodautoscalers", "certificatesigningrequests"] {
-            assert!(out.contains(needle), "{needle} missing from api-resources:\n{out}");
+        for needle in [
+            "deployments",
+            "deploy",
+            "apps/v1",
+            "cronjobs",
+            "leases",
+            "endpointslices",
+            "horizontalpodautoscalers",
+            "certificatesigningrequests",
+        ] {
+            assert!(
+                out.contains(needle),
+                "{needle} missing from api-resources:\n{out}"
+            );
         }
         let versions = kubectl(&bin, &server, &["api-versions"], None).ok().stdout;
-        assert!(versions.contains("autoscaling/v2") && versions.contains("rbac.authorization.k8s.io/v1"));
+        assert!(
+            versions.contains("autoscaling/v2")
+                && versions.contains("rbac.authorization.k8s.io/v1")
+        );
     }
 }
 
@@ -49,23 +66,62 @@ fn apply_reapply_merges_containers_by_name_and_diff_shows_changes() {
     for bin in kubectls() {
         let name = format!("web-{}", version_tag(&bin));
         let manifest = DEPLOYMENT.replace("NAME", &name);
-        let out = kubectl(&bin, &server, &["apply", "-f", "-"], Some(&manifest)).ok().stdout;
+        let out = kubectl(&bin, &server, &["apply", "-f", "-"], Some(&manifest))
+            .ok()
+            .stdout;
         assert!(out.contains("created"), "{out}");
-        let again = kubectl(&bin, &server, &["apply", "-f", "-"], Some(&manifest)).ok().stdout;
+        let again = kubectl(&bin, &server, &["apply", "-f", "-"], Some(&manifest))
+            .ok()
+            .stdout;
         assert!(again.contains("unchanged"), "{again}");
 
         let changed = manifest.replace("nginx:1.25", "nginx:1.26");
         let diff = kubectl(&bin, &server, &["diff", "-f", "-"], Some(&changed));
-        assert_eq!(diff.code, 1, "diff exits 1 when there are differences: {}", diff.stderr);
-        assert!(diff.stdout.contains("-      - image: nginx:1.25") && diff.stdout.contains("+      - image: nginx:1.26"), "{}", diff.stdout);
+        assert_eq!(
+            diff.code, 1,
+            "diff exits 1 when there are differences: {}",
+            diff.stderr
+        );
+        assert!(
+            diff.stdout.contains("-      - image: nginx:1.25")
+                && diff.stdout.contains("+      - image: nginx:1.26"),
+            "{}",
+            diff.stdout
+        );
 
         kubectl(&bin, &server, &["apply", "-f", "-"], Some(&changed)).ok();
-        let images = kubectl(&bin, &server, &["get", "deploy", &name, "-o", "jsonpath={.spec.template.spec.containers[*].image} {.metadata.generation}"], None).ok().stdout;
+        let images = kubectl(
+            &bin,
+            &server,
+            &[
+                "get",
+                "deploy",
+                &name,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[*].image} {.metadata.generation}",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
         assert_eq!(images, "nginx:1.26 busybox:1.36 2");
         // A container removed from the manifest is removed from the object (three-way merge).
         let one = changed.replace("      - name: sidecar\n        image: busybox:1.36\n", "");
         kubectl(&bin, &server, &["apply", "-f", "-"], Some(&one)).ok();
-        let names = kubectl(&bin, &server, &["get", "deploy", &name, "-o", "jsonpath={.spec.template.spec.containers[*].name}"], None).ok().stdout;
+        let names = kubectl(
+            &bin,
+            &server,
+            &[
+                "get",
+                "deploy",
+                &name,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[*].name}",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
         assert_eq!(names, "web");
     }
 }
@@ -77,27 +133,98 @@ fn label_annotate_and_the_three_patch_types() {
         let name = format!("patch-{}", version_tag(&bin));
         let manifest = DEPLOYMENT.replace("NAME", &name);
         kubectl(&bin, &server, &["create", "-f", "-"], Some(&manifest)).ok();
-        kubectl(&bin, &server, &["label", "deploy", &name, "tier=front"], None).ok();
-        kubectl(&bin, &server, &["annotate", "deploy", &name, "note=hello"], None).ok();
+        kubectl(
+            &bin,
+            &server,
+            &["label", "deploy", &name, "tier=front"],
+            None,
+        )
+        .ok();
+        kubectl(
+            &bin,
+            &server,
+            &["annotate", "deploy", &name, "note=hello"],
+            None,
+        )
+        .ok();
         kubectl(&bin, &server, &["label", "deploy", &name, "tier-"], None).ok();
-        kubectl(&bin, &server, &["patch", "deploy", &name, "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#], None).ok();
-        kubectl(&bin, &server, &["patch", "deploy", &name, "--type=merge", "-p", r#"{"metadata":{"labels":{"merged":"yes"}}}"#], None).ok();
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "patch",
+                "deploy",
+                &name,
+                "--type=json",
+                "-p",
+                r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+            ],
+            None,
+        )
+        .ok();
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "patch",
+                "deploy",
+                &name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"labels":{"merged":"yes"}}}"#,
+            ],
+            None,
+        )
+        .ok();
         kubectl(&bin, &server, &["patch", "deploy", &name, "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.37"}]}}}}"#], None).ok();
-        let out = kubectl(&bin, &server, &["get", "deploy", &name, "-o", "json"], None).ok().stdout;
+        let out = kubectl(&bin, &server, &["get", "deploy", &name, "-o", "json"], None)
+            .ok()
+            .stdout;
         let obj: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(obj["metadata"]["labels"].get("tier"), None);
         assert_eq!(obj["metadata"]["labels"]["merged"], "yes");
         assert_eq!(obj["metadata"]["annotations"]["note"], "hello");
         assert_eq!(obj["spec"]["replicas"], 4);
-        let containers = obj["spec"]["template"]["spec"]["containers"].as_array().expect("containers");
-        assert_eq!(containers.len(), 2, "strategic merge keeps the other container");
+        let containers = obj["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers");
+        assert_eq!(
+            containers.len(),
+            2,
+            "strategic merge keeps the other container"
+        );
         assert_eq!(containers[0]["image"], "nginx:1.25");
         assert_eq!(containers[1]["image"], "busybox:1.37");
-        let bad = kubectl(&bin, &server, &["patch", "deploy", &name, "--type=json", "-p", r#"[{"op":"remove","path":"/spec/nope"}]"#], None);
+        let bad = kubectl(
+            &bin,
+            &server,
+            &[
+                "patch",
+                "deploy",
+                &name,
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/spec/nope"}]"#,
+            ],
+            None,
+        );
         assert_ne!(bad.code, 0);
 
-        kubectl(&bin, &server, &["scale", "deploy", &name, "--replicas=7"], None).ok();
-        let replicas = kubectl(&bin, &server, &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"], None).ok().stdout;
+        kubectl(
+            &bin,
+            &server,
+            &["scale", "deploy", &name, "--replicas=7"],
+            None,
+        )
+        .ok();
+        let replicas = kubectl(
+            &bin,
+            &server,
+            &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"],
+            None,
+        )
+        .ok()
+        .stdout;
         assert_eq!(replicas, "7");
     }
 }
@@ -107,13 +234,23 @@ fn conflicts_duplicates_and_invalid_names_are_refused_as_upstream_does() {
     let server = TugServer::start();
     for bin in kubectls() {
         let name = format!("cm-{}", version_tag(&bin));
-        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: '1'\n");
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: '1'\n"
+        );
         kubectl(&bin, &server, &["create", "-f", "-"], Some(&cm)).ok();
         let twice = kubectl(&bin, &server, &["create", "-f", "-"], Some(&cm));
         assert_ne!(twice.code, 0);
-        assert!(twice.stderr.contains(&format!("configmaps \"{name}\" already exists")), "{}", twice.stderr);
+        assert!(
+            twice
+                .stderr
+                .contains(&format!("configmaps \"{name}\" already exists")),
+            "{}",
+            twice.stderr
+        );
 
-        let stale = kubectl(&bin, &server, &["get", "cm", &name, "-o", "yaml"], None).ok().stdout;
+        let stale = kubectl(&bin, &server, &["get", "cm", &name, "-o", "yaml"], None)
+            .ok()
+            .stdout;
         kubectl(&bin, &server, &["label", "cm", &name, "bump=1"], None).ok();
         let replaced = kubectl(&bin, &server, &["replace", "-f", "-"], Some(&stale));
         assert_ne!(replaced.code, 0);
@@ -126,12 +263,20 @@ fn conflicts_duplicates_and_invalid_names_are_refused_as_upstream_does() {
 
         let missing_ns = kubectl(&bin, &server, &["get", "cm", "-n", "nowhere", "x"], None);
         // kubectl 1.31+ looks the namespace up after a NotFound and names it instead.
-        let named = missing_ns.stderr.contains("configmaps \"x\" not found") || missing_ns.stderr.contains("namespaces \"nowhere\" not found");
+        let named = missing_ns.stderr.contains("configmaps \"x\" not found")
+            || missing_ns
+                .stderr
+                .contains("namespaces \"nowhere\" not found");
         assert!(named, "{}", missing_ns.stderr);
-        let unknown_field = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict-check\ndatta: {}\n";
+        let unknown_field =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict-check\ndatta: {}\n";
         let strict = kubectl(&bin, &server, &["create", "-f", "-"], Some(unknown_field));
         assert_ne!(strict.code, 0, "kubectl validates strictly by default");
-        assert!(strict.stderr.contains("unknown field \"datta\""), "{}", strict.stderr);
+        assert!(
+            strict.stderr.contains("unknown field \"datta\""),
+            "{}",
+            strict.stderr
+        );
     }
 }
 
@@ -146,29 +291,120 @@ fn get_output_formats_and_selectors() {
         kubectl(bin, &server, &["apply", "-f", "-"], Some(&cm)).ok();
     }
     let table = kubectl(bin, &server, &["get", "deploy"], None).ok().stdout;
-    assert!(table.starts_with("NAME") && table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("fmt"), "{table}");
-    let wide = kubectl(bin, &server, &["get", "deploy", "-o", "wide"], None).ok().stdout;
-    assert!(wide.contains("CONTAINERS") && wide.contains("nginx:1.25,busybox:1.36") && wide.contains("app=fmt"), "{wide}");
-    let yaml = kubectl(bin, &server, &["get", "deploy", "fmt", "-o", "yaml"], None).ok().stdout;
-    assert!(yaml.contains("kind: Deployment") && yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
-    let uid = kubectl(bin, &server, &["get", "deploy", "fmt", "-o", "jsonpath={.metadata.uid}"], None).ok().stdout;
+    assert!(
+        table.starts_with("NAME")
+            && table.contains("READY")
+            && table.contains("UP-TO-DATE")
+            && table.contains("fmt"),
+        "{table}"
+    );
+    let wide = kubectl(bin, &server, &["get", "deploy", "-o", "wide"], None)
+        .ok()
+        .stdout;
+    assert!(
+        wide.contains("CONTAINERS")
+            && wide.contains("nginx:1.25,busybox:1.36")
+            && wide.contains("app=fmt"),
+        "{wide}"
+    );
+    let yaml = kubectl(bin, &server, &["get", "deploy", "fmt", "-o", "yaml"], None)
+        .ok()
+        .stdout;
+    assert!(
+        yaml.contains("kind: Deployment")
+            && yaml.contains("resourceVersion:")
+            && yaml.contains("uid:"),
+        "{yaml}"
+    );
+    let uid = kubectl(
+        bin,
+        &server,
+        &["get", "deploy", "fmt", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    )
+    .ok()
+    .stdout;
     assert_eq!(uid.len(), 36, "uid is a UUID: {uid}");
-    let by_label = kubectl(bin, &server, &["get", "cm", "-l", "group=g0", "-o", "name"], None).ok().stdout;
-    assert_eq!(by_label.lines().collect::<Vec<_>>(), ["configmap/sel-0", "configmap/sel-2"]);
-    let set_based = kubectl(bin, &server, &["get", "cm", "-l", "group in (g1),group notin (g0)", "-o", "name"], None).ok().stdout;
+    let by_label = kubectl(
+        bin,
+        &server,
+        &["get", "cm", "-l", "group=g0", "-o", "name"],
+        None,
+    )
+    .ok()
+    .stdout;
+    assert_eq!(
+        by_label.lines().collect::<Vec<_>>(),
+        ["configmap/sel-0", "configmap/sel-2"]
+    );
+    let set_based = kubectl(
+        bin,
+        &server,
+        &[
+            "get",
+            "cm",
+            "-l",
+            "group in (g1),group notin (g0)",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .ok()
+    .stdout;
     assert_eq!(set_based.trim(), "configmap/sel-1");
-    let by_field = kubectl(bin, &server, &["get", "cm", "--field-selector", "metadata.name=sel-1", "-o", "name"], None).ok().stdout;
+    let by_field = kubectl(
+        bin,
+        &server,
+        &[
+            "get",
+            "cm",
+            "--field-selector",
+            "metadata.name=sel-1",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .ok()
+    .stdout;
     assert_eq!(by_field.trim(), "configmap/sel-1");
-    let bad_field = kubectl(bin, &server, &["get", "cm", "--field-selector", "data.x=1"], None);
-    assert!(bad_field.stderr.contains("field label not supported: data.x"), "{}", bad_field.stderr);
-    let all = kubectl(bin, &server, &["get", "all", "-A"], None).ok().stdout;
-    assert!(all.contains("service/kubernetes") && all.contains("deployment.apps/fmt"), "{all}");
+    let bad_field = kubectl(
+        bin,
+        &server,
+        &["get", "cm", "--field-selector", "data.x=1"],
+        None,
+    );
+    assert!(
+        bad_field
+            .stderr
+            .contains("field label not supported: data.x"),
+        "{}",
+        bad_field.stderr
+    );
+    let all = kubectl(bin, &server, &["get", "all", "-A"], None)
+        .ok()
+        .stdout;
+    assert!(
+        all.contains("service/kubernetes") && all.contains("deployment.apps/fmt"),
+        "{all}"
+    );
     let ns = kubectl(bin, &server, &["get", "ns"], None).ok().stdout;
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(n), "{ns}");
     }
-    let describe = kubectl(bin, &server, &["describe", "deploy", "fmt"], None).ok().stdout;
-    assert!(describe.contains("Name:") && describe.contains("fmt") && describe.contains("Replicas:"), "{describe}");
-    let describe_cm = kubectl(bin, &server, &["describe", "cm", "sel-0"], None).ok().stdout;
-    assert!(describe_cm.contains("Labels:") && describe_cm.contains("group=g0"), "{describe_cm}");
+    let describe = kubectl(bin, &server, &["describe", "deploy", "fmt"], None)
+        .ok()
+        .stdout;
+    assert!(
+        describe.contains("Name:") && describe.contains("fmt") && describe.contains("Replicas:"),
+        "{describe}"
+    );
+    let describe_cm = kubectl(bin, &server, &["describe", "cm", "sel-0"], None)
+        .ok()
+        .stdout;
+    assert!(
+        describe_cm.contains("Labels:") && describe_cm.contains("group=g0"),
+        "{describe_cm}"
+    );
 }

@@ -11,7 +11,7 @@ use super::negotiate::{self, IncludeObject, Output};
 use super::patch::{self, PatchType};
 use super::query::Query;
 use super::request::ResourcePath;
-use super::rest::{DeleteOptions, Deleted, Rest, UpdateKind, WriteContext};
+use super::rest::{DeleteOptions, Deleted, Rest, UpdateKind, UpdateOptions, WriteContext};
 use super::status::{ApiError, ApiResult};
 use super::{object, scale, watch};
 
@@ -183,24 +183,16 @@ async fn patch_object(
         return Ok((created, StatusCode::CREATED));
     }
     exists?;
-    let update_kind = if sub == Some("status") {
-        UpdateKind::Status
+    let opts = if sub == Some("status") {
+        UpdateOptions::STATUS
     } else {
-        UpdateKind::Main
+        UpdateOptions::MAIN
     };
     let written = rest
-        .guaranteed_update(
-            res,
-            ns,
-            name,
-            false,
-            ctx,
-            |current| {
-                let result = patch::apply(res, kind, &current, &patch_body);
-                async move { result }
-            },
-            update_kind,
-        )
+        .guaranteed_update(res, ns, name, opts, ctx, |current| {
+            let result = patch::apply(res, kind, &current, &patch_body);
+            async move { result }
+        })
         .await?;
     Ok((written, StatusCode::OK))
 }

@@ -8,7 +8,7 @@ use crate::core::selector::LabelSelector;
 
 use super::object;
 use super::patch::{self, PatchType};
-use super::rest::{Rest, UpdateKind, WriteContext};
+use super::rest::{Rest, UpdateKind, UpdateOptions, WriteContext};
 use super::status::{ApiError, ApiResult, FieldError};
 
 /// The Scale view of a scalable object.
@@ -71,7 +71,10 @@ async fn set_replicas(
             res,
             ns,
             name,
-            pinned.is_some(),
+            UpdateOptions {
+                pinned: pinned.is_some(),
+                kind: UpdateKind::Main,
+            },
             ctx,
             |mut current| {
                 let pinned = pinned.clone();
@@ -85,7 +88,6 @@ async fn set_replicas(
                     Ok(current)
                 }
             },
-            UpdateKind::Main,
         )
         .await?;
     Ok(view(res, &written))
@@ -168,49 +170,41 @@ pub async fn bind(
             vec![FieldError::required("target.name", "")],
         ));
     }
-    rest.guaranteed_update(
-        res,
-        ns,
-        name,
-        false,
-        ctx,
-        |mut pod| {
-            let node = node.clone();
-            async move {
-                let assigned = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                if !assigned.is_empty() {
-                    return Err(ApiError::conflict(
-                        res,
-                        name,
-                        &format!("pod {name} is already assigned to node {assigned:?}"),
-                    ));
-                }
-                if object::is_terminating(&pod) {
-                    return Err(ApiError::conflict(
-                        res,
-                        name,
-                        &format!("pod {name} is being deleted, cannot be assigned to a host"),
-                    ));
-                }
-                pod["spec"]["nodeName"] = json!(node);
-                Ok(pod)
+    rest.guaranteed_update(res, ns, name, UpdateOptions::MAIN, ctx, |mut pod| {
+        let node = node.clone();
+        async move {
+            let assigned = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if !assigned.is_empty() {
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    &format!("pod {name} is already assigned to node {assigned:?}"),
+                ));
             }
-        },
-        UpdateKind::Main,
-    )
+            if object::is_terminating(&pod) {
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            Ok(pod)
+        }
+    })
     .await?;
-    rest.guaranteed_update(res, ns, name, false, ctx, |mut pod| async move {
+    rest.guaranteed_update(res, ns, name, UpdateOptions::STATUS, ctx, |mut pod| async move {
         let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()});
         let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c.get("type") != Some(&json!("PodScheduled"))).collect();
         conditions.push(condition);
         pod["status"]["conditions"] = json!(conditions);
         Ok(pod)
-    }, UpdateKind::Status)
+    })
     .await?;
     Ok(())
 }

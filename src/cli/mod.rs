@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (API server, store, controllers) and, unless --disable-agent, a node agent.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
 }

@@ -9,7 +9,7 @@ fn server(argv: &[&str]) -> Result<ServerConfig, String> {
         .map(OsString::from)
         .collect();
     match parse_cli(argv).map_err(|e| e.to_string())?.command {
-        Command::Server(args) => ServerConfig::from_args(args).map_err(|e| e.to_string()),
+        Command::Server(args) => ServerConfig::from_args(*args).map_err(|e| e.to_string()),
         Command::Agent(_) => Err("agent".into()),
     }
 }

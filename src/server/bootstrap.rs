@@ -19,16 +19,7 @@ async fn ensure(
     obj: Value,
     replace: bool,
 ) -> ApiResult<()> {
-    let res = registry::find(
-        group,
-        if group == "discovery.k8s.io" {
-            "v1"
-        } else {
-            "v1"
-        },
-        plural,
-    )
-    .ok_or_else(|| {
+    let res = registry::find(group, "v1", plural).ok_or_else(|| {
         crate::apiserver::status::ApiError::internal(format!("unknown resource {plural}"))
     })?;
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();

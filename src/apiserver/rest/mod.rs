@@ -12,7 +12,7 @@ mod update;
 pub use allocate::ServiceNetwork;
 pub use delete::{DeleteOptions, Deleted};
 pub use list::{ListOut, ListQuery};
-pub use update::UpdateKind;
+pub use update::{UpdateKind, UpdateOptions};
 
 use std::sync::Arc;
 

@@ -23,6 +23,27 @@ pub enum UpdateKind {
     Status,
 }
 
+/// How a guaranteed update treats conflicts and which part of the object it may change.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateOptions {
+    /// The client named a resourceVersion: a conflict is a 409 rather than a retry.
+    pub pinned: bool,
+    pub kind: UpdateKind,
+}
+
+impl UpdateOptions {
+    /// Retry on conflicts, change the main resource.
+    pub const MAIN: UpdateOptions = UpdateOptions {
+        pinned: false,
+        kind: UpdateKind::Main,
+    };
+    /// Retry on conflicts, change status only.
+    pub const STATUS: UpdateOptions = UpdateOptions {
+        pinned: false,
+        kind: UpdateKind::Status,
+    };
+}
+
 /// Metadata only the server sets; carried over from the stored object on every update.
 const SERVER_META: &[&str] = &[
     "uid",
@@ -74,29 +95,30 @@ impl Rest {
                 res,
                 path_ns,
                 name,
-                pinned.is_some(),
+                UpdateOptions {
+                    pinned: pinned.is_some(),
+                    kind,
+                },
                 ctx,
                 move |_current| {
                     let desired = desired.clone();
                     async move { Ok(desired) }
                 },
-                kind,
             )
             .await?;
         Ok((updated, false))
     }
 
     /// Reads the object, lets `mutate` compute the desired object from it, applies the update rules and
-    /// writes with the read revision as precondition. Retries on conflict unless `pinned`.
+    /// writes with the read revision as precondition. Retries on conflict unless `opts.pinned`.
     pub async fn guaranteed_update<F, Fut>(
         &self,
         res: &'static ResourceInfo,
         ns: Option<&str>,
         name: &str,
-        pinned: bool,
+        opts: UpdateOptions,
         ctx: &mut WriteContext,
         mut mutate: F,
-        kind: UpdateKind,
     ) -> ApiResult<Value>
     where
         F: FnMut(Value) -> Fut,
@@ -119,7 +141,7 @@ impl Rest {
                     return Err(ApiError::modified(res, name));
                 }
             }
-            let mut next = self.prepare_update(res, &current, desired, kind);
+            let mut next = self.prepare_update(res, &current, desired, opts.kind);
             self.admission.admit(res, &mut next, Some(&current), ctx)?;
             let _allocation = self.allocate(res, &mut next, Some(&current)).await?;
             if unchanged(&current, &next) || ctx.dry_run {
@@ -138,7 +160,7 @@ impl Rest {
             };
             match self.store.apply(command).await? {
                 Ok(written) => return object::decode(&written),
-                Err(CommandError::Conflict { .. }) if !pinned => continue,
+                Err(CommandError::Conflict { .. }) if !opts.pinned => continue,
                 Err(CommandError::Conflict { .. }) => return Err(ApiError::modified(res, name)),
                 Err(CommandError::NotFound) => return Err(ApiError::not_found(res, name)),
                 Err(other) => return Err(ApiError::internal(other)),
