@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generate src/apiserver/patch/strategic_meta.json, the patch metadata table
-used by tug's strategic merge patch (src/apiserver/patch/strategic.rs).
+used by tug's strategic merge patch (src/apiserver/patch/strategic/).
 
 Input
 -----

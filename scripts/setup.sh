@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(build-essential pkg-config ca-certificates curl iproute2 iptables protobuf-compiler
+packages=(build-essential pkg-config ca-certificates curl iproute2 iptables protobuf-compiler libprotobuf-dev
           containerd runc containernetworking-plugins etcd-server etcd-client procps)
 need=()
 for p in "${packages[@]}"; do

@@ -10,4 +10,5 @@ export CARGO_TERM_COLOR=never
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+# Benchmarks are not tests: they run with `cargo bench` (see docs/benchmarks.md).
+cargo test --lib --bins --tests --locked

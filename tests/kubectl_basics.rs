@@ -408,3 +408,301 @@ fn get_output_formats_and_selectors() {
         "{describe_cm}"
     );
 }
+
+#[test]
+fn server_side_apply_tracks_owners_and_reports_conflicts() {
+    let server = TugServer::start();
+    for bin in kubectls() {
+        let name = format!("ssa-{}", version_tag(&bin));
+        let manifest = DEPLOYMENT.replace("NAME", &name);
+        let first = kubectl(
+            &bin,
+            &server,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&manifest),
+        )
+        .ok()
+        .stdout;
+        assert!(first.contains("serverside-applied"), "{first}");
+        let rv = kubectl(
+            &bin,
+            &server,
+            &[
+                "get",
+                "deploy",
+                &name,
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
+        kubectl(
+            &bin,
+            &server,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&manifest),
+        )
+        .ok();
+        let rv_again = kubectl(
+            &bin,
+            &server,
+            &[
+                "get",
+                "deploy",
+                &name,
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
+        assert_eq!(
+            rv, rv_again,
+            "re-applying the same configuration writes nothing"
+        );
+
+        let other = manifest.replace("replicas: 2", "replicas: 5");
+        let conflict = kubectl(
+            &bin,
+            &server,
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&other),
+        );
+        assert_ne!(conflict.code, 0);
+        assert!(
+            conflict.stderr.contains("conflict with \"kubectl\"")
+                && conflict.stderr.contains(".spec.replicas"),
+            "{}",
+            conflict.stderr
+        );
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=other",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&other),
+        )
+        .ok();
+        let out = kubectl(
+            &bin,
+            &server,
+            &[
+                "get",
+                "deploy",
+                &name,
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
+        let obj: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(obj["spec"]["replicas"], 5);
+        let managers: Vec<&str> = obj["metadata"]["managedFields"]
+            .as_array()
+            .expect("managedFields")
+            .iter()
+            .filter_map(|e| e["manager"].as_str())
+            .collect();
+        assert!(
+            managers.contains(&"kubectl") && managers.contains(&"other"),
+            "{managers:?}"
+        );
+
+        // A container kubectl stops applying stays while "other" still applies it, and goes when
+        // nobody applies it any more.
+        let sidecar = "      - name: sidecar\n        image: busybox:1.36\n";
+        let fewer = manifest.replace(sidecar, "").replace("  replicas: 2\n", "");
+        kubectl(
+            &bin,
+            &server,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&fewer),
+        )
+        .ok();
+        let containers = |server: &TugServer| {
+            let jsonpath = "jsonpath={.spec.template.spec.containers[*].name} {.spec.replicas}";
+            kubectl(
+                &bin,
+                server,
+                &["get", "deploy", &name, "-o", jsonpath],
+                None,
+            )
+            .ok()
+            .stdout
+        };
+        assert_eq!(containers(&server), "web sidecar 5");
+        let other_fewer = other.replace(sidecar, "");
+        let args = ["apply", "--server-side", "--field-manager=other", "-f", "-"];
+        kubectl(&bin, &server, &args, Some(&other_fewer)).ok();
+        assert_eq!(containers(&server), "web 5");
+    }
+}
+
+#[test]
+fn explain_reads_the_openapi_schemas() {
+    let server = TugServer::start();
+    for bin in kubectls() {
+        let out = kubectl(
+            &bin,
+            &server,
+            &["explain", "deployment.spec.strategy"],
+            None,
+        )
+        .ok()
+        .stdout;
+        assert!(
+            out.contains("KIND:")
+                && out.contains("Deployment")
+                && out.contains("rollingUpdate")
+                && out.contains("type"),
+            "{out}"
+        );
+        let limits = kubectl(
+            &bin,
+            &server,
+            &["explain", "pod.spec.containers.resources.limits"],
+            None,
+        )
+        .ok()
+        .stdout;
+        assert!(limits.contains("Quantity"), "{limits}");
+        let bogus = kubectl(&bin, &server, &["explain", "deploy.spec.bogus"], None);
+        assert_ne!(bogus.code, 0);
+        assert!(bogus.stderr.contains("bogus"), "{}", bogus.stderr);
+    }
+}
+
+#[test]
+fn typed_create_commands_work_including_protobuf_bodies() {
+    // kubectl 1.32+ sends these bodies as application/vnd.kubernetes.protobuf; older ones as JSON.
+    let server = TugServer::start();
+    for bin in kubectls() {
+        let tag = version_tag(&bin);
+        kubectl(
+            &bin,
+            &server,
+            &["create", "namespace", &format!("ns-{tag}")],
+            None,
+        )
+        .ok();
+        let ns = format!("ns-{tag}");
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "-n",
+                &ns,
+                "create",
+                "configmap",
+                "cfg",
+                "--from-literal=a=b",
+            ],
+            None,
+        )
+        .ok();
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "-n",
+                &ns,
+                "create",
+                "secret",
+                "generic",
+                "sec",
+                "--from-literal=p=q",
+            ],
+            None,
+        )
+        .ok();
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "-n",
+                &ns,
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx:1.25",
+                "--replicas=3",
+                "--port=80",
+            ],
+            None,
+        )
+        .ok();
+        kubectl(
+            &bin,
+            &server,
+            &[
+                "-n",
+                &ns,
+                "create",
+                "service",
+                "nodeport",
+                "web",
+                "--tcp=80:8080",
+            ],
+            None,
+        )
+        .ok();
+        let data = kubectl(
+            &bin,
+            &server,
+            &["-n", &ns, "get", "cm", "cfg", "-o", "jsonpath={.data.a}"],
+            None,
+        )
+        .ok()
+        .stdout;
+        assert_eq!(data, "b");
+        let secret = kubectl(
+            &bin,
+            &server,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "secret",
+                "sec",
+                "-o",
+                "jsonpath={.data.p}",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
+        assert_eq!(secret, "cQ==", "secret data is base64 of the literal");
+        let deploy = kubectl(&bin, &server, &["-n", &ns, "get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"], None).ok().stdout;
+        assert_eq!(deploy, "3 80");
+        let port = kubectl(
+            &bin,
+            &server,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "svc",
+                "web",
+                "-o",
+                "jsonpath={.spec.ports[0].nodePort}",
+            ],
+            None,
+        )
+        .ok()
+        .stdout;
+        let port: u16 = port.parse().expect("an allocated node port");
+        assert!((30000..=32767).contains(&port));
+    }
+}

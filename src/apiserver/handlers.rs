@@ -17,6 +17,12 @@ use super::{object, scale, watch};
 
 type Response = axum::response::Response;
 
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The verb a request maps to (as upstream names them in audit logs and metrics).
 pub fn verb(method: &Method, path: &ResourcePath, query: &Query) -> &'static str {
     match (method, path.name.is_some()) {
@@ -59,7 +65,7 @@ pub async fn serve(
         ("list", None) => list(rest, res, ns, query, headers).await,
         ("watch", None) => watch::serve(rest, res, ns, query, headers).await,
         ("create", None) => {
-            let mut ctx = query.write()?;
+            let mut ctx = query.write(user_agent(headers))?;
             let obj = negotiate::decode_body(headers, &body)?;
             let created = rest.create(res, ns, obj, &mut ctx).await?;
             Ok(negotiate::json_response(
@@ -69,7 +75,7 @@ pub async fn serve(
             ))
         }
         ("create", Some(name)) if sub == Some("binding") => {
-            let mut ctx = query.write()?;
+            let mut ctx = query.write(user_agent(headers))?;
             let binding = negotiate::decode_body(headers, &body)?;
             scale::bind(rest, res, ns, name, &binding, &mut ctx).await?;
             Ok(negotiate::json_response(
@@ -79,7 +85,7 @@ pub async fn serve(
             ))
         }
         ("update", Some(name)) => {
-            let mut ctx = query.write()?;
+            let mut ctx = query.write(user_agent(headers))?;
             let obj = negotiate::decode_body(headers, &body)?;
             let (written, created) = match sub {
                 Some("scale") => (
@@ -103,7 +109,7 @@ pub async fn serve(
             Ok(negotiate::json_response(code, &written, &ctx.warnings))
         }
         ("patch", Some(name)) => {
-            let mut ctx = query.write()?;
+            let mut ctx = query.write(user_agent(headers))?;
             let content_type = headers
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -113,7 +119,7 @@ pub async fn serve(
                 PatchType::Apply => negotiate::decode_yaml(&body)?,
                 _ => negotiate::decode_body(&HeaderMap::new(), &body)?,
             };
-            if kind == PatchType::Apply && ctx.field_manager.is_none() {
+            if kind == PatchType::Apply && query.get("fieldManager").is_none_or(str::is_empty) {
                 return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
             }
             let (written, code) =
@@ -121,7 +127,7 @@ pub async fn serve(
             Ok(negotiate::json_response(code, &written, &ctx.warnings))
         }
         ("delete", Some(name)) => {
-            let ctx = query.write()?;
+            let ctx = query.write(user_agent(headers))?;
             let opts = delete_options(query, headers, &body)?;
             match rest.delete(res, ns, name, &opts, &ctx).await? {
                 Deleted::Gone(obj) => Ok(negotiate::json_response(StatusCode::OK, &obj, &[])),
@@ -131,7 +137,7 @@ pub async fn serve(
             }
         }
         ("deletecollection", None) => {
-            let ctx = query.write()?;
+            let ctx = query.write(user_agent(headers))?;
             let opts = delete_options(query, headers, &body)?;
             let mut list_query = query.list()?;
             list_query.limit = 0;
@@ -175,14 +181,20 @@ async fn patch_object(
             StatusCode::OK,
         ));
     }
-    let exists = rest.get(res, ns, name).await;
-    if kind == PatchType::Apply && matches!(&exists, Err(e) if e.code == 404) && sub.is_none() {
-        let mut obj = patch_body;
-        object::meta_mut(&mut obj).insert("name".into(), json!(name));
-        let created = rest.create(res, ns, obj, ctx).await?;
-        return Ok((created, StatusCode::CREATED));
+    if kind == PatchType::Apply {
+        return super::apply::server_side_apply(rest, res, ns, name, patch_body, ctx).await;
     }
-    exists?;
+    if ctx.force {
+        return Err(ApiError::invalid(
+            res,
+            name,
+            vec![super::status::FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
+    }
+    rest.get(res, ns, name).await?;
     let opts = if sub == Some("status") {
         UpdateOptions::STATUS
     } else {
@@ -224,6 +236,11 @@ fn render_one(
 ) -> ApiResult<Response> {
     match negotiate::output(headers)? {
         Output::Json => Ok(negotiate::json_response(StatusCode::OK, &obj, &[])),
+        Output::Metadata { beta } => Ok(negotiate::json_response(
+            StatusCode::OK,
+            &negotiate::partial(&obj, beta),
+            &[],
+        )),
         Output::Table { beta } => {
             let include = IncludeObject::parse(query.get("includeObject"))?;
             let meta = json!({"resourceVersion": object::resource_version(&obj).unwrap_or("")});
@@ -257,6 +274,19 @@ async fn list(
         Output::Table { beta } => {
             let include = IncludeObject::parse(query.get("includeObject"))?;
             negotiate::table(res, &out.items, include, beta, true, meta)
+        }
+        Output::Metadata { beta } => {
+            let items: Vec<Value> = out
+                .items
+                .iter()
+                .map(|o| negotiate::partial(o, beta))
+                .collect();
+            let api_version = if beta {
+                "meta.k8s.io/v1beta1"
+            } else {
+                "meta.k8s.io/v1"
+            };
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": api_version, "metadata": meta, "items": items})
         }
     };
     Ok(negotiate::json_response(StatusCode::OK, &body, &[]))

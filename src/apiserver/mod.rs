@@ -3,6 +3,7 @@
 //! REST layer. Only the API server touches the store; every client, in-process or not, goes through it.
 
 pub mod admission;
+mod apply;
 pub mod auth;
 mod discovery;
 mod fields;
@@ -13,6 +14,7 @@ mod negotiate;
 pub mod object;
 mod openapi;
 mod patch;
+mod protobuf;
 mod query;
 mod request;
 pub mod rest;
@@ -22,6 +24,7 @@ pub mod status;
 mod table;
 mod watch;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +32,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use http::{Request, StatusCode};
 
 use request::Target;
@@ -90,10 +94,20 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
         ApiError::unauthorized().into_response()
     } else {
         match target {
-            Ok(target) => match serve_target(&state, target, &parts, &query, body).await {
-                Ok(r) => r,
-                Err(e) => e.into_response(),
-            },
+            // A bug must cost one request a 500, never the connection or the process.
+            Ok(target) => {
+                match AssertUnwindSafe(serve_target(&state, target, &parts, &query, body))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => e.into_response(),
+                    Err(_) => {
+                        tracing::error!(%path, "request handler panicked");
+                        ApiError::internal("the request could not be served").into_response()
+                    }
+                }
+            }
             Err(e) => e.into_response(),
         }
     };
@@ -142,15 +156,17 @@ async fn serve_target(
         Target::Healthz(check) => Ok(health::respond(state, &check, query)),
         Target::Metrics => Ok(text(state.metrics.render(&state.rest.store))),
         Target::OpenApiV3(None) => Ok(json(openapi::v3_index())),
-        Target::OpenApiV3(Some(path)) => {
-            openapi::v3_group_version(&path).map(json).ok_or_else(|| {
+        Target::OpenApiV3(Some(path)) => openapi::v3_group_version_json(&path)
+            .map(|bytes| {
+                ([(http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+            })
+            .ok_or_else(|| {
                 ApiError::new(
                     404,
                     "NotFound",
                     "the server could not find the requested resource",
                 )
-            })
-        }
+            }),
         Target::OpenApiV2 => Ok(openapi_v2(&parts.headers)),
         Target::Resource(path) => {
             let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES)

@@ -23,6 +23,10 @@ pub enum Output {
     Table {
         beta: bool,
     },
+    /// PartialObjectMetadata (a list of them for lists): metadata only, for metadata clients.
+    Metadata {
+        beta: bool,
+    },
 }
 
 /// Parses the Accept header into the preferred output; 406 when only unsupported types are accepted.
@@ -45,6 +49,19 @@ pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
             match get("v") {
                 Some("v1") => return Ok(Output::Table { beta: false }),
                 Some("v1beta1") => return Ok(Output::Table { beta: true }),
+                _ => continue,
+            }
+        }
+        if json_like
+            && matches!(
+                get("as"),
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+            )
+            && get("g") == Some("meta.k8s.io")
+        {
+            match get("v") {
+                Some("v1") => return Ok(Output::Metadata { beta: false }),
+                Some("v1beta1") => return Ok(Output::Metadata { beta: true }),
                 _ => continue,
             }
         }
@@ -106,6 +123,14 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         | "application/strategic-merge-patch+json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?,
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body)?,
+        "application/vnd.kubernetes.protobuf" => {
+            super::protobuf::decode(body).map_err(|e| match e {
+                super::protobuf::ProtobufError::Schema(_) => ApiError::internal(e),
+                other => {
+                    ApiError::bad_request(format!("error decoding protobuf request body: {other}"))
+                }
+            })?
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if depth(&value) > MAX_DEPTH {
@@ -176,6 +201,15 @@ impl ApiError {
     }
 }
 
+/// The PartialObjectMetadata of `obj`.
+pub fn partial(obj: &Value, beta: bool) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": if beta { "meta.k8s.io/v1beta1" } else { "meta.k8s.io/v1" },
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
 /// How rows carry their object (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncludeObject {
@@ -221,13 +255,7 @@ pub fn table(
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Object => row["object"] = obj.clone(),
-                IncludeObject::Metadata => {
-                    row["object"] = json!({
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
-                    })
-                }
+                IncludeObject::Metadata => row["object"] = partial(obj, false),
             }
             row
         })

@@ -78,8 +78,8 @@ impl Query {
         })
     }
 
-    /// The write options.
-    pub fn write(&self) -> ApiResult<WriteContext> {
+    /// The write options; `user_agent` names the field manager when the request does not.
+    pub fn write(&self, user_agent: Option<&str>) -> ApiResult<WriteContext> {
         let dry_run = match self.get("dryRun") {
             None | Some("") => false,
             Some("All") => true,
@@ -108,10 +108,25 @@ impl Query {
                 "fieldManager: Too long: must have at most 128 bytes",
             ));
         }
+        // Without fieldManager, upstream names the manager after the client: the user agent up to '/'.
+        let field_manager = field_manager.or_else(|| {
+            user_agent
+                .map(|ua| {
+                    ua.split('/')
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(128)
+                        .collect::<String>()
+                })
+                .filter(|m| !m.is_empty())
+        });
         Ok(WriteContext {
             dry_run,
             field_validation,
             field_manager,
+            applied: false,
+            force: self.flag("force"),
             warnings: Vec::new(),
         })
     }
@@ -129,11 +144,11 @@ mod tests {
         let list = q.list().expect("list");
         assert_eq!(list.limit, 500);
         assert!(list.labels.is_some());
-        let write = q.write().expect("write");
+        let write = q.write(None).expect("write");
         assert!(write.dry_run);
         assert_eq!(write.field_validation, FieldValidation::Strict);
         assert!(Query::parse(Some("limit=-3")).list().is_err());
-        assert!(Query::parse(Some("dryRun=Some")).write().is_err());
+        assert!(Query::parse(Some("dryRun=Some")).write(None).is_err());
         assert!(Query::parse(Some("labelSelector=a%20in%20(b"))
             .list()
             .is_err());

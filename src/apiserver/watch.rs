@@ -32,6 +32,7 @@ impl Renderer {
     fn event(&mut self, kind: &str, obj: Value) -> Bytes {
         let object = match self.output {
             Output::Json => obj,
+            Output::Metadata { beta } => negotiate::partial(&obj, beta),
             Output::Table { beta } => {
                 let meta = json!({"resourceVersion": object::resource_version(&obj).unwrap_or("")});
                 let t = negotiate::table(self.res, &[obj], self.include, beta, self.first, meta);

@@ -27,6 +27,11 @@ impl TugServer {
         server
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

@@ -2,6 +2,8 @@
 //! kinds, and apply patches (`application/apply-patch+yaml`). Each turns the current object and the
 //! patch into the desired object; the REST layer then writes it like any update.
 
+mod fieldset;
+pub mod managed;
 mod strategic;
 mod strategic_meta;
 

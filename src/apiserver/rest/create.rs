@@ -43,6 +43,7 @@ impl Rest {
             self.check_namespace(ns, true).await?;
         }
         self.admission.admit(res, &mut obj, None, ctx)?;
+        ctx.track(res, None, &mut obj, None);
         let _allocation = self.allocate(res, &mut obj, None).await?;
         if ctx.dry_run {
             return Ok(obj);

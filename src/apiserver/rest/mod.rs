@@ -40,6 +40,10 @@ pub struct WriteContext {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
     pub field_manager: Option<String>,
+    /// Server-side apply already recorded field ownership for this write.
+    pub applied: bool,
+    /// `force=true`: an apply takes fields from their other managers.
+    pub force: bool,
     /// Warnings for the `Warning` response header.
     pub warnings: Vec<String>,
 }
@@ -50,6 +54,30 @@ pub struct Rest {
     pub store: Store,
     pub admission: Arc<Admission>,
     network: ServiceNetwork,
+}
+
+impl WriteContext {
+    /// Records the fields this write changed under its field manager (unless it is an apply, which
+    /// recorded them itself).
+    fn track(
+        &self,
+        res: &ResourceInfo,
+        old: Option<&Value>,
+        new: &mut Value,
+        subresource: Option<&str>,
+    ) {
+        if !self.applied {
+            let manager = self.field_manager.as_deref().unwrap_or("unknown");
+            super::patch::managed::track_update(
+                res,
+                old,
+                new,
+                manager,
+                subresource,
+                &object::now_rfc3339(),
+            );
+        }
+    }
 }
 
 impl Rest {

@@ -143,6 +143,8 @@ impl Rest {
             }
             let mut next = self.prepare_update(res, &current, desired, opts.kind);
             self.admission.admit(res, &mut next, Some(&current), ctx)?;
+            let subresource = (opts.kind == UpdateKind::Status).then_some("status");
+            ctx.track(res, Some(&current), &mut next, subresource);
             let _allocation = self.allocate(res, &mut next, Some(&current)).await?;
             if unchanged(&current, &next) || ctx.dry_run {
                 return Ok(next);
