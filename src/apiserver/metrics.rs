@@ -23,26 +23,28 @@ struct Histogram {
 /// Request metrics.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
+    latency: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
 }
 
 impl Metrics {
     /// Records one finished request.
-    pub fn observe(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
+    pub fn observe(
+        &self,
+        verb: &'static str,
+        resource: &'static str,
+        code: u16,
+        elapsed: Duration,
+    ) {
         if let Ok(mut requests) = self.requests.lock() {
-            *requests
-                .entry((verb.to_string(), resource.to_string(), code))
-                .or_default() += 1;
+            *requests.entry((verb, resource, code)).or_default() += 1;
         }
         // Watches are long-running: their duration is not a latency.
         if verb == "watch" {
             return;
         }
         if let Ok(mut latency) = self.latency.lock() {
-            let h = latency
-                .entry((verb.to_string(), resource.to_string()))
-                .or_default();
+            let h = latency.entry((verb, resource)).or_default();
             if h.counts.is_empty() {
                 h.counts = vec![0; BUCKETS.len()];
             }

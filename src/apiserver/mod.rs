@@ -77,17 +77,14 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     let user = parts.extensions.get::<auth::User>().cloned();
     let target = request::parse(&path);
     let (verb, resource) = match &target {
-        Ok(Target::Resource(r)) => (
-            handlers::verb(&parts.method, r, &query),
-            r.resource.plural.to_string(),
-        ),
+        Ok(Target::Resource(r)) => (handlers::verb(&parts.method, r, &query), r.resource.plural),
         _ => (
             if parts.method == http::Method::GET {
                 "get"
             } else {
                 "other"
             },
-            String::new(),
+            "",
         ),
     };
     let response = if user.is_none() && !auth::is_public(&path) {
@@ -113,7 +110,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     };
     state.metrics.observe(
         verb,
-        &resource,
+        resource,
         response.status().as_u16(),
         started.elapsed(),
     );

@@ -58,8 +58,20 @@ pub fn decode_at(bytes: &[u8], revision: i64) -> ApiResult<Value> {
     Ok(obj)
 }
 
+/// The object as written at `revision` (what decoding the stored record would give, without the parse).
+pub fn with_revision(mut obj: Value, revision: i64) -> Value {
+    meta_mut(&mut obj).insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
+    obj
+}
+
 /// Encodes an object for the store, without its resourceVersion.
 pub fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        return serde_json::to_vec(obj).map_err(ApiError::internal);
+    }
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");

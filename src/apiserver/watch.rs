@@ -29,6 +29,21 @@ struct Renderer {
 }
 
 impl Renderer {
+    /// Renders a store event; plain JSON watchers share one serialization of the object.
+    fn stored_event(&mut self, kind: &str, event: &crate::store::Event) -> ApiResult<Bytes> {
+        if self.output != Output::Json {
+            return Ok(self.event(kind, object::decode(&event.record)?));
+        }
+        let object = rendered(event)?;
+        let mut out = Vec::with_capacity(object.len() + 32);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        out.extend_from_slice(&object);
+        out.extend_from_slice(b"}\n");
+        Ok(Bytes::from(out))
+    }
+
     fn event(&mut self, kind: &str, obj: Value) -> Bytes {
         let object = match self.output {
             Output::Json => obj,
@@ -161,8 +176,11 @@ pub async fn serve(
                             let _ = tx.send(Ok(error_event(&ApiError::gone("too old resource version: the watcher fell behind")))).await;
                             return;
                         }
-                        Some(Ok(event)) => match to_watch_event(res, &filter, &event) {
-                            Ok(Some((kind, obj))) => renderer.event(kind, obj),
+                        Some(Ok(event)) => match classify(res, &filter, &event).and_then(|k| match k {
+                            Some(kind) => renderer.stored_event(kind, &event).map(Some),
+                            None => Ok(None),
+                        }) {
+                            Ok(Some(chunk)) => chunk,
                             Ok(None) => continue,
                             Err(e) => error_event(&e),
                         },
@@ -188,23 +206,41 @@ fn streaming(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> axum::respons
 }
 
 /// The event a watcher with `filter` sees for a store event, if any.
-fn to_watch_event(
+/// The event type a watcher with `filter` sees for a store event, if any. Without selectors nothing is
+/// decoded; with them, the object and its previous value are matched.
+fn classify(
     res: &ResourceInfo,
     filter: &ListQuery,
     event: &crate::store::Event,
-) -> ApiResult<Option<(&'static str, Value)>> {
-    let obj = object::decode(&event.record)?;
-    let now = filter.matches(res, &obj);
+) -> ApiResult<Option<&'static str>> {
+    if filter.labels.is_none() && filter.fields.is_none() {
+        return Ok(Some(match event.kind {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            EventKind::Deleted => "DELETED",
+        }));
+    }
+    let now = filter.matches(res, &object::decode(&event.record)?);
     let before = match &event.prev {
         Some(prev) => filter.matches(res, &object::decode_at(prev, event.record.mod_revision)?),
         None => false,
     };
     Ok(match event.kind {
-        EventKind::Added if now => Some(("ADDED", obj)),
-        EventKind::Modified if now && before => Some(("MODIFIED", obj)),
-        EventKind::Modified if now => Some(("ADDED", obj)),
-        EventKind::Modified if before => Some(("DELETED", obj)),
-        EventKind::Deleted if now => Some(("DELETED", obj)),
+        EventKind::Added if now => Some("ADDED"),
+        EventKind::Modified if now && before => Some("MODIFIED"),
+        EventKind::Modified if now => Some("ADDED"),
+        EventKind::Modified if before => Some("DELETED"),
+        EventKind::Deleted if now => Some("DELETED"),
         _ => None,
     })
+}
+
+/// The event's object as JSON, rendered once for all watchers.
+fn rendered(event: &crate::store::Event) -> ApiResult<Bytes> {
+    if let Some(bytes) = event.rendered.get() {
+        return Ok(bytes.clone());
+    }
+    let obj = object::decode(&event.record)?;
+    let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(ApiError::internal)?);
+    Ok(event.rendered.get_or_init(|| bytes).clone())
 }

@@ -55,11 +55,16 @@ pub(super) fn load_counters(conn: &Connection) -> Result<Counters> {
     })
 }
 
+/// How many reads run at once. Each holds a connection (with its page cache) and a blocking thread,
+/// so the bound keeps memory and thread count flat under load; SQLite reads are short.
+const MAX_CONCURRENT_READS: usize = 4;
+
 /// The pool of read connections.
 #[derive(Clone)]
 pub(super) struct Readers {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<tokio::sync::Semaphore>,
     hub: Hub,
 }
 
@@ -80,6 +85,7 @@ impl Readers {
         Readers {
             path,
             idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
             hub,
         }
     }
@@ -90,7 +96,14 @@ impl Readers {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = this.idle.lock().ok().and_then(|mut idle| idle.pop());
             let mut conn = match pooled {
                 Some(conn) => conn,

@@ -31,6 +31,9 @@ pub struct Event {
     /// The value before the change (None for a create), so that filtered watches can tell an object
     /// that stopped matching from one that never matched.
     pub prev: Option<Bytes>,
+    /// The API server's JSON rendering of `record`, made by the first watcher that needs it and
+    /// shared by all the others (upstream's watch cache caches serializations the same way).
+    pub rendered: std::sync::OnceLock<Bytes>,
 }
 
 impl Event {
@@ -42,7 +45,12 @@ impl Event {
         };
         // A create has no previous value, even when the key existed before an earlier delete.
         let prev = if kind == EventKind::Added { None } else { prev };
-        Event { kind, record, prev }
+        Event {
+            kind,
+            record,
+            prev,
+            rendered: std::sync::OnceLock::new(),
+        }
     }
 }
 

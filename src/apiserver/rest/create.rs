@@ -51,7 +51,7 @@ impl Rest {
         let key = object::key(res, ns.as_deref(), &name);
         let value = object::encode(&obj)?;
         match self.store.apply(Command::Create { key, value }).await? {
-            Ok(record) => object::decode(&record),
+            Ok(record) => Ok(object::with_revision(obj, record.mod_revision)),
             Err(CommandError::AlreadyExists { .. }) => Err(ApiError::already_exists(res, &name)),
             Err(other) => Err(ApiError::internal(other)),
         }

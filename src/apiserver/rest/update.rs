@@ -161,7 +161,7 @@ impl Rest {
                 expected_revision: record.mod_revision,
             };
             match self.store.apply(command).await? {
-                Ok(written) => return object::decode(&written),
+                Ok(written) => return Ok(object::with_revision(next, written.mod_revision)),
                 Err(CommandError::Conflict { .. }) if !opts.pinned => continue,
                 Err(CommandError::Conflict { .. }) => return Err(ApiError::modified(res, name)),
                 Err(CommandError::NotFound) => return Err(ApiError::not_found(res, name)),
