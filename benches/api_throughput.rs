@@ -1,12 +1,12 @@
 //! API benchmark, side by side with etcd from the OS packages in the same run:
 //! - creates per second of ~1 KiB ConfigMaps over HTTPS through tug's full API path (kube-rs client),
 //!   against etcd puts of the same value size over gRPC, at 1, 16 and 64 concurrent clients, with
-//!   p50/p99 latency;
+//!   p50/p99 latency, and how many writes shared each fsync;
 //! - watch fan-out: 100 watchers that must each receive every event of a 64-client write burst;
-//! - idle RSS after start and after 10,000 objects, time to /readyz (fresh data dir, certificates
-//!   included), and the binary's size.
+//! - RSS idle, with 10,000 objects and after listing them all, time to /readyz (fresh data dir,
+//!   certificates included), and the binary's size.
 //!
-//! Run: `cargo bench --bench api_throughput` (env BENCH_CREATES to change the creates per run).
+//! Run: `cargo bench --bench api_throughput` (env BENCH_CREATES sets the creates per run).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,6 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{json, Value};
 
 use common::TugServer;
 
@@ -32,9 +33,8 @@ struct Stats {
 fn stats(total: Duration, mut latencies: Vec<Duration>) -> Stats {
     latencies.sort_unstable();
     let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len() - 1))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     Stats {
         per_second: latencies.len() as f64 / total.as_secs_f64(),
@@ -49,31 +49,28 @@ fn payload() -> String {
 
 async fn kube_client(server: &TugServer) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let options = KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .expect("config");
     kube::Client::try_from(config).expect("client")
 }
 
-/// `total` creates spread over `clients` concurrent loops; names start with `prefix`.
-async fn tug_creates(api: &Api<ConfigMap>, prefix: &str, clients: usize, total: usize) -> Stats {
+/// Runs `per_client` timed operations in each of `clients` concurrent loops.
+async fn timed<F, Fut>(clients: usize, per_client: usize, op: F) -> Stats
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let started = Instant::now();
-    let per_client = total / clients;
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let api = api.clone();
-            let prefix = prefix.to_string();
+            let op = op.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(per_client);
                 for i in 0..per_client {
-                    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-                        "metadata": {"name": format!("{prefix}-{c}-{i}")}, "data": {"v": payload()}
-                    }))
-                    .expect("configmap");
                     let t = Instant::now();
-                    api.create(&PostParams::default(), &cm)
-                        .await
-                        .expect("create");
+                    op(c, i).await;
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -85,6 +82,45 @@ async fn tug_creates(api: &Api<ConfigMap>, prefix: &str, clients: usize, total: 
         all.extend(t.await.expect("task"));
     }
     stats(started.elapsed(), all)
+}
+
+/// `total` ConfigMap creates with `labels`, spread over `clients` loops; names start with `prefix`.
+async fn tug_creates(
+    api: &Api<ConfigMap>,
+    prefix: &str,
+    clients: usize,
+    total: usize,
+    labels: Value,
+) -> Stats {
+    let (api, prefix) = (api.clone(), prefix.to_string());
+    timed(clients, total / clients, move |c, i| {
+        let (api, prefix, labels) = (api.clone(), prefix.clone(), labels.clone());
+        async move {
+            let cm: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("{prefix}-{c}-{i}"), "labels": labels}, "data": {"v": payload()}
+            }))
+            .expect("configmap");
+            api.create(&PostParams::default(), &cm).await.expect("create");
+        }
+    })
+    .await
+}
+
+async fn etcd_puts(
+    client: &etcd_client::Client,
+    prefix: &str,
+    clients: usize,
+    total: usize,
+) -> Stats {
+    let (client, prefix) = (client.clone(), prefix.to_string());
+    timed(clients, total / clients, move |c, i| {
+        let mut kv = client.kv_client();
+        let key = format!("/{prefix}/{c}/{i}");
+        async move {
+            kv.put(key, payload(), None).await.expect("put");
+        }
+    })
+    .await
 }
 
 struct Etcd {
@@ -101,10 +137,8 @@ impl Drop for Etcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().map(|a| a.port()).expect("free port")
 }
 
 fn start_etcd() -> Etcd {
@@ -144,70 +178,51 @@ fn start_etcd() -> Etcd {
     }
 }
 
-async fn etcd_puts(
-    client: &etcd_client::Client,
-    prefix: &str,
-    clients: usize,
-    total: usize,
-) -> Stats {
-    let started = Instant::now();
-    let per_client = total / clients;
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let mut kv = client.kv_client();
-            let prefix = prefix.to_string();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for i in 0..per_client {
-                    let t = Instant::now();
-                    kv.put(format!("/{prefix}/{c}/{i}"), payload(), None)
-                        .await
-                        .expect("put");
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("task"));
+async fn connect_etcd(etcd: &Etcd) -> etcd_client::Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = match etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
+            Ok(mut c) => c.status().await.map(|_| c),
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(c) => return c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("etcd did not start: {e}"),
+        }
     }
-    stats(started.elapsed(), all)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 /// 100 watchers must each see every one of `writes` creates made by 64 clients.
 async fn watch_fanout(api: &Api<ConfigMap>, writes: usize) -> (usize, usize, Stats) {
     let watchers = 100;
     let expected = (writes / 64) * 64;
-    let rv = api
-        .list_metadata(&Default::default())
-        .await
-        .expect("list")
-        .metadata
-        .resource_version
-        .unwrap_or_default();
+    let list = api.list_metadata(&Default::default()).await.expect("list");
+    let rv = list.metadata.resource_version.unwrap_or_default();
     let counts: Vec<_> = (0..watchers)
         .map(|_| {
             let api = api.clone();
             let rv = rv.clone();
             tokio::spawn(async move {
-                let mut stream = api
-                    .watch(&WatchParams::default().labels("fan=out").timeout(120), &rv)
-                    .await
-                    .expect("watch")
-                    .boxed();
+                let params = WatchParams::default().labels("fan=out").timeout(120);
+                let mut stream = api.watch(&params, &rv).await.expect("watch").boxed();
                 let mut seen = 0;
                 while seen < expected {
                     match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
@@ -221,30 +236,7 @@ async fn watch_fanout(api: &Api<ConfigMap>, writes: usize) -> (usize, usize, Sta
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..64)
-        .map(|c| {
-            let api = api.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                for i in 0..writes / 64 {
-                    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-                        "metadata": {"name": format!("fan-{c}-{i}"), "labels": {"fan": "out"}}, "data": {"v": payload()}
-                    }))
-                    .expect("cm");
-                    let t = Instant::now();
-                    api.create(&PostParams::default(), &cm).await.expect("create");
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("task"));
-    }
-    let write_stats = stats(started.elapsed(), all);
+    let write_stats = tug_creates(api, "fan", 64, writes, json!({"fan": "out"})).await;
     let mut complete = 0;
     for c in counts {
         if c.await.expect("watcher") == expected {
@@ -268,6 +260,24 @@ fn time_to_ready() -> Duration {
     samples[2]
 }
 
+/// Writes per transaction and mean commit time, from the server's /metrics.
+async fn store_batching(client: &kube::Client) -> String {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let metrics = client.request_text(request).await.unwrap_or_default();
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = counter("tug_store_write_batches_total ").max(1.0);
+    let commands = counter("tug_store_write_commands_total ");
+    let commit_ms = 1e3 * counter("tug_store_commit_seconds_sum ") / batches;
+    format!("{commands:.0} writes in {batches:.0} transactions ({:.1} writes per fsync), mean commit {commit_ms:.2} ms", commands / batches)
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let creates: usize = std::env::var("BENCH_CREATES")
@@ -278,35 +288,20 @@ async fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
     let ready = tokio::task::block_in_place(time_to_ready);
+    let etcd = start_etcd();
+    let etcd_client = connect_etcd(&etcd).await;
 
     let server = TugServer::start();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_rss = rss_kib(server.pid());
+    let idle_rss = proc_status_kib(server.pid(), "VmRSS:");
     let client = kube_client(&server).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let etcd = start_etcd();
-    let etcd_client = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let attempt = match etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
-                Ok(mut c) => c.status().await.map(|_| c),
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("etcd did not start: {e}"),
-            }
-        }
-    };
 
     println!("## Creates of ~1 KiB objects, {creates} per run\n");
     println!("| clients | tug creates/s | tug p50 ms | tug p99 ms | etcd puts/s | etcd p50 ms | etcd p99 ms | tug/etcd |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for clients in [1usize, 16, 64] {
-        let t = tug_creates(&api, &format!("c{clients}"), clients, creates).await;
+        let t = tug_creates(&api, &format!("c{clients}"), clients, creates, json!({})).await;
         let e = etcd_puts(&etcd_client, &format!("c{clients}"), clients, creates).await;
         println!(
             "| {clients} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
@@ -319,34 +314,46 @@ async fn main() {
             t.per_second / e.per_second
         );
     }
+    println!("\nStore: {}.", store_batching(&client).await);
 
     let (complete, watchers, during) = watch_fanout(&api, creates).await;
-    println!("\n## Watch fan-out\n\n{complete}/{watchers} watchers received every one of {} events while 64 clients created at {:.0}/s (p99 {:.2} ms).", (creates / 64) * 64, during.per_second, during.p99_ms);
+    println!(
+        "\n## Watch fan-out\n\n{complete}/{watchers} watchers received every one of {} events while 64 clients created at {:.0}/s (p99 {:.2} ms).",
+        (creates / 64) * 64,
+        during.per_second,
+        during.p99_ms
+    );
+    drop(server);
 
-    let stored = api
-        .list_metadata(&Default::default())
+    // Footprint on a fresh server holding exactly 10,000 objects.
+    let server = TugServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(kube_client(&server).await, "default");
+    tug_creates(&api, "fill", 16, 10_000, json!({})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let full_rss = proc_status_kib(server.pid(), "VmRSS:");
+    let listed = api
+        .list(&Default::default())
         .await
         .map(|l| l.items.len())
         .unwrap_or(0);
-    let fill = 10_000usize.saturating_sub(stored);
-    if fill > 0 {
-        tug_creates(&api, "fill", 50, fill.div_ceil(50) * 50).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let full_rss = rss_kib(server.pid());
-    let etcd_rss = rss_kib(etcd.child.id());
+    assert_eq!(listed, 10_000);
+    let after_list = proc_status_kib(server.pid(), "VmRSS:");
+    let peak = proc_status_kib(server.pid(), "VmHWM:");
+    let etcd_rss = proc_status_kib(etcd.child.id(), "VmRSS:");
     println!("\n## Footprint\n");
     println!("| measure | tug | reference |");
     println!("| --- | --- | --- |");
+    println!("| RSS idle after start | {} | |", mib(idle_rss));
     println!(
-        "| RSS idle after start | {:.1} MiB | |",
-        idle_rss as f64 / 1024.0
+        "| RSS with 10,000 ConfigMaps (~1 KiB) | {} | etcd holding {} keys: {} |",
+        mib(full_rss),
+        3 * creates,
+        mib(etcd_rss)
     );
     println!(
-        "| RSS with 10,000+ ConfigMaps (~1 KiB) | {:.1} MiB | etcd holding {} keys: {:.1} MiB |",
-        full_rss as f64 / 1024.0,
-        3 * creates,
-        etcd_rss as f64 / 1024.0
+        "| RSS after listing all 10,000 at once (peak) | {} ({}) | |",
+        mib(after_list),
+        mib(peak)
     );
     println!("| process start to /readyz (fresh data dir, certificates generated), median of 5 | {} ms | |", ready.as_millis());
     println!(

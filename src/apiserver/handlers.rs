@@ -268,9 +268,7 @@ async fn list(
         meta["continue"] = json!(token);
     }
     let body = match output {
-        Output::Json => {
-            json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta, "items": out.items})
-        }
+        Output::Json => list_object(&res.list_kind(), &res.api_version(), meta, out.items),
         Output::Table { beta } => {
             let include = IncludeObject::parse(query.get("includeObject"))?;
             negotiate::table(res, &out.items, include, beta, true, meta)
@@ -286,8 +284,18 @@ async fn list(
             } else {
                 "meta.k8s.io/v1"
             };
-            json!({"kind": "PartialObjectMetadataList", "apiVersion": api_version, "metadata": meta, "items": items})
+            list_object("PartialObjectMetadataList", api_version, meta, items)
         }
     };
     Ok(negotiate::json_response(StatusCode::OK, &body, &[]))
+}
+
+/// A list object, built by moving the items in: a list can be large, and `json!` would copy every item.
+fn list_object(kind: &str, api_version: &str, meta: Value, items: Vec<Value>) -> Value {
+    let mut list = serde_json::Map::new();
+    list.insert("kind".into(), json!(kind));
+    list.insert("apiVersion".into(), json!(api_version));
+    list.insert("metadata".into(), meta);
+    list.insert("items".into(), Value::Array(items));
+    Value::Object(list)
 }

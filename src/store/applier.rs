@@ -131,11 +131,9 @@ fn apply_batch(
     commands: Vec<command::Command>,
 ) -> rusqlite::Result<BatchResult> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut revision: i64 = tx.query_row(
-        "SELECT value FROM counters WHERE name = 'revision'",
-        [],
-        |r| r.get(0),
-    )?;
+    let mut revision: i64 = tx
+        .prepare_cached("SELECT value FROM counters WHERE name = 'revision'")?
+        .query_row([], |r| r.get(0))?;
     let mut outcomes = Vec::with_capacity(commands.len());
     let mut changes = Vec::new();
     for command in commands {
@@ -155,15 +153,11 @@ fn apply_batch(
             Err(refused) => outcomes.push(Err(refused)),
         }
     }
-    tx.execute(
-        "UPDATE counters SET value = ?1 WHERE name = 'revision'",
-        [revision],
-    )?;
-    let compacted: i64 = tx.query_row(
-        "SELECT value FROM counters WHERE name = 'compacted'",
-        [],
-        |r| r.get(0),
-    )?;
+    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?
+        .execute([revision])?;
+    let compacted: i64 = tx
+        .prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?
+        .query_row([], |r| r.get(0))?;
     tx.commit()?;
     Ok((outcomes, changes, revision, compacted))
 }

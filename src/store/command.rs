@@ -90,7 +90,8 @@ pub(super) fn apply(
                 Ok(Err(CommandError::Conflict { current }))
             }
             Some(current) => {
-                tx.execute("DELETE FROM objects WHERE key = ?1", [&key])?;
+                tx.prepare_cached("DELETE FROM objects WHERE key = ?1")?
+                    .execute([&key])?;
                 insert_history(
                     tx,
                     revision,
@@ -118,19 +119,16 @@ pub(super) fn apply(
 }
 
 fn current(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<Record>> {
-    tx.query_row(
-        "SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1",
-        [key],
-        |row| {
+    tx.prepare_cached("SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1")?
+        .query_row([key], |row| {
             Ok(Record {
                 key: key.to_string(),
                 value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
                 create_revision: row.get(1)?,
                 mod_revision: row.get(2)?,
             })
-        },
-    )
-    .optional()
+        })
+        .optional()
 }
 
 fn write(
@@ -142,10 +140,8 @@ fn write(
     event: u8,
     prev: Option<Bytes>,
 ) -> rusqlite::Result<Change> {
-    tx.execute(
-        "INSERT INTO objects (key, create_revision, mod_revision, value) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, value = excluded.value",
-        rusqlite::params![key, create_revision, revision, value],
+    tx.prepare_cached("INSERT INTO objects (key, create_revision, mod_revision, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, value = excluded.value")?.execute(rusqlite::params![key, create_revision, revision, value],
     )?;
     insert_history(tx, revision, &key, event, create_revision, &value)?;
     let record = Record {
@@ -169,9 +165,7 @@ fn insert_history(
     create_revision: i64,
     value: &[u8],
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO history (revision, key, event, create_revision, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![revision, key, event, create_revision, value],
+    tx.prepare_cached("INSERT INTO history (revision, key, event, create_revision, value) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(rusqlite::params![revision, key, event, create_revision, value],
     )?;
     Ok(())
 }
@@ -182,11 +176,9 @@ fn compact(
     target: i64,
     next_revision: i64,
 ) -> rusqlite::Result<Result<(), CommandError>> {
-    let compacted: i64 = tx.query_row(
-        "SELECT value FROM counters WHERE name = 'compacted'",
-        [],
-        |r| r.get(0),
-    )?;
+    let compacted: i64 = tx
+        .prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?
+        .query_row([], |r| r.get(0))?;
     if target <= compacted {
         return Ok(Err(CommandError::BadCompaction {
             requested: target,
@@ -199,15 +191,13 @@ fn compact(
             reason: "newer than the current revision",
         }));
     }
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM history WHERE revision <= ?1 AND (event = 2 OR EXISTS (
              SELECT 1 FROM history newer WHERE newer.key = history.key
              AND newer.revision > history.revision AND newer.revision <= ?1))",
-        [target],
-    )?;
-    tx.execute(
-        "UPDATE counters SET value = ?1 WHERE name = 'compacted'",
-        [target],
-    )?;
+    )?
+    .execute([target])?;
+    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'compacted'")?
+        .execute([target])?;
     Ok(Ok(()))
 }
