@@ -32,7 +32,7 @@ impl Renderer {
     /// Renders a store event; plain JSON watchers share one serialization of the object.
     fn stored_event(&mut self, kind: &str, event: &crate::store::Event) -> ApiResult<Bytes> {
         if self.output != Output::Json {
-            return Ok(self.event(kind, object::decode(&event.record)?));
+            return Ok(self.event(kind, decoded(event)?.clone()));
         }
         let object = rendered(event)?;
         let mut out = Vec::with_capacity(object.len() + 32);
@@ -220,9 +220,14 @@ fn classify(
             EventKind::Deleted => "DELETED",
         }));
     }
-    let now = filter.matches(res, &object::decode(&event.record)?);
+    let now = filter.matches(res, decoded(event)?);
     let before = match &event.prev {
-        Some(prev) => filter.matches(res, &object::decode_at(prev, event.record.mod_revision)?),
+        Some(prev) => filter.matches(
+            res,
+            cached(&event.decoded_prev, || {
+                object::decode_at(prev, event.record.mod_revision)
+            })?,
+        ),
         None => false,
     };
     Ok(match event.kind {
@@ -235,12 +240,26 @@ fn classify(
     })
 }
 
+/// The value in `slot`, computed by `make` the first time.
+fn cached<T>(slot: &std::sync::OnceLock<T>, make: impl FnOnce() -> ApiResult<T>) -> ApiResult<&T> {
+    if let Some(v) = slot.get() {
+        return Ok(v);
+    }
+    let v = make()?;
+    Ok(slot.get_or_init(|| v))
+}
+
+/// The event's object, decoded once for all watchers.
+fn decoded(event: &crate::store::Event) -> ApiResult<&Value> {
+    cached(&event.decoded, || object::decode(&event.record))
+}
+
 /// The event's object as JSON, rendered once for all watchers.
 fn rendered(event: &crate::store::Event) -> ApiResult<Bytes> {
-    if let Some(bytes) = event.rendered.get() {
-        return Ok(bytes.clone());
-    }
-    let obj = object::decode(&event.record)?;
-    let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(ApiError::internal)?);
-    Ok(event.rendered.get_or_init(|| bytes).clone())
+    cached(&event.rendered, || {
+        Ok(Bytes::from(
+            serde_json::to_vec(decoded(event)?).map_err(ApiError::internal)?,
+        ))
+    })
+    .cloned()
 }

@@ -29,7 +29,7 @@ pub enum Command {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
     #[error("key already exists")]
-    AlreadyExists { current: Record },
+    AlreadyExists { mod_revision: i64 },
     #[error("key not found")]
     NotFound,
     #[error("revision conflict")]
@@ -62,8 +62,13 @@ pub(super) fn apply(
 ) -> rusqlite::Result<Result<Option<Change>, CommandError>> {
     match command {
         Command::Create { key, value } => {
-            if let Some(current) = current(tx, &key)? {
-                return Ok(Err(CommandError::AlreadyExists { current }));
+            // Existence only: reading the stored value here would cost a blob read per create.
+            let existing: Option<i64> = tx
+                .prepare_cached("SELECT mod_revision FROM objects WHERE key = ?1")?
+                .query_row([&key], |row| row.get(0))
+                .optional()?;
+            if let Some(mod_revision) = existing {
+                return Ok(Err(CommandError::AlreadyExists { mod_revision }));
             }
             write(tx, key, value, revision, revision, CREATED, None).map(|c| Ok(Some(c)))
         }

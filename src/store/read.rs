@@ -121,18 +121,17 @@ impl Readers {
     pub async fn get(&self, key: String) -> Result<Option<Record>> {
         self.with_conn(move |conn| {
             let record = conn
-                .query_row(
+                .prepare_cached(
                     "SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1",
-                    [&key],
-                    |row| {
-                        Ok(Record {
-                            key: key.clone(),
-                            value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
-                            create_revision: row.get(1)?,
-                            mod_revision: row.get(2)?,
-                        })
-                    },
-                )
+                )?
+                .query_row([&key], |row| {
+                    Ok(Record {
+                        key: key.clone(),
+                        value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
+                        create_revision: row.get(1)?,
+                        mod_revision: row.get(2)?,
+                    })
+                })
                 .optional()?;
             Ok(record)
         })

@@ -282,3 +282,40 @@ async fn concurrent_writes_share_transactions() {
         metrics.batches
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_a_ring_behind_is_told_to_relist() {
+    let (_dir, store) = open();
+    let mut watch = store.watch("/r/", 0).await.expect("watch");
+    let keys: Vec<String> = (0..17 * 1024).map(|i| format!("/r/{i:05}")).collect();
+    for chunk in keys.chunks(1024) {
+        let writes = chunk.iter().map(|k| {
+            let store = store.clone();
+            let key = k.clone();
+            tokio::spawn(async move {
+                store
+                    .apply(Command::Create {
+                        key,
+                        value: b"v".to_vec(),
+                    })
+                    .await
+            })
+        });
+        for w in futures::future::join_all(writes).await {
+            w.expect("task").expect("store").expect("created");
+        }
+    }
+    let mut seen = 0;
+    loop {
+        match watch.next().await {
+            Some(Ok(_)) => seen += 1,
+            Some(Err(WatchError::Lagged)) => break,
+            None => panic!("the stream ended without saying it lagged"),
+        }
+        assert!(
+            seen <= keys.len(),
+            "every event arrived although the ring overflowed"
+        );
+    }
+    assert!(seen < keys.len());
+}

@@ -31,8 +31,11 @@ pub struct Event {
     /// The value before the change (None for a create), so that filtered watches can tell an object
     /// that stopped matching from one that never matched.
     pub prev: Option<Bytes>,
-    /// The API server's JSON rendering of `record`, made by the first watcher that needs it and
-    /// shared by all the others (upstream's watch cache caches serializations the same way).
+    /// Caches for the API server, filled by the first watcher that needs them and shared by all the
+    /// others (upstream's watch cache caches decoded objects and serializations the same way): the
+    /// decoded value, the decoded previous value, and the JSON rendering.
+    pub decoded: std::sync::OnceLock<serde_json::Value>,
+    pub decoded_prev: std::sync::OnceLock<serde_json::Value>,
     pub rendered: std::sync::OnceLock<Bytes>,
 }
 
@@ -49,7 +52,9 @@ impl Event {
             kind,
             record,
             prev,
-            rendered: std::sync::OnceLock::new(),
+            decoded: Default::default(),
+            decoded_prev: Default::default(),
+            rendered: Default::default(),
         }
     }
 }
