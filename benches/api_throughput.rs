@@ -36,11 +36,7 @@ fn stats(total: Duration, mut latencies: Vec<Duration>) -> Stats {
         let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
         latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
-    Stats {
-        per_second: latencies.len() as f64 / total.as_secs_f64(),
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-    }
+    Stats { per_second: latencies.len() as f64 / total.as_secs_f64(), p50_ms: pick(0.50), p99_ms: pick(0.99) }
 }
 
 fn payload() -> String {
@@ -50,9 +46,7 @@ fn payload() -> String {
 async fn kube_client(server: &TugServer) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
     let options = KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
     kube::Client::try_from(config).expect("client")
 }
 
@@ -85,13 +79,7 @@ where
 }
 
 /// `total` ConfigMap creates with `labels`, spread over `clients` loops; names start with `prefix`.
-async fn tug_creates(
-    api: &Api<ConfigMap>,
-    prefix: &str,
-    clients: usize,
-    total: usize,
-    labels: Value,
-) -> Stats {
+async fn tug_creates(api: &Api<ConfigMap>, prefix: &str, clients: usize, total: usize, labels: Value) -> Stats {
     let (api, prefix) = (api.clone(), prefix.to_string());
     timed(clients, total / clients, move |c, i| {
         let (api, prefix, labels) = (api.clone(), prefix.clone(), labels.clone());
@@ -106,12 +94,7 @@ async fn tug_creates(
     .await
 }
 
-async fn etcd_puts(
-    client: &etcd_client::Client,
-    prefix: &str,
-    clients: usize,
-    total: usize,
-) -> Stats {
+async fn etcd_puts(client: &etcd_client::Client, prefix: &str, clients: usize, total: usize) -> Stats {
     let (client, prefix) = (client.clone(), prefix.to_string());
     timed(clients, total / clients, move |c, i| {
         let mut kv = client.kv_client();
@@ -149,33 +132,14 @@ fn start_etcd() -> Etcd {
     let child = Command::new("etcd")
         .args(["--name", "bench", "--data-dir"])
         .arg(dir.path())
-        .args([
-            "--listen-client-urls",
-            &endpoint,
-            "--advertise-client-urls",
-            &endpoint,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("bench={peer_url}"),
-            "--log-level",
-            "error",
-        ])
+        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("bench={peer_url}"), "--log-level", "error"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("etcd (apt package etcd-server) must be installed for the benchmark");
-    Etcd {
-        child,
-        _dir: dir,
-        endpoint,
-    }
+    Etcd { child, _dir: dir, endpoint }
 }
 
 async fn connect_etcd(etcd: &Etcd) -> etcd_client::Client {
@@ -187,9 +151,7 @@ async fn connect_etcd(etcd: &Etcd) -> etcd_client::Client {
         };
         match attempt {
             Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(e) => panic!("etcd did not start: {e}"),
         }
     }
@@ -198,11 +160,7 @@ async fn connect_etcd(etcd: &Etcd) -> etcd_client::Client {
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
 }
 
@@ -262,31 +220,23 @@ fn time_to_ready() -> Duration {
 
 /// Writes per transaction and mean commit time, from the server's /metrics.
 async fn store_batching(client: &kube::Client) -> String {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("request");
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
     let metrics = client.request_text(request).await.unwrap_or_default();
-    let counter = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let counter =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
     let batches = counter("tug_store_write_batches_total ").max(1.0);
     let commands = counter("tug_store_write_commands_total ");
     let commit_ms = 1e3 * counter("tug_store_commit_seconds_sum ") / batches;
-    format!("{commands:.0} writes in {batches:.0} transactions ({:.1} writes per fsync), mean commit {commit_ms:.2} ms", commands / batches)
+    format!(
+        "{commands:.0} writes in {batches:.0} transactions ({:.1} writes per fsync), mean commit {commit_ms:.2} ms",
+        commands / batches
+    )
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let creates: usize = std::env::var("BENCH_CREATES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4096);
-    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_tug"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let creates: usize = std::env::var("BENCH_CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(4096);
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_tug")).map(|m| m.len()).unwrap_or(0);
     let ready = tokio::task::block_in_place(time_to_ready);
     let etcd = start_etcd();
     let etcd_client = connect_etcd(&etcd).await;
@@ -298,7 +248,9 @@ async fn main() {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
     println!("## Creates of ~1 KiB objects, {creates} per run\n");
-    println!("| clients | tug creates/s | tug p50 ms | tug p99 ms | etcd puts/s | etcd p50 ms | etcd p99 ms | tug/etcd |");
+    println!(
+        "| clients | tug creates/s | tug p50 ms | tug p99 ms | etcd puts/s | etcd p50 ms | etcd p99 ms | tug/etcd |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for clients in [1usize, 16, 64] {
         let t = tug_creates(&api, &format!("c{clients}"), clients, creates, json!({})).await;
@@ -331,11 +283,7 @@ async fn main() {
     tug_creates(&api, "fill", 16, 10_000, json!({})).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let full_rss = proc_status_kib(server.pid(), "VmRSS:");
-    let listed = api
-        .list(&Default::default())
-        .await
-        .map(|l| l.items.len())
-        .unwrap_or(0);
+    let listed = api.list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0);
     assert_eq!(listed, 10_000);
     let after_list = proc_status_kib(server.pid(), "VmRSS:");
     let peak = proc_status_kib(server.pid(), "VmHWM:");
@@ -350,14 +298,10 @@ async fn main() {
         3 * creates,
         mib(etcd_rss)
     );
+    println!("| RSS after listing all 10,000 at once (peak) | {} ({}) | |", mib(after_list), mib(peak));
     println!(
-        "| RSS after listing all 10,000 at once (peak) | {} ({}) | |",
-        mib(after_list),
-        mib(peak)
+        "| process start to /readyz (fresh data dir, certificates generated), median of 5 | {} ms | |",
+        ready.as_millis()
     );
-    println!("| process start to /readyz (fresh data dir, certificates generated), median of 5 | {} ms | |", ready.as_millis());
-    println!(
-        "| binary size | {:.1} MiB | |",
-        binary as f64 / (1024.0 * 1024.0)
-    );
+    println!("| binary size | {:.1} MiB | |", binary as f64 / (1024.0 * 1024.0));
 }

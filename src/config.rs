@@ -20,11 +20,7 @@ pub enum ConfigError {
     #[error("config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
     #[error("invalid --{flag} {value:?}: {reason}")]
-    Invalid {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
+    Invalid { flag: &'static str, value: String, reason: String },
 }
 
 /// Parses `argv` (with the program name first), merging in the config file of the chosen subcommand.
@@ -34,23 +30,15 @@ pub fn parse_cli(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
         return Cli::from_arg_matches(&matches);
     };
     let explicit = sub_matches.value_source("config") != Some(ValueSource::DefaultValue);
-    let path = sub_matches
-        .get_one::<PathBuf>("config")
-        .cloned()
-        .unwrap_or_default();
+    let path = sub_matches.get_one::<PathBuf>("config").cloned().unwrap_or_default();
     let file_args = match config_file_args(sub, &path, explicit, sub_matches) {
         Ok(args) => args,
-        Err(e) => {
-            return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, e.to_string()))
-        }
+        Err(e) => return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, e.to_string())),
     };
     if file_args.is_empty() {
         return Cli::from_arg_matches(&matches);
     }
-    let at = argv
-        .iter()
-        .position(|a| a == sub)
-        .map_or(argv.len(), |i| i + 1);
+    let at = argv.iter().position(|a| a == sub).map_or(argv.len(), |i| i + 1);
     let merged: Vec<OsString> = argv[..at]
         .iter()
         .cloned()
@@ -67,10 +55,7 @@ fn config_file_args(
     explicit: bool,
     matches: &clap::ArgMatches,
 ) -> Result<Vec<String>, ConfigError> {
-    let err = |reason: String| ConfigError::File {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| ConfigError::File { path: path.to_path_buf(), reason };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(vec![]),
@@ -88,19 +73,13 @@ fn config_file_args(
     };
     let mut args = Vec::new();
     for (key, value) in map {
-        let key = key
-            .as_str()
-            .ok_or_else(|| err("keys must be strings".into()))?
-            .to_string();
+        let key = key.as_str().ok_or_else(|| err("keys must be strings".into()))?.to_string();
         let arg = subcommand
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()))
             .ok_or_else(|| err(format!("unknown key {key:?}")))?;
         let id = arg.get_id().as_str();
-        let already = matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
+        let already = matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
         if already || key == "config" {
             continue;
         }
@@ -159,41 +138,23 @@ fn is_root() -> bool {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn invalid(flag: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
+    ConfigError::Invalid { flag, value: value.to_string(), reason: reason.to_string() }
 }
 
 fn parse_cidr(flag: &'static str, value: &str) -> Result<IpNet, ConfigError> {
-    let net: IpNet = value
-        .parse()
-        .map_err(|_| invalid(flag, value, "not a CIDR such as 10.42.0.0/16"))?;
+    let net: IpNet = value.parse().map_err(|_| invalid(flag, value, "not a CIDR such as 10.42.0.0/16"))?;
     if net.trunc() != net {
-        return Err(invalid(
-            flag,
-            value,
-            format!("host bits are set; did you mean {}?", net.trunc()),
-        ));
+        return Err(invalid(flag, value, format!("host bits are set; did you mean {}?", net.trunc())));
     }
     Ok(net)
 }
 
 fn parse_port_range(value: &str) -> Result<RangeInclusive<u16>, ConfigError> {
-    let bad = || {
-        invalid(
-            "service-node-port-range",
-            value,
-            "expected FIRST-LAST, e.g. 30000-32767",
-        )
-    };
+    let bad = || invalid("service-node-port-range", value, "expected FIRST-LAST, e.g. 30000-32767");
     let (first, last) = value.split_once('-').ok_or_else(bad)?;
     let first: u16 = first.trim().parse().map_err(|_| bad())?;
     let last: u16 = last.trim().parse().map_err(|_| bad())?;
@@ -207,13 +168,7 @@ impl ServerConfig {
     /// Validates the parsed flags.
     pub fn from_args(args: ServerArgs) -> Result<ServerConfig, ConfigError> {
         let root = is_root();
-        let data_dir = args.data_dir.unwrap_or_else(|| {
-            if root {
-                "/var/lib/tug".into()
-            } else {
-                home().join(".tug")
-            }
-        });
+        let data_dir = args.data_dir.unwrap_or_else(|| if root { "/var/lib/tug".into() } else { home().join(".tug") });
         let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| {
             if root {
                 "/etc/tug/tug.yaml".into()
@@ -222,41 +177,20 @@ impl ServerConfig {
             }
         });
         let mode_text = args.write_kubeconfig_mode.trim_start_matches("0o");
-        let kubeconfig_mode = u32::from_str_radix(mode_text, 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                invalid(
-                    "write-kubeconfig-mode",
-                    &args.write_kubeconfig_mode,
-                    "expected octal permission bits such as 0600",
-                )
-            })?;
+        let kubeconfig_mode = u32::from_str_radix(mode_text, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
+            invalid("write-kubeconfig-mode", &args.write_kubeconfig_mode, "expected octal permission bits such as 0600")
+        })?;
         let cluster_cidr = parse_cidr("cluster-cidr", &args.cluster_cidr)?;
         let service_cidr = parse_cidr("service-cidr", &args.service_cidr)?;
-        if cluster_cidr.contains(&service_cidr.network())
-            || service_cidr.contains(&cluster_cidr.network())
-        {
-            return Err(invalid(
-                "service-cidr",
-                &args.service_cidr,
-                format!("overlaps --cluster-cidr {cluster_cidr}"),
-            ));
+        if cluster_cidr.contains(&service_cidr.network()) || service_cidr.contains(&cluster_cidr.network()) {
+            return Err(invalid("service-cidr", &args.service_cidr, format!("overlaps --cluster-cidr {cluster_cidr}")));
         }
         if !service_cidr.contains(&args.cluster_dns) {
-            return Err(invalid(
-                "cluster-dns",
-                args.cluster_dns,
-                format!("not inside --service-cidr {service_cidr}"),
-            ));
+            return Err(invalid("cluster-dns", args.cluster_dns, format!("not inside --service-cidr {service_cidr}")));
         }
         let domain = args.cluster_domain.trim_end_matches('.').to_string();
         if domain.is_empty() || !crate::core::validation::is_dns1123_subdomain(&domain).is_empty() {
-            return Err(invalid(
-                "cluster-domain",
-                &args.cluster_domain,
-                "must be a DNS name such as cluster.local",
-            ));
+            return Err(invalid("cluster-domain", &args.cluster_domain, "must be a DNS name such as cluster.local"));
         }
         if let Some(san) = args.tls_san.iter().find(|s| s.trim().is_empty()) {
             return Err(invalid("tls-san", san, "must not be empty"));
@@ -269,11 +203,7 @@ impl ServerConfig {
             ));
         }
         if args.datastore_compact_interval.is_zero() {
-            return Err(invalid(
-                "datastore-compact-interval",
-                "0s",
-                "must be positive",
-            ));
+            return Err(invalid("datastore-compact-interval", "0s", "must be positive"));
         }
         Ok(ServerConfig {
             data_dir,

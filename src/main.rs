@@ -34,10 +34,7 @@ fn main() -> ExitCode {
                 Err(e) => return usage_error(&e.to_string()),
             };
             init_logging(args.debug);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fatal(&anyhow::anyhow!("cannot start the runtime: {e}")),
             };
@@ -52,10 +49,7 @@ fn main() -> ExitCode {
 
 /// One line naming the problem, exit code 2.
 fn usage_error(message: &str) -> ExitCode {
-    let first = message
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(message);
+    let first = message.lines().find(|l| !l.trim().is_empty()).unwrap_or(message);
     let first = first.trim_start_matches("error: ");
     eprintln!("tug: error: {first}");
     ExitCode::from(2)
@@ -70,8 +64,5 @@ fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

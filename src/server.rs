@@ -42,14 +42,9 @@ fn host_addresses() -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = addrs
         .filter_map(|a| a.address)
         .filter_map(|a| {
-            a.as_sockaddr_in()
-                .map(|s| IpAddr::V4(s.ip()))
-                .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+            a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())).or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
         })
-        .filter(|ip| {
-            !ip.is_loopback()
-                && !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
-        })
+        .filter(|ip| !ip.is_loopback() && !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
         .collect();
     ips.sort();
     ips.dedup();
@@ -71,10 +66,7 @@ fn sans(cfg: &ServerConfig) -> (Vec<String>, Vec<IpAddr>) {
             dns.push(host);
         }
     }
-    let mut ips = vec![
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(Ipv6Addr::LOCALHOST),
-    ];
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
     ips.extend(cfg.service_cidr.hosts().next());
     ips.extend(cfg.advertise_address);
     if !cfg.bind_address.is_unspecified() {
@@ -105,12 +97,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let store = Store::open(&server_dir.join("db").join("state.db"))?;
     let listener = TcpListener::bind(SocketAddr::new(cfg.bind_address, cfg.https_listen_port))
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}:{}",
-                cfg.bind_address, cfg.https_listen_port
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {}:{}", cfg.bind_address, cfg.https_listen_port))?;
     let port = listener.local_addr()?.port();
     let advertise = cfg
         .advertise_address
@@ -119,11 +106,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
     let rest = Rest::new(store.clone(), Admission, network);
     let state = ApiState::new(rest, SocketAddr::new(advertise, port).to_string());
-    let tls = serve::tls_config(
-        &tls_files.ca_cert_pem,
-        &tls_files.serving.cert_pem,
-        &tls_files.serving.key_pem,
-    )?;
+    let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = apiserver::router(state.clone());
     let task = tokio::spawn(async move {
@@ -150,21 +133,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     state.set_ready();
     store.spawn_compactor(cfg.compaction);
     tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");
-    Ok(RunningServer {
-        port,
-        state,
-        kubeconfig: cfg.kubeconfig_path.clone(),
-        shutdown,
-        task,
-    })
+    Ok(RunningServer { port, state, kubeconfig: cfg.kubeconfig_path.clone(), shutdown, task })
 }
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     if !cfg.disable_agent {
-        tracing::warn!(
-            "the in-process node agent is not implemented yet; running the control plane only"
-        );
+        tracing::warn!("the in-process node agent is not implemented yet; running the control plane only");
     }
     let server = start(cfg).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -26,15 +26,10 @@ pub async fn server_side_apply(
         return Err(ApiError::bad_request("an apply patch must be an object"));
     }
     if object::name(&applied).is_some_and(|n| n != name) {
-        return Err(ApiError::bad_request(
-            "the name of the object does not match the name on the URL",
-        ));
+        return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
     }
     object::meta_mut(&mut applied).insert("name".into(), json!(name));
-    if applied
-        .pointer("/metadata/managedFields")
-        .is_some_and(|m| !m.is_null())
-    {
+    if applied.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
     ctx.applied = true;
@@ -42,34 +37,16 @@ pub async fn server_side_apply(
     match rest.get(res, ns, name).await {
         Err(e) if e.code == 404 => {
             let now = object::now_rfc3339();
-            let obj = managed::apply(
-                res,
-                &json!({}),
-                &applied,
-                applied.clone(),
-                &manager,
-                force,
-                &now,
-            )?;
+            let obj = managed::apply(res, &json!({}), &applied, applied.clone(), &manager, force, &now)?;
             Ok((rest.create(res, ns, obj, ctx).await?, StatusCode::CREATED))
         }
         Err(e) => Err(e),
         Ok(_) => {
             let written = rest
                 .guaranteed_update(res, ns, name, UpdateOptions::MAIN, ctx, |current| {
-                    let result = patch::apply(res, PatchType::Apply, &current, &applied).and_then(
-                        |merged| {
-                            managed::apply(
-                                res,
-                                &current,
-                                &applied,
-                                merged,
-                                &manager,
-                                force,
-                                &object::now_rfc3339(),
-                            )
-                        },
-                    );
+                    let result = patch::apply(res, PatchType::Apply, &current, &applied).and_then(|merged| {
+                        managed::apply(res, &current, &applied, merged, &manager, force, &object::now_rfc3339())
+                    });
                     async move { result }
                 })
                 .await?;

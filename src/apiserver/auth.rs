@@ -14,30 +14,18 @@ pub struct User {
 impl User {
     /// The identity of in-process clients (controllers, the bootstrapper).
     pub fn loopback() -> User {
-        User {
-            name: "system:apiserver".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        }
+        User { name: "system:apiserver".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
     }
 }
 
 /// The identity of a peer, from its (already verified) leaf certificate; None when there is none.
-pub fn from_peer_certificates(
-    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
-) -> Option<User> {
+pub fn from_peer_certificates(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<User> {
     let leaf = certs?.first()?;
     let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
     let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let mut groups: Vec<String> =
+        subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     groups.push("system:authenticated".into());
     Some(User { name, groups })
 }

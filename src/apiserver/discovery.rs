@@ -33,20 +33,15 @@ pub fn legacy_root(server_address: &str) -> Value {
 }
 
 fn group_entry(group: &str, versions: &[&str]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
-        .collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
 /// `/apis`.
 pub fn groups_root() -> Value {
-    let groups: Vec<Value> = registry::groups()
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, vs)| group_entry(g, &vs))
-        .collect();
+    let groups: Vec<Value> =
+        registry::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_entry(g, &vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -60,10 +55,7 @@ pub fn group(name: &str) -> Option<Value> {
 }
 
 /// The kind a subresource answers with.
-fn subresource_kind(
-    res: &ResourceInfo,
-    sub: Subresource,
-) -> (&'static str, &'static str, &'static str) {
+fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
     match sub {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
@@ -100,11 +92,7 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             resources.push(entry);
         }
     }
-    let group_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
@@ -163,17 +151,9 @@ mod tests {
     #[test]
     fn resource_lists_include_subresources() {
         let core = resource_list("", "v1");
-        let names: Vec<&str> = core["resources"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter_map(|r| r["name"].as_str())
-            .collect();
-        assert!(
-            names.contains(&"pods")
-                && names.contains(&"pods/status")
-                && names.contains(&"pods/binding")
-        );
+        let names: Vec<&str> =
+            core["resources"].as_array().expect("list").iter().filter_map(|r| r["name"].as_str()).collect();
+        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/binding"));
         let apps = resource_list("apps", "v1");
         let scale = apps["resources"]
             .as_array()
@@ -190,10 +170,6 @@ mod tests {
         let core = aggregated(true, "v2");
         assert_eq!(core["items"].as_array().map(Vec::len), Some(1));
         let groups = aggregated(false, "v2");
-        assert!(groups["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .any(|g| g["metadata"]["name"] == "apps"));
+        assert!(groups["items"].as_array().expect("items").iter().any(|g| g["metadata"]["name"] == "apps"));
     }
 }

@@ -31,13 +31,7 @@ fn kind_fields(res: &ResourceInfo) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        ("events.k8s.io", "Event") => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "reason",
-            "type",
-        ],
+        ("events.k8s.io", "Event") => &["regarding.kind", "regarding.namespace", "regarding.name", "reason", "type"],
         ("", "Node") => &["spec.unschedulable"],
         ("", "Secret") => &["type"],
         ("", "Namespace") => &["status.phase"],
@@ -86,10 +80,7 @@ mod tests {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         assert_eq!(value(pods, &pod, "spec.nodeName").as_deref(), Some("n1"));
         assert_eq!(value(pods, &pod, "status.podIP").as_deref(), Some(""));
-        assert_eq!(
-            value(pods, &pod, "spec.hostNetwork").as_deref(),
-            Some("false")
-        );
+        assert_eq!(value(pods, &pod, "spec.hostNetwork").as_deref(), Some("false"));
         assert_eq!(value(pods, &pod, "spec.containers"), None);
         let cms = registry::find("", "v1", "configmaps").expect("cms");
         assert!(!supported(cms, "data.x"));

@@ -18,9 +18,7 @@ use super::{object, scale, watch};
 type Response = axum::response::Response;
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
+    headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
 /// The verb a request maps to (as upstream names them in audit logs and metrics).
@@ -54,11 +52,7 @@ pub async fn serve(
         ("get", Some(name)) => {
             let obj = rest.get(res, ns, name).await?;
             match sub {
-                Some("scale") => Ok(negotiate::json_response(
-                    StatusCode::OK,
-                    &scale::view(res, &obj),
-                    &[],
-                )),
+                Some("scale") => Ok(negotiate::json_response(StatusCode::OK, &scale::view(res, &obj), &[])),
                 _ => render_one(res, obj, headers, query),
             }
         }
@@ -68,11 +62,7 @@ pub async fn serve(
             let mut ctx = query.write(user_agent(headers))?;
             let obj = negotiate::decode_body(headers, &body)?;
             let created = rest.create(res, ns, obj, &mut ctx).await?;
-            Ok(negotiate::json_response(
-                StatusCode::CREATED,
-                &created,
-                &ctx.warnings,
-            ))
+            Ok(negotiate::json_response(StatusCode::CREATED, &created, &ctx.warnings))
         }
         ("create", Some(name)) if sub == Some("binding") => {
             let mut ctx = query.write(user_agent(headers))?;
@@ -88,32 +78,16 @@ pub async fn serve(
             let mut ctx = query.write(user_agent(headers))?;
             let obj = negotiate::decode_body(headers, &body)?;
             let (written, created) = match sub {
-                Some("scale") => (
-                    scale::update(rest, res, ns, name, &obj, &mut ctx).await?,
-                    false,
-                ),
-                Some("status") => {
-                    rest.update(res, ns, name, obj, UpdateKind::Status, &mut ctx)
-                        .await?
-                }
-                _ => {
-                    rest.update(res, ns, name, obj, UpdateKind::Main, &mut ctx)
-                        .await?
-                }
+                Some("scale") => (scale::update(rest, res, ns, name, &obj, &mut ctx).await?, false),
+                Some("status") => rest.update(res, ns, name, obj, UpdateKind::Status, &mut ctx).await?,
+                _ => rest.update(res, ns, name, obj, UpdateKind::Main, &mut ctx).await?,
             };
-            let code = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(negotiate::json_response(code, &written, &ctx.warnings))
         }
         ("patch", Some(name)) => {
             let mut ctx = query.write(user_agent(headers))?;
-            let content_type = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let kind = PatchType::from_content_type(content_type)?;
             let patch_body = match kind {
                 PatchType::Apply => negotiate::decode_yaml(&body)?,
@@ -122,8 +96,7 @@ pub async fn serve(
             if kind == PatchType::Apply && query.get("fieldManager").is_none_or(str::is_empty) {
                 return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
             }
-            let (written, code) =
-                patch_object(rest, res, ns, name, sub, kind, patch_body, &mut ctx).await?;
+            let (written, code) = patch_object(rest, res, ns, name, sub, kind, patch_body, &mut ctx).await?;
             Ok(negotiate::json_response(code, &written, &ctx.warnings))
         }
         ("delete", Some(name)) => {
@@ -131,9 +104,7 @@ pub async fn serve(
             let opts = delete_options(query, headers, &body)?;
             match rest.delete(res, ns, name, &opts, &ctx).await? {
                 Deleted::Gone(obj) => Ok(negotiate::json_response(StatusCode::OK, &obj, &[])),
-                Deleted::Pending(obj) => {
-                    Ok(negotiate::json_response(StatusCode::ACCEPTED, &obj, &[]))
-                }
+                Deleted::Pending(obj) => Ok(negotiate::json_response(StatusCode::ACCEPTED, &obj, &[])),
             }
         }
         ("deletecollection", None) => {
@@ -144,17 +115,13 @@ pub async fn serve(
             let items = rest.list(res, ns, &list_query).await?.items;
             for item in &items {
                 let name = object::name(item).unwrap_or("");
-                match rest
-                    .delete(res, object::namespace(item), name, &opts, &ctx)
-                    .await
-                {
+                match rest.delete(res, object::namespace(item), name, &opts, &ctx).await {
                     Ok(_) => {}
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
-            let status =
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
             Ok(negotiate::json_response(StatusCode::OK, &status, &[]))
         }
         _ => Err(ApiError::method_not_allowed(format!(
@@ -176,10 +143,7 @@ async fn patch_object(
     ctx: &mut WriteContext,
 ) -> ApiResult<(Value, StatusCode)> {
     if sub == Some("scale") {
-        return Ok((
-            scale::patch(rest, res, ns, name, kind, &patch_body, ctx).await?,
-            StatusCode::OK,
-        ));
+        return Ok((scale::patch(rest, res, ns, name, kind, &patch_body, ctx).await?, StatusCode::OK));
     }
     if kind == PatchType::Apply {
         return super::apply::server_side_apply(rest, res, ns, name, patch_body, ctx).await;
@@ -188,18 +152,11 @@ async fn patch_object(
         return Err(ApiError::invalid(
             res,
             name,
-            vec![super::status::FieldError::forbidden(
-                "force",
-                "may not be specified for non-apply patch",
-            )],
+            vec![super::status::FieldError::forbidden("force", "may not be specified for non-apply patch")],
         ));
     }
     rest.get(res, ns, name).await?;
-    let opts = if sub == Some("status") {
-        UpdateOptions::STATUS
-    } else {
-        UpdateOptions::MAIN
-    };
+    let opts = if sub == Some("status") { UpdateOptions::STATUS } else { UpdateOptions::MAIN };
     let written = rest
         .guaranteed_update(res, ns, name, opts, ctx, |current| {
             let result = patch::apply(res, kind, &current, &patch_body);
@@ -228,27 +185,14 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &Bytes) -> ApiResult
     Ok(opts)
 }
 
-fn render_one(
-    res: &ResourceInfo,
-    obj: Value,
-    headers: &HeaderMap,
-    query: &Query,
-) -> ApiResult<Response> {
+fn render_one(res: &ResourceInfo, obj: Value, headers: &HeaderMap, query: &Query) -> ApiResult<Response> {
     match negotiate::output(headers)? {
         Output::Json => Ok(negotiate::json_response(StatusCode::OK, &obj, &[])),
-        Output::Metadata { beta } => Ok(negotiate::json_response(
-            StatusCode::OK,
-            &negotiate::partial(&obj, beta),
-            &[],
-        )),
+        Output::Metadata { beta } => Ok(negotiate::json_response(StatusCode::OK, &negotiate::partial(&obj, beta), &[])),
         Output::Table { beta } => {
             let include = IncludeObject::parse(query.get("includeObject"))?;
             let meta = json!({"resourceVersion": object::resource_version(&obj).unwrap_or("")});
-            Ok(negotiate::json_response(
-                StatusCode::OK,
-                &negotiate::table(res, &[obj], include, beta, true, meta),
-                &[],
-            ))
+            Ok(negotiate::json_response(StatusCode::OK, &negotiate::table(res, &[obj], include, beta, true, meta), &[]))
         }
     }
 }
@@ -274,16 +218,8 @@ async fn list(
             negotiate::table(res, &out.items, include, beta, true, meta)
         }
         Output::Metadata { beta } => {
-            let items: Vec<Value> = out
-                .items
-                .iter()
-                .map(|o| negotiate::partial(o, beta))
-                .collect();
-            let api_version = if beta {
-                "meta.k8s.io/v1beta1"
-            } else {
-                "meta.k8s.io/v1"
-            };
+            let items: Vec<Value> = out.items.iter().map(|o| negotiate::partial(o, beta)).collect();
+            let api_version = if beta { "meta.k8s.io/v1beta1" } else { "meta.k8s.io/v1" };
             list_object("PartialObjectMetadataList", api_version, meta, items)
         }
     };

@@ -22,11 +22,10 @@ pub fn respond(state: &ApiState, check: &str, query: &Query) -> Response {
     if let Some(name) = only {
         return match checks.iter().find(|(n, _)| *n == name) {
             Some((_, true)) => (StatusCode::OK, "ok").into_response(),
-            Some((_, false)) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("internal server error: {name} check failed"),
-            )
-                .into_response(),
+            Some((_, false)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {name} check failed"))
+                    .into_response()
+            }
             None => (StatusCode::NOT_FOUND, "404 page not found").into_response(),
         };
     }
@@ -35,32 +34,13 @@ pub fn respond(state: &ApiState, check: &str, query: &Query) -> Response {
     let body = if verbose {
         let mut lines: Vec<String> = checks
             .iter()
-            .map(|(name, ok)| {
-                if *ok {
-                    format!("[+]{name} ok")
-                } else {
-                    format!("[-]{name} failed: reason withheld")
-                }
-            })
+            .map(|(name, ok)| if *ok { format!("[+]{name} ok") } else { format!("[-]{name} failed: reason withheld") })
             .collect();
-        lines.push(if healthy {
-            format!("{endpoint} check passed")
-        } else {
-            format!("{endpoint} check failed")
-        });
+        lines.push(if healthy { format!("{endpoint} check passed") } else { format!("{endpoint} check failed") });
         lines.join("\n") + "\n"
     } else {
         "ok".to_string()
     };
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
-    (
-        code,
-        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    let code = if healthy { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    (code, [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }

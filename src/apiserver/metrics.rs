@@ -9,9 +9,7 @@ use std::time::Duration;
 use crate::store::Store;
 
 /// Latency histogram buckets, seconds (upstream's apiserver_request_duration_seconds buckets, trimmed).
-const BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
-];
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -29,13 +27,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records one finished request.
-    pub fn observe(
-        &self,
-        verb: &'static str,
-        resource: &'static str,
-        code: u16,
-        elapsed: Duration,
-    ) {
+    pub fn observe(&self, verb: &'static str, resource: &'static str, code: u16, elapsed: Duration) {
         if let Ok(mut requests) = self.requests.lock() {
             *requests.entry((verb, resource, code)).or_default() += 1;
         }
@@ -65,7 +57,10 @@ impl Metrics {
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out by verb, resource and HTTP response code.\n# TYPE apiserver_request_total counter\n");
         if let Ok(requests) = self.requests.lock() {
             for ((verb, resource, code), n) in requests.iter() {
-                let _ = writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
@@ -73,26 +68,11 @@ impl Metrics {
             for ((verb, resource), h) in latency.iter() {
                 let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");
                 for (bound, n) in BUCKETS.iter().zip(&h.counts) {
-                    let _ = writeln!(
-                        out,
-                        "apiserver_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                    );
+                    let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}");
                 }
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_sum{{{labels}}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_count{{{labels}}} {}",
-                    h.count
-                );
+                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{{labels}}} {}", h.sum);
+                let _ = writeln!(out, "apiserver_request_duration_seconds_count{{{labels}}} {}", h.count);
             }
         }
         let s = store.metrics();

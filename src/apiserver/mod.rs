@@ -51,12 +51,7 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(rest: Rest, server_address: String) -> Arc<ApiState> {
-        Arc::new(ApiState {
-            rest,
-            metrics: metrics::Metrics::default(),
-            ready: AtomicBool::new(false),
-            server_address,
-        })
+        Arc::new(ApiState { rest, metrics: metrics::Metrics::default(), ready: AtomicBool::new(false), server_address })
     }
 
     pub fn set_ready(&self) {
@@ -78,14 +73,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     let target = request::parse(&path);
     let (verb, resource) = match &target {
         Ok(Target::Resource(r)) => (handlers::verb(&parts.method, r, &query), r.resource.plural),
-        _ => (
-            if parts.method == http::Method::GET {
-                "get"
-            } else {
-                "other"
-            },
-            "",
-        ),
+        _ => (if parts.method == http::Method::GET { "get" } else { "other" }, ""),
     };
     let response = if user.is_none() && !auth::is_public(&path) {
         ApiError::unauthorized().into_response()
@@ -93,10 +81,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
         match target {
             // A bug must cost one request a 500, never the connection or the process.
             Ok(target) => {
-                match AssertUnwindSafe(serve_target(&state, target, &parts, &query, body))
-                    .catch_unwind()
-                    .await
-                {
+                match AssertUnwindSafe(serve_target(&state, target, &parts, &query, body)).catch_unwind().await {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => e.into_response(),
                     Err(_) => {
@@ -108,12 +93,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             Err(e) => e.into_response(),
         }
     };
-    state.metrics.observe(
-        verb,
-        resource,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    state.metrics.observe(verb, resource, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -142,85 +122,44 @@ async fn serve_target(
             Some(v) => aggregated_response(discovery::aggregated(false, v), v),
             None => json(discovery::groups_root()),
         }),
-        Target::Group(g) => discovery::group(&g).map(json).ok_or_else(|| {
-            ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        }),
+        Target::Group(g) => discovery::group(&g)
+            .map(json)
+            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         Target::GroupVersion(g, v) => Ok(json(discovery::resource_list(&g, &v))),
         Target::Healthz(check) => Ok(health::respond(state, &check, query)),
         Target::Metrics => Ok(text(state.metrics.render(&state.rest.store))),
         Target::OpenApiV3(None) => Ok(json(openapi::v3_index())),
         Target::OpenApiV3(Some(path)) => openapi::v3_group_version_json(&path)
-            .map(|bytes| {
-                ([(http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
-            })
-            .ok_or_else(|| {
-                ApiError::new(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )
-            }),
+            .map(|bytes| ([(http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
+            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         Target::OpenApiV2 => Ok(openapi_v2(&parts.headers)),
         Target::Resource(path) => {
-            let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES)
-                .await
-                .map_err(|_| {
-                    ApiError::too_large(format!(
-                        "the request body is larger than {} bytes",
-                        negotiate::MAX_BODY_BYTES
-                    ))
-                })?;
-            handlers::serve(
-                &state.rest,
-                &parts.method,
-                path,
-                query,
-                &parts.headers,
-                bytes,
-            )
-            .await
+            let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES).await.map_err(|_| {
+                ApiError::too_large(format!("the request body is larger than {} bytes", negotiate::MAX_BODY_BYTES))
+            })?;
+            handlers::serve(&state.rest, &parts.method, path, query, &parts.headers, bytes).await
         }
     }
 }
 
 fn aggregated_response(doc: serde_json::Value, version: &str) -> Response {
-    let content_type =
-        format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
-    (
-        StatusCode::OK,
-        [(http::header::CONTENT_TYPE, content_type)],
-        serde_json::to_vec(&doc).unwrap_or_default(),
-    )
+    let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    (StatusCode::OK, [(http::header::CONTENT_TYPE, content_type)], serde_json::to_vec(&doc).unwrap_or_default())
         .into_response()
 }
 
 fn text(body: String) -> Response {
-    (
-        StatusCode::OK,
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// /openapi/v2: an empty document (protobuf for clients that ask for it, which kubectl does): kubectl
 /// then validates on the server through the fieldValidation parameter that /openapi/v3 advertises.
 fn openapi_v2(headers: &http::HeaderMap) -> Response {
-    let accept = headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if accept.contains("protobuf") {
         (
             StatusCode::OK,
-            [(
-                http::header::CONTENT_TYPE,
-                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-            )],
+            [(http::header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")],
             Vec::new(),
         )
             .into_response()

@@ -31,10 +31,7 @@ pub enum Output {
 
 /// Parses the Accept header into the preferred output; 406 when only unsupported types are accepted.
 pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
-    let accept = headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if accept.trim().is_empty() {
         return Ok(Output::Json);
     }
@@ -53,10 +50,7 @@ pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
             }
         }
         if json_like
-            && matches!(
-                get("as"),
-                Some("PartialObjectMetadata" | "PartialObjectMetadataList")
-            )
+            && matches!(get("as"), Some("PartialObjectMetadata" | "PartialObjectMetadataList"))
             && get("g") == Some("meta.k8s.io")
         {
             match get("v") {
@@ -68,11 +62,7 @@ pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
         if json_like && get("as").is_none() {
             plain_ok = true;
         }
-        if matches!(
-            media,
-            "application/vnd.kubernetes.protobuf" | "application/yaml"
-        ) && get("as").is_none()
-        {
+        if matches!(media, "application/vnd.kubernetes.protobuf" | "application/yaml") && get("as").is_none() {
             // Answered with JSON: clients that list JSON too accept it; those that do not still get a
             // readable body rather than nothing.
             plain_ok = true;
@@ -87,9 +77,7 @@ pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
 
 /// Whether the client asks for aggregated discovery (`v2` or `v2beta1`), and which.
 pub fn aggregated_discovery(headers: &HeaderMap) -> Option<&'static str> {
-    let accept = headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())?;
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())?;
     for part in accept.split(',') {
         if part.contains("as=APIGroupDiscoveryList") && part.contains("g=apidiscovery.k8s.io") {
             if part.contains("v=v2beta1") {
@@ -106,14 +94,10 @@ pub fn aggregated_discovery(headers: &HeaderMap) -> Option<&'static str> {
 /// Decodes a JSON or YAML request body into a JSON value.
 pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::too_large(format!(
-            "the request body is larger than {MAX_BODY_BYTES} bytes"
-        )));
+        return Err(ApiError::too_large(format!("the request body is larger than {MAX_BODY_BYTES} bytes")));
     }
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+    let content_type =
+        headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media = content_type.split(';').next().unwrap_or("").trim();
     let value = match media {
         "application/json"
@@ -123,40 +107,27 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         | "application/strategic-merge-patch+json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?,
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body)?,
-        "application/vnd.kubernetes.protobuf" => {
-            super::protobuf::decode(body).map_err(|e| match e {
-                super::protobuf::ProtobufError::Schema(_) => ApiError::internal(e),
-                other => {
-                    ApiError::bad_request(format!("error decoding protobuf request body: {other}"))
-                }
-            })?
-        }
+        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(body).map_err(|e| match e {
+            super::protobuf::ProtobufError::Schema(_) => ApiError::internal(e),
+            other => ApiError::bad_request(format!("error decoding protobuf request body: {other}")),
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if depth(&value) > MAX_DEPTH {
-        return Err(ApiError::bad_request(format!(
-            "the request body is nested more than {MAX_DEPTH} levels deep"
-        )));
+        return Err(ApiError::bad_request(format!("the request body is nested more than {MAX_DEPTH} levels deep")));
     }
     Ok(value)
 }
 
 /// YAML to JSON; aliases are refused, so a small document cannot expand into a huge one.
 pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
-    if text
-        .lines()
-        .any(|l| l.trim_start().starts_with('*') || l.contains(": *") || l.contains("- *"))
-    {
-        return Err(ApiError::bad_request(
-            "YAML aliases are not allowed in request bodies",
-        ));
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
+    if text.lines().any(|l| l.trim_start().starts_with('*') || l.contains(": *") || l.contains("- *")) {
+        return Err(ApiError::bad_request("YAML aliases are not allowed in request bodies"));
     }
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-    serde_json::to_value(yaml)
-        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    serde_json::to_value(yaml).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
 }
 
 fn depth(v: &Value) -> usize {
@@ -178,21 +149,13 @@ fn depth(v: &Value) -> usize {
 }
 
 /// A JSON response.
-pub fn json_response(
-    code: StatusCode,
-    value: &Value,
-    warnings: &[String],
-) -> axum::response::Response {
-    let mut builder = http::Response::builder()
-        .status(code)
-        .header(http::header::CONTENT_TYPE, "application/json");
+pub fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> axum::response::Response {
+    let mut builder = http::Response::builder().status(code).header(http::header::CONTENT_TYPE, "application/json");
     for w in warnings {
         builder = builder.header("Warning", format!("299 - {w:?}"));
     }
     let body = serde_json::to_vec(value).unwrap_or_default();
-    builder
-        .body(axum::body::Body::from(body))
-        .unwrap_or_else(|_| ApiError::internal("response").into_response_body())
+    builder.body(axum::body::Body::from(body)).unwrap_or_else(|_| ApiError::internal("response").into_response_body())
 }
 
 impl ApiError {
@@ -224,7 +187,9 @@ impl IncludeObject {
             "None" => Ok(IncludeObject::None),
             "Metadata" | "" => Ok(IncludeObject::Metadata),
             "Object" => Ok(IncludeObject::Object),
-            other => Err(ApiError::bad_request(format!("includeObject: Unsupported value: {other:?}: supported values: \"None\", \"Metadata\", \"Object\""))),
+            other => Err(ApiError::bad_request(format!(
+                "includeObject: Unsupported value: {other:?}: supported values: \"None\", \"Metadata\", \"Object\""
+            ))),
         }
     }
 }
@@ -282,14 +247,8 @@ mod tests {
     #[test]
     fn kubectl_get_asks_for_a_table() {
         let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(
-            output(&headers(accept)).expect("ok"),
-            Output::Table { beta: false }
-        );
-        assert_eq!(
-            output(&headers("application/json")).expect("ok"),
-            Output::Json
-        );
+        assert_eq!(output(&headers(accept)).expect("ok"), Output::Table { beta: false });
+        assert_eq!(output(&headers("application/json")).expect("ok"), Output::Json);
         assert!(output(&headers("application/json;as=Table;v=v9;g=meta.k8s.io")).is_err());
     }
 
@@ -299,14 +258,8 @@ mod tests {
         assert!(decode_body(&HeaderMap::new(), &Bytes::from(deep)).is_err());
         let yaml_bomb = "a: &a [1]\nb: *a\n";
         let mut h = HeaderMap::new();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            "application/yaml".parse().expect("ct"),
-        );
+        h.insert(http::header::CONTENT_TYPE, "application/yaml".parse().expect("ct"));
         assert!(decode_body(&h, &Bytes::from(yaml_bomb)).is_err());
-        assert_eq!(
-            decode_body(&h, &Bytes::from("a: 1\n")).expect("yaml")["a"],
-            1
-        );
+        assert_eq!(decode_body(&h, &Bytes::from("a: 1\n")).expect("yaml")["a"], 1);
     }
 }

@@ -11,32 +11,18 @@ use super::status::{ApiError, ApiResult};
 /// The store key of one object.
 pub fn key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     match namespace {
-        Some(ns) if resource.namespaced => format!(
-            "/registry/{}/{}/{ns}/{name}",
-            resource.storage_group(),
-            resource.plural
-        ),
-        _ => format!(
-            "/registry/{}/{}/{name}",
-            resource.storage_group(),
-            resource.plural
-        ),
+        Some(ns) if resource.namespaced => {
+            format!("/registry/{}/{}/{ns}/{name}", resource.storage_group(), resource.plural)
+        }
+        _ => format!("/registry/{}/{}/{name}", resource.storage_group(), resource.plural),
     }
 }
 
 /// The store prefix of a list (all namespaces when `namespace` is None).
 pub fn prefix(resource: &ResourceInfo, namespace: Option<&str>) -> String {
     match namespace {
-        Some(ns) if resource.namespaced => format!(
-            "/registry/{}/{}/{ns}/",
-            resource.storage_group(),
-            resource.plural
-        ),
-        _ => format!(
-            "/registry/{}/{}/",
-            resource.storage_group(),
-            resource.plural
-        ),
+        Some(ns) if resource.namespaced => format!("/registry/{}/{}/{ns}/", resource.storage_group(), resource.plural),
+        _ => format!("/registry/{}/{}/", resource.storage_group(), resource.plural),
     }
 }
 
@@ -47,23 +33,17 @@ pub fn decode(record: &Record) -> ApiResult<Value> {
 
 /// Decodes stored bytes, stamping `revision` as the resourceVersion.
 pub fn decode_at(bytes: &[u8], revision: i64) -> ApiResult<Value> {
-    let mut obj: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::internal(format!("corrupt stored object: {e}")))?;
+    let mut obj: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("corrupt stored object: {e}")))?;
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
     Ok(obj)
 }
 
 /// The object as written at `revision` (what decoding the stored record would give, without the parse).
 pub fn with_revision(mut obj: Value, revision: i64) -> Value {
-    meta_mut(&mut obj).insert(
-        "resourceVersion".into(),
-        Value::String(revision.to_string()),
-    );
+    meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
     obj
 }
 
@@ -115,11 +95,7 @@ pub fn resource_version(obj: &Value) -> Option<&str> {
 
 /// The labels map (empty if none).
 pub fn labels(obj: &Value) -> Map<String, Value> {
-    obj.get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+    obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
 /// The finalizers.
@@ -127,11 +103,7 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.get("metadata")
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -145,9 +117,7 @@ pub fn spec_part(obj: &Value) -> Map<String, Value> {
     obj.as_object()
         .map(|m| {
             m.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "kind" | "apiVersion")
-                })
+                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "kind" | "apiVersion"))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -157,17 +127,13 @@ pub fn spec_part(obj: &Value) -> Map<String, Value> {
 /// Parses a resourceVersion as sent by a client.
 pub fn parse_resource_version(rv: &str) -> ApiResult<i64> {
     rv.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid resource version {rv:?}: must be a non-negative integer"
-        ))
+        ApiError::bad_request(format!("invalid resource version {rv:?}: must be a non-negative integer"))
     })
 }
 
 /// Now, as metav1.Time (RFC 3339, seconds).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]

@@ -14,11 +14,7 @@ pub struct Query(HashMap<String, String>);
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Query {
-        Query(
-            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
+        Query(form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect())
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -34,47 +30,32 @@ impl Query {
     pub fn number(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(Some)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{key}: invalid value {v:?}: must be a non-negative integer"
-                    ))
-                }),
+            Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!("{key}: invalid value {v:?}: must be a non-negative integer"))
+            }),
         }
     }
 
     /// The list options.
     pub fn list(&self) -> ApiResult<ListQuery> {
-        let labels =
-            match self.get("labelSelector").filter(|s| !s.is_empty()) {
-                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
-                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
-                })?),
-                None => None,
-            };
+        let labels = match self.get("labelSelector").filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                LabelSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            ),
+            None => None,
+        };
         let fields = match self.get("fieldSelector").filter(|s| !s.is_empty()) {
-            Some(s) => {
-                Some(FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
-            }
+            Some(s) => Some(FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
             None => None,
         };
         Ok(ListQuery {
             labels,
             fields,
             limit: self.number("limit")?.unwrap_or(0) as usize,
-            continue_token: self
-                .get("continue")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
+            continue_token: self.get("continue").filter(|s| !s.is_empty()).map(str::to_string),
             resource_version: self.get("resourceVersion").map(str::to_string),
-            resource_version_match: self
-                .get("resourceVersionMatch")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
+            resource_version_match: self.get("resourceVersionMatch").filter(|s| !s.is_empty()).map(str::to_string),
         })
     }
 
@@ -99,26 +80,14 @@ impl Query {
                 )))
             }
         };
-        let field_manager = self
-            .get("fieldManager")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        let field_manager = self.get("fieldManager").filter(|s| !s.is_empty()).map(str::to_string);
         if field_manager.as_ref().is_some_and(|m| m.len() > 128) {
-            return Err(ApiError::bad_request(
-                "fieldManager: Too long: must have at most 128 bytes",
-            ));
+            return Err(ApiError::bad_request("fieldManager: Too long: must have at most 128 bytes"));
         }
         // Without fieldManager, upstream names the manager after the client: the user agent up to '/'.
         let field_manager = field_manager.or_else(|| {
             user_agent
-                .map(|ua| {
-                    ua.split('/')
-                        .next()
-                        .unwrap_or("")
-                        .chars()
-                        .take(128)
-                        .collect::<String>()
-                })
+                .map(|ua| ua.split('/').next().unwrap_or("").chars().take(128).collect::<String>())
                 .filter(|m| !m.is_empty())
         });
         Ok(WriteContext {
@@ -138,9 +107,7 @@ mod tests {
 
     #[test]
     fn parses_list_and_write_options() {
-        let q = Query::parse(Some(
-            "labelSelector=app%3Dweb&limit=500&dryRun=All&fieldValidation=Strict",
-        ));
+        let q = Query::parse(Some("labelSelector=app%3Dweb&limit=500&dryRun=All&fieldValidation=Strict"));
         let list = q.list().expect("list");
         assert_eq!(list.limit, 500);
         assert!(list.labels.is_some());
@@ -149,8 +116,6 @@ mod tests {
         assert_eq!(write.field_validation, FieldValidation::Strict);
         assert!(Query::parse(Some("limit=-3")).list().is_err());
         assert!(Query::parse(Some("dryRun=Some")).write(None).is_err());
-        assert!(Query::parse(Some("labelSelector=a%20in%20(b"))
-            .list()
-            .is_err());
+        assert!(Query::parse(Some("labelSelector=a%20in%20(b")).list().is_err());
     }
 }

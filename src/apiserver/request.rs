@@ -36,12 +36,7 @@ pub struct ResourcePath {
 }
 
 fn unknown(path: &str) -> ApiError {
-    ApiError::new(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
-    .with_path(path)
+    ApiError::new(404, "NotFound", "the server could not find the requested resource").with_path(path)
 }
 
 impl ApiError {
@@ -89,18 +84,11 @@ fn known_group_version(group: &str, version: &str, path: &str) -> Result<Target,
     }
 }
 
-fn resource_path(
-    group: &str,
-    version: &str,
-    rest: &[&str],
-    path: &str,
-) -> Result<Target, ApiError> {
+fn resource_path(group: &str, version: &str, rest: &[&str], path: &str) -> Result<Target, ApiError> {
     let find = |plural: &str| registry::find(group, version, plural).ok_or_else(|| unknown(path));
     let (namespace, rest) = match rest {
         // /namespaces/<ns>/<resource>... unless it is a namespace's own subresource.
-        ["namespaces", ns, resource, tail @ ..]
-            if !(tail.is_empty() && matches!(*resource, "status" | "finalize")) =>
-        {
+        ["namespaces", ns, resource, tail @ ..] if !(tail.is_empty() && matches!(*resource, "status" | "finalize")) => {
             (Some((*ns).to_string()), [&[*resource][..], tail].concat())
         }
         _ => (None, rest.to_vec()),
@@ -146,24 +134,13 @@ mod tests {
     fn parses_resource_paths() {
         let r = res("/api/v1/namespaces/default/pods/web/status");
         assert_eq!(
-            (
-                r.resource.plural,
-                r.namespace.as_deref(),
-                r.name.as_deref(),
-                r.subresource.as_deref()
-            ),
+            (r.resource.plural, r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref()),
             ("pods", Some("default"), Some("web"), Some("status"))
         );
         let r = res("/api/v1/namespaces/kube-system");
-        assert_eq!(
-            (r.resource.plural, r.name.as_deref()),
-            ("namespaces", Some("kube-system"))
-        );
+        assert_eq!((r.resource.plural, r.name.as_deref()), ("namespaces", Some("kube-system")));
         let r = res("/api/v1/namespaces/kube-system/status");
-        assert_eq!(
-            (r.resource.plural, r.subresource.as_deref()),
-            ("namespaces", Some("status"))
-        );
+        assert_eq!((r.resource.plural, r.subresource.as_deref()), ("namespaces", Some("status")));
         let r = res("/apis/apps/v1/deployments");
         assert_eq!((r.resource.kind, r.namespace), ("Deployment", None));
     }
@@ -174,8 +151,6 @@ mod tests {
         assert!(parse("/api/v1/namespaces/default/nodes").is_err());
         assert!(parse("/api/v1/namespaces/default/configmaps/x/status").is_err());
         assert!(parse("/apis/nope").is_err());
-        assert!(
-            matches!(parse("/apis/apps/v1"), Ok(Target::GroupVersion(g, v)) if g == "apps" && v == "v1")
-        );
+        assert!(matches!(parse("/apis/apps/v1"), Ok(Target::GroupVersion(g, v)) if g == "apps" && v == "v1"));
     }
 }

@@ -16,9 +16,7 @@ pub fn view(res: &ResourceInfo, obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
     let selector = match res.kind {
-        "ReplicationController" => obj
-            .pointer("/spec/selector")
-            .map(|s| json!({"matchLabels": s})),
+        "ReplicationController" => obj.pointer("/spec/selector").map(|s| json!({"matchLabels": s})),
         _ => obj.pointer("/spec/selector").cloned(),
     };
     let selector_text = selector
@@ -42,11 +40,7 @@ fn replicas_of(res: &ResourceInfo, name: &str, scale: &Value) -> ApiResult<i64> 
         Some(other) => Err(ApiError::invalid(
             res,
             name,
-            vec![FieldError::invalid(
-                "spec.replicas",
-                other,
-                "must be greater than or equal to 0",
-            )],
+            vec![FieldError::invalid("spec.replicas", other, "must be greater than or equal to 0")],
         )),
     }
 }
@@ -71,10 +65,7 @@ async fn set_replicas(
             res,
             ns,
             name,
-            UpdateOptions {
-                pinned: pinned.is_some(),
-                kind: UpdateKind::Main,
-            },
+            UpdateOptions { pinned: pinned.is_some(), kind: UpdateKind::Main },
             ctx,
             |mut current| {
                 let pinned = pinned.clone();
@@ -117,16 +108,8 @@ pub async fn patch(
 ) -> ApiResult<Value> {
     let current = view(res, &rest.get(res, ns, name).await?);
     let scale_res = ScaleKind::resource();
-    let patched = patch::apply(
-        scale_res,
-        if kind == PatchType::Strategic {
-            PatchType::Merge
-        } else {
-            kind
-        },
-        &current,
-        body,
-    )?;
+    let patched =
+        patch::apply(scale_res, if kind == PatchType::Strategic { PatchType::Merge } else { kind }, &current, body)?;
     set_replicas(rest, res, ns, name, &patched, ctx).await
 }
 
@@ -158,26 +141,14 @@ pub async fn bind(
     binding: &Value,
     ctx: &mut WriteContext,
 ) -> ApiResult<()> {
-    let node = binding
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
-        return Err(ApiError::invalid(
-            res,
-            name,
-            vec![FieldError::required("target.name", "")],
-        ));
+        return Err(ApiError::invalid(res, name, vec![FieldError::required("target.name", "")]));
     }
     rest.guaranteed_update(res, ns, name, UpdateOptions::MAIN, ctx, |mut pod| {
         let node = node.clone();
         async move {
-            let assigned = pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
             if !assigned.is_empty() {
                 return Err(ApiError::conflict(
                     res,

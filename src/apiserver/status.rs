@@ -19,11 +19,7 @@ pub struct FieldError {
 
 impl FieldError {
     /// `field: Invalid value: <value>: <detail>`
-    pub fn invalid(
-        field: impl Into<String>,
-        value: &Value,
-        detail: impl std::fmt::Display,
-    ) -> FieldError {
+    pub fn invalid(field: impl Into<String>, value: &Value, detail: impl std::fmt::Display) -> FieldError {
         FieldError {
             reason: "FieldValueInvalid",
             field: field.into(),
@@ -33,46 +29,24 @@ impl FieldError {
 
     /// `field: Required value`
     pub fn required(field: impl Into<String>, detail: &str) -> FieldError {
-        let message = if detail.is_empty() {
-            "Required value".to_string()
-        } else {
-            format!("Required value: {detail}")
-        };
-        FieldError {
-            reason: "FieldValueRequired",
-            field: field.into(),
-            message,
-        }
+        let message =
+            if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        FieldError { reason: "FieldValueRequired", field: field.into(), message }
     }
 
     /// `field: Unsupported value: "x": supported values: "a", "b"`
-    pub fn not_supported(
-        field: impl Into<String>,
-        value: &Value,
-        supported: &[&str],
-    ) -> FieldError {
-        let list = supported
-            .iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+    pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> FieldError {
+        let list = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         FieldError {
             reason: "FieldValueNotSupported",
             field: field.into(),
-            message: format!(
-                "Unsupported value: {}: supported values: {list}",
-                render_value(value)
-            ),
+            message: format!("Unsupported value: {}: supported values: {list}", render_value(value)),
         }
     }
 
     /// `field: Forbidden: <detail>`
     pub fn forbidden(field: impl Into<String>, detail: impl std::fmt::Display) -> FieldError {
-        FieldError {
-            reason: "FieldValueForbidden",
-            field: field.into(),
-            message: format!("Forbidden: {detail}"),
-        }
+        FieldError { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {detail}") }
     }
 
     /// `field: Duplicate value: <value>`
@@ -124,33 +98,20 @@ fn qualified(resource: &ResourceInfo) -> String {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-        }
+        ApiError { code, reason, message: message.into(), details: None }
     }
 
     pub fn not_found(resource: &ResourceInfo, name: &str) -> ApiError {
         ApiError {
             details: Some(details(resource, name)),
-            ..ApiError::new(
-                404,
-                "NotFound",
-                format!("{} {name:?} not found", qualified(resource)),
-            )
+            ..ApiError::new(404, "NotFound", format!("{} {name:?} not found", qualified(resource)))
         }
     }
 
     pub fn already_exists(resource: &ResourceInfo, name: &str) -> ApiError {
         ApiError {
             details: Some(details(resource, name)),
-            ..ApiError::new(
-                409,
-                "AlreadyExists",
-                format!("{} {name:?} already exists", qualified(resource)),
-            )
+            ..ApiError::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(resource)))
         }
     }
 
@@ -160,10 +121,7 @@ impl ApiError {
             ..ApiError::new(
                 409,
                 "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {} {name:?}: {why}",
-                    qualified(resource)
-                ),
+                format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(resource)),
             )
         }
     }
@@ -182,30 +140,17 @@ impl ApiError {
         let summary = if errors.len() == 1 {
             format!("{}: {}", errors[0].field, errors[0].message)
         } else {
-            format!(
-                "[{}]",
-                errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("[{}]", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join(", "))
         };
-        let causes: Vec<Value> = errors
-            .iter()
-            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-            .collect();
+        let causes: Vec<Value> =
+            errors.iter().map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field})).collect();
         let mut d = json!({"name": name, "kind": resource.kind, "causes": causes});
         if !resource.group.is_empty() {
             d["group"] = json!(resource.group);
         }
         ApiError {
             details: Some(d),
-            ..ApiError::new(
-                422,
-                "Invalid",
-                format!("{} {name:?} is invalid: {summary}", resource.kind),
-            )
+            ..ApiError::new(422, "Invalid", format!("{} {name:?} is invalid: {summary}", resource.kind))
         }
     }
 
@@ -242,11 +187,7 @@ impl ApiError {
     }
 
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {message}"),
-        )
+        ApiError::new(500, "InternalError", format!("Internal error occurred: {message}"))
     }
 
     pub fn timeout(message: impl Into<String>) -> ApiError {
@@ -274,19 +215,14 @@ impl ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         match e {
-            crate::store::StoreError::Compacted {
-                requested,
-                compacted,
-            } => ApiError::gone(format!(
-                "too old resource version: {requested} ({compacted})"
-            )),
+            crate::store::StoreError::Compacted { requested, compacted } => {
+                ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
+            }
             crate::store::StoreError::FutureRevision { requested, current } => ApiError {
                 details: Some(
                     json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
                 ),
-                ..ApiError::timeout(format!(
-                    "Too large resource version: {requested}, current: {current}"
-                ))
+                ..ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
             },
             other => ApiError::internal(other),
         }
@@ -297,12 +233,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        (
-            code,
-            [(http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+        (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 
@@ -315,14 +246,8 @@ mod tests {
     fn messages_match_upstream() {
         let cm = registry::find("", "v1", "configmaps").expect("configmaps");
         let deploy = registry::find("apps", "v1", "deployments").expect("deployments");
-        assert_eq!(
-            ApiError::not_found(cm, "x").message,
-            "configmaps \"x\" not found"
-        );
-        assert_eq!(
-            ApiError::already_exists(deploy, "web").message,
-            "deployments.apps \"web\" already exists"
-        );
+        assert_eq!(ApiError::not_found(cm, "x").message, "configmaps \"x\" not found");
+        assert_eq!(ApiError::already_exists(deploy, "web").message, "deployments.apps \"web\" already exists");
         assert_eq!(
             ApiError::modified(cm, "x").message,
             "Operation cannot be fulfilled on configmaps \"x\": the object has been modified; please apply your changes to the latest version and try again"
@@ -330,17 +255,13 @@ mod tests {
         let err = ApiError::invalid(
             cm,
             "Bad",
-            vec![FieldError::invalid(
-                "metadata.name",
-                &json!("Bad"),
-                "must be lower case",
-            )],
+            vec![FieldError::invalid("metadata.name", &json!("Bad"), "must be lower case")],
         );
         assert_eq!(err.code, 422);
-        assert_eq!(err.message, "ConfigMap \"Bad\" is invalid: metadata.name: Invalid value: \"Bad\": must be lower case");
         assert_eq!(
-            err.to_status()["details"]["causes"][0]["field"],
-            "metadata.name"
+            err.message,
+            "ConfigMap \"Bad\" is invalid: metadata.name: Invalid value: \"Bad\": must be lower case"
         );
+        assert_eq!(err.to_status()["details"]["causes"][0]["field"], "metadata.name");
     }
 }

@@ -113,35 +113,22 @@ pub async fn serve(
     let initial = send_initial.unwrap_or(rv.is_empty() || rv == "0");
     // Initial state comes from a list at one revision; the watch continues right after it.
     let (initial_items, start) = if initial {
-        let list_filter = ListQuery {
-            labels: filter.labels.clone(),
-            fields: filter.fields.clone(),
-            ..Default::default()
-        };
+        let list_filter =
+            ListQuery { labels: filter.labels.clone(), fields: filter.fields.clone(), ..Default::default() };
         let out = rest.list(res, ns, &list_filter).await?;
         (out.items, out.revision)
     } else {
         (Vec::new(), object::parse_resource_version(&rv)?)
     };
     let prefix = object::prefix(res, ns);
-    let mut renderer = Renderer {
-        res,
-        output,
-        include,
-        first: true,
-    };
+    let mut renderer = Renderer { res, output, include, first: true };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let stream = rest.store.watch(&prefix, start).await;
     let mut stream = match stream {
         Ok(s) => s,
-        Err(StoreError::Compacted {
-            requested,
-            compacted,
-        }) => {
+        Err(StoreError::Compacted { requested, compacted }) => {
             let _ = tx
-                .send(Ok(error_event(&ApiError::gone(format!(
-                    "too old resource version: {requested} ({compacted})"
-                )))))
+                .send(Ok(error_event(&ApiError::gone(format!("too old resource version: {requested} ({compacted})")))))
                 .await;
             drop(tx);
             return Ok(streaming(rx));
@@ -154,8 +141,7 @@ pub async fn serve(
                 return;
             }
         }
-        if send_initial == Some(true) && tx.send(Ok(renderer.bookmark(start, true))).await.is_err()
-        {
+        if send_initial == Some(true) && tx.send(Ok(renderer.bookmark(start, true))).await.is_err() {
             return;
         }
         let deadline = tokio::time::sleep(timeout);
@@ -200,19 +186,13 @@ fn streaming(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> axum::respons
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(body)
-        .unwrap_or_else(|_| {
-            axum::response::IntoResponse::into_response(ApiError::internal("watch response"))
-        })
+        .unwrap_or_else(|_| axum::response::IntoResponse::into_response(ApiError::internal("watch response")))
 }
 
 /// The event a watcher with `filter` sees for a store event, if any.
 /// The event type a watcher with `filter` sees for a store event, if any. Without selectors nothing is
 /// decoded; with them, the object and its previous value are matched.
-fn classify(
-    res: &ResourceInfo,
-    filter: &ListQuery,
-    event: &crate::store::Event,
-) -> ApiResult<Option<&'static str>> {
+fn classify(res: &ResourceInfo, filter: &ListQuery, event: &crate::store::Event) -> ApiResult<Option<&'static str>> {
     if filter.labels.is_none() && filter.fields.is_none() {
         return Ok(Some(match event.kind {
             EventKind::Added => "ADDED",
@@ -222,12 +202,9 @@ fn classify(
     }
     let now = filter.matches(res, decoded(event)?);
     let before = match &event.prev {
-        Some(prev) => filter.matches(
-            res,
-            cached(&event.decoded_prev, || {
-                object::decode_at(prev, event.record.mod_revision)
-            })?,
-        ),
+        Some(prev) => {
+            filter.matches(res, cached(&event.decoded_prev, || object::decode_at(prev, event.record.mod_revision))?)
+        }
         None => false,
     };
     Ok(match event.kind {
@@ -256,10 +233,6 @@ fn decoded(event: &crate::store::Event) -> ApiResult<&Value> {
 
 /// The event's object as JSON, rendered once for all watchers.
 fn rendered(event: &crate::store::Event) -> ApiResult<Bytes> {
-    cached(&event.rendered, || {
-        Ok(Bytes::from(
-            serde_json::to_vec(decoded(event)?).map_err(ApiError::internal)?,
-        ))
-    })
-    .cloned()
+    cached(&event.rendered, || Ok(Bytes::from(serde_json::to_vec(decoded(event)?).map_err(ApiError::internal)?)))
+        .cloned()
 }

@@ -8,13 +8,7 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Config file with the same keys as the flags (YAML)
-    #[arg(
-        long,
-        short = 'c',
-        env = "TUG_CONFIG_FILE",
-        default_value = "/etc/tug/config.yaml",
-        help_heading = "Config"
-    )]
+    #[arg(long, short = 'c', env = "TUG_CONFIG_FILE", default_value = "/etc/tug/config.yaml", help_heading = "Config")]
     pub config: PathBuf,
 
     /// Server to connect to
@@ -22,13 +16,7 @@ pub struct AgentArgs {
     pub server: Option<String>,
 
     /// Token to use for authentication
-    #[arg(
-        long,
-        short = 't',
-        env = "TUG_TOKEN",
-        hide_env_values = true,
-        help_heading = "Cluster"
-    )]
+    #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,
 
     /// Folder to hold state

@@ -11,13 +11,7 @@ use clap::{Parser, Subcommand};
 
 /// tug: a lightweight Kubernetes distribution in one binary.
 #[derive(Debug, Parser)]
-#[command(
-    name = "tug",
-    version,
-    about,
-    propagate_version = true,
-    args_override_self = true
-)]
+#[command(name = "tug", version, about, propagate_version = true, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -9,13 +9,7 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Config file with the same keys as the flags (YAML)
-    #[arg(
-        long,
-        short = 'c',
-        env = "TUG_CONFIG_FILE",
-        default_value = "/etc/tug/config.yaml",
-        help_heading = "Config"
-    )]
+    #[arg(long, short = 'c', env = "TUG_CONFIG_FILE", default_value = "/etc/tug/config.yaml", help_heading = "Config")]
     pub config: PathBuf,
 
     /// Turn on debug logs
@@ -27,12 +21,7 @@ pub struct ServerArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Keep at least this many revisions of history when compacting
-    #[arg(
-        long,
-        env = "TUG_DATASTORE_COMPACT_KEEP_REVISIONS",
-        default_value_t = 1000,
-        help_heading = "Data"
-    )]
+    #[arg(long, env = "TUG_DATASTORE_COMPACT_KEEP_REVISIONS", default_value_t = 1000, help_heading = "Data")]
     pub datastore_compact_keep_revisions: i64,
 
     /// Keep every revision younger than this when compacting (e.g. 10m; 0s = by count only)
@@ -44,21 +33,11 @@ pub struct ServerArgs {
     pub datastore_compact_interval: std::time::Duration,
 
     /// Address the API server listens on
-    #[arg(
-        long,
-        env = "TUG_BIND_ADDRESS",
-        default_value = "0.0.0.0",
-        help_heading = "Listener"
-    )]
+    #[arg(long, env = "TUG_BIND_ADDRESS", default_value = "0.0.0.0", help_heading = "Listener")]
     pub bind_address: IpAddr,
 
     /// Port the API server listens on (0 picks a free port; the kubeconfig says which)
-    #[arg(
-        long,
-        env = "TUG_HTTPS_LISTEN_PORT",
-        default_value_t = 6443,
-        help_heading = "Listener"
-    )]
+    #[arg(long, env = "TUG_HTTPS_LISTEN_PORT", default_value_t = 6443, help_heading = "Listener")]
     pub https_listen_port: u16,
 
     /// IP address the API server advertises to members of the cluster [default: node IP]
@@ -66,85 +45,39 @@ pub struct ServerArgs {
     pub advertise_address: Option<IpAddr>,
 
     /// Extra hostname or IP as a Subject Alternative Name of the serving certificate (repeatable)
-    #[arg(
-        long,
-        env = "TUG_TLS_SAN",
-        value_delimiter = ',',
-        help_heading = "Listener"
-    )]
+    #[arg(long, env = "TUG_TLS_SAN", value_delimiter = ',', help_heading = "Listener")]
     pub tls_san: Vec<String>,
 
     /// Write the admin kubeconfig to this file [default: /etc/tug/tug.yaml as root, else $HOME/.kube/tug.yaml]
-    #[arg(
-        long,
-        short = 'o',
-        env = "TUG_KUBECONFIG_OUTPUT",
-        help_heading = "Client"
-    )]
+    #[arg(long, short = 'o', env = "TUG_KUBECONFIG_OUTPUT", help_heading = "Client")]
     pub write_kubeconfig: Option<PathBuf>,
 
     /// Permission bits of the written kubeconfig, octal
-    #[arg(
-        long,
-        env = "TUG_KUBECONFIG_MODE",
-        default_value = "0600",
-        help_heading = "Client"
-    )]
+    #[arg(long, env = "TUG_KUBECONFIG_MODE", default_value = "0600", help_heading = "Client")]
     pub write_kubeconfig_mode: String,
 
     /// IPv4 network CIDR to use for pod IPs
-    #[arg(
-        long,
-        env = "TUG_CLUSTER_CIDR",
-        default_value = "10.42.0.0/16",
-        help_heading = "Networking"
-    )]
+    #[arg(long, env = "TUG_CLUSTER_CIDR", default_value = "10.42.0.0/16", help_heading = "Networking")]
     pub cluster_cidr: String,
 
     /// IPv4 network CIDR to use for service IPs
-    #[arg(
-        long,
-        env = "TUG_SERVICE_CIDR",
-        default_value = "10.43.0.0/16",
-        help_heading = "Networking"
-    )]
+    #[arg(long, env = "TUG_SERVICE_CIDR", default_value = "10.43.0.0/16", help_heading = "Networking")]
     pub service_cidr: String,
 
     /// Range of ports for NodePort services
-    #[arg(
-        long,
-        env = "TUG_SERVICE_NODE_PORT_RANGE",
-        default_value = "30000-32767",
-        help_heading = "Networking"
-    )]
+    #[arg(long, env = "TUG_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", help_heading = "Networking")]
     pub service_node_port_range: String,
 
     /// Cluster IP of the DNS service (must be in the service CIDR)
-    #[arg(
-        long,
-        env = "TUG_CLUSTER_DNS",
-        default_value = "10.43.0.10",
-        help_heading = "Networking"
-    )]
+    #[arg(long, env = "TUG_CLUSTER_DNS", default_value = "10.43.0.10", help_heading = "Networking")]
     pub cluster_dns: IpAddr,
 
     /// Cluster domain
-    #[arg(
-        long,
-        env = "TUG_CLUSTER_DOMAIN",
-        default_value = "cluster.local",
-        help_heading = "Networking"
-    )]
+    #[arg(long, env = "TUG_CLUSTER_DOMAIN", default_value = "cluster.local", help_heading = "Networking")]
     pub cluster_domain: String,
 
     /// Shared secret used to join agents and servers
-    #[arg(
-        long,
-        short = 't',
-        env = "TUG_TOKEN",
-        hide_env_values = true,
-        help_heading = "Cluster"
-    )]
+    #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,
 
     /// Do not run a node agent in the server process

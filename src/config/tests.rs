@@ -4,10 +4,7 @@ use super::*;
 use crate::cli::Command;
 
 fn server(argv: &[&str]) -> Result<ServerConfig, String> {
-    let argv = std::iter::once("tug")
-        .chain(argv.iter().copied())
-        .map(OsString::from)
-        .collect();
+    let argv = std::iter::once("tug").chain(argv.iter().copied()).map(OsString::from).collect();
     match parse_cli(argv).map_err(|e| e.to_string())?.command {
         Command::Server(args) => ServerConfig::from_args(*args).map_err(|e| e.to_string()),
         Command::Agent(_) => Err("agent".into()),
@@ -25,9 +22,7 @@ fn with_config(yaml: &str) -> (tempfile::TempDir, String) {
 fn defaults_match_k3s() {
     let cfg = server(&["server", "--config", "/nonexistent-default-is-optional"]);
     // an explicit config path that does not exist is an error
-    assert!(cfg
-        .unwrap_err()
-        .contains("/nonexistent-default-is-optional"));
+    assert!(cfg.unwrap_err().contains("/nonexistent-default-is-optional"));
     let (_dir, path) = with_config("");
     let cfg = server(&["server", "-c", &path]).expect("config");
     assert_eq!(cfg.https_listen_port, 6443);
@@ -41,9 +36,7 @@ fn defaults_match_k3s() {
 
 #[test]
 fn config_file_sets_flags_and_command_line_wins() {
-    let (_dir, path) = with_config(
-        "https-listen-port: 7443\ntls-san: [a.example, 10.0.0.1]\ndisable-agent: true\n",
-    );
+    let (_dir, path) = with_config("https-listen-port: 7443\ntls-san: [a.example, 10.0.0.1]\ndisable-agent: true\n");
     let cfg = server(&["server", "-c", &path]).expect("config");
     assert_eq!(cfg.https_listen_port, 7443);
     assert_eq!(cfg.tls_sans, ["a.example", "10.0.0.1"]);
@@ -55,19 +48,12 @@ fn config_file_sets_flags_and_command_line_wins() {
 #[test]
 fn bad_input_names_the_problem() {
     let (_dir, path) = with_config("no-such-flag: 1\n");
-    assert!(server(&["server", "-c", &path])
-        .unwrap_err()
-        .contains("unknown key \"no-such-flag\""));
+    assert!(server(&["server", "-c", &path]).unwrap_err().contains("unknown key \"no-such-flag\""));
     let (_dir, path) = with_config("- a list\n");
-    assert!(server(&["server", "-c", &path])
-        .unwrap_err()
-        .contains("mapping"));
+    assert!(server(&["server", "-c", &path]).unwrap_err().contains("mapping"));
     let (_dir, path) = with_config("");
     let err = server(&["server", "-c", &path, "--cluster-dns", "10.99.0.10"]).unwrap_err();
-    assert!(
-        err.contains("--cluster-dns") && err.contains("service-cidr"),
-        "{err}"
-    );
+    assert!(err.contains("--cluster-dns") && err.contains("service-cidr"), "{err}");
     let err = server(&["server", "-c", &path, "--cluster-cidr", "10.42.0.1/16"]).unwrap_err();
     assert!(err.contains("host bits"), "{err}");
     let err = server(&["server", "-c", &path, "--write-kubeconfig-mode", "999"]).unwrap_err();

@@ -2,16 +2,7 @@
 //! names, categories, subresources). Pure data; the API server, discovery and OpenAPI are driven from it.
 
 /// The standard verbs of a fully served resource.
-pub const ALL_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 /// A subresource a resource offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,183 +105,30 @@ macro_rules! resource {
 /// Every resource tug serves, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
-    resource!(
-        "",
-        "v1",
-        "Namespace",
-        "namespaces",
-        false,
-        &["ns"],
-        NONE,
-        &[Status]
-    ),
-    resource!(
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        true,
-        &["po"],
-        ALL,
-        &[Status, Binding]
-    ),
-    resource!(
-        "",
-        "v1",
-        "Service",
-        "services",
-        true,
-        &["svc"],
-        ALL,
-        &[Status]
-    ),
+    resource!("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, &[Status]),
+    resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding]),
+    resource!("", "v1", "Service", "services", true, &["svc"], ALL, &[Status]),
     resource!("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, &[]),
-    resource!(
-        "",
-        "v1",
-        "ConfigMap",
-        "configmaps",
-        true,
-        &["cm"],
-        NONE,
-        &[]
-    ),
+    resource!("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, &[]),
     resource!("", "v1", "Secret", "secrets", true, NONE, NONE, &[]),
-    resource!(
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        true,
-        &["sa"],
-        NONE,
-        &[]
-    ),
+    resource!("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], NONE, &[]),
     resource!("", "v1", "Node", "nodes", false, &["no"], NONE, &[Status]),
     resource!("", "v1", "Event", "events", true, &["ev"], NONE, &[]),
-    resource!(
-        "",
-        "v1",
-        "PersistentVolume",
-        "persistentvolumes",
-        false,
-        &["pv"],
-        NONE,
-        &[Status]
-    ),
-    resource!(
-        "",
-        "v1",
-        "PersistentVolumeClaim",
-        "persistentvolumeclaims",
-        true,
-        &["pvc"],
-        NONE,
-        &[Status]
-    ),
-    resource!(
-        "",
-        "v1",
-        "LimitRange",
-        "limitranges",
-        true,
-        &["limits"],
-        NONE,
-        &[]
-    ),
-    resource!(
-        "",
-        "v1",
-        "ResourceQuota",
-        "resourcequotas",
-        true,
-        &["quota"],
-        NONE,
-        &[Status]
-    ),
-    resource!(
-        "",
-        "v1",
-        "PodTemplate",
-        "podtemplates",
-        true,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "",
-        "v1",
-        "ReplicationController",
-        "replicationcontrollers",
-        true,
-        &["rc"],
-        ALL,
-        &[Status, Scale]
-    ),
+    resource!("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], NONE, &[Status]),
+    resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], NONE, &[Status]),
+    resource!("", "v1", "LimitRange", "limitranges", true, &["limits"], NONE, &[]),
+    resource!("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"], NONE, &[Status]),
+    resource!("", "v1", "PodTemplate", "podtemplates", true, NONE, NONE, &[]),
+    resource!("", "v1", "ReplicationController", "replicationcontrollers", true, &["rc"], ALL, &[Status, Scale]),
     // apps/v1
-    resource!(
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        true,
-        &["deploy"],
-        ALL,
-        &[Status, Scale]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        true,
-        &["rs"],
-        ALL,
-        &[Status, Scale]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "StatefulSet",
-        "statefulsets",
-        true,
-        &["sts"],
-        ALL,
-        &[Status, Scale]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "DaemonSet",
-        "daemonsets",
-        true,
-        &["ds"],
-        ALL,
-        &[Status]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "ControllerRevision",
-        "controllerrevisions",
-        true,
-        NONE,
-        NONE,
-        &[]
-    ),
+    resource!("apps", "v1", "Deployment", "deployments", true, &["deploy"], ALL, &[Status, Scale]),
+    resource!("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], ALL, &[Status, Scale]),
+    resource!("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], ALL, &[Status, Scale]),
+    resource!("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], ALL, &[Status]),
+    resource!("apps", "v1", "ControllerRevision", "controllerrevisions", true, NONE, NONE, &[]),
     // batch/v1
     resource!("batch", "v1", "Job", "jobs", true, NONE, ALL, &[Status]),
-    resource!(
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        true,
-        &["cj"],
-        ALL,
-        &[Status]
-    ),
+    resource!("batch", "v1", "CronJob", "cronjobs", true, &["cj"], ALL, &[Status]),
     // autoscaling/v2
     resource!(
         "autoscaling",
@@ -303,171 +141,27 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &[Status]
     ),
     // coordination, discovery, events
-    resource!(
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        true,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        true,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "events.k8s.io",
-        "v1",
-        "Event",
-        "events",
-        true,
-        &["ev"],
-        NONE,
-        &[]
-    ),
+    resource!("coordination.k8s.io", "v1", "Lease", "leases", true, NONE, NONE, &[]),
+    resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, NONE, NONE, &[]),
+    resource!("events.k8s.io", "v1", "Event", "events", true, &["ev"], NONE, &[]),
     // networking
-    resource!(
-        "networking.k8s.io",
-        "v1",
-        "Ingress",
-        "ingresses",
-        true,
-        &["ing"],
-        NONE,
-        &[Status]
-    ),
-    resource!(
-        "networking.k8s.io",
-        "v1",
-        "IngressClass",
-        "ingressclasses",
-        false,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-        true,
-        &["netpol"],
-        NONE,
-        &[]
-    ),
+    resource!("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], NONE, &[Status]),
+    resource!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, NONE, NONE, &[]),
+    resource!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"], NONE, &[]),
     // policy
-    resource!(
-        "policy",
-        "v1",
-        "PodDisruptionBudget",
-        "poddisruptionbudgets",
-        true,
-        &["pdb"],
-        NONE,
-        &[Status]
-    ),
+    resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], NONE, &[Status]),
     // rbac
-    resource!(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "Role",
-        "roles",
-        true,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "RoleBinding",
-        "rolebindings",
-        true,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRole",
-        "clusterroles",
-        false,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-        NONE,
-        NONE,
-        &[]
-    ),
+    resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", true, NONE, NONE, &[]),
+    resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, NONE, NONE, &[]),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, NONE, NONE, &[]),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, NONE, NONE, &[]),
     // storage
-    resource!(
-        "storage.k8s.io",
-        "v1",
-        "StorageClass",
-        "storageclasses",
-        false,
-        &["sc"],
-        NONE,
-        &[]
-    ),
-    resource!(
-        "storage.k8s.io",
-        "v1",
-        "CSIDriver",
-        "csidrivers",
-        false,
-        NONE,
-        NONE,
-        &[]
-    ),
-    resource!(
-        "storage.k8s.io",
-        "v1",
-        "VolumeAttachment",
-        "volumeattachments",
-        false,
-        NONE,
-        NONE,
-        &[Status]
-    ),
+    resource!("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"], NONE, &[]),
+    resource!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", false, NONE, NONE, &[]),
+    resource!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", false, NONE, NONE, &[Status]),
     // scheduling, node, certificates
-    resource!(
-        "scheduling.k8s.io",
-        "v1",
-        "PriorityClass",
-        "priorityclasses",
-        false,
-        &["pc"],
-        NONE,
-        &[]
-    ),
-    resource!(
-        "node.k8s.io",
-        "v1",
-        "RuntimeClass",
-        "runtimeclasses",
-        false,
-        NONE,
-        NONE,
-        &[]
-    ),
+    resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], NONE, &[]),
+    resource!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, NONE, NONE, &[]),
     resource!(
         "certificates.k8s.io",
         "v1",
@@ -482,16 +176,12 @@ pub static RESOURCES: &[ResourceInfo] = &[
 
 /// Looks a resource up by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Looks a resource up by its apiVersion and kind.
 pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.kind == kind && r.api_version() == api_version)
+    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
 }
 
 /// The groups served, each with its versions (preferred first), in discovery order.
@@ -508,13 +198,8 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 /// The resources of one group version.
-pub fn resources_of<'a>(
-    group: &'a str,
-    version: &'a str,
-) -> impl Iterator<Item = &'static ResourceInfo> + use<'a> {
-    RESOURCES
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+pub fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceInfo> + use<'a> {
+    RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
 }
 
 #[cfg(test)]
@@ -525,21 +210,13 @@ mod tests {
     fn core_group_is_listed_first_with_v1() {
         let groups = groups();
         assert_eq!(groups[0], ("", vec!["v1"]));
-        assert!(groups
-            .iter()
-            .any(|(g, v)| *g == "autoscaling" && v == &vec!["v2"]));
+        assert!(groups.iter().any(|(g, v)| *g == "autoscaling" && v == &vec!["v2"]));
     }
 
     #[test]
     fn lookups_find_by_plural_and_kind() {
-        assert_eq!(
-            find("apps", "v1", "deployments").map(|r| r.kind),
-            Some("Deployment")
-        );
-        assert_eq!(
-            find_kind("v1", "ConfigMap").map(|r| r.plural),
-            Some("configmaps")
-        );
+        assert_eq!(find("apps", "v1", "deployments").map(|r| r.kind), Some("Deployment"));
+        assert_eq!(find_kind("v1", "ConfigMap").map(|r| r.plural), Some("configmaps"));
         assert!(find("apps", "v1", "pods").is_none());
     }
 }

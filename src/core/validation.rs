@@ -24,13 +24,13 @@ pub const LABEL_VALUE_MAX_LENGTH: usize = 63;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_ERR: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
@@ -79,12 +79,7 @@ fn shaped(v: &[u8], first: fn(u8) -> bool, mid: fn(u8) -> bool, last: fn(u8) -> 
 }
 
 fn dns1123_label_match(v: &[u8]) -> bool {
-    shaped(
-        v,
-        is_lower_alnum,
-        |b| is_lower_alnum(b) || b == b'-',
-        is_lower_alnum,
-    )
+    shaped(v, is_lower_alnum, |b| is_lower_alnum(b) || b == b'-', is_lower_alnum)
 }
 
 fn dns1123_subdomain_match(v: &[u8]) -> bool {
@@ -92,12 +87,7 @@ fn dns1123_subdomain_match(v: &[u8]) -> bool {
 }
 
 fn dns1035_label_match(v: &[u8]) -> bool {
-    shaped(
-        v,
-        |b| b.is_ascii_lowercase(),
-        |b| is_lower_alnum(b) || b == b'-',
-        is_lower_alnum,
-    )
+    shaped(v, |b| b.is_ascii_lowercase(), |b| is_lower_alnum(b) || b == b'-', is_lower_alnum)
 }
 
 fn qualified_name_part_match(v: &[u8]) -> bool {
@@ -118,11 +108,7 @@ fn dns1123_label_bytes(v: &[u8]) -> Vec<String> {
         if dns1123_subdomain_match(v) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(
-                DNS1123_LABEL_ERR,
-                DNS1123_LABEL_FMT,
-                &["my-name", "123-abc"],
-            ));
+            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
         }
     }
     errs
@@ -134,11 +120,7 @@ fn dns1123_subdomain_bytes(v: &[u8]) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !dns1123_subdomain_match(v) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_ERR,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -149,11 +131,7 @@ fn dns1035_label_bytes(v: &[u8]) -> Vec<String> {
         errs.push(max_len_error(DNS1035_LABEL_MAX_LENGTH));
     }
     if !dns1035_label_match(v) {
-        errs.push(regex_error(
-            DNS1035_LABEL_ERR,
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
+        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
     }
     errs
 }
@@ -201,19 +179,12 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push(format!("name part {}", empty_error()));
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!(
-            "name part {}",
-            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
-        ));
+        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
     }
     if !qualified_name_part_match(name.as_bytes()) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_ERR,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -227,11 +198,7 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !value.is_empty() && !qualified_name_part_match(value.as_bytes()) {
-        errs.push(regex_error(
-            LABEL_VALUE_ERR,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -308,11 +275,7 @@ fn mask_trailing_dash(name: &[u8]) -> Vec<u8> {
 }
 
 fn name_rule(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
-    let bytes = if prefix {
-        mask_trailing_dash(name.as_bytes())
-    } else {
-        name.as_bytes().to_vec()
-    };
+    let bytes = if prefix { mask_trailing_dash(name.as_bytes()) } else { name.as_bytes().to_vec() };
     match rule {
         NameRule::Dns1123Subdomain => dns1123_subdomain_bytes(&bytes),
         NameRule::Dns1123Label => dns1123_label_bytes(&bytes),

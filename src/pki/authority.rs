@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
 
@@ -48,18 +48,12 @@ fn read(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Read {
-            path: path.into(),
-            source,
-        }),
+        Err(source) => Err(PkiError::Read { path: path.into(), source }),
     }
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    write_atomic(path, contents.as_bytes(), mode).map_err(|source| PkiError::Write {
-        path: path.into(),
-        source,
-    })
+    write_atomic(path, contents.as_bytes(), mode).map_err(|source| PkiError::Write { path: path.into(), source })
 }
 
 fn validity(lifetime: Duration) -> (OffsetDateTime, OffsetDateTime) {
@@ -74,44 +68,27 @@ impl Authority {
         let cert_path = dir.join(format!("{name}.crt"));
         let key_path = dir.join(format!("{name}.key"));
         if let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?) {
-            let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::BadCertificate {
-                path: key_path.clone(),
-                reason: e.to_string(),
-            })?;
-            let issuer =
-                Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| PkiError::BadCertificate {
-                    path: cert_path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let key = KeyPair::from_pem(&key_pem)
+                .map_err(|e| PkiError::BadCertificate { path: key_path.clone(), reason: e.to_string() })?;
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+                .map_err(|e| PkiError::BadCertificate { path: cert_path.clone(), reason: e.to_string() })?;
             return Ok(Authority { cert_pem, issuer });
         }
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            format!(
-                "{common_name}@{}",
-                OffsetDateTime::now_utc().unix_timestamp()
-            ),
-        );
+        dn.push(DnType::CommonName, format!("{common_name}@{}", OffsetDateTime::now_utc().unix_timestamp()));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         (params.not_before, params.not_after) = validity(CA_LIFETIME);
         let cert = params.self_signed(&key)?;
         let cert_pem = cert.pem();
         write(&key_path, &key.serialize_pem(), 0o600)?;
         write(&cert_path, &cert_pem, 0o644)?;
         tracing::info!(path = %cert_path.display(), "created certificate authority");
-        Ok(Authority {
-            cert_pem,
-            issuer: Issuer::new(params, key),
-        })
+        Ok(Authority { cert_pem, issuer: Issuer::new(params, key) })
     }
 
     /// The CA certificate, PEM.
@@ -126,10 +103,7 @@ impl Authority {
         if let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?) {
             match still_good(&cert_pem, spec) {
                 Ok(true) => return Ok(Leaf { cert_pem, key_pem }),
-                Ok(false) => tracing::info!(
-                    cert = name,
-                    "re-issuing certificate (expiring soon or SANs changed)"
-                ),
+                Ok(false) => tracing::info!(cert = name, "re-issuing certificate (expiring soon or SANs changed)"),
                 Err(reason) => {
                     tracing::warn!(cert = name, %reason, "re-issuing unreadable certificate")
                 }
@@ -152,38 +126,23 @@ impl Authority {
         }
         params.distinguished_name = dn;
         for name in &spec.dns_sans {
-            let dns = name
-                .clone()
-                .try_into()
-                .map_err(|_| PkiError::BadSan(name.clone()))?;
+            let dns = name.clone().try_into().map_err(|_| PkiError::BadSan(name.clone()))?;
             params.subject_alt_names.push(SanType::DnsName(dns));
         }
-        params
-            .subject_alt_names
-            .extend(spec.ip_sans.iter().map(|ip| SanType::IpAddress(*ip)));
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![if spec.server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
+        params.subject_alt_names.extend(spec.ip_sans.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![if spec.server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
         params.use_authority_key_identifier_extension = true;
         (params.not_before, params.not_after) = validity(LEAF_LIFETIME);
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 
 /// Whether an existing leaf is far enough from expiry and covers every SAN `spec` asks for.
 fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, String> {
-    let (_, pem) =
-        x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
     let cert = pem.parse_x509().map_err(|e| e.to_string())?;
     let not_after = cert.validity().not_after.timestamp();
     let renew_at = OffsetDateTime::now_utc().unix_timestamp() + RENEW_BEFORE.as_secs() as i64;
@@ -207,8 +166,7 @@ fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, Stri
             }
         }
     }
-    Ok(spec.dns_sans.iter().all(|d| have_dns.contains(d))
-        && spec.ip_sans.iter().all(|ip| have_ips.contains(ip)))
+    Ok(spec.dns_sans.iter().all(|d| have_dns.contains(d)) && spec.ip_sans.iter().all(|ip| have_ips.contains(ip)))
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
@@ -237,23 +195,14 @@ mod tests {
     fn leaves_are_reused_until_a_san_is_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Authority::load_or_create(dir.path(), "ca", "test-ca").expect("ca");
-        let first = ca
-            .ensure_leaf(dir.path(), "leaf", &spec(&["kubernetes"]))
-            .expect("leaf");
+        let first = ca.ensure_leaf(dir.path(), "leaf", &spec(&["kubernetes"])).expect("leaf");
         let reloaded = Authority::load_or_create(dir.path(), "ca", "test-ca").expect("reload ca");
         assert_eq!(reloaded.cert_pem(), ca.cert_pem());
-        let again = reloaded
-            .ensure_leaf(dir.path(), "leaf", &spec(&["kubernetes"]))
-            .expect("leaf");
+        let again = reloaded.ensure_leaf(dir.path(), "leaf", &spec(&["kubernetes"])).expect("leaf");
         assert_eq!(again.cert_pem, first.cert_pem);
-        let widened = reloaded
-            .ensure_leaf(dir.path(), "leaf", &spec(&["kubernetes", "extra.example"]))
-            .expect("leaf");
+        let widened = reloaded.ensure_leaf(dir.path(), "leaf", &spec(&["kubernetes", "extra.example"])).expect("leaf");
         assert_ne!(widened.cert_pem, first.cert_pem);
-        assert_eq!(
-            still_good(&widened.cert_pem, &spec(&["kubernetes", "extra.example"])),
-            Ok(true)
-        );
+        assert_eq!(still_good(&widened.cert_pem, &spec(&["kubernetes", "extra.example"])), Ok(true));
     }
 
     #[test]
@@ -261,13 +210,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Authority::load_or_create(dir.path(), "ca", "test-ca").expect("ca");
-        ca.ensure_leaf(dir.path(), "leaf", &spec(&[]))
-            .expect("leaf");
+        ca.ensure_leaf(dir.path(), "leaf", &spec(&[])).expect("leaf");
         for key in ["ca.key", "leaf.key"] {
-            let mode = std::fs::metadata(dir.path().join(key))
-                .expect("meta")
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join(key)).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
     }

@@ -9,13 +9,7 @@ use serde_json::json;
 use super::{Leaf, PkiError, Result};
 
 /// Writes a kubeconfig at `path` that reaches `server` as the holder of `client`.
-pub fn write_kubeconfig(
-    path: &Path,
-    server: &str,
-    ca_pem: &str,
-    client: &Leaf,
-    mode: u32,
-) -> Result<()> {
+pub fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, client: &Leaf, mode: u32) -> Result<()> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     let config = json!({
         "apiVersion": "v1",
@@ -29,12 +23,8 @@ pub fn write_kubeconfig(
             "client-key-data": b64(&client.key_pem),
         }}],
     });
-    let text = serde_yaml::to_string(&config).map_err(|e| PkiError::Write {
-        path: path.into(),
-        source: std::io::Error::other(e),
-    })?;
-    crate::fsutil::write_atomic(path, text.as_bytes(), mode).map_err(|source| PkiError::Write {
-        path: path.into(),
-        source,
-    })
+    let text = serde_yaml::to_string(&config)
+        .map_err(|e| PkiError::Write { path: path.into(), source: std::io::Error::other(e) })?;
+    crate::fsutil::write_atomic(path, text.as_bytes(), mode)
+        .map_err(|source| PkiError::Write { path: path.into(), source })
 }

@@ -16,15 +16,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{path} is not a usable certificate: {reason}")]
@@ -47,10 +41,7 @@ pub struct ServerTls {
 /// Loads or creates the CA and the API server's leaves under `dir`.
 /// `dns_sans` and `ip_sans` are what the serving certificate must cover.
 pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) -> Result<ServerTls> {
-    crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write {
-        path: dir.into(),
-        source,
-    })?;
+    crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
     let ca = Authority::load_or_create(dir, "server-ca", "tug-server-ca")?;
     let serving = ca.ensure_leaf(
         dir,
@@ -74,10 +65,5 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
             server: false,
         },
     )?;
-    Ok(ServerTls {
-        ca_cert_pem: ca.cert_pem().to_string(),
-        serving,
-        admin,
-        dir: dir.to_path_buf(),
-    })
+    Ok(ServerTls { ca_cert_pem: ca.cert_pem().to_string(), serving, admin, dir: dir.to_path_buf() })
 }

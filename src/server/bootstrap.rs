@@ -11,24 +11,13 @@ use crate::apiserver::rest::{Rest, UpdateKind, WriteContext};
 use crate::apiserver::status::ApiResult;
 use crate::core::registry;
 
-async fn ensure(
-    rest: &Rest,
-    group: &str,
-    plural: &str,
-    ns: Option<&str>,
-    obj: Value,
-    replace: bool,
-) -> ApiResult<()> {
-    let res = registry::find(group, "v1", plural).ok_or_else(|| {
-        crate::apiserver::status::ApiError::internal(format!("unknown resource {plural}"))
-    })?;
+async fn ensure(rest: &Rest, group: &str, plural: &str, ns: Option<&str>, obj: Value, replace: bool) -> ApiResult<()> {
+    let res = registry::find(group, "v1", plural)
+        .ok_or_else(|| crate::apiserver::status::ApiError::internal(format!("unknown resource {plural}")))?;
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut ctx = WriteContext::default();
     match rest.get(res, ns, &name).await {
-        Ok(_) if replace => rest
-            .update(res, ns, &name, obj, UpdateKind::Main, &mut ctx)
-            .await
-            .map(|_| ()),
+        Ok(_) if replace => rest.update(res, ns, &name, obj, UpdateKind::Main, &mut ctx).await.map(|_| ()),
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => rest.create(res, ns, obj, &mut ctx).await.map(|_| ()),
         Err(e) => Err(e),
@@ -38,21 +27,9 @@ async fn ensure(
 /// Creates the default objects; `advertise:port` is where the API server is reached.
 pub async fn run(rest: &Rest, service_cidr: IpNet, advertise: IpAddr, port: u16) -> ApiResult<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(
-            rest,
-            "",
-            "namespaces",
-            None,
-            json!({"metadata": {"name": ns}}),
-            false,
-        )
-        .await?;
+        ensure(rest, "", "namespaces", None, json!({"metadata": {"name": ns}}), false).await?;
     }
-    let cluster_ip = service_cidr
-        .hosts()
-        .next()
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
+    let cluster_ip = service_cidr.hosts().next().map(|ip| ip.to_string()).unwrap_or_default();
     let service = json!({
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
@@ -70,13 +47,5 @@ pub async fn run(rest: &Rest, service_cidr: IpNet, advertise: IpAddr, port: u16)
         "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
-    ensure(
-        rest,
-        "discovery.k8s.io",
-        "endpointslices",
-        Some("default"),
-        slice,
-        true,
-    )
-    .await
+    ensure(rest, "discovery.k8s.io", "endpointslices", Some("default"), slice, true).await
 }

@@ -45,15 +45,9 @@ impl Metrics {
     fn record(&self, commands: usize, commit: std::time::Duration) {
         let micros = commit.as_micros() as u64;
         self.0.batches.fetch_add(1, Ordering::Relaxed);
-        self.0
-            .commands
-            .fetch_add(commands as u64, Ordering::Relaxed);
-        self.0
-            .commit_micros_total
-            .fetch_add(micros, Ordering::Relaxed);
-        self.0
-            .commit_micros_max
-            .fetch_max(micros, Ordering::Relaxed);
+        self.0.commands.fetch_add(commands as u64, Ordering::Relaxed);
+        self.0.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
+        self.0.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -67,19 +61,11 @@ impl Metrics {
 }
 
 /// Starts the applier thread.
-pub(super) fn spawn(
-    conn: Connection,
-    rx: mpsc::Receiver<Proposal>,
-    hub: Hub,
-    metrics: Metrics,
-) -> Result<()> {
+pub(super) fn spawn(conn: Connection, rx: mpsc::Receiver<Proposal>, hub: Hub, metrics: Metrics) -> Result<()> {
     std::thread::Builder::new()
         .name("tug-store-applier".into())
         .spawn(move || run(conn, rx, hub, metrics))
-        .map_err(|e| StoreError::DataDir {
-            path: "applier thread".into(),
-            source: e,
-        })?;
+        .map_err(|e| StoreError::DataDir { path: "applier thread".into(), source: e })?;
     Ok(())
 }
 
@@ -93,11 +79,8 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Proposal>, hub: Hub, metrics
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<_>, Vec<_>) =
-            batch.drain(..).map(|p| (p.command, p.reply)).unzip();
-        let compacts = commands
-            .iter()
-            .any(|c| matches!(c, command::Command::Compact { .. }));
+        let (commands, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.command, p.reply)).unzip();
+        let compacts = commands.iter().any(|c| matches!(c, command::Command::Compact { .. }));
         let started = Instant::now();
         match apply_batch(&mut conn, commands) {
             Ok((outcomes, changes, revision, compacted)) => {
@@ -126,14 +109,10 @@ type BatchResult = (Vec<Outcome>, Vec<(Change, i64)>, i64, i64);
 
 /// Applies the batch in one transaction; on success returns each outcome, the changes with their
 /// revisions, the new current revision and the compacted revision.
-fn apply_batch(
-    conn: &mut Connection,
-    commands: Vec<command::Command>,
-) -> rusqlite::Result<BatchResult> {
+fn apply_batch(conn: &mut Connection, commands: Vec<command::Command>) -> rusqlite::Result<BatchResult> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut revision: i64 = tx
-        .prepare_cached("SELECT value FROM counters WHERE name = 'revision'")?
-        .query_row([], |r| r.get(0))?;
+    let mut revision: i64 =
+        tx.prepare_cached("SELECT value FROM counters WHERE name = 'revision'")?.query_row([], |r| r.get(0))?;
     let mut outcomes = Vec::with_capacity(commands.len());
     let mut changes = Vec::new();
     for command in commands {
@@ -153,11 +132,9 @@ fn apply_batch(
             Err(refused) => outcomes.push(Err(refused)),
         }
     }
-    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?
-        .execute([revision])?;
-    let compacted: i64 = tx
-        .prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?
-        .query_row([], |r| r.get(0))?;
+    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?.execute([revision])?;
+    let compacted: i64 =
+        tx.prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?.query_row([], |r| r.get(0))?;
     tx.commit()?;
     Ok((outcomes, changes, revision, compacted))
 }
@@ -176,9 +153,7 @@ fn reclaim_space(conn: &Connection) {
 /// rusqlite errors are not Clone; every proposer of a failed batch gets an equivalent error.
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
     match e {
-        rusqlite::Error::SqliteFailure(code, msg) => {
-            rusqlite::Error::SqliteFailure(*code, msg.clone())
-        }
+        rusqlite::Error::SqliteFailure(code, msg) => rusqlite::Error::SqliteFailure(*code, msg.clone()),
         other => rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
             Some(other.to_string()),

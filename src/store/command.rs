@@ -14,11 +14,7 @@ pub enum Command {
     /// Create `key`; refused if it exists.
     Create { key: String, value: Vec<u8> },
     /// Replace `key`'s value; refused unless its mod revision is `expected_revision`.
-    Update {
-        key: String,
-        value: Vec<u8>,
-        expected_revision: i64,
-    },
+    Update { key: String, value: Vec<u8>, expected_revision: i64 },
     /// Delete `key`; refused unless its mod revision is `expected_revision`.
     Delete { key: String, expected_revision: i64 },
     /// Forget history at and below `revision`, keeping each live key's latest version.
@@ -35,10 +31,7 @@ pub enum CommandError {
     #[error("revision conflict")]
     Conflict { current: Record },
     #[error("cannot compact to revision {requested}: {reason}")]
-    BadCompaction {
-        requested: i64,
-        reason: &'static str,
-    },
+    BadCompaction { requested: i64, reason: &'static str },
 }
 
 /// What one applied command changed, for the watch hub.
@@ -72,54 +65,26 @@ pub(super) fn apply(
             }
             write(tx, key, value, revision, revision, CREATED, None).map(|c| Ok(Some(c)))
         }
-        Command::Update {
-            key,
-            value,
-            expected_revision,
-        } => match current(tx, &key)? {
+        Command::Update { key, value, expected_revision } => match current(tx, &key)? {
             None => Ok(Err(CommandError::NotFound)),
-            Some(current) if current.mod_revision != expected_revision => {
-                Ok(Err(CommandError::Conflict { current }))
-            }
+            Some(current) if current.mod_revision != expected_revision => Ok(Err(CommandError::Conflict { current })),
             Some(current) => {
                 let (create_revision, prev) = (current.create_revision, Some(current.value));
                 write(tx, key, value, create_revision, revision, UPDATED, prev).map(|c| Ok(Some(c)))
             }
         },
-        Command::Delete {
-            key,
-            expected_revision,
-        } => match current(tx, &key)? {
+        Command::Delete { key, expected_revision } => match current(tx, &key)? {
             None => Ok(Err(CommandError::NotFound)),
-            Some(current) if current.mod_revision != expected_revision => {
-                Ok(Err(CommandError::Conflict { current }))
-            }
+            Some(current) if current.mod_revision != expected_revision => Ok(Err(CommandError::Conflict { current })),
             Some(current) => {
-                tx.prepare_cached("DELETE FROM objects WHERE key = ?1")?
-                    .execute([&key])?;
-                insert_history(
-                    tx,
-                    revision,
-                    &key,
-                    DELETED,
-                    current.create_revision,
-                    &current.value,
-                )?;
+                tx.prepare_cached("DELETE FROM objects WHERE key = ?1")?.execute([&key])?;
+                insert_history(tx, revision, &key, DELETED, current.create_revision, &current.value)?;
                 let prev = Some(current.value.clone());
-                let record = Record {
-                    mod_revision: revision,
-                    ..current
-                };
-                Ok(Ok(Some(Change {
-                    record,
-                    event: DELETED,
-                    prev,
-                })))
+                let record = Record { mod_revision: revision, ..current };
+                Ok(Ok(Some(Change { record, event: DELETED, prev })))
             }
         },
-        Command::Compact { revision: target } => {
-            compact(tx, target, revision).map(|r| r.map(|()| None))
-        }
+        Command::Compact { revision: target } => compact(tx, target, revision).map(|r| r.map(|()| None)),
     }
 }
 
@@ -145,21 +110,14 @@ fn write(
     event: u8,
     prev: Option<Bytes>,
 ) -> rusqlite::Result<Change> {
-    tx.prepare_cached("INSERT INTO objects (key, create_revision, mod_revision, value) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, value = excluded.value")?.execute(rusqlite::params![key, create_revision, revision, value],
-    )?;
+    tx.prepare_cached(
+        "INSERT INTO objects (key, create_revision, mod_revision, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, value = excluded.value",
+    )?
+    .execute(rusqlite::params![key, create_revision, revision, value])?;
     insert_history(tx, revision, &key, event, create_revision, &value)?;
-    let record = Record {
-        key,
-        value: Bytes::from(value),
-        create_revision,
-        mod_revision: revision,
-    };
-    Ok(Change {
-        record,
-        event,
-        prev,
-    })
+    let record = Record { key, value: Bytes::from(value), create_revision, mod_revision: revision };
+    Ok(Change { record, event, prev })
 }
 
 fn insert_history(
@@ -170,31 +128,22 @@ fn insert_history(
     create_revision: i64,
     value: &[u8],
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO history (revision, key, event, create_revision, value) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(rusqlite::params![revision, key, event, create_revision, value],
-    )?;
+    tx.prepare_cached(
+        "INSERT INTO history (revision, key, event, create_revision, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(rusqlite::params![revision, key, event, create_revision, value])?;
     Ok(())
 }
 
 /// Drops history at or below `target` except each live key's newest version there, and all tombstones.
-fn compact(
-    tx: &Transaction<'_>,
-    target: i64,
-    next_revision: i64,
-) -> rusqlite::Result<Result<(), CommandError>> {
-    let compacted: i64 = tx
-        .prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?
-        .query_row([], |r| r.get(0))?;
+fn compact(tx: &Transaction<'_>, target: i64, next_revision: i64) -> rusqlite::Result<Result<(), CommandError>> {
+    let compacted: i64 =
+        tx.prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?.query_row([], |r| r.get(0))?;
     if target <= compacted {
-        return Ok(Err(CommandError::BadCompaction {
-            requested: target,
-            reason: "already compacted",
-        }));
+        return Ok(Err(CommandError::BadCompaction { requested: target, reason: "already compacted" }));
     }
     if target >= next_revision {
-        return Ok(Err(CommandError::BadCompaction {
-            requested: target,
-            reason: "newer than the current revision",
-        }));
+        return Ok(Err(CommandError::BadCompaction { requested: target, reason: "newer than the current revision" }));
     }
     tx.prepare_cached(
         "DELETE FROM history WHERE revision <= ?1 AND (event = 2 OR EXISTS (
@@ -202,7 +151,6 @@ fn compact(
              AND newer.revision > history.revision AND newer.revision <= ?1))",
     )?
     .execute([target])?;
-    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'compacted'")?
-        .execute([target])?;
+    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'compacted'")?.execute([target])?;
     Ok(Ok(()))
 }

@@ -19,31 +19,18 @@ pub struct CompactionPolicy {
 
 impl Default for CompactionPolicy {
     fn default() -> Self {
-        CompactionPolicy {
-            interval: Duration::from_secs(300),
-            keep_revisions: 1000,
-            keep_age: Duration::ZERO,
-        }
+        CompactionPolicy { interval: Duration::from_secs(300), keep_revisions: 1000, keep_age: Duration::ZERO }
     }
 }
 
 impl CompactionPolicy {
     /// The revision to compact to, given the current revision and the revisions seen at past ticks
     /// (oldest first); None when nothing is old enough.
-    fn target(
-        &self,
-        current: i64,
-        compacted: i64,
-        samples: &VecDeque<(Instant, i64)>,
-        now: Instant,
-    ) -> Option<i64> {
+    fn target(&self, current: i64, compacted: i64, samples: &VecDeque<(Instant, i64)>, now: Instant) -> Option<i64> {
         let mut target = current - self.keep_revisions;
         if !self.keep_age.is_zero() {
-            let aged = samples
-                .iter()
-                .rev()
-                .find(|(at, _)| now.duration_since(*at) >= self.keep_age)
-                .map(|(_, rev)| *rev)?;
+            let aged =
+                samples.iter().rev().find(|(at, _)| now.duration_since(*at) >= self.keep_age).map(|(_, rev)| *rev)?;
             target = target.min(aged);
         }
         (target > compacted).then_some(target)
@@ -60,8 +47,7 @@ pub(super) fn spawn(store: Store, policy: CompactionPolicy) -> tokio::task::Join
             let now = Instant::now();
             let current = store.current_revision();
             samples.push_back((now, current));
-            if let Some(target) = policy.target(current, store.compacted_revision(), &samples, now)
-            {
+            if let Some(target) = policy.target(current, store.compacted_revision(), &samples, now) {
                 match store.apply(Command::Compact { revision: target }).await {
                     Ok(Ok(_)) => tracing::info!(revision = target, "compacted store history"),
                     Ok(Err(refused)) => tracing::debug!(%refused, "compaction skipped"),
@@ -91,19 +77,12 @@ mod tests {
 
     #[test]
     fn keeps_revisions_younger_than_the_age() {
-        let policy = CompactionPolicy {
-            keep_age: Duration::from_secs(60),
-            keep_revisions: 10,
-            ..Default::default()
-        };
+        let policy = CompactionPolicy { keep_age: Duration::from_secs(60), keep_revisions: 10, ..Default::default() };
         let now = Instant::now();
         let old = now.checked_sub(Duration::from_secs(120)).expect("clock");
         let young = now.checked_sub(Duration::from_secs(30)).expect("clock");
         let samples = VecDeque::from([(old, 100), (young, 900)]);
         assert_eq!(policy.target(1000, 0, &samples, now), Some(100));
-        assert_eq!(
-            policy.target(1000, 0, &VecDeque::from([(young, 900)]), now),
-            None
-        );
+        assert_eq!(policy.target(1000, 0, &VecDeque::from([(young, 900)]), now), None);
     }
 }

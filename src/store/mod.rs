@@ -44,10 +44,7 @@ pub enum StoreError {
     #[error("revision {requested} is newer than the current revision {current}")]
     FutureRevision { requested: i64, current: i64 },
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -75,10 +72,7 @@ impl Store {
     /// Opens the store file `path` (creating it), starts the applier thread and returns the handle.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         }
         let writer = schema::open_writer(path)?;
         let state = read::load_counters(&writer)?;
@@ -87,28 +81,14 @@ impl Store {
         let (proposals, rx) = mpsc::channel(4096);
         applier::spawn(writer, rx, hub.clone(), metrics.clone())?;
         let readers = read::Readers::new(path.to_path_buf(), hub.clone());
-        Ok(Store {
-            inner: Arc::new(Inner {
-                proposals,
-                readers,
-                hub,
-                metrics,
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { proposals, readers, hub, metrics }) })
     }
 
     /// Applies one write command; returns the written record (for a delete: the last value, at the
     /// delete's revision) or why the command was refused. Returns only once the write is durable.
-    pub async fn apply(
-        &self,
-        command: Command,
-    ) -> Result<std::result::Result<Record, CommandError>> {
+    pub async fn apply(&self, command: Command) -> Result<std::result::Result<Record, CommandError>> {
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .proposals
-            .send(Proposal { command, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.inner.proposals.send(Proposal { command, reply }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -129,10 +109,7 @@ impl Store {
 
     /// Watches the keys under `prefix`, starting after `after_revision` (events with greater revisions).
     pub async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        self.inner
-            .readers
-            .watch(prefix.to_string(), after_revision)
-            .await
+        self.inner.readers.watch(prefix.to_string(), after_revision).await
     }
 
     /// The newest revision applied.

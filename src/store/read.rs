@@ -39,20 +39,9 @@ pub(super) struct Counters {
 }
 
 pub(super) fn load_counters(conn: &Connection) -> Result<Counters> {
-    let revision = conn.query_row(
-        "SELECT value FROM counters WHERE name = 'revision'",
-        [],
-        |r| r.get(0),
-    )?;
-    let compacted = conn.query_row(
-        "SELECT value FROM counters WHERE name = 'compacted'",
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(Counters {
-        revision,
-        compacted,
-    })
+    let revision = conn.query_row("SELECT value FROM counters WHERE name = 'revision'", [], |r| r.get(0))?;
+    let compacted = conn.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
+    Ok(Counters { revision, compacted })
 }
 
 /// How many reads run at once. Each holds a connection (with its page cache) and a blocking thread,
@@ -96,12 +85,7 @@ impl Readers {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let pooled = this.idle.lock().ok().and_then(|mut idle| idle.pop());
@@ -121,9 +105,7 @@ impl Readers {
     pub async fn get(&self, key: String) -> Result<Option<Record>> {
         self.with_conn(move |conn| {
             let record = conn
-                .prepare_cached(
-                    "SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1",
-                )?
+                .prepare_cached("SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1")?
                 .query_row([&key], |row| {
                     Ok(Record {
                         key: key.clone(),
@@ -141,11 +123,9 @@ impl Readers {
     pub async fn count(&self, prefix: String) -> Result<i64> {
         self.with_conn(move |conn| {
             let end = prefix_end(&prefix);
-            Ok(conn.query_row(
-                "SELECT COUNT(*) FROM objects WHERE key >= ?1 AND key < ?2",
-                [&prefix, &end],
-                |r| r.get(0),
-            )?)
+            Ok(conn.query_row("SELECT COUNT(*) FROM objects WHERE key >= ?1 AND key < ?2", [&prefix, &end], |r| {
+                r.get(0)
+            })?)
         })
         .await
     }
@@ -153,43 +133,22 @@ impl Readers {
     pub async fn list(&self, prefix: String, options: ListOptions) -> Result<ListResult> {
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
-            let current: i64 = tx.query_row(
-                "SELECT value FROM counters WHERE name = 'revision'",
-                [],
-                |r| r.get(0),
-            )?;
-            let compacted: i64 = tx.query_row(
-                "SELECT value FROM counters WHERE name = 'compacted'",
-                [],
-                |r| r.get(0),
-            )?;
-            let at = if options.revision == 0 {
-                current
-            } else {
-                options.revision
-            };
+            let current: i64 = tx.query_row("SELECT value FROM counters WHERE name = 'revision'", [], |r| r.get(0))?;
+            let compacted: i64 =
+                tx.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
+            let at = if options.revision == 0 { current } else { options.revision };
             if at < compacted {
-                return Err(StoreError::Compacted {
-                    requested: at,
-                    compacted,
-                });
+                return Err(StoreError::Compacted { requested: at, compacted });
             }
             if at > current {
-                return Err(StoreError::FutureRevision {
-                    requested: at,
-                    current,
-                });
+                return Err(StoreError::FutureRevision { requested: at, current });
             }
             let start = match &options.start_after {
                 Some(after) if after.as_str() >= prefix.as_str() => format!("{after}\u{0}"),
                 _ => prefix.clone(),
             };
             let end = prefix_end(&prefix);
-            let fetch = if options.limit == 0 {
-                -1
-            } else {
-                options.limit as i64 + 1
-            };
+            let fetch = if options.limit == 0 { -1 } else { options.limit as i64 + 1 };
             let sql = if at == current {
                 "SELECT key, value, create_revision, mod_revision FROM objects
                  WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3"
@@ -201,24 +160,14 @@ impl Readers {
             };
             let mut stmt = tx.prepare_cached(sql)?;
             let mut records: Vec<Record> = if at == current {
-                stmt.query_map(rusqlite::params![start, end, fetch], row_to_record)?
-                    .collect::<Result<_, _>>()?
+                stmt.query_map(rusqlite::params![start, end, fetch], row_to_record)?.collect::<Result<_, _>>()?
             } else {
-                stmt.query_map(rusqlite::params![start, end, fetch, at], row_to_record)?
-                    .collect::<Result<_, _>>()?
+                stmt.query_map(rusqlite::params![start, end, fetch, at], row_to_record)?.collect::<Result<_, _>>()?
             };
             drop(stmt);
             let more = options.limit > 0 && records.len() > options.limit;
-            records.truncate(if options.limit == 0 {
-                records.len()
-            } else {
-                options.limit
-            });
-            Ok(ListResult {
-                records,
-                revision: at,
-                more,
-            })
+            records.truncate(if options.limit == 0 { records.len() } else { options.limit });
+            Ok(ListResult { records, revision: at, more })
         })
         .await
     }

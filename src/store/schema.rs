@@ -7,10 +7,7 @@ use std::path::Path;
 use super::Result;
 
 /// The numbered migrations, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/0001_objects_and_history.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_objects_and_history.sql"))];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection> {
@@ -48,24 +45,18 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY);",
-    )?;
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY);")?;
     for (version, sql) in MIGRATIONS {
-        let applied: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |row| row.get(0),
-        )?;
+        let applied: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |row| {
+                row.get(0)
+            })?;
         if applied {
             continue;
         }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version) VALUES (?1)",
-            [version],
-        )?;
+        tx.execute("INSERT INTO schema_migrations (version) VALUES (?1)", [version])?;
         tx.commit()?;
         tracing::info!(version, "applied store migration");
     }
@@ -82,13 +73,9 @@ mod tests {
         let path = dir.path().join("state.db");
         drop(open_writer(&path).expect("first open"));
         let conn = open_writer(&path).expect("second open");
-        let count: i64 = conn
-            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
-            .expect("count");
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).expect("count");
         assert_eq!(count, MIGRATIONS.len() as i64);
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .expect("mode");
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
         assert_eq!(mode, "wal");
     }
 }

@@ -10,10 +10,7 @@ fn open() -> (tempfile::TempDir, Store) {
 
 async fn create(store: &Store, key: &str, value: &str) -> Record {
     store
-        .apply(Command::Create {
-            key: key.into(),
-            value: value.as_bytes().to_vec(),
-        })
+        .apply(Command::Create { key: key.into(), value: value.as_bytes().to_vec() })
         .await
         .expect("store")
         .expect("created")
@@ -24,39 +21,16 @@ async fn create_update_delete_with_revisions() {
     let (_dir, store) = open();
     let a = create(&store, "/r/a", "1").await;
     assert_eq!((a.create_revision, a.mod_revision), (1, 1));
-    let dup = store
-        .apply(Command::Create {
-            key: "/r/a".into(),
-            value: b"x".to_vec(),
-        })
-        .await
-        .expect("store");
+    let dup = store.apply(Command::Create { key: "/r/a".into(), value: b"x".to_vec() }).await.expect("store");
     assert!(matches!(dup, Err(CommandError::AlreadyExists { .. })));
 
-    let stale = Command::Update {
-        key: "/r/a".into(),
-        value: b"2".to_vec(),
-        expected_revision: 7,
-    };
-    assert!(matches!(
-        store.apply(stale).await.expect("store"),
-        Err(CommandError::Conflict { .. })
-    ));
-    let ok = Command::Update {
-        key: "/r/a".into(),
-        value: b"2".to_vec(),
-        expected_revision: 1,
-    };
+    let stale = Command::Update { key: "/r/a".into(), value: b"2".to_vec(), expected_revision: 7 };
+    assert!(matches!(store.apply(stale).await.expect("store"), Err(CommandError::Conflict { .. })));
+    let ok = Command::Update { key: "/r/a".into(), value: b"2".to_vec(), expected_revision: 1 };
     let b = store.apply(ok).await.expect("store").expect("updated");
     assert_eq!((b.create_revision, b.mod_revision), (1, 2));
 
-    let gone = store
-        .apply(Command::Delete {
-            key: "/r/a".into(),
-            expected_revision: 2,
-        })
-        .await
-        .expect("store");
+    let gone = store.apply(Command::Delete { key: "/r/a".into(), expected_revision: 2 }).await.expect("store");
     assert_eq!(gone.expect("deleted").mod_revision, 3);
     assert_eq!(store.get("/r/a").await.expect("get"), None);
     assert_eq!(store.current_revision(), 3);
@@ -69,66 +43,22 @@ async fn lists_page_and_read_older_revisions() {
         create(&store, &format!("/r/k{i}"), &i.to_string()).await;
     }
     create(&store, "/s/other", "x").await;
-    let page = store
-        .list(
-            "/r/",
-            ListOptions {
-                limit: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list");
+    let page = store.list("/r/", ListOptions { limit: 2, ..Default::default() }).await.expect("list");
     assert_eq!(page.records.len(), 2);
     assert!(page.more);
     let rest = store
-        .list(
-            "/r/",
-            ListOptions {
-                start_after: Some(page.records[1].key.clone()),
-                ..Default::default()
-            },
-        )
+        .list("/r/", ListOptions { start_after: Some(page.records[1].key.clone()), ..Default::default() })
         .await
         .expect("list");
-    assert_eq!(
-        rest.records
-            .iter()
-            .map(|r| r.key.as_str())
-            .collect::<Vec<_>>(),
-        ["/r/k2", "/r/k3", "/r/k4"]
-    );
+    assert_eq!(rest.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["/r/k2", "/r/k3", "/r/k4"]);
 
-    let update = Command::Update {
-        key: "/r/k0".into(),
-        value: b"new".to_vec(),
-        expected_revision: 1,
-    };
+    let update = Command::Update { key: "/r/k0".into(), value: b"new".to_vec(), expected_revision: 1 };
     store.apply(update).await.expect("store").expect("updated");
-    store
-        .apply(Command::Delete {
-            key: "/r/k1".into(),
-            expected_revision: 2,
-        })
-        .await
-        .expect("store")
-        .expect("deleted");
-    let old = store
-        .list(
-            "/r/",
-            ListOptions {
-                revision: 6,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("old list");
+    store.apply(Command::Delete { key: "/r/k1".into(), expected_revision: 2 }).await.expect("store").expect("deleted");
+    let old = store.list("/r/", ListOptions { revision: 6, ..Default::default() }).await.expect("old list");
     assert_eq!(old.records.len(), 5);
     assert_eq!(old.records[0].value, Bytes::from_static(b"0"));
-    let now = store
-        .list("/r/", ListOptions::default())
-        .await
-        .expect("list");
+    let now = store.list("/r/", ListOptions::default()).await.expect("list");
     assert_eq!(now.records.len(), 4);
     assert_eq!(now.revision, 8);
 }
@@ -140,24 +70,11 @@ async fn watch_replays_history_then_streams_live() {
     create(&store, "/r/b", "2").await;
     let mut watch = store.watch("/r/", 1).await.expect("watch");
     create(&store, "/x/ignored", "3").await;
-    store
-        .apply(Command::Delete {
-            key: "/r/a".into(),
-            expected_revision: 1,
-        })
-        .await
-        .expect("store")
-        .expect("del");
+    store.apply(Command::Delete { key: "/r/a".into(), expected_revision: 1 }).await.expect("store").expect("del");
     let first = watch.next().await.expect("event").expect("ok");
-    assert_eq!(
-        (first.kind, first.record.key.as_str()),
-        (EventKind::Added, "/r/b")
-    );
+    assert_eq!((first.kind, first.record.key.as_str()), (EventKind::Added, "/r/b"));
     let second = watch.next().await.expect("event").expect("ok");
-    assert_eq!(
-        (second.kind, second.record.mod_revision),
-        (EventKind::Deleted, 4)
-    );
+    assert_eq!((second.kind, second.record.mod_revision), (EventKind::Deleted, 4));
     assert_eq!(second.record.value, Bytes::from_static(b"1"));
     assert_eq!(store.watch_count(), 1);
     drop(watch);
@@ -168,69 +85,18 @@ async fn watch_replays_history_then_streams_live() {
 async fn compaction_keeps_live_keys_and_expires_old_revisions() {
     let (_dir, store) = open();
     create(&store, "/r/a", "1").await;
-    let update = Command::Update {
-        key: "/r/a".into(),
-        value: b"2".to_vec(),
-        expected_revision: 1,
-    };
+    let update = Command::Update { key: "/r/a".into(), value: b"2".to_vec(), expected_revision: 1 };
     store.apply(update).await.expect("store").expect("updated");
     create(&store, "/r/b", "3").await;
-    store
-        .apply(Command::Delete {
-            key: "/r/b".into(),
-            expected_revision: 3,
-        })
-        .await
-        .expect("store")
-        .expect("del");
-    store
-        .apply(Command::Compact { revision: 3 })
-        .await
-        .expect("store")
-        .expect("compacted");
+    store.apply(Command::Delete { key: "/r/b".into(), expected_revision: 3 }).await.expect("store").expect("del");
+    store.apply(Command::Compact { revision: 3 }).await.expect("store").expect("compacted");
     assert_eq!(store.compacted_revision(), 3);
-    let err = store
-        .list(
-            "/r/",
-            ListOptions {
-                revision: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Compacted {
-            requested: 2,
-            compacted: 3
-        }
-    ));
-    assert!(matches!(
-        store.watch("/r/", 1).await,
-        Err(StoreError::Compacted { .. })
-    ));
-    let at3 = store
-        .list(
-            "/r/",
-            ListOptions {
-                revision: 3,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list at 3");
-    assert_eq!(
-        at3.records
-            .iter()
-            .map(|r| r.key.as_str())
-            .collect::<Vec<_>>(),
-        ["/r/a", "/r/b"]
-    );
-    let again = store
-        .apply(Command::Compact { revision: 2 })
-        .await
-        .expect("store");
+    let err = store.list("/r/", ListOptions { revision: 2, ..Default::default() }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Compacted { requested: 2, compacted: 3 }));
+    assert!(matches!(store.watch("/r/", 1).await, Err(StoreError::Compacted { .. })));
+    let at3 = store.list("/r/", ListOptions { revision: 3, ..Default::default() }).await.expect("list at 3");
+    assert_eq!(at3.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["/r/a", "/r/b"]);
+    let again = store.apply(Command::Compact { revision: 2 }).await.expect("store");
     assert!(matches!(again, Err(CommandError::BadCompaction { .. })));
 }
 
@@ -245,14 +111,7 @@ async fn state_survives_reopen() {
     }
     let store = Store::open(&path).expect("reopen");
     assert_eq!(store.current_revision(), 2);
-    assert_eq!(
-        store
-            .get("/r/b")
-            .await
-            .expect("get")
-            .map(|r| r.mod_revision),
-        Some(2)
-    );
+    assert_eq!(store.get("/r/b").await.expect("get").map(|r| r.mod_revision), Some(2));
     assert_eq!(create(&store, "/r/c", "3").await.mod_revision, 3);
 }
 
@@ -261,26 +120,15 @@ async fn concurrent_writes_share_transactions() {
     let (_dir, store) = open();
     let writes = (0..200).map(|i| {
         let store = store.clone();
-        tokio::spawn(async move {
-            create(&store, &format!("/r/{i:03}"), "v")
-                .await
-                .mod_revision
-        })
+        tokio::spawn(async move { create(&store, &format!("/r/{i:03}"), "v").await.mod_revision })
     });
-    let mut revisions: Vec<i64> = futures::future::join_all(writes)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .collect();
+    let mut revisions: Vec<i64> =
+        futures::future::join_all(writes).await.into_iter().map(|r| r.expect("task")).collect();
     revisions.sort_unstable();
     assert_eq!(revisions, (1..=200).collect::<Vec<_>>());
     let metrics = store.metrics();
     assert_eq!(metrics.commands, 200);
-    assert!(
-        metrics.batches < 200,
-        "expected group commit, got {} batches",
-        metrics.batches
-    );
+    assert!(metrics.batches < 200, "expected group commit, got {} batches", metrics.batches);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,14 +140,7 @@ async fn a_watcher_that_falls_a_ring_behind_is_told_to_relist() {
         let writes = chunk.iter().map(|k| {
             let store = store.clone();
             let key = k.clone();
-            tokio::spawn(async move {
-                store
-                    .apply(Command::Create {
-                        key,
-                        value: b"v".to_vec(),
-                    })
-                    .await
-            })
+            tokio::spawn(async move { store.apply(Command::Create { key, value: b"v".to_vec() }).await })
         });
         for w in futures::future::join_all(writes).await {
             w.expect("task").expect("store").expect("created");
@@ -312,10 +153,7 @@ async fn a_watcher_that_falls_a_ring_behind_is_told_to_relist() {
             Some(Err(WatchError::Lagged)) => break,
             None => panic!("the stream ended without saying it lagged"),
         }
-        assert!(
-            seen <= keys.len(),
-            "every event arrived although the ring overflowed"
-        );
+        assert!(seen <= keys.len(), "every event arrived although the ring overflowed");
     }
     assert!(seen < keys.len());
 }

@@ -91,11 +91,7 @@ impl Hub {
     /// Publishes a committed batch.
     pub fn publish(&self, changes: Vec<(Change, i64)>, revision: i64, compacted: i64) {
         for (change, _) in changes {
-            let _ = self.0.sender.send(Arc::new(Event::from_stored(
-                change.event,
-                change.record,
-                change.prev,
-            )));
+            let _ = self.0.sender.send(Arc::new(Event::from_stored(change.event, change.record, change.prev)));
         }
         self.0.compacted.store(compacted, Ordering::Release);
         self.0.revision.store(revision, Ordering::Release);
@@ -156,17 +152,13 @@ impl WatchStream {
         loop {
             match self.live.recv().await {
                 Ok(event) => {
-                    if event.record.mod_revision <= self.last_revision
-                        || !event.record.key.starts_with(&self.prefix)
-                    {
+                    if event.record.mod_revision <= self.last_revision || !event.record.key.starts_with(&self.prefix) {
                         continue;
                     }
                     self.last_revision = event.record.mod_revision;
                     return Some(Ok(event));
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some(Err(WatchError::Lagged))
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => return Some(Err(WatchError::Lagged)),
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }

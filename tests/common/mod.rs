@@ -18,11 +18,7 @@ impl TugServer {
     /// Starts a server on a free port.
     pub fn start() -> TugServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = TugServer {
-            dir,
-            port: 0,
-            child: None,
-        };
+        let mut server = TugServer { dir, port: 0, child: None };
         server.launch(0);
         server
     }
@@ -48,14 +44,7 @@ impl TugServer {
             .open(self.dir.path().join("server.log"))
             .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_tug"))
-            .args([
-                "server",
-                "--disable-agent",
-                "--bind-address",
-                "127.0.0.1",
-                "--config",
-                "/dev/null",
-            ])
+            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(["--https-listen-port", &port.to_string()])
@@ -69,29 +58,20 @@ impl TugServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(text) = std::fs::read_to_string(self.kubeconfig()) {
-                if let Some(p) = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
-                {
+                if let Some(p) = text.lines().find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:")) {
                     self.port = p.trim().parse().expect("port in kubeconfig");
                     if self.ready() {
                         return;
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "tug server did not become ready; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "tug server did not become ready; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn ready(&self) -> bool {
-        kubectl_default(&self.kubeconfig(), &["get", "--raw", "/readyz"])
-            .status
-            .success()
+        kubectl_default(&self.kubeconfig(), &["get", "--raw", "/readyz"]).status.success()
     }
 
     /// The server's log so far.
@@ -135,22 +115,12 @@ pub fn kubectls() -> Vec<PathBuf> {
         if p.exists() {
             found.push(p);
         } else if in_ci() {
-            panic!(
-                "{} is missing: the test command installs the kubectl package",
-                p.display()
-            );
+            panic!("{} is missing: the test command installs the kubectl package", p.display());
         }
     }
     if found.is_empty() {
         let on_path = PathBuf::from("kubectl");
-        assert!(
-            Command::new(&on_path)
-                .arg("version")
-                .arg("--client")
-                .output()
-                .is_ok(),
-            "no kubectl found"
-        );
+        assert!(Command::new(&on_path).arg("version").arg("--client").output().is_ok(), "no kubectl found");
         found.push(on_path);
     }
     found
@@ -165,11 +135,7 @@ pub struct Run {
 
 impl Run {
     pub fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "kubectl failed: {}\n{}",
-            self.stderr, self.stdout
-        );
+        assert_eq!(self.code, 0, "kubectl failed: {}\n{}", self.stderr, self.stdout);
         self
     }
 }
@@ -184,34 +150,19 @@ fn run(output: Output) -> Run {
 
 fn kubectl_default(kubeconfig: &Path, args: &[&str]) -> Output {
     let bin = kubectls().into_iter().next().expect("a kubectl");
-    Command::new(bin)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl")
+    Command::new(bin).env("KUBECONFIG", kubeconfig).args(args).output().expect("run kubectl")
 }
 
 /// Runs `kubectl` (`bin`) with `args` against `server`, with `stdin` fed if given.
 pub fn kubectl(bin: &Path, server: &TugServer, args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = Command::new(bin);
-    cmd.env("KUBECONFIG", server.kubeconfig())
-        .env_remove("KUBECTL_EXTERNAL_DIFF")
-        .args(args);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.env("KUBECONFIG", server.kubeconfig()).env_remove("KUBECTL_EXTERNAL_DIFF").args(args);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn kubectl");
     if let Some(input) = stdin {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
     }
     run(child.wait_with_output().expect("kubectl output"))
 }

@@ -45,10 +45,7 @@ pub fn each_in(v: &mut Value, path: &[&str], mut f: impl FnMut(&mut Value)) {
 /// Defaults that only apply when an object is created (status reset and server-derived fields).
 pub fn on_create(res: &ResourceInfo, obj: &mut Value) {
     let has_status = res.has_subresource(crate::core::registry::Subresource::Status);
-    let keeps_status = matches!(
-        (res.group, res.kind),
-        ("", "Node") | ("certificates.k8s.io", _)
-    );
+    let keeps_status = matches!((res.group, res.kind), ("", "Node") | ("certificates.k8s.io", _));
     if has_status && !keeps_status {
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
@@ -78,17 +75,12 @@ fn job_selector(obj: &mut Value) {
         "controller-uid": uid, "job-name": name,
     });
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.insert(
-            "selector".into(),
-            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
-        );
+        spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
     }
     default_at(obj, &["spec", "template", "metadata", "labels"], json!({}));
-    if let (Some(target), Some(source)) = (
-        obj.pointer_mut("/spec/template/metadata/labels")
-            .and_then(Value::as_object_mut),
-        labels.as_object(),
-    ) {
+    if let (Some(target), Some(source)) =
+        (obj.pointer_mut("/spec/template/metadata/labels").and_then(Value::as_object_mut), labels.as_object())
+    {
         for (k, v) in source {
             target.insert(k.clone(), v.clone());
         }
@@ -112,47 +104,28 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
             let name = object::name(obj).unwrap_or("").to_string();
             default_at(obj, &["spec", "finalizers"], json!(["kubernetes"]));
             default_at(obj, &["metadata", "labels"], json!({}));
-            if let Some(labels) = obj
-                .pointer_mut("/metadata/labels")
-                .and_then(Value::as_object_mut)
-            {
+            if let Some(labels) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
         ("", "Secret") => default_at(obj, &["type"], json!("Opaque")),
-        ("", "PersistentVolumeClaim") => {
-            default_at(obj, &["spec", "volumeMode"], json!("Filesystem"))
-        }
+        ("", "PersistentVolumeClaim") => default_at(obj, &["spec", "volumeMode"], json!("Filesystem")),
         ("", "PersistentVolume") => {
-            default_at(
-                obj,
-                &["spec", "persistentVolumeReclaimPolicy"],
-                json!("Retain"),
-            );
+            default_at(obj, &["spec", "persistentVolumeReclaimPolicy"], json!("Retain"));
             default_at(obj, &["spec", "volumeMode"], json!("Filesystem"));
         }
-        ("", "Endpoints") => each_in(obj, &["subsets"], |s| {
-            each_in(s, &["ports"], |p| {
-                default_at(p, &["protocol"], json!("TCP"))
-            })
-        }),
-        ("discovery.k8s.io", "EndpointSlice") => each_in(obj, &["ports"], |p| {
-            default_at(p, &["protocol"], json!("TCP"))
-        }),
+        ("", "Endpoints") => {
+            each_in(obj, &["subsets"], |s| each_in(s, &["ports"], |p| default_at(p, &["protocol"], json!("TCP"))))
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            each_in(obj, &["ports"], |p| default_at(p, &["protocol"], json!("TCP")))
+        }
         ("apps", "Deployment") => {
             default_at(obj, &["spec", "replicas"], json!(1));
             default_at(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
             if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
-                default_at(
-                    obj,
-                    &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
-                    json!("25%"),
-                );
-                default_at(
-                    obj,
-                    &["spec", "strategy", "rollingUpdate", "maxSurge"],
-                    json!("25%"),
-                );
+                default_at(obj, &["spec", "strategy", "rollingUpdate", "maxUnavailable"], json!("25%"));
+                default_at(obj, &["spec", "strategy", "rollingUpdate", "maxSurge"], json!("25%"));
             }
             default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
             default_at(obj, &["spec", "progressDeadlineSeconds"], json!(600));
@@ -165,21 +138,9 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
         ("apps", "StatefulSet") => {
             default_at(obj, &["spec", "replicas"], json!(1));
             default_at(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
-            default_at(
-                obj,
-                &["spec", "updateStrategy", "type"],
-                json!("RollingUpdate"),
-            );
-            if obj
-                .pointer("/spec/updateStrategy/type")
-                .and_then(Value::as_str)
-                == Some("RollingUpdate")
-            {
-                default_at(
-                    obj,
-                    &["spec", "updateStrategy", "rollingUpdate", "partition"],
-                    json!(0),
-                );
+            default_at(obj, &["spec", "updateStrategy", "type"], json!("RollingUpdate"));
+            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                default_at(obj, &["spec", "updateStrategy", "rollingUpdate", "partition"], json!(0));
             }
             default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
             default_at(
@@ -190,26 +151,10 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
             defaults_pod::pod_spec(obj, &["spec", "template", "spec"]);
         }
         ("apps", "DaemonSet") => {
-            default_at(
-                obj,
-                &["spec", "updateStrategy", "type"],
-                json!("RollingUpdate"),
-            );
-            if obj
-                .pointer("/spec/updateStrategy/type")
-                .and_then(Value::as_str)
-                == Some("RollingUpdate")
-            {
-                default_at(
-                    obj,
-                    &["spec", "updateStrategy", "rollingUpdate", "maxUnavailable"],
-                    json!(1),
-                );
-                default_at(
-                    obj,
-                    &["spec", "updateStrategy", "rollingUpdate", "maxSurge"],
-                    json!(0),
-                );
+            default_at(obj, &["spec", "updateStrategy", "type"], json!("RollingUpdate"));
+            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                default_at(obj, &["spec", "updateStrategy", "rollingUpdate", "maxUnavailable"], json!(1));
+                default_at(obj, &["spec", "updateStrategy", "rollingUpdate", "maxSurge"], json!(0));
             }
             default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
             defaults_pod::pod_spec(obj, &["spec", "template", "spec"]);
@@ -222,9 +167,7 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
             default_at(obj, &["spec", "failedJobsHistoryLimit"], json!(1));
             job(obj, &["spec", "jobTemplate", "spec"]);
         }
-        ("scheduling.k8s.io", "PriorityClass") => {
-            default_at(obj, &["preemptionPolicy"], json!("PreemptLowerPriority"))
-        }
+        ("scheduling.k8s.io", "PriorityClass") => default_at(obj, &["preemptionPolicy"], json!("PreemptLowerPriority")),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             default_at(obj, &["spec", "minReplicas"], json!(1));
             default_at(
@@ -235,23 +178,14 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
         }
         ("networking.k8s.io", "NetworkPolicy") => {
             let egress = obj.pointer("/spec/egress").is_some_and(|e| !e.is_null());
-            let types = if egress {
-                json!(["Ingress", "Egress"])
-            } else {
-                json!(["Ingress"])
-            };
+            let types = if egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
             default_at(obj, &["spec", "policyTypes"], types);
         }
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            each_in(obj, &["subjects"], |s| {
-                if matches!(
-                    s.get("kind").and_then(Value::as_str),
-                    Some("User" | "Group")
-                ) {
-                    default_at(s, &["apiGroup"], json!("rbac.authorization.k8s.io"));
-                }
-            })
-        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => each_in(obj, &["subjects"], |s| {
+            if matches!(s.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
+                default_at(s, &["apiGroup"], json!("rbac.authorization.k8s.io"));
+            }
+        }),
         _ => {}
     }
 }
@@ -263,11 +197,7 @@ fn job(obj: &mut Value, spec: &[&str]) {
     default_at(obj, &at("backoffLimit"), json!(6));
     default_at(obj, &at("completionMode"), json!("NonIndexed"));
     default_at(obj, &at("suspend"), json!(false));
-    default_at(
-        obj,
-        &at("podReplacementPolicy"),
-        json!("TerminatingOrFailed"),
-    );
+    default_at(obj, &at("podReplacementPolicy"), json!("TerminatingOrFailed"));
     let template_spec = [spec, &["template", "spec"]].concat();
     defaults_pod::pod_spec(obj, &template_spec);
 }
@@ -275,11 +205,7 @@ fn job(obj: &mut Value, spec: &[&str]) {
 fn service(obj: &mut Value) {
     default_at(obj, &["spec", "type"], json!("ClusterIP"));
     default_at(obj, &["spec", "sessionAffinity"], json!("None"));
-    let kind = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
+    let kind = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
     if kind != "ExternalName" {
         default_at(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
         default_at(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
@@ -312,10 +238,7 @@ mod tests {
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
         );
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
-        assert_eq!(
-            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
-            "Always"
-        );
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
     }
 
@@ -324,21 +247,14 @@ mod tests {
         let res = registry::find("", "v1", "services").expect("services");
         let mut s = json!({"spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}});
         apply(res, &mut s);
-        assert_eq!(
-            s["spec"]["ports"][0],
-            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
-        );
+        assert_eq!(s["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
         assert_eq!(s["spec"]["type"], "ClusterIP");
     }
 
     #[test]
     fn malformed_shapes_do_not_panic() {
         for res in registry::RESOURCES {
-            for mut v in [
-                json!({"spec": "x", "metadata": 3}),
-                json!({"spec": {"template": []}}),
-                json!([]),
-            ] {
+            for mut v in [json!({"spec": "x", "metadata": 3}), json!({"spec": {"template": []}}), json!([])] {
                 on_create(res, &mut v);
                 apply(res, &mut v);
             }

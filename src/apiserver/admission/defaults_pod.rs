@@ -36,22 +36,12 @@ pub fn pod_spec(obj: &mut Value, path: &[&str]) {
 }
 
 fn container(c: &mut Value) {
-    default_at(
-        c,
-        &["terminationMessagePath"],
-        json!("/dev/termination-log"),
-    );
+    default_at(c, &["terminationMessagePath"], json!("/dev/termination-log"));
     default_at(c, &["terminationMessagePolicy"], json!("File"));
     default_at(c, &["resources"], json!({}));
-    let image = c
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
     default_at(c, &["imagePullPolicy"], json!(pull_policy(&image)));
-    each_in(c, &["ports"], |p| {
-        default_at(p, &["protocol"], json!("TCP"))
-    });
+    each_in(c, &["ports"], |p| default_at(p, &["protocol"], json!("TCP")));
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
             default_at(p, &["timeoutSeconds"], json!(1));
@@ -65,10 +55,7 @@ fn container(c: &mut Value) {
         }
     }
     each_in(c, &["env"], |e| {
-        if let Some(field_ref) = e
-            .pointer_mut("/valueFrom/fieldRef")
-            .filter(|f| f.is_object())
-        {
+        if let Some(field_ref) = e.pointer_mut("/valueFrom/fieldRef").filter(|f| f.is_object()) {
             default_at(field_ref, &["apiVersion"], json!("v1"));
         }
     });
@@ -98,10 +85,7 @@ pub fn qos_class(pod: &Value) -> &'static str {
             .and_then(Value::as_object)
             .is_some_and(|m| m.iter().any(|(k, _)| k == "cpu" || k == "memory"))
     };
-    if containers
-        .iter()
-        .all(|c| !nonempty(c, "requests") && !nonempty(c, "limits"))
-    {
+    if containers.iter().all(|c| !nonempty(c, "requests") && !nonempty(c, "limits")) {
         return "BestEffort";
     }
     let guaranteed = containers.iter().all(|c| {

@@ -24,10 +24,8 @@ pub struct Admission;
 pub fn tracks_generation(res: &ResourceInfo) -> bool {
     matches!(
         (res.group, res.kind),
-        (
-            "apps",
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
-        ) | ("batch", "Job" | "CronJob")
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+            | ("batch", "Job" | "CronJob")
             | ("", "ReplicationController")
             | ("autoscaling", "HorizontalPodAutoscaler")
             | ("policy", "PodDisruptionBudget")
@@ -62,18 +60,10 @@ impl Admission {
         let unknown = typed::unknown_fields(obj, &normalized);
         match ctx.field_validation {
             FieldValidation::Strict if !unknown.is_empty() => {
-                let list = unknown
-                    .iter()
-                    .map(|f| format!("unknown field {f:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {list}"
-                )));
+                let list = unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ");
+                return Err(ApiError::bad_request(format!("strict decoding error: {list}")));
             }
-            FieldValidation::Warn => ctx
-                .warnings
-                .extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            FieldValidation::Warn => ctx.warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
             _ => {}
         }
         *obj = normalized;
@@ -86,11 +76,7 @@ impl Admission {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(
-                res,
-                object::name(obj).unwrap_or(""),
-                errors,
-            ))
+            Err(ApiError::invalid(res, object::name(obj).unwrap_or(""), errors))
         }
     }
 
@@ -100,22 +86,13 @@ impl Admission {
         if !(res.group.is_empty() && res.kind == "Pod") {
             return 0;
         }
-        let scheduled = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        let finished = matches!(
-            obj.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        );
+        let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let finished = matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
         if !scheduled || finished {
             return 0;
         }
         requested
-            .or_else(|| {
-                obj.pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
+            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
             .unwrap_or(30)
             .max(0)
     }

@@ -9,11 +9,10 @@ use serde_json::Value;
 use crate::core::registry::ResourceInfo;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
-    storage::v1 as storage,
+    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, certificates::v1 as certificates,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
 fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
@@ -46,9 +45,7 @@ pub fn normalize(res: &ResourceInfo, obj: &Value) -> Result<Value, String> {
         ("apps", "ControllerRevision") => round_trip::<apps::ControllerRevision>(obj),
         ("batch", "Job") => round_trip::<batch::Job>(obj),
         ("batch", "CronJob") => round_trip::<batch::CronJob>(obj),
-        ("autoscaling", "HorizontalPodAutoscaler") => {
-            round_trip::<autoscaling::HorizontalPodAutoscaler>(obj)
-        }
+        ("autoscaling", "HorizontalPodAutoscaler") => round_trip::<autoscaling::HorizontalPodAutoscaler>(obj),
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::Lease>(obj),
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::EndpointSlice>(obj),
         ("events.k8s.io", "Event") => round_trip::<events::Event>(obj),
@@ -59,9 +56,7 @@ pub fn normalize(res: &ResourceInfo, obj: &Value) -> Result<Value, String> {
         ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::Role>(obj),
         ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::RoleBinding>(obj),
         ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::ClusterRole>(obj),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
-            round_trip::<rbac::ClusterRoleBinding>(obj)
-        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => round_trip::<rbac::ClusterRoleBinding>(obj),
         ("storage.k8s.io", "StorageClass") => round_trip::<storage::StorageClass>(obj),
         ("storage.k8s.io", "CSIDriver") => round_trip::<storage::CSIDriver>(obj),
         ("storage.k8s.io", "VolumeAttachment") => round_trip::<storage::VolumeAttachment>(obj),
@@ -86,11 +81,7 @@ fn collect_unknown(input: &Value, output: &Value, path: String, found: &mut Vec<
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get(k) {
                     Some(w) => collect_unknown(v, w, child, found),
                     None if v.is_null() => {}
@@ -120,10 +111,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "busybox", "imagee": "typo"}], "nodeName": null}});
         let out = normalize(pods, &input).expect("normalize");
         assert_eq!(out["spec"]["containers"][0]["image"], "busybox");
-        assert_eq!(
-            unknown_fields(&input, &out),
-            ["metadata.bogus", "spec.containers[0].imagee"]
-        );
+        assert_eq!(unknown_fields(&input, &out), ["metadata.bogus", "spec.containers[0].imagee"]);
     }
 
     #[test]

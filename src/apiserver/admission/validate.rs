@@ -28,10 +28,7 @@ pub fn metadata(res: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let name = object::name(obj).unwrap_or("");
     if name.is_empty() {
-        errors.push(FieldError::required(
-            "metadata.name",
-            "name or generateName is required",
-        ));
+        errors.push(FieldError::required("metadata.name", "name or generateName is required"));
     } else {
         for msg in validation::validate_object_name(name, name_rule(res)) {
             errors.push(FieldError::invalid("metadata.name", &json!(name), msg));
@@ -46,18 +43,11 @@ pub fn metadata(res: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
             errors.push(FieldError::invalid("metadata.labels", &json!(value), msg));
         }
     }
-    if let Some(annotations) = obj
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-    {
+    if let Some(annotations) = obj.pointer("/metadata/annotations").and_then(Value::as_object) {
         let mut total = 0;
         for (key, value) in annotations {
             for msg in validation::is_qualified_name(&key.to_ascii_lowercase()) {
-                errors.push(FieldError::invalid(
-                    "metadata.annotations",
-                    &json!(key),
-                    msg,
-                ));
+                errors.push(FieldError::invalid("metadata.annotations", &json!(key), msg));
             }
             total += key.len() + value.as_str().map_or(0, str::len);
         }
@@ -77,20 +67,14 @@ pub fn kind(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
     let mut errors = Vec::new();
     match (res.group, res.kind) {
         ("", "Pod") => validate_pod::pod_spec(obj.get("spec"), "spec", &mut errors),
-        ("", "PodTemplate") => {
-            validate_pod::pod_spec(obj.pointer("/template/spec"), "template.spec", &mut errors)
-        }
+        ("", "PodTemplate") => validate_pod::pod_spec(obj.pointer("/template/spec"), "template.spec", &mut errors),
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
             workload(obj, true, &mut errors);
             immutable(obj, old, "/spec/selector", "spec.selector", &mut errors);
         }
         ("", "ReplicationController") => workload(obj, false, &mut errors),
         ("batch", "Job") => {
-            validate_pod::pod_spec(
-                obj.pointer("/spec/template/spec"),
-                "spec.template.spec",
-                &mut errors,
-            );
+            validate_pod::pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", &mut errors);
             restart_policy_for_jobs(
                 obj.pointer("/spec/template/spec"),
                 "spec.template.spec.restartPolicy",
@@ -99,37 +83,23 @@ pub fn kind(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
             immutable(obj, old, "/spec/selector", "spec.selector", &mut errors);
         }
         ("batch", "CronJob") => {
-            let schedule = obj
-                .pointer("/spec/schedule")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let schedule = obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("");
             if schedule.is_empty() {
                 errors.push(FieldError::required("spec.schedule", ""));
             }
             let spec = obj.pointer("/spec/jobTemplate/spec/template/spec");
             validate_pod::pod_spec(spec, "spec.jobTemplate.spec.template.spec", &mut errors);
-            restart_policy_for_jobs(
-                spec,
-                "spec.jobTemplate.spec.template.spec.restartPolicy",
-                &mut errors,
-            );
+            restart_policy_for_jobs(spec, "spec.jobTemplate.spec.template.spec.restartPolicy", &mut errors);
         }
         ("", "Service") => {
             service(obj, &mut errors);
-            if old
-                .and_then(|o| o.pointer("/spec/clusterIP"))
-                .is_some_and(|ip| ip.as_str() != Some(""))
-            {
+            if old.and_then(|o| o.pointer("/spec/clusterIP")).is_some_and(|ip| ip.as_str() != Some("")) {
                 immutable(obj, old, "/spec/clusterIP", "spec.clusterIP", &mut errors);
             }
         }
         ("", "ConfigMap" | "Secret") => {
             data_keys(obj, &mut errors);
-            if old
-                .and_then(|o| o.get("immutable"))
-                .and_then(Value::as_bool)
-                == Some(true)
-            {
+            if old.and_then(|o| o.get("immutable")).and_then(Value::as_bool) == Some(true) {
                 for field in ["data", "binaryData", "stringData"] {
                     immutable(obj, old, &format!("/{field}"), field, &mut errors);
                 }
@@ -140,13 +110,7 @@ pub fn kind(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
     errors
 }
 
-fn immutable(
-    obj: &Value,
-    old: Option<&Value>,
-    pointer: &str,
-    field: &str,
-    errors: &mut Vec<FieldError>,
-) {
+fn immutable(obj: &Value, old: Option<&Value>, pointer: &str, field: &str, errors: &mut Vec<FieldError>) {
     if let Some(old) = old {
         let now = obj.pointer(pointer).cloned().unwrap_or(Value::Null);
         if old.pointer(pointer).cloned().unwrap_or(Value::Null) != now {
@@ -157,26 +121,16 @@ fn immutable(
 
 /// Controllers' rules: a selector that matches the template's labels, non-negative replicas.
 fn workload(obj: &Value, selector_required: bool, errors: &mut Vec<FieldError>) {
-    if obj
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .is_some_and(|r| r < 0)
-    {
+    if obj.pointer("/spec/replicas").and_then(Value::as_i64).is_some_and(|r| r < 0) {
         errors.push(FieldError::invalid(
             "spec.replicas",
             &obj["spec"]["replicas"],
             "must be greater than or equal to 0",
         ));
     }
-    let labels = obj
-        .pointer("/spec/template/metadata/labels")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
     match obj.pointer("/spec/selector") {
-        None | Some(Value::Null) if selector_required => {
-            errors.push(FieldError::required("spec.selector", ""))
-        }
+        None | Some(Value::Null) if selector_required => errors.push(FieldError::required("spec.selector", "")),
         None | Some(Value::Null) => {}
         Some(sel) => {
             let parsed = if selector_required {
@@ -187,11 +141,9 @@ fn workload(obj: &Value, selector_required: bool, errors: &mut Vec<FieldError>) 
             };
             match parsed {
                 Err(e) => errors.push(FieldError::invalid("spec.selector", sel, e)),
-                Ok(s) if s.is_empty() && selector_required => errors.push(FieldError::invalid(
-                    "spec.selector",
-                    sel,
-                    "empty selector is invalid for deployment",
-                )),
+                Ok(s) if s.is_empty() && selector_required => {
+                    errors.push(FieldError::invalid("spec.selector", sel, "empty selector is invalid for deployment"))
+                }
                 Ok(s) if !s.matches(&labels) => errors.push(FieldError::invalid(
                     "spec.template.metadata.labels",
                     &Value::Object(labels.clone()),
@@ -201,36 +153,19 @@ fn workload(obj: &Value, selector_required: bool, errors: &mut Vec<FieldError>) 
             }
         }
     }
-    validate_pod::pod_spec(
-        obj.pointer("/spec/template/spec"),
-        "spec.template.spec",
-        errors,
-    );
+    validate_pod::pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", errors);
 }
 
 fn restart_policy_for_jobs(spec: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) {
-    let policy = spec
-        .and_then(|s| s.get("restartPolicy"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    let policy = spec.and_then(|s| s.get("restartPolicy")).cloned().unwrap_or(Value::Null);
     if !matches!(policy.as_str(), Some("OnFailure" | "Never")) {
-        errors.push(FieldError::not_supported(
-            field,
-            &policy,
-            &["OnFailure", "Never"],
-        ));
+        errors.push(FieldError::not_supported(field, &policy, &["OnFailure", "Never"]));
     }
 }
 
 fn service(obj: &Value, errors: &mut Vec<FieldError>) {
-    let kind = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP");
-    if !matches!(
-        kind,
-        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-    ) {
+    let kind = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    if !matches!(kind, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
         errors.push(FieldError::not_supported(
             "spec.type",
             &json!(kind),
@@ -238,11 +173,7 @@ fn service(obj: &Value, errors: &mut Vec<FieldError>) {
         ));
     }
     let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-    let ports = obj
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let ports = obj.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
     if ports.is_empty() && kind != "ExternalName" && !headless {
         errors.push(FieldError::required("spec.ports", ""));
     }
@@ -262,10 +193,7 @@ fn service(obj: &Value, errors: &mut Vec<FieldError>) {
             errors.push(FieldError::required(format!("spec.ports[{i}].name"), ""));
         }
         if !name.is_empty() && !names.insert(name.to_string()) {
-            errors.push(FieldError::duplicate(
-                format!("spec.ports[{i}].name"),
-                &json!(name),
-            ));
+            errors.push(FieldError::duplicate(format!("spec.ports[{i}].name"), &json!(name)));
         }
     }
 }
@@ -276,9 +204,7 @@ fn data_keys(obj: &Value, errors: &mut Vec<FieldError>) {
             for key in map.keys() {
                 let ok = !key.is_empty()
                     && key.len() <= 253
-                    && key
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                     && key != "."
                     && key != "..";
                 if !ok {

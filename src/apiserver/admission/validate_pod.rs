@@ -12,21 +12,13 @@ pub fn pod_spec(spec: Option<&Value>, field: &str, errors: &mut Vec<FieldError>)
         errors.push(FieldError::required(field, ""));
         return;
     };
-    let containers = spec
-        .get("containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
     if containers.is_empty() {
         errors.push(FieldError::required(format!("{field}.containers"), ""));
     }
     let mut names = std::collections::BTreeSet::new();
     for list in ["initContainers", "containers"] {
-        let items = spec
-            .get(list)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let items = spec.get(list).and_then(Value::as_array).cloned().unwrap_or_default();
         for (i, c) in items.iter().enumerate() {
             let at = format!("{field}.{list}[{i}]");
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
@@ -40,20 +32,10 @@ pub fn pod_spec(spec: Option<&Value>, field: &str, errors: &mut Vec<FieldError>)
                     errors.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
                 }
             }
-            if c.get("image")
-                .and_then(Value::as_str)
-                .is_none_or(|s| s.trim().is_empty())
-            {
+            if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
                 errors.push(FieldError::required(format!("{at}.image"), ""));
             }
-            for (j, p) in c
-                .get("ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
+            for (j, p) in c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default().iter().enumerate() {
                 let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=65535).contains(&port) {
                     errors.push(FieldError::invalid(
@@ -85,20 +67,9 @@ mod tests {
         let spec = json!({"restartPolicy": "Always", "containers": [{"name": "Bad_Name"}, {"name": "ok", "image": "x"}, {"name": "ok", "image": "y"}]});
         pod_spec(Some(&spec), "spec", &mut errors);
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "spec.containers[0].name",
-                "spec.containers[0].image",
-                "spec.containers[2].name"
-            ]
-        );
+        assert_eq!(fields, ["spec.containers[0].name", "spec.containers[0].image", "spec.containers[2].name"]);
         let mut errors = Vec::new();
-        pod_spec(
-            Some(&json!({"restartPolicy": "Sometimes"})),
-            "spec",
-            &mut errors,
-        );
+        pod_spec(Some(&json!({"restartPolicy": "Sometimes"})), "spec", &mut errors);
         assert_eq!(errors.len(), 2);
     }
 }

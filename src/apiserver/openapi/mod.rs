@@ -27,11 +27,7 @@ fn gv_path(group: &str, version: &str) -> String {
 pub fn v3_index() -> Value {
     let mut paths = Map::new();
     for entry in cache() {
-        let url = format!(
-            "/openapi/v3/{}?hash={}",
-            entry.path,
-            env!("CARGO_PKG_VERSION").replace('.', "")
-        );
+        let url = format!("/openapi/v3/{}?hash={}", entry.path, env!("CARGO_PKG_VERSION").replace('.', ""));
         paths.insert(entry.path.clone(), json!({"serverRelativeURL": url}));
     }
     json!({"paths": paths})
@@ -70,9 +66,7 @@ pub fn v3_group_version_json(path: &str) -> Option<&'static [u8]> {
     let entry = cache().iter().find(|c| c.path == path)?;
     let json = entry.json.get_or_init(|| {
         // Serializing a `Value` cannot fail: its map keys are strings.
-        serde_json::to_vec(&build(entry.group, entry.version))
-            .unwrap_or_default()
-            .into_boxed_slice()
+        serde_json::to_vec(&build(entry.group, entry.version)).unwrap_or_default().into_boxed_slice()
     });
     Some(json)
 }
@@ -90,10 +84,8 @@ fn param(name: &str, description: &str) -> Value {
 
 /// `content` of a body of the named schema in each of `types`.
 fn media(name: &str, types: &[&str]) -> Value {
-    let media: Map<String, Value> = types
-        .iter()
-        .map(|t| ((*t).to_string(), json!({ "schema": reference(name) })))
-        .collect();
+    let media: Map<String, Value> =
+        types.iter().map(|t| ((*t).to_string(), json!({ "schema": reference(name) }))).collect();
     Value::Object(media)
 }
 
@@ -139,11 +131,8 @@ const JSON: &[&str] = &["application/json"];
 /// from the document's schemas when the type is listed, and the typed model's schemas lack the patch
 /// strategies and merge keys (`x-kubernetes-patch-*`), so lists such as `containers` would lose their
 /// `$setElementOrder`/`$patch: delete` directives. Unlisted, kubectl falls back to its compiled-in types.
-const PATCH_TYPES: &[&str] = &[
-    "application/apply-patch+yaml",
-    "application/json-patch+json",
-    "application/merge-patch+json",
-];
+const PATCH_TYPES: &[&str] =
+    &["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"];
 
 /// Builds the document of one group version.
 fn build(group: &str, version: &str) -> Value {
@@ -179,11 +168,7 @@ fn resource_operations(res: &ResourceInfo, c: &Components, write: &[Value]) -> (
     let kind = c.kind_name(res.kind);
     let list = c.list_name(res.kind);
     let status = Some(c.status.as_str());
-    let with = |request, response, created| Bodies {
-        request,
-        response,
-        created,
-    };
+    let with = |request, response, created| Bodies { request, response, created };
     let body = kind.map(|k| (k, JSON));
     let delete = Some((c.delete_options.as_str(), JSON));
     let item = json!({

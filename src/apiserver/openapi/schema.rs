@@ -6,8 +6,8 @@
 //! `kubectl explain` finds a resource's schema by. A `<Kind>List` schema is added for list responses.
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, certificates, coordination, core, discovery, events, networking,
-    node, policy, rbac, scheduling, storage,
+    apps, autoscaling, batch, certificates, coordination, core, discovery, events, networking, node, policy, rbac,
+    scheduling, storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::SchemaSettings;
@@ -27,12 +27,7 @@ pub struct Kind {
 }
 
 const fn kind<T: Resource + JsonSchema>() -> Kind {
-    Kind {
-        group: T::GROUP,
-        version: T::VERSION,
-        kind: T::KIND,
-        schema: SchemaGenerator::subschema_for::<T>,
-    }
+    Kind { group: T::GROUP, version: T::VERSION, kind: T::KIND, schema: SchemaGenerator::subschema_for::<T> }
 }
 
 /// Every kind tug serves, with the group, version and kind taken from the typed model itself.
@@ -81,9 +76,7 @@ pub static KINDS: &[Kind] = &[
 
 /// Looks a kind of the typed model up.
 pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
-    KINDS
-        .iter()
-        .find(|k| k.group == group && k.version == version && k.kind == kind)
+    KINDS.iter().find(|k| k.group == group && k.version == version && k.kind == kind)
 }
 
 /// The component schemas of one group version, and the names its operations refer to.
@@ -104,10 +97,7 @@ pub struct Components {
 impl Components {
     /// The schema name of `kind`, if it has one.
     pub fn kind_name(&self, kind: &str) -> Option<&str> {
-        self.kinds
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, name)| name.as_str())
+        self.kinds.iter().find(|(k, _)| *k == kind).map(|(_, name)| name.as_str())
     }
 
     /// The schema name of `kind`'s list, if the kind has a schema.
@@ -127,20 +117,12 @@ pub fn reference(name: &str) -> Value {
 
 /// The component name a `$ref` schema points at.
 fn ref_name(schema: &Schema) -> Option<String> {
-    schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix(REF_PREFIX))
-        .map(str::to_string)
+    schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(REF_PREFIX)).map(str::to_string)
 }
 
 /// Generates the schemas of `kinds` of `group`/`version` and everything they reference; kinds the
 /// typed model lacks get none.
-pub fn components<'a>(
-    group: &str,
-    version: &str,
-    kinds: impl IntoIterator<Item = &'a str>,
-) -> Components {
+pub fn components<'a>(group: &str, version: &str, kinds: impl IntoIterator<Item = &'a str>) -> Components {
     let mut gen = SchemaSettings::openapi3().into_generator();
     let mut out = Components::default();
     for kind in kinds {
@@ -172,26 +154,14 @@ pub fn components<'a>(
                 schema.remove("required");
             }
         }
-        let list = list_schema(
-            kind,
-            name,
-            schema,
-            list_meta.as_deref(),
-            gvk(&format!("{kind}List")),
-        );
+        let list = list_schema(kind, name, schema, list_meta.as_deref(), gvk(&format!("{kind}List")));
         out.schemas.insert(list_name(name), list);
     }
     out
 }
 
 /// The schema of `<Kind>List`, which the typed model has no type for.
-fn list_schema(
-    kind: &str,
-    name: &str,
-    item: &Map<String, Value>,
-    list_meta: Option<&str>,
-    gvk: Value,
-) -> Value {
+fn list_schema(kind: &str, name: &str, item: &Map<String, Value>, list_meta: Option<&str>, gvk: Value) -> Value {
     let mut properties = Map::new();
     for field in ["apiVersion", "kind"] {
         if let Some(p) = item.get("properties").and_then(|p| p.get(field)) {
@@ -225,23 +195,14 @@ mod tests {
     #[test]
     fn every_served_resource_has_a_kind_of_the_typed_model() {
         for r in RESOURCES {
-            assert!(
-                find_kind(r.group, r.version, r.kind).is_some(),
-                "{}/{} {}",
-                r.group,
-                r.version,
-                r.kind
-            );
+            assert!(find_kind(r.group, r.version, r.kind).is_some(), "{}/{} {}", r.group, r.version, r.kind);
         }
     }
 
     #[test]
     fn kinds_get_upstream_names_and_their_gvk() {
         let c = components("apps", "v1", ["Deployment"]);
-        assert_eq!(
-            c.kind_name("Deployment"),
-            Some("io.k8s.api.apps.v1.Deployment")
-        );
+        assert_eq!(c.kind_name("Deployment"), Some("io.k8s.api.apps.v1.Deployment"));
         let d = &c.schemas["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
             d["x-kubernetes-group-version-kind"],
@@ -249,13 +210,8 @@ mod tests {
         );
         assert!(d.get("required").is_none());
         let list = &c.schemas["io.k8s.api.apps.v1.DeploymentList"];
-        assert_eq!(
-            list["x-kubernetes-group-version-kind"][0]["kind"],
-            "DeploymentList"
-        );
+        assert_eq!(list["x-kubernetes-group-version-kind"][0]["kind"], "DeploymentList");
         assert!(c.schemas.contains_key(&c.status));
-        assert!(c
-            .schemas
-            .contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
+        assert!(c.schemas.contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
     }
 }

@@ -53,11 +53,7 @@ fn schema_by_gvk<'a>(doc: &'a Value, gvk: &Value) -> Vec<&'a Value> {
         .map(|m| m.values().collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| {
-            s["x-kubernetes-group-version-kind"]
-                .as_array()
-                .is_some_and(|l| l.contains(gvk))
-        })
+        .filter(|s| s["x-kubernetes-group-version-kind"].as_array().is_some_and(|l| l.contains(gvk)))
         .collect()
 }
 
@@ -65,33 +61,20 @@ fn schema_by_gvk<'a>(doc: &'a Value, gvk: &Value) -> Vec<&'a Value> {
 fn patch_operations_advertise_field_validation() {
     let doc = v3_group_version("apis/apps/v1").expect("apps/v1");
     let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-    assert_eq!(
-        patch["x-kubernetes-group-version-kind"]["kind"],
-        "Deployment"
-    );
-    assert!(patch["parameters"]
-        .as_array()
-        .expect("params")
-        .iter()
-        .any(|p| p["name"] == "fieldValidation"));
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+    assert!(patch["parameters"].as_array().expect("params").iter().any(|p| p["name"] == "fieldValidation"));
     assert!(v3_group_version("apis/nope/v1").is_none());
-    assert!(v3_index()["paths"]["api/v1"]["serverRelativeURL"]
-        .as_str()
-        .is_some());
+    assert!(v3_index()["paths"]["api/v1"]["serverRelativeURL"].as_str().is_some());
 }
 
 #[test]
 fn apps_v1_has_the_deployment_schema_with_its_gvk() {
     let doc = &v3_group_version("apis/apps/v1").expect("apps/v1");
     let d = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
-    assert_eq!(
-        d["x-kubernetes-group-version-kind"],
-        json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
-    );
+    assert_eq!(d["x-kubernetes-group-version-kind"], json!([{"group": "apps", "version": "v1", "kind": "Deployment"}]));
     let path = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}";
     assert_eq!(
-        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-            ["$ref"],
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/io.k8s.api.apps.v1.Deployment"
     );
     assert!(std::ptr::eq(
@@ -135,9 +118,7 @@ fn patch_leaves_strategic_merge_to_kubectls_compiled_in_types() {
     let path = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}";
     let content = &doc["paths"][path]["patch"]["requestBody"]["content"];
     assert!(content["application/merge-patch+json"]["schema"]["$ref"].is_string());
-    assert!(content
-        .get("application/strategic-merge-patch+json")
-        .is_none());
+    assert!(content.get("application/strategic-merge-patch+json").is_none());
 }
 
 #[test]
@@ -161,10 +142,6 @@ fn builds_every_document_and_reports_the_time() {
         bytes += serde_json::to_vec(&doc).map(|b| b.len()).unwrap_or(0);
     }
     let elapsed = start.elapsed();
-    eprintln!(
-        "built {} documents ({} KiB of JSON) in {elapsed:?}",
-        cache().len(),
-        bytes / 1024
-    );
+    eprintln!("built {} documents ({} KiB of JSON) in {elapsed:?}", cache().len(), bytes / 1024);
     assert!(bytes > 0);
 }

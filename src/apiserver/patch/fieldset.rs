@@ -48,9 +48,7 @@ fn item_key(merge_key: &str, item: &Value) -> Option<String> {
 impl FieldSet {
     /// The fields `obj` sets, for the kind rooted at (group, version, kind).
     pub fn of(obj: &Value, group: &str, version: &str, kind: &str) -> FieldSet {
-        let root = strategic_meta::table()
-            .ok()
-            .and_then(|t| t.root(group, version, kind));
+        let root = strategic_meta::table().ok().and_then(|t| t.root(group, version, kind));
         let mut set = FieldSet::default();
         if let Some(map) = obj.as_object() {
             walk_map(map, root, &mut Vec::new(), &mut set.0);
@@ -116,12 +114,7 @@ impl FieldSet {
     }
 }
 
-fn walk_map(
-    map: &Map<String, Value>,
-    node: Option<Node>,
-    path: &mut FieldPath,
-    out: &mut BTreeSet<FieldPath>,
-) {
+fn walk_map(map: &Map<String, Value>, node: Option<Node>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
     for (key, value) in map {
         path.push(format!("f:{key}"));
         walk_value(key, value, node, path, out);
@@ -129,22 +122,14 @@ fn walk_map(
     }
 }
 
-fn walk_value(
-    key: &str,
-    value: &Value,
-    parent: Option<Node>,
-    path: &mut FieldPath,
-    out: &mut BTreeSet<FieldPath>,
-) {
+fn walk_value(key: &str, value: &Value, parent: Option<Node>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
     match value {
         Value::Object(m) if !m.is_empty() => {
             let child = parent.map(|n| n.field(key).0);
             walk_map(m, child, path, out);
         }
         Value::Array(items) if !items.is_empty() => match list_kind(parent, key) {
-            (child, ListKind::Associative(merge_key))
-                if items.iter().all(|i| item_key(&merge_key, i).is_some()) =>
-            {
+            (child, ListKind::Associative(merge_key)) if items.iter().all(|i| item_key(&merge_key, i).is_some()) => {
                 for item in items {
                     let Some(k) = item_key(&merge_key, item) else {
                         continue;
@@ -194,10 +179,7 @@ fn step<'a>(cur: &'a Value, part: &str) -> Option<&'a Value> {
     }
     if let Some(key) = part.strip_prefix("k:") {
         let wanted: Map<String, Value> = serde_json::from_str(key).ok()?;
-        return cur
-            .as_array()?
-            .iter()
-            .find(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)));
+        return cur.as_array()?.iter().find(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)));
     }
     if let Some(value) = part.strip_prefix("v:") {
         let wanted: Value = serde_json::from_str(value).ok()?;
@@ -222,8 +204,7 @@ pub fn remove_at(obj: &mut Value, path: &[String]) {
             Some(field) => cur.get_mut(field),
             None => {
                 let found = step(cur, part).cloned();
-                cur.as_array_mut()
-                    .and_then(|items| items.iter_mut().find(|i| Some(&**i) == found.as_ref()))
+                cur.as_array_mut().and_then(|items| items.iter_mut().find(|i| Some(&**i) == found.as_ref()))
             }
         };
         match next {
@@ -270,28 +251,14 @@ mod tests {
         let set = FieldSet::of(&d, "apps", "v1", "Deployment");
         let paths: Vec<String> = set.0.iter().map(|p| display(p)).collect();
         assert!(paths.contains(&".spec.replicas".to_string()));
-        assert!(
-            paths.contains(&".spec.template.spec.containers[name=\"web\"].image".to_string()),
-            "{paths:?}"
-        );
+        assert!(paths.contains(&".spec.template.spec.containers[name=\"web\"].image".to_string()), "{paths:?}");
         assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()), set);
-        let image_path = set
-            .0
-            .iter()
-            .find(|p| p.last().map(String::as_str) == Some("f:image"))
-            .expect("image");
+        let image_path = set.0.iter().find(|p| p.last().map(String::as_str) == Some("f:image")).expect("image");
         assert_eq!(value_at(&d, image_path), Some(&json!("nginx")));
         let mut copy = d.clone();
         remove_at(&mut copy, image_path);
-        assert_eq!(
-            copy["spec"]["template"]["spec"]["containers"][0],
-            json!({"name": "web"})
-        );
-        let item: FieldPath = image_path[..image_path.len() - 1]
-            .iter()
-            .cloned()
-            .chain([".".to_string()])
-            .collect();
+        assert_eq!(copy["spec"]["template"]["spec"]["containers"][0], json!({"name": "web"}));
+        let item: FieldPath = image_path[..image_path.len() - 1].iter().cloned().chain([".".to_string()]).collect();
         remove_at(&mut copy, &item);
         assert_eq!(copy["spec"]["template"]["spec"]["containers"], json!([]));
     }
@@ -300,17 +267,8 @@ mod tests {
     fn finalizers_are_a_set_and_unknown_lists_are_atomic() {
         let cm = json!({"metadata": {"finalizers": ["a", "b"]}, "data": {"k": "v"}});
         let set = FieldSet::of(&cm, "", "v1", "ConfigMap");
-        assert!(set.0.contains(&vec![
-            "f:metadata".to_string(),
-            "f:finalizers".into(),
-            "v:\"a\"".into()
-        ]));
-        let custom = FieldSet::of(
-            &json!({"spec": {"items": [1, 2]}}),
-            "example.com",
-            "v1",
-            "Widget",
-        );
+        assert!(set.0.contains(&vec!["f:metadata".to_string(), "f:finalizers".into(), "v:\"a\"".into()]));
+        let custom = FieldSet::of(&json!({"spec": {"items": [1, 2]}}), "example.com", "v1", "Widget");
         assert_eq!(custom.0.len(), 1);
     }
 }

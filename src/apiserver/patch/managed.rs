@@ -34,42 +34,22 @@ impl Entry {
     }
 
     fn is(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager
-            && self.operation == operation
-            && self.subresource.as_deref() == subresource
+        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
     }
 }
 
 fn entries(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return vec![];
     };
     list.iter()
         .filter_map(|e| {
             Some(Entry {
                 manager: e.get("manager")?.as_str()?.to_string(),
-                operation: e
-                    .get("operation")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Update")
-                    .to_string(),
-                api_version: e
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                time: e
-                    .get("time")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                subresource: e
-                    .get("subresource")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").to_string(),
+                api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
+                time: e.get("time").and_then(Value::as_str).unwrap_or("").to_string(),
+                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
                 fields: FieldSet::from_fields_v1(e.get("fieldsV1").unwrap_or(&Value::Null)),
             })
         })
@@ -77,11 +57,7 @@ fn entries(obj: &Value) -> Vec<Entry> {
 }
 
 fn store_entries(obj: &mut Value, list: &[Entry]) {
-    let kept: Vec<Value> = list
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(Entry::to_json)
-        .collect();
+    let kept: Vec<Value> = list.iter().filter(|e| !e.fields.is_empty()).map(Entry::to_json).collect();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if kept.is_empty() {
             meta.remove("managedFields");
@@ -111,11 +87,7 @@ fn tracked(path: &FieldPath, subresource: Option<&str>) -> bool {
     if matches!(first, "f:apiVersion" | "f:kind") {
         return false;
     }
-    if first == "f:metadata"
-        && path
-            .get(1)
-            .is_some_and(|p| SYSTEM_META.contains(&p.as_str()))
-    {
+    if first == "f:metadata" && path.get(1).is_some_and(|p| SYSTEM_META.contains(&p.as_str())) {
         return false;
     }
     match subresource {
@@ -153,10 +125,7 @@ pub fn apply(
     let applied_set = owned_fields(res, applied, None);
     let mut list = entries(live);
     let mut conflicts: Vec<(String, String, FieldPath)> = Vec::new();
-    for entry in list
-        .iter()
-        .filter(|e| e.manager != manager && e.subresource.is_none())
-    {
+    for entry in list.iter().filter(|e| e.manager != manager && e.subresource.is_none()) {
         for path in applied_set.intersection(&entry.fields).0 {
             // A list item's `.` is its existence, which both sides agree on; its fields are compared.
             let existence = path.last().is_some_and(|p| p == ".");
@@ -174,21 +143,14 @@ pub fn apply(
             entry.fields.0.remove(path);
         }
     }
-    let previous = list
-        .iter()
-        .find(|e| e.is(manager, "Apply", None))
-        .map(|e| e.fields.clone())
-        .unwrap_or_default();
+    let previous = list.iter().find(|e| e.is(manager, "Apply", None)).map(|e| e.fields.clone()).unwrap_or_default();
     for path in previous.difference(&applied_set).0 {
-        let owned_elsewhere = list
-            .iter()
-            .any(|e| !e.is(manager, "Apply", None) && e.fields.0.contains(&path));
+        let owned_elsewhere = list.iter().any(|e| !e.is(manager, "Apply", None) && e.fields.0.contains(&path));
         if !owned_elsewhere {
             fieldset::remove_at(&mut merged, &path);
         }
     }
-    let unchanged =
-        without_managed_fields(&merged) == without_managed_fields(live) && previous == applied_set;
+    let unchanged = without_managed_fields(&merged) == without_managed_fields(live) && previous == applied_set;
     if unchanged {
         store_entries(&mut merged, &list);
         return Ok(merged);
@@ -209,21 +171,11 @@ pub fn apply(
     Ok(merged)
 }
 
-fn conflict_error(
-    res: &ResourceInfo,
-    applied: &Value,
-    conflicts: &[(String, String, FieldPath)],
-) -> ApiError {
-    let name = applied
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+fn conflict_error(res: &ResourceInfo, applied: &Value, conflicts: &[(String, String, FieldPath)]) -> ApiError {
+    let name = applied.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     let message = if conflicts.len() == 1 {
         let (m, v, p) = &conflicts[0];
-        format!(
-            "Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}",
-            fieldset::display(p)
-        )
+        format!("Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}", fieldset::display(p))
     } else {
         // Grouped by manager, as upstream words it.
         let mut groups: Vec<(&str, &str, Vec<String>)> = Vec::new();
@@ -238,19 +190,11 @@ fn conflict_error(
             .map(|(m, v, paths)| {
                 format!(
                     "conflicts with \"{m}\" using {v}:\n{}",
-                    paths
-                        .iter()
-                        .map(|p| format!("- {p}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    paths.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
                 )
             })
             .collect();
-        format!(
-            "Apply failed with {} conflicts: {}",
-            conflicts.len(),
-            text.join("\n")
-        )
+        format!("Apply failed with {} conflicts: {}", conflicts.len(), text.join("\n"))
     };
     let causes: Vec<Value> = conflicts
         .iter()
@@ -260,10 +204,7 @@ fn conflict_error(
     if !res.group.is_empty() {
         details["group"] = json!(res.group);
     }
-    ApiError {
-        details: Some(details),
-        ..ApiError::new(409, "Conflict", message)
-    }
+    ApiError { details: Some(details), ..ApiError::new(409, "Conflict", message) }
 }
 
 /// Records a non-apply write by `manager`: the fields it changed become its own (operation Update),
@@ -292,9 +233,7 @@ pub fn track_update(
         entry.fields.retain(|p| all_now.0.contains(p));
     }
     if !changed.is_empty() {
-        let mine = list
-            .iter_mut()
-            .find(|e| e.is(manager, "Update", subresource));
+        let mine = list.iter_mut().find(|e| e.is(manager, "Update", subresource));
         match mine {
             Some(entry) => {
                 entry.fields = FieldSet(entry.fields.0.union(&changed.0).cloned().collect());
@@ -327,42 +266,12 @@ mod tests {
     #[test]
     fn a_second_manager_conflicts_unless_forced() {
         let res = registry::find("apps", "v1", "deployments").expect("deployments");
-        let first = apply(
-            res,
-            &json!({}),
-            &deploy(2, "a"),
-            deploy(2, "a"),
-            "alice",
-            false,
-            "t1",
-        )
-        .expect("first apply");
+        let first = apply(res, &json!({}), &deploy(2, "a"), deploy(2, "a"), "alice", false, "t1").expect("first apply");
         assert_eq!(first["metadata"]["managedFields"][0]["manager"], "alice");
-        let err = apply(
-            res,
-            &first,
-            &deploy(3, "a"),
-            deploy(3, "a"),
-            "bob",
-            false,
-            "t2",
-        )
-        .expect_err("conflict");
+        let err = apply(res, &first, &deploy(3, "a"), deploy(3, "a"), "bob", false, "t2").expect_err("conflict");
         assert_eq!(err.code, 409);
-        assert_eq!(
-            err.message,
-            "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"
-        );
-        let forced = apply(
-            res,
-            &first,
-            &deploy(3, "a"),
-            deploy(3, "a"),
-            "bob",
-            true,
-            "t2",
-        )
-        .expect("forced");
+        assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas");
+        let forced = apply(res, &first, &deploy(3, "a"), deploy(3, "a"), "bob", true, "t2").expect("forced");
         let managers: Vec<&str> = forced["metadata"]["managedFields"]
             .as_array()
             .expect("list")
@@ -371,16 +280,7 @@ mod tests {
             .collect();
         assert_eq!(managers, ["alice", "bob"]);
         // Same values are shared, not conflicts.
-        apply(
-            res,
-            &first,
-            &deploy(2, "a"),
-            deploy(2, "a"),
-            "carol",
-            false,
-            "t3",
-        )
-        .expect("shared ownership");
+        apply(res, &first, &deploy(2, "a"), deploy(2, "a"), "carol", false, "t3").expect("shared ownership");
     }
 
     #[test]
@@ -398,29 +298,11 @@ mod tests {
     #[test]
     fn updates_take_changed_fields_from_appliers() {
         let res = registry::find("apps", "v1", "deployments").expect("deployments");
-        let applied = apply(
-            res,
-            &json!({}),
-            &deploy(2, "a"),
-            deploy(2, "a"),
-            "alice",
-            false,
-            "t1",
-        )
-        .expect("apply");
+        let applied = apply(res, &json!({}), &deploy(2, "a"), deploy(2, "a"), "alice", false, "t1").expect("apply");
         let mut scaled = applied.clone();
         scaled["spec"]["replicas"] = json!(5);
-        track_update(
-            res,
-            Some(&applied),
-            &mut scaled,
-            "kubectl-scale",
-            None,
-            "t2",
-        );
-        let list = scaled["metadata"]["managedFields"]
-            .as_array()
-            .expect("list");
+        track_update(res, Some(&applied), &mut scaled, "kubectl-scale", None, "t2");
+        let list = scaled["metadata"]["managedFields"].as_array().expect("list");
         assert_eq!(list[1]["manager"], "kubectl-scale");
         assert_eq!(list[1]["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
         assert!(list[0]["fieldsV1"]["f:spec"].get("f:replicas").is_none());

@@ -40,18 +40,11 @@ impl PatchType {
 }
 
 /// Applies `patch` of `kind` to `current`.
-pub fn apply(
-    res: &ResourceInfo,
-    kind: PatchType,
-    current: &Value,
-    patch: &Value,
-) -> ApiResult<Value> {
+pub fn apply(res: &ResourceInfo, kind: PatchType, current: &Value, patch: &Value) -> ApiResult<Value> {
     match kind {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ))
+                ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}"))
             })?;
             let mut doc = current.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
@@ -72,16 +65,12 @@ pub fn apply(
             Ok(doc)
         }
         PatchType::Strategic => {
-            strategic::strategic_merge(current, patch, res.group, res.version, res.kind).map_err(
-                |e| match e {
-                    strategic::StrategicMergeError::UnsupportedKind { .. } => ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "strategic merge patch format is not supported",
-                    ),
-                    other => ApiError::bad_request(other.to_string()),
-                },
-            )
+            strategic::strategic_merge(current, patch, res.group, res.version, res.kind).map_err(|e| match e {
+                strategic::StrategicMergeError::UnsupportedKind { .. } => {
+                    ApiError::new(415, "UnsupportedMediaType", "strategic merge patch format is not supported")
+                }
+                other => ApiError::bad_request(other.to_string()),
+            })
         }
         PatchType::Apply => {
             // The applied configuration is merged with strategic-merge rules where the kind has them.
@@ -113,11 +102,7 @@ mod tests {
         let current = json!({"metadata": {"name": "d", "labels": {"a": "1"}},
             "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]}}}});
         let json_ops = json!([{"op": "replace", "path": "/metadata/labels/a", "value": "2"}]);
-        assert_eq!(
-            apply(res, PatchType::Json, &current, &json_ops).expect("json")["metadata"]["labels"]
-                ["a"],
-            "2"
-        );
+        assert_eq!(apply(res, PatchType::Json, &current, &json_ops).expect("json")["metadata"]["labels"]["a"], "2");
         let merge = json!({"metadata": {"labels": {"a": null, "b": "3"}}});
         assert_eq!(
             apply(res, PatchType::Merge, &current, &merge).expect("merge")["metadata"]["labels"],
@@ -125,20 +110,9 @@ mod tests {
         );
         let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y:2"}]}}}});
         let out = apply(res, PatchType::Strategic, &current, &smp).expect("strategic");
-        assert_eq!(
-            out["spec"]["template"]["spec"]["containers"][0]["image"],
-            "x:1"
-        );
-        assert_eq!(
-            out["spec"]["template"]["spec"]["containers"][1]["image"],
-            "y:2"
-        );
+        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "x:1");
+        assert_eq!(out["spec"]["template"]["spec"]["containers"][1]["image"], "y:2");
         let bad = json!([{"op": "remove", "path": "/nope"}]);
-        assert_eq!(
-            apply(res, PatchType::Json, &current, &bad)
-                .unwrap_err()
-                .code,
-            422
-        );
+        assert_eq!(apply(res, PatchType::Json, &current, &bad).unwrap_err().code, 422);
     }
 }

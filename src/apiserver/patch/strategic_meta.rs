@@ -32,10 +32,7 @@ struct Field {
 
 impl Field {
     fn meta(&'static self) -> PatchMeta {
-        PatchMeta {
-            strategy: self.strategy,
-            merge_key: &self.merge_key,
-        }
+        PatchMeta { strategy: self.strategy, merge_key: &self.merge_key }
     }
 }
 
@@ -73,10 +70,7 @@ pub(super) struct PatchMeta {
     pub(super) merge_key: &'static str,
 }
 
-const NO_META: PatchMeta = PatchMeta {
-    strategy: Strategy::None,
-    merge_key: "",
-};
+const NO_META: PatchMeta = PatchMeta { strategy: Strategy::None, merge_key: "" };
 
 /// A position in the type graph.
 #[derive(Clone, Copy)]
@@ -97,20 +91,14 @@ enum NodeKind {
 
 /// The table, parsed on first use.
 pub(super) fn table() -> Result<&'static Table, String> {
-    TABLE
-        .get_or_init(|| parse(TABLE_JSON))
-        .as_ref()
-        .map_err(Clone::clone)
+    TABLE.get_or_init(|| parse(TABLE_JSON)).as_ref().map_err(Clone::clone)
 }
 
 impl Table {
     /// The root node of a built-in kind; `None` for kinds without a schema.
     pub(super) fn root(&'static self, group: &str, version: &str, kind: &str) -> Option<Node> {
         let idx = *self.roots.get(&format!("{group}/{version}/{kind}"))?;
-        Some(Node {
-            table: self,
-            kind: NodeKind::Struct(Some(idx)),
-        })
+        Some(Node { table: self, kind: NodeKind::Struct(Some(idx)) })
     }
 
     fn node(&'static self, target: Target) -> Node {
@@ -128,19 +116,14 @@ impl Node {
     /// field's patch metadata.
     pub(super) fn field(self, key: &str) -> (Node, PatchMeta) {
         match self.kind {
-            NodeKind::Struct(Some(i)) => {
-                match self.table.defs.get(i).and_then(|d| d.fields.get(key)) {
-                    Some(f) if f.shape == Shape::Map => {
-                        let node = Node {
-                            table: self.table,
-                            kind: NodeKind::Map(f.target),
-                        };
-                        (node, f.meta())
-                    }
-                    Some(f) => (self.table.node(f.target), f.meta()),
-                    None => (self.table.node(Target::Plain), NO_META),
+            NodeKind::Struct(Some(i)) => match self.table.defs.get(i).and_then(|d| d.fields.get(key)) {
+                Some(f) if f.shape == Shape::Map => {
+                    let node = Node { table: self.table, kind: NodeKind::Map(f.target) };
+                    (node, f.meta())
                 }
-            }
+                Some(f) => (self.table.node(f.target), f.meta()),
+                None => (self.table.node(Target::Plain), NO_META),
+            },
             NodeKind::Struct(None) => (self, NO_META),
             NodeKind::Map(target) => (self.table.node(target), NO_META),
             NodeKind::Free => (self, NO_META),
@@ -156,11 +139,7 @@ impl Node {
     /// `$`-name (the only `$`-fields are JSONSchemaProps' `$ref`/`$schema`).
     pub(super) fn declares(self, key: &str) -> bool {
         match self.kind {
-            NodeKind::Struct(Some(i)) => self
-                .table
-                .defs
-                .get(i)
-                .is_some_and(|d| d.fields.contains_key(key)),
+            NodeKind::Struct(Some(i)) => self.table.defs.get(i).is_some_and(|d| d.fields.contains_key(key)),
             _ => false,
         }
     }
@@ -175,16 +154,9 @@ fn parse(text: &str) -> Result<Table, String> {
         }
     };
     let defs_json = obj(doc.get("defs"), "defs")?;
-    let index: HashMap<&str, usize> = defs_json
-        .keys()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
+    let index: HashMap<&str, usize> = defs_json.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
     let resolve = |name: &str| -> Result<usize, String> {
-        index
-            .get(name)
-            .copied()
-            .ok_or_else(|| format!("strategic_meta.json: unknown definition {name}"))
+        index.get(name).copied().ok_or_else(|| format!("strategic_meta.json: unknown definition {name}"))
     };
     let mut defs = Vec::with_capacity(defs_json.len());
     for (name, fields_json) in &defs_json {
@@ -201,9 +173,7 @@ fn parse(text: &str) -> Result<Table, String> {
                 Some("*") => Target::Free,
                 Some(t) => Target::Def(resolve(t)?),
             };
-            let strategies: Vec<&str> = text("s")
-                .map(|s| s.split(',').collect())
-                .unwrap_or_default();
+            let strategies: Vec<&str> = text("s").map(|s| s.split(',').collect()).unwrap_or_default();
             let strategy = if strategies.contains(&"merge") {
                 Strategy::Merge
             } else if strategies.contains(&"replace") {
@@ -212,21 +182,14 @@ fn parse(text: &str) -> Result<Table, String> {
                 Strategy::None
             };
             let merge_key = text("k").unwrap_or_default().to_owned();
-            let field = Field {
-                shape,
-                target,
-                strategy,
-                merge_key,
-            };
+            let field = Field { shape, target, strategy, merge_key };
             fields.insert(fname, field);
         }
         defs.push(Def { fields });
     }
     let mut roots = HashMap::new();
     for (gvk, def) in obj(doc.get("roots"), "roots")? {
-        let name = def
-            .as_str()
-            .ok_or_else(|| format!("strategic_meta.json: root {gvk} is not a string"))?;
+        let name = def.as_str().ok_or_else(|| format!("strategic_meta.json: root {gvk} is not a string"))?;
         roots.insert(gvk, resolve(name)?);
     }
     Ok(Table { roots, defs })

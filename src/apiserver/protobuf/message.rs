@@ -14,16 +14,9 @@ use super::ProtobufError;
 pub(super) const MAX_DEPTH: usize = 100;
 
 /// The JSON of message `index` encoded in `data`; `depth` counts the messages around it.
-pub(super) fn decode(
-    schema: &Schema,
-    index: usize,
-    data: &[u8],
-    depth: usize,
-) -> Result<Value, ProtobufError> {
+pub(super) fn decode(schema: &Schema, index: usize, data: &[u8], depth: usize) -> Result<Value, ProtobufError> {
     if depth > MAX_DEPTH {
-        return Err(ProtobufError::malformed(format!(
-            "messages nested deeper than {MAX_DEPTH} levels"
-        )));
+        return Err(ProtobufError::malformed(format!("messages nested deeper than {MAX_DEPTH} levels")));
     }
     let message = schema.message(index).map_err(ProtobufError::Schema)?;
     let fields = match &message.body {
@@ -44,9 +37,7 @@ pub(super) fn decode(
         object.entry(field.name.as_str()).or_insert(Value::Null);
     }
     if let Some(field) = fields.iter().find(|f| f.unwrap) {
-        return Ok(object
-            .remove(&field.name)
-            .unwrap_or_else(|| Value::Array(Vec::new())));
+        return Ok(object.remove(&field.name).unwrap_or_else(|| Value::Array(Vec::new())));
     }
     Ok(Value::Object(object))
 }
@@ -67,10 +58,7 @@ fn read_field(
                 Value::String(s) => s,
                 other => other.to_string(),
             };
-            if let Value::Object(map) = object
-                .entry(field.name.as_str())
-                .or_insert_with(|| Value::Object(Map::new()))
-            {
+            if let Value::Object(map) = object.entry(field.name.as_str()).or_insert_with(|| Value::Object(Map::new())) {
                 map.insert(key, value);
             }
         }
@@ -96,18 +84,10 @@ fn read_field(
             if wire_type == WireType::Len && !matches!(scalar, Scalar::String | Scalar::Bytes) {
                 let mut packed = Reader::new(reader.bytes().map_err(ProtobufError::malformed)?);
                 while !packed.is_empty() {
-                    push(
-                        object,
-                        &field.name,
-                        read_scalar(*scalar, scalar_wire_type(*scalar), &mut packed)?,
-                    );
+                    push(object, &field.name, read_scalar(*scalar, scalar_wire_type(*scalar), &mut packed)?);
                 }
             } else {
-                push(
-                    object,
-                    &field.name,
-                    read_scalar(*scalar, wire_type, reader)?,
-                );
+                push(object, &field.name, read_scalar(*scalar, wire_type, reader)?);
             }
         }
         Type::Scalar(scalar) => {
@@ -138,12 +118,7 @@ fn map_entry(
             (2, wire_type) => {
                 value = Some(match value_type {
                     Type::Scalar(scalar) => read_scalar(*scalar, wire_type, &mut reader)?,
-                    Type::Message(index) => decode(
-                        schema,
-                        *index,
-                        expect_len(wire_type, &mut reader)?,
-                        depth + 1,
-                    )?,
+                    Type::Message(index) => decode(schema, *index, expect_len(wire_type, &mut reader)?, depth + 1)?,
                     Type::Map(..) => return Err(ProtobufError::Schema("map of maps".into())),
                 })
             }
@@ -160,10 +135,7 @@ fn map_entry(
 }
 
 fn push(object: &mut Map<String, Value>, name: &str, value: Value) {
-    match object
-        .entry(name)
-        .or_insert_with(|| Value::Array(Vec::new()))
-    {
+    match object.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
         Value::Array(items) => items.push(value),
         other => *other = Value::Array(vec![value]),
     }
@@ -171,10 +143,7 @@ fn push(object: &mut Map<String, Value>, name: &str, value: Value) {
 
 fn expect_len<'a>(wire_type: WireType, reader: &mut Reader<'a>) -> Result<&'a [u8], ProtobufError> {
     if wire_type != WireType::Len {
-        return Err(ProtobufError::malformed(format!(
-            "expected a length-delimited value, found {}",
-            wire_type.name()
-        )));
+        return Err(ProtobufError::malformed(format!("expected a length-delimited value, found {}", wire_type.name())));
     }
     reader.bytes().map_err(ProtobufError::malformed)
 }
@@ -189,11 +158,7 @@ fn scalar_wire_type(scalar: Scalar) -> WireType {
 }
 
 /// One scalar value as Go's JSON encoder would write it (bytes as standard base64).
-pub(super) fn read_scalar(
-    scalar: Scalar,
-    wire_type: WireType,
-    reader: &mut Reader,
-) -> Result<Value, ProtobufError> {
+pub(super) fn read_scalar(scalar: Scalar, wire_type: WireType, reader: &mut Reader) -> Result<Value, ProtobufError> {
     let expected = scalar_wire_type(scalar);
     if wire_type != expected {
         return Err(ProtobufError::malformed(format!(
@@ -204,12 +169,8 @@ pub(super) fn read_scalar(
     }
     let m = ProtobufError::malformed;
     Ok(match scalar {
-        Scalar::String => {
-            Value::String(String::from_utf8_lossy(reader.bytes().map_err(m)?).into_owned())
-        }
-        Scalar::Bytes => Value::String(
-            base64::engine::general_purpose::STANDARD.encode(reader.bytes().map_err(m)?),
-        ),
+        Scalar::String => Value::String(String::from_utf8_lossy(reader.bytes().map_err(m)?).into_owned()),
+        Scalar::Bytes => Value::String(base64::engine::general_purpose::STANDARD.encode(reader.bytes().map_err(m)?)),
         Scalar::Bool => Value::Bool(reader.varint().map_err(m)? != 0),
         // Truncation to 32 bits is what Go's decoder does with an oversized varint.
         Scalar::Int32 => Value::from(reader.varint().map_err(m)? as i32),

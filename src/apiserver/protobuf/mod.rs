@@ -64,21 +64,14 @@ pub enum ProtobufError {
 
 impl ProtobufError {
     fn malformed(reason: impl Into<String>) -> Self {
-        ProtobufError::Malformed {
-            path: String::new(),
-            reason: reason.into(),
-        }
+        ProtobufError::Malformed { path: String::new(), reason: reason.into() }
     }
 
     /// Prefixes the path of a malformed-body error with the field it happened in.
     fn within(self, name: &str, inline: bool) -> Self {
         match self {
             ProtobufError::Malformed { path, reason } if !inline => {
-                let path = if path.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{name}.{path}")
-                };
+                let path = if path.is_empty() { name.to_string() } else { format!("{name}.{path}") };
                 ProtobufError::Malformed { path, reason }
             }
             other => other,
@@ -97,15 +90,12 @@ fn decode_at(body: &[u8], depth: usize) -> Result<Value, ProtobufError> {
     if body.is_empty() {
         return Err(ProtobufError::Empty);
     }
-    let data = body
-        .strip_prefix(MAGIC)
-        .ok_or(ProtobufError::MissingPrefix)?;
+    let data = body.strip_prefix(MAGIC).ok_or(ProtobufError::MissingPrefix)?;
     if data.is_empty() {
         return Err(ProtobufError::Empty);
     }
     let schema = schema::get().map_err(ProtobufError::Schema)?;
-    let (api_version, kind, raw) =
-        envelope(data).map_err(|e| e.within("runtime.Unknown", false))?;
+    let (api_version, kind, raw) = envelope(data).map_err(|e| e.within("runtime.Unknown", false))?;
     if kind.is_empty() {
         return Err(ProtobufError::MissingKind);
     }
@@ -114,19 +104,11 @@ fn decode_at(body: &[u8], depth: usize) -> Result<Value, ProtobufError> {
     }
     let index = schema
         .kind(&api_version, &kind)
-        .ok_or_else(|| ProtobufError::UnknownKind {
-            api_version: api_version.clone(),
-            kind: kind.clone(),
-        })?;
-    let fields =
-        match message::decode(schema, index, raw, depth + 1).map_err(|e| e.within(&kind, false))? {
-            Value::Object(fields) => fields,
-            _ => {
-                return Err(ProtobufError::Schema(format!(
-                    "{kind} does not decode to an object"
-                )))
-            }
-        };
+        .ok_or_else(|| ProtobufError::UnknownKind { api_version: api_version.clone(), kind: kind.clone() })?;
+    let fields = match message::decode(schema, index, raw, depth + 1).map_err(|e| e.within(&kind, false))? {
+        Value::Object(fields) => fields,
+        _ => return Err(ProtobufError::Schema(format!("{kind} does not decode to an object"))),
+    };
     let mut object = Map::new();
     object.insert("kind".into(), Value::String(kind));
     object.insert("apiVersion".into(), Value::String(api_version));
@@ -146,18 +128,13 @@ fn envelope(data: &[u8]) -> Result<(String, String, &[u8]), ProtobufError> {
                     match type_meta.key().map_err(ProtobufError::malformed)? {
                         (1, WireType::Len) => api_version = text(&mut type_meta)?,
                         (2, WireType::Len) => kind = text(&mut type_meta)?,
-                        (_, wire_type) => type_meta
-                            .skip(wire_type)
-                            .map_err(ProtobufError::malformed)?,
+                        (_, wire_type) => type_meta.skip(wire_type).map_err(ProtobufError::malformed)?,
                     }
                 }
             }
             (2, WireType::Len) => raw = reader.bytes().map_err(ProtobufError::malformed)?,
             (1 | 2, wire_type) => {
-                return Err(ProtobufError::malformed(format!(
-                    "unexpected {} value",
-                    wire_type.name()
-                )))
+                return Err(ProtobufError::malformed(format!("unexpected {} value", wire_type.name())))
             }
             (_, wire_type) => reader.skip(wire_type).map_err(ProtobufError::malformed)?,
         }

@@ -106,10 +106,7 @@ pub(super) struct Message {
 impl Message {
     pub(super) fn field(&self, number: u32) -> Option<&Field> {
         match &self.body {
-            Body::Fields(fields) => fields
-                .binary_search_by_key(&number, |f| f.number)
-                .ok()
-                .and_then(|i| fields.get(i)),
+            Body::Fields(fields) => fields.binary_search_by_key(&number, |f| f.number).ok().and_then(|i| fields.get(i)),
             Body::Special(_) => None,
         }
     }
@@ -128,38 +125,21 @@ impl Schema {
     }
 
     pub(super) fn message(&self, index: usize) -> Result<&Message, String> {
-        self.messages
-            .get(index)
-            .ok_or_else(|| format!("message index {index} out of range"))
+        self.messages.get(index).ok_or_else(|| format!("message index {index} out of range"))
     }
 }
 
 /// The schema, parsed on first use. An error here is a bug in schema.json.
 pub(super) fn get() -> Result<&'static Schema, String> {
     static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| parse(SCHEMA_JSON))
-        .as_ref()
-        .map_err(Clone::clone)
+    SCHEMA.get_or_init(|| parse(SCHEMA_JSON)).as_ref().map_err(Clone::clone)
 }
 
 fn parse(text: &str) -> Result<Schema, String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let raw = doc
-        .get("messages")
-        .and_then(Value::as_object)
-        .ok_or("no messages")?;
-    let index: HashMap<&str, usize> = raw
-        .keys()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
-    let lookup = |name: &str| {
-        index
-            .get(name)
-            .copied()
-            .ok_or_else(|| format!("unknown message {name}"))
-    };
+    let raw = doc.get("messages").and_then(Value::as_object).ok_or("no messages")?;
+    let index: HashMap<&str, usize> = raw.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let lookup = |name: &str| index.get(name).copied().ok_or_else(|| format!("unknown message {name}"));
     let mut messages = Vec::with_capacity(raw.len());
     for (name, entry) in raw {
         let body = match entry {
@@ -186,10 +166,7 @@ fn parse(text: &str) -> Result<Schema, String> {
     Ok(Schema { messages, kinds })
 }
 
-fn parse_special(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Result<usize, String>,
-) -> Result<Special, String> {
+fn parse_special(text: &str, lookup: &dyn Fn(&str) -> Result<usize, String>) -> Result<Special, String> {
     let (kind, props) = text.split_once(' ').unwrap_or((text, ""));
     Ok(match kind {
         "time" => Special::Time,
@@ -214,15 +191,10 @@ fn parse_type(text: &str, lookup: &dyn Fn(&str) -> Result<usize, String>) -> Res
         let key = Scalar::parse(key).ok_or_else(|| format!("bad map key type {key}"))?;
         return Ok(Type::Map(key, Box::new(parse_type(value, lookup)?)));
     }
-    Scalar::parse(text)
-        .map(Type::Scalar)
-        .ok_or_else(|| format!("unknown type {text}"))
+    Scalar::parse(text).map(Type::Scalar).ok_or_else(|| format!("unknown type {text}"))
 }
 
-fn parse_field(
-    value: &Value,
-    lookup: &dyn Fn(&str) -> Result<usize, String>,
-) -> Result<Field, String> {
+fn parse_field(value: &Value, lookup: &dyn Fn(&str) -> Result<usize, String>) -> Result<Field, String> {
     let (Some(number), Some(name), Some(ty), Some(flags)) = (
         value.get(0).and_then(Value::as_u64),
         value.get(1).and_then(Value::as_str),
@@ -252,9 +224,7 @@ mod tests {
         let schema = get().expect("schema.json parses");
         let deployment = schema.kind("apps/v1", "Deployment").expect("Deployment");
         let message = schema.message(deployment).expect("message");
-        assert!(
-            matches!(message.field(3), Some(Field { name, repeated: false, .. }) if name == "status")
-        );
+        assert!(matches!(message.field(3), Some(Field { name, repeated: false, .. }) if name == "status"));
         assert_eq!(message.field(1).map(|f| f.name.as_str()), Some("metadata"));
         assert!(schema.kind("v1", "ConfigMap").is_some());
         assert!(schema.kind("v1", "NoSuchKind").is_none());

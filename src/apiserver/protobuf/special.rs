@@ -13,12 +13,7 @@ use super::ProtobufError;
 /// `time.Time{}` as Unix seconds: Go's zero time, which its JSON writes as null.
 const GO_ZERO_TIME: i64 = -62_135_596_800;
 
-pub(super) fn decode(
-    schema: &Schema,
-    special: &Special,
-    data: &[u8],
-    depth: usize,
-) -> Result<Value, ProtobufError> {
+pub(super) fn decode(schema: &Schema, special: &Special, data: &[u8], depth: usize) -> Result<Value, ProtobufError> {
     let fields = Fields::read(data)?;
     match special {
         Special::Time | Special::MicroTime => {
@@ -37,17 +32,14 @@ pub(super) fn decode(
         Special::IntOrString => match fields.int(1)? {
             0 => Ok(Value::from(fields.int(2)? as i32)),
             1 => Ok(Value::String(fields.string(3)?.unwrap_or_default())),
-            other => Err(ProtobufError::malformed(format!(
-                "IntOrString of unknown type {other}"
-            ))),
+            other => Err(ProtobufError::malformed(format!("IntOrString of unknown type {other}"))),
         },
         Special::RawJson => match fields.last(1) {
             None | Some((WireType::Len, [])) => Ok(Value::Null),
             Some((WireType::Len, raw)) => match raw.strip_prefix(super::MAGIC) {
                 Some(_) => super::decode_at(raw, depth + 1),
-                None => serde_json::from_slice(raw).map_err(|e| {
-                    ProtobufError::malformed(format!("embedded JSON is invalid: {e}"))
-                }),
+                None => serde_json::from_slice(raw)
+                    .map_err(|e| ProtobufError::malformed(format!("embedded JSON is invalid: {e}"))),
             },
             Some(_) => Err(wrong_type(1)),
         },
@@ -56,10 +48,7 @@ pub(super) fn decode(
             if !items.is_empty() {
                 return Ok(Value::Array(items));
             }
-            Ok(fields
-                .messages(schema, 1, *props, depth)?
-                .pop()
-                .unwrap_or(Value::Null))
+            Ok(fields.messages(schema, 1, *props, depth)?.pop().unwrap_or(Value::Null))
         }
         Special::OrBool(props) => match fields.messages(schema, 2, *props, depth)?.pop() {
             Some(schema) => Ok(schema),
@@ -68,14 +57,9 @@ pub(super) fn decode(
         Special::OrStringArray(props) => {
             let property = fields.strings(2)?;
             if !property.is_empty() {
-                return Ok(Value::Array(
-                    property.into_iter().map(Value::String).collect(),
-                ));
+                return Ok(Value::Array(property.into_iter().map(Value::String).collect()));
             }
-            Ok(fields
-                .messages(schema, 1, *props, depth)?
-                .pop()
-                .unwrap_or(Value::Null))
+            Ok(fields.messages(schema, 1, *props, depth)?.pop().unwrap_or(Value::Null))
         }
     }
 }
@@ -91,35 +75,16 @@ impl<'a> Fields<'a> {
             let (number, wire_type) = reader.key().map_err(ProtobufError::malformed)?;
             let entry = match wire_type {
                 WireType::Varint => (number, wire_type, &[][..], reader.varint()),
-                WireType::Len => (
-                    number,
-                    wire_type,
-                    reader.bytes().map_err(ProtobufError::malformed)?,
-                    Ok(0),
-                ),
-                _ => (
-                    number,
-                    wire_type,
-                    &[][..],
-                    reader.skip(wire_type).map(|()| 0),
-                ),
+                WireType::Len => (number, wire_type, reader.bytes().map_err(ProtobufError::malformed)?, Ok(0)),
+                _ => (number, wire_type, &[][..], reader.skip(wire_type).map(|()| 0)),
             };
-            out.push((
-                entry.0,
-                entry.1,
-                entry.2,
-                entry.3.map_err(ProtobufError::malformed)?,
-            ));
+            out.push((entry.0, entry.1, entry.2, entry.3.map_err(ProtobufError::malformed)?));
         }
         Ok(Fields(out))
     }
 
     fn last(&self, number: u32) -> Option<(WireType, &'a [u8])> {
-        self.0
-            .iter()
-            .rev()
-            .find(|f| f.0 == number)
-            .map(|f| (f.1, f.2))
+        self.0.iter().rev().find(|f| f.0 == number).map(|f| (f.1, f.2))
     }
 
     /// The last varint of field `number`, or 0.
@@ -150,13 +115,7 @@ impl<'a> Fields<'a> {
             .collect()
     }
 
-    fn messages(
-        &self,
-        schema: &Schema,
-        number: u32,
-        index: usize,
-        depth: usize,
-    ) -> Result<Vec<Value>, ProtobufError> {
+    fn messages(&self, schema: &Schema, number: u32, index: usize, depth: usize) -> Result<Vec<Value>, ProtobufError> {
         self.0
             .iter()
             .filter(|f| f.0 == number)
@@ -175,11 +134,7 @@ fn wrong_type(number: u32) -> ProtobufError {
 /// Go's `metav1.Time` (whole seconds; its protobuf decoder drops the nanoseconds) or `MicroTime`
 /// (nanoseconds truncated to microseconds), in UTC.
 fn time(seconds: i64, nanos: i64, micro: bool) -> Result<Value, ProtobufError> {
-    let nanos = if micro {
-        (nanos as i32 as i64) - (nanos as i32 as i64) % 1000
-    } else {
-        0
-    };
+    let nanos = if micro { (nanos as i32 as i64) - (nanos as i32 as i64) % 1000 } else { 0 };
     let seconds = seconds
         .checked_add(nanos.div_euclid(1_000_000_000))
         .ok_or_else(|| ProtobufError::malformed("time out of range"))?;
@@ -190,11 +145,7 @@ fn time(seconds: i64, nanos: i64, micro: bool) -> Result<Value, ProtobufError> {
     let ts = jiff::Timestamp::from_second(seconds)
         .map_err(|e| ProtobufError::malformed(format!("time out of range: {e}")))?;
     let base = ts.strftime("%Y-%m-%dT%H:%M:%S").to_string();
-    Ok(Value::String(if micro {
-        format!("{base}.{:06}Z", nanos / 1000)
-    } else {
-        format!("{base}Z")
-    }))
+    Ok(Value::String(if micro { format!("{base}.{:06}Z", nanos / 1000) } else { format!("{base}Z") }))
 }
 
 /// Go's `time.Duration.String()`: "0s", "1.5µs", "300ms", "1h0m0.5s", "-2m3s".
@@ -263,27 +214,12 @@ mod tests {
 
     #[test]
     fn times_print_like_go() {
-        assert_eq!(
-            time(0, 999, false).ok(),
-            Some(Value::String("1970-01-01T00:00:00Z".into()))
-        );
-        assert_eq!(
-            time(-1, 0, false).ok(),
-            Some(Value::String("1969-12-31T23:59:59Z".into()))
-        );
+        assert_eq!(time(0, 999, false).ok(), Some(Value::String("1970-01-01T00:00:00Z".into())));
+        assert_eq!(time(-1, 0, false).ok(), Some(Value::String("1969-12-31T23:59:59Z".into())));
         assert_eq!(time(GO_ZERO_TIME, 0, false).ok(), Some(Value::Null));
-        assert_eq!(
-            time(GO_ZERO_TIME + 1, 0, false).ok(),
-            Some(Value::String("0001-01-01T00:00:01Z".into()))
-        );
-        assert_eq!(
-            time(10, 1_999, true).ok(),
-            Some(Value::String("1970-01-01T00:00:10.000001Z".into()))
-        );
-        assert_eq!(
-            time(10, -1_500, true).ok(),
-            Some(Value::String("1970-01-01T00:00:09.999999Z".into()))
-        );
+        assert_eq!(time(GO_ZERO_TIME + 1, 0, false).ok(), Some(Value::String("0001-01-01T00:00:01Z".into())));
+        assert_eq!(time(10, 1_999, true).ok(), Some(Value::String("1970-01-01T00:00:10.000001Z".into())));
+        assert_eq!(time(10, -1_500, true).ok(), Some(Value::String("1970-01-01T00:00:09.999999Z".into())));
         assert!(time(i64::MAX, 0, false).is_err());
         assert!(time(i64::MAX, 1_000_000_000, true).is_err());
     }

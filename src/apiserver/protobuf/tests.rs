@@ -15,13 +15,8 @@ fn fixtures() -> Vec<(String, Vec<u8>, Value)> {
         .filter_map(|entry| {
             let path = entry.expect("entry").path();
             let name = path.file_name()?.to_str()?.strip_suffix(".pb")?.to_string();
-            let json =
-                std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("NAME.json");
-            Some((
-                name,
-                std::fs::read(&path).expect("NAME.pb"),
-                serde_json::from_str(&json).expect("JSON"),
-            ))
+            let json = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("NAME.json");
+            Some((name, std::fs::read(&path).expect("NAME.pb"), serde_json::from_str(&json).expect("JSON")))
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -30,10 +25,7 @@ fn fixtures() -> Vec<(String, Vec<u8>, Value)> {
 }
 
 fn fixture(name: &str) -> Value {
-    let (_, body, _) = fixtures()
-        .into_iter()
-        .find(|f| f.0 == name)
-        .expect("fixture");
+    let (_, body, _) = fixtures().into_iter().find(|f| f.0 == name).expect("fixture");
     decode(&body).expect("fixture decodes")
 }
 
@@ -52,10 +44,7 @@ fn kubectl_bodies_decode_to_the_json_kubectl_sends() {
 #[test]
 fn zeros_follow_go_json() {
     // Pointers set to zero survive.
-    assert_eq!(
-        fixture("deployment-zero-replicas")["spec"]["replicas"],
-        json!(0)
-    );
+    assert_eq!(fixture("deployment-zero-replicas")["spec"]["replicas"], json!(0));
     // Non-omitempty fields are written by Go's JSON even when zero.
     assert_eq!(fixture("priorityclass-zero")["value"], json!(0));
     // The wire carries `nodePort: 0` (non-pointer, omitempty); Go's JSON and the decoder omit it.
@@ -65,31 +54,19 @@ fn zeros_follow_go_json() {
     assert_eq!(service["metadata"]["creationTimestamp"], Value::Null);
     // Nil non-omitempty pointer and slice: null, as Go's JSON writes them.
     let token = fixture("token");
-    assert_eq!(
-        token["spec"],
-        json!({"audiences": null, "expirationSeconds": 3600, "boundObjectRef": null})
-    );
+    assert_eq!(token["spec"], json!({"audiences": null, "expirationSeconds": 3600, "boundObjectRef": null}));
     assert_eq!(token["status"]["token"], json!(""));
 }
 
 #[test]
 fn special_types_in_fixtures() {
     let configmap = fixture("configmap");
-    assert_eq!(
-        configmap["binaryData"]["blob.bin"],
-        json!("AAEC//4gYmluYXJ5")
-    );
+    assert_eq!(configmap["binaryData"]["blob.bin"], json!("AAEC//4gYmluYXJ5"));
     assert_eq!(configmap["data"]["greeting.txt"], json!("hello\nworld\n"));
     assert_eq!(fixture("pdb-percent")["spec"]["minAvailable"], json!("50%"));
     assert_eq!(fixture("pdb-int")["spec"]["maxUnavailable"], json!(1));
-    assert_eq!(
-        fixture("quota")["spec"]["hard"],
-        json!({"cpu": "1", "memory": "1Gi", "pods": "2"})
-    );
-    assert_eq!(
-        fixture("service-nodeport")["spec"]["ports"][0]["targetPort"],
-        json!(8080)
-    );
+    assert_eq!(fixture("quota")["spec"]["hard"], json!({"cpu": "1", "memory": "1Gi", "pods": "2"}));
+    assert_eq!(fixture("service-nodeport")["spec"]["ports"][0]["targetPort"], json!(8080));
 }
 
 // A minimal protobuf writer for hand-built bodies.
@@ -108,12 +85,7 @@ fn int(number: u32, v: i64) -> Vec<u8> {
 }
 
 fn len(number: u32, bytes: &[u8]) -> Vec<u8> {
-    [
-        varint(u64::from(number) << 3 | 2),
-        varint(bytes.len() as u64),
-        bytes.to_vec(),
-    ]
-    .concat()
+    [varint(u64::from(number) << 3 | 2), varint(bytes.len() as u64), bytes.to_vec()].concat()
 }
 
 fn msg(parts: &[Vec<u8>]) -> Vec<u8> {
@@ -122,42 +94,17 @@ fn msg(parts: &[Vec<u8>]) -> Vec<u8> {
 
 fn body(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
     let type_meta = msg(&[len(1, api_version.as_bytes()), len(2, kind.as_bytes())]);
-    [
-        b"k8s\x00".to_vec(),
-        len(1, &type_meta),
-        len(2, raw),
-        len(3, b""),
-        len(4, b""),
-    ]
-    .concat()
+    [b"k8s\x00".to_vec(), len(1, &type_meta), len(2, raw), len(3, b""), len(4, b"")].concat()
 }
 
 #[test]
 fn pod_zero_values_inline_and_packed_fields() {
     let port = msg(&[len(1, b""), int(2, 0), int(3, 0), len(4, b""), len(5, b"")]);
-    let probe = len(
-        1,
-        &len(
-            2,
-            &msg(&[
-                len(1, b"/healthz"),
-                len(2, &msg(&[int(1, 1), len(3, b"http")])),
-            ]),
-        ),
-    );
+    let probe = len(1, &len(2, &msg(&[len(1, b"/healthz"), len(2, &msg(&[int(1, 1), len(3, b"http")]))])));
     let container = msg(&[len(1, b"c"), len(2, b""), len(6, &port), len(10, &probe)]);
-    let volume = msg(&[
-        len(1, b"v"),
-        len(2, &len(19, &msg(&[len(1, &len(1, b"cm")), int(3, 0o644)]))),
-    ]);
+    let volume = msg(&[len(1, b"v"), len(2, &len(19, &msg(&[len(1, &len(1, b"cm")), int(3, 0o644)])))]);
     let security = msg(&[int(2, 0), len(4, &msg(&[varint(1), varint(2)])), int(4, 3)]);
-    let spec = msg(&[
-        len(1, &volume),
-        len(2, &container),
-        int(4, 0),
-        len(14, &security),
-        int(30, 0),
-    ]);
+    let spec = msg(&[len(1, &volume), len(2, &container), int(4, 0), len(14, &security), int(30, 0)]);
     let pod = msg(&[len(1, &len(2, b"p-")), len(2, &spec), len(3, &len(1, b""))]);
     let expected = json!({
         "kind": "Pod", "apiVersion": "v1",
@@ -181,47 +128,20 @@ fn pod_zero_values_inline_and_packed_fields() {
 #[test]
 fn eviction_keeps_a_zero_grace_period() {
     let options = msg(&[int(1, 0), len(5, b"All")]);
-    let eviction = msg(&[
-        len(1, &msg(&[len(1, b"victim"), len(3, b"default")])),
-        len(2, &options),
-    ]);
+    let eviction = msg(&[len(1, &msg(&[len(1, b"victim"), len(3, b"default")])), len(2, &options)]);
     let decoded = decode(&body("policy/v1", "Eviction", &eviction)).expect("eviction");
-    assert_eq!(
-        decoded["deleteOptions"],
-        json!({"gracePeriodSeconds": 0, "dryRun": ["All"]})
-    );
-    assert_eq!(
-        decoded["metadata"],
-        json!({"name": "victim", "namespace": "default"})
-    );
+    assert_eq!(decoded["deleteOptions"], json!({"gracePeriodSeconds": 0, "dryRun": ["All"]}));
+    assert_eq!(decoded["metadata"], json!({"name": "victim", "namespace": "default"}));
 }
 
 #[test]
 fn times_raw_json_and_unknown_fields() {
     let created = msg(&[int(1, 1_700_000_000), int(2, 5)]);
-    let managed = msg(&[
-        len(1, b"kubectl"),
-        len(4, &int(1, 0)),
-        len(7, &len(1, br#"{"f:data":{}}"#)),
-    ]);
-    let meta = msg(&[
-        len(1, b"r"),
-        len(8, &created),
-        len(9, &int(1, -62_135_596_800)),
-        len(17, &managed),
-    ]);
-    let unknown = msg(&[
-        int(99, 7),
-        len(98, b"x"),
-        vec![0xa5, 0x06, 1, 2, 3, 4],
-        vec![0xa1, 0x06, 0, 0, 0, 0, 0, 0, 0, 0],
-    ]);
-    let revision = msg(&[
-        len(1, &meta),
-        len(2, &len(1, br#"{"spec":{"a":[1,"b"]}}"#)),
-        int(3, 2),
-        unknown,
-    ]);
+    let managed = msg(&[len(1, b"kubectl"), len(4, &int(1, 0)), len(7, &len(1, br#"{"f:data":{}}"#))]);
+    let meta = msg(&[len(1, b"r"), len(8, &created), len(9, &int(1, -62_135_596_800)), len(17, &managed)]);
+    let unknown =
+        msg(&[int(99, 7), len(98, b"x"), vec![0xa5, 0x06, 1, 2, 3, 4], vec![0xa1, 0x06, 0, 0, 0, 0, 0, 0, 0, 0]]);
+    let revision = msg(&[len(1, &meta), len(2, &len(1, br#"{"spec":{"a":[1,"b"]}}"#)), int(3, 2), unknown]);
     let decoded = decode(&body("apps/v1", "ControllerRevision", &revision)).expect("revision");
     assert_eq!(
         decoded,
@@ -237,40 +157,23 @@ fn times_raw_json_and_unknown_fields() {
             "revision": 2,
         })
     );
-    let event = msg(&[
-        len(1, &len(1, b"e")),
-        len(2, &msg(&[int(1, 1_700_000_000), int(2, 123_456_789)])),
-    ]);
+    let event = msg(&[len(1, &len(1, b"e")), len(2, &msg(&[int(1, 1_700_000_000), int(2, 123_456_789)]))]);
     let decoded = decode(&body("events.k8s.io/v1", "Event", &event)).expect("event");
     assert_eq!(decoded["eventTime"], json!("2023-11-14T22:13:20.123456Z"));
     // A RawExtension may itself hold a protobuf body.
     let inner = body("v1", "ConfigMap", &len(1, &len(1, b"inner")));
     let revision = msg(&[len(1, &len(1, b"r")), len(2, &len(1, &inner))]);
     let decoded = decode(&body("apps/v1", "ControllerRevision", &revision)).expect("nested");
-    assert_eq!(
-        decoded["data"],
-        json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "inner"}})
-    );
+    assert_eq!(decoded["data"], json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "inner"}}));
 }
 
 #[test]
 fn maps_list_wrappers_and_schema_unions() {
-    let extra = msg(&[
-        len(1, b"scopes"),
-        len(2, &msg(&[len(1, b"a"), len(1, b"b")])),
-    ]);
+    let extra = msg(&[len(1, b"scopes"), len(2, &msg(&[len(1, b"a"), len(1, b"b")]))]);
     let spec = msg(&[len(3, b"alice"), len(5, &extra), len(5, &len(1, b"empty"))]);
     let review = msg(&[len(1, b""), len(2, &spec)]);
-    let decoded = decode(&body(
-        "authorization.k8s.io/v1",
-        "SubjectAccessReview",
-        &review,
-    ))
-    .expect("review");
-    assert_eq!(
-        decoded["spec"],
-        json!({"user": "alice", "extra": {"scopes": ["a", "b"], "empty": []}})
-    );
+    let decoded = decode(&body("authorization.k8s.io/v1", "SubjectAccessReview", &review)).expect("review");
+    assert_eq!(decoded["spec"], json!({"user": "alice", "extra": {"scopes": ["a", "b"], "empty": []}}));
 
     let string_props = len(5, b"string");
     let props = msg(&[
@@ -281,18 +184,9 @@ fn maps_list_wrappers_and_schema_unions() {
         len(28, &len(28, &string_props)),
     ]);
     let version = msg(&[len(1, b"v1"), int(2, 1), int(3, 1), len(4, &len(1, &props))]);
-    let spec = msg(&[
-        len(1, b"example.com"),
-        len(4, b"Namespaced"),
-        len(7, &version),
-    ]);
+    let spec = msg(&[len(1, b"example.com"), len(4, b"Namespaced"), len(7, &version)]);
     let crd = msg(&[len(1, &len(1, b"things.example.com")), len(2, &spec)]);
-    let decoded = decode(&body(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        &crd,
-    ))
-    .expect("crd");
+    let decoded = decode(&body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd)).expect("crd");
     assert_eq!(
         decoded["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
         json!({
@@ -317,68 +211,34 @@ fn malformed_bodies_are_errors() {
     let configmap = |raw: &[u8]| body("v1", "ConfigMap", raw);
     assert!(matches!(err(b""), ProtobufError::Empty));
     assert!(matches!(err(b"k8s\x00"), ProtobufError::Empty));
-    assert!(matches!(
-        err(b"{\"kind\":\"ConfigMap\"}"),
-        ProtobufError::MissingPrefix
-    ));
-    assert!(matches!(
-        err(&body("v1", "", b"")),
-        ProtobufError::MissingKind
-    ));
-    assert!(matches!(
-        err(&body("", "ConfigMap", b"")),
-        ProtobufError::MissingVersion
-    ));
-    assert!(matches!(
-        err(&body("v1", "Nope", b"")),
-        ProtobufError::UnknownKind { .. }
-    ));
+    assert!(matches!(err(b"{\"kind\":\"ConfigMap\"}"), ProtobufError::MissingPrefix));
+    assert!(matches!(err(&body("v1", "", b"")), ProtobufError::MissingKind));
+    assert!(matches!(err(&body("", "ConfigMap", b"")), ProtobufError::MissingVersion));
+    assert!(matches!(err(&body("v1", "Nope", b"")), ProtobufError::UnknownKind { .. }));
     let cases: Vec<Vec<u8>> = vec![
-        [b"k8s\x00".to_vec(), vec![0x0a]].concat(), // truncated length
+        [b"k8s\x00".to_vec(), vec![0x0a]].concat(),             // truncated length
         [b"k8s\x00".to_vec(), vec![0x0a, 0x05, 0x0a]].concat(), // length past the end
         [b"k8s\x00".to_vec(), vec![0x08, 0x80, 0x80]].concat(), // truncated varint
-        [b"k8s\x00".to_vec(), vec![0x0b, 0x0c]].concat(), // group wire type
-        [b"k8s\x00".to_vec(), vec![0x12; 3]].concat(), // raw length past the end
-        configmap(&int(1, 5)),                      // metadata as a varint
-        configmap(&len(4, b"x")),                   // bool as bytes
-        configmap(&len(2, &[0x0a, 0x09])),          // map entry key too long
-        configmap(&[
-            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-        ]), // huge length
-        configmap(&[
-            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-        ]), // 11-byte varint
+        [b"k8s\x00".to_vec(), vec![0x0b, 0x0c]].concat(),       // group wire type
+        [b"k8s\x00".to_vec(), vec![0x12; 3]].concat(),          // raw length past the end
+        configmap(&int(1, 5)),                                  // metadata as a varint
+        configmap(&len(4, b"x")),                               // bool as bytes
+        configmap(&len(2, &[0x0a, 0x09])),                      // map entry key too long
+        configmap(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), // huge length
+        configmap(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), // 11-byte varint
         body("v1", "Service", &len(2, &len(1, &len(4, &int(1, 7))))), // IntOrString type 7
-        body(
-            "apps/v1",
-            "ControllerRevision",
-            &len(2, &len(1, b"{not json")),
-        ),
-        body(
-            "v1",
-            "ResourceQuota",
-            &len(2, &len(1, &msg(&[len(1, b"cpu"), len(2, &len(1, b""))]))),
-        ),
+        body("apps/v1", "ControllerRevision", &len(2, &len(1, b"{not json"))),
+        body("v1", "ResourceQuota", &len(2, &len(1, &msg(&[len(1, b"cpu"), len(2, &len(1, b""))])))),
         body("v1", "Pod", &len(1, &len(8, &int(1, i64::MAX)))), // time out of range
     ];
     for (i, case) in cases.iter().enumerate() {
-        assert!(
-            matches!(err(case), ProtobufError::Malformed { .. }),
-            "case {i}"
-        );
+        assert!(matches!(err(case), ProtobufError::Malformed { .. }), "case {i}");
     }
     let nan = msg(&[vec![0x49], f64::NAN.to_bits().to_le_bytes().to_vec()]);
     let version = msg(&[len(1, b"v1"), len(4, &len(1, &nan))]);
-    let crd = body(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        &len(2, &len(7, &version)),
-    );
+    let crd = body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &len(2, &len(7, &version)));
     let message = err(&crd).to_string();
-    assert!(
-        message.contains("spec.versions.schema.openAPIV3Schema.maximum"),
-        "{message}"
-    );
+    assert!(message.contains("spec.versions.schema.openAPIV3Schema.maximum"), "{message}");
 }
 
 #[test]
@@ -388,11 +248,7 @@ fn deep_nesting_is_refused() {
         props = len(28, &props);
     }
     let version = msg(&[len(1, b"v1"), len(4, &len(1, &props))]);
-    let crd = body(
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        &len(2, &len(7, &version)),
-    );
+    let crd = body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &len(2, &len(7, &version)));
     assert!(err(&crd).to_string().contains("nested deeper"));
     let mut nested = body("v1", "ConfigMap", b"");
     for _ in 0..200 {

@@ -74,10 +74,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.buf.len());
+        let end = self.pos.checked_add(len).filter(|&end| end <= self.buf.len());
         let Some(end) = end else {
             return Err(format!(
                 "length {len} runs past the end ({} bytes left)",
@@ -140,11 +137,7 @@ mod tests {
     fn rejects_malformed_input() {
         assert!(Reader::new(&[0x80]).varint().is_err());
         assert!(Reader::new(&[0xff; 11]).varint().is_err());
-        assert!(
-            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
-                .varint()
-                .is_err()
-        );
+        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint().is_err());
         assert!(Reader::new(&[0x00]).key().is_err(), "field number 0");
         assert!(Reader::new(&[0x0b]).key().is_err(), "group start");
         assert!(Reader::new(&[0x05, b'a']).bytes().is_err());

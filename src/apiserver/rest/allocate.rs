@@ -28,11 +28,7 @@ pub struct ServiceNetwork {
 
 impl ServiceNetwork {
     pub fn new(cidr: IpNet, node_ports: RangeInclusive<u16>) -> ServiceNetwork {
-        ServiceNetwork {
-            cidr,
-            node_ports,
-            lock: Arc::new(Mutex::new(())),
-        }
+        ServiceNetwork { cidr, node_ports, lock: Arc::new(Mutex::new(())) }
     }
 }
 
@@ -58,11 +54,7 @@ impl Rest {
         let in_use = self.services_in_use(obj).await?;
         let name = object::name(obj).unwrap_or("").to_string();
         let invalid = |errors| ApiError::invalid(res, &name, errors);
-        let kind = obj
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
+        let kind = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
         if kind == "ExternalName" {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("clusterIP");
@@ -70,15 +62,8 @@ impl Rest {
             }
             return Ok(Some(guard));
         }
-        let old_ip = old
-            .and_then(|o| o.pointer("/spec/clusterIP"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let requested = obj
-            .pointer("/spec/clusterIP")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).map(str::to_string);
+        let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
         let ip = match (requested.as_str(), old_ip) {
             ("", Some(old)) => old,
             ("", None) => self.pick_ip(&in_use).ok_or_else(|| {
@@ -93,11 +78,7 @@ impl Rest {
             (ip, _) => {
                 let detail = self.check_ip(ip, &in_use);
                 if let Some(detail) = detail {
-                    return Err(invalid(vec![FieldError::invalid(
-                        "spec.clusterIPs",
-                        &json!([ip]),
-                        detail,
-                    )]));
+                    return Err(invalid(vec![FieldError::invalid("spec.clusterIPs", &json!([ip]), detail)]));
                 }
                 ip.to_string()
             }
@@ -105,40 +86,24 @@ impl Rest {
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
         if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
-            self.assign_node_ports(obj, old, &in_use)
-                .map_err(|e| invalid(vec![e]))?;
+            self.assign_node_ports(obj, old, &in_use).map_err(|e| invalid(vec![e]))?;
         }
         Ok(Some(guard))
     }
 
     async fn services_in_use(&self, service: &Value) -> ApiResult<InUse> {
         let uid = object::meta_str(service, "uid").unwrap_or("").to_string();
-        let page = self
-            .store
-            .list("/registry/core/services/", ListOptions::default())
-            .await?;
-        let mut in_use = InUse {
-            ips: BTreeSet::new(),
-            ports: BTreeSet::new(),
-        };
+        let page = self.store.list("/registry/core/services/", ListOptions::default()).await?;
+        let mut in_use = InUse { ips: BTreeSet::new(), ports: BTreeSet::new() };
         for record in page.records {
             let other = object::decode(&record)?;
             if object::meta_str(&other, "uid") == Some(uid.as_str()) {
                 continue;
             }
-            if let Some(ip) = other
-                .pointer("/spec/clusterIP")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-            {
+            if let Some(ip) = other.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
                 in_use.ips.insert(ip);
             }
-            for p in other
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for p in other.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(port) = p.get("nodePort").and_then(Value::as_u64) {
                     in_use.ports.insert(port as u16);
                 }
@@ -173,23 +138,12 @@ impl Rest {
                 self.network.cidr
             ));
         }
-        in_use
-            .ips
-            .contains(&addr)
-            .then(|| format!("failed to allocate IP {ip}: provided IP is already allocated"))
+        in_use.ips.contains(&addr).then(|| format!("failed to allocate IP {ip}: provided IP is already allocated"))
     }
 
-    fn assign_node_ports(
-        &self,
-        obj: &mut Value,
-        old: Option<&Value>,
-        in_use: &InUse,
-    ) -> Result<(), FieldError> {
-        let old_ports: Vec<Value> = old
-            .and_then(|o| o.pointer("/spec/ports"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+    fn assign_node_ports(&self, obj: &mut Value, old: Option<&Value>, in_use: &InUse) -> Result<(), FieldError> {
+        let old_ports: Vec<Value> =
+            old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
         let mut taken = in_use.ports.clone();
         let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
             return Ok(());
@@ -204,35 +158,30 @@ impl Rest {
                 .and_then(Value::as_u64);
             let port = match requested.or(previous) {
                 Some(port) => {
-                    let port16 = u16::try_from(port)
-                        .ok()
-                        .filter(|p| self.network.node_ports.contains(p));
+                    let port16 = u16::try_from(port).ok().filter(|p| self.network.node_ports.contains(p));
                     let Some(port16) = port16 else {
-                        return Err(FieldError::invalid(field, &json!(port), format!(
-                            "provided port is not in the valid range. The range of valid ports is {}-{}",
-                            self.network.node_ports.start(), self.network.node_ports.end()
-                        )));
-                    };
-                    if !taken.insert(port16) && Some(port) != previous {
                         return Err(FieldError::invalid(
                             field,
                             &json!(port),
-                            "provided port is already allocated",
+                            format!(
+                                "provided port is not in the valid range. The range of valid ports is {}-{}",
+                                self.network.node_ports.start(),
+                                self.network.node_ports.end()
+                            ),
                         ));
+                    };
+                    if !taken.insert(port16) && Some(port) != previous {
+                        return Err(FieldError::invalid(field, &json!(port), "provided port is already allocated"));
                     }
                     port16
                 }
                 None => {
-                    let span = u32::from(
-                        *self.network.node_ports.end() - *self.network.node_ports.start(),
-                    ) + 1;
+                    let span = u32::from(*self.network.node_ports.end() - *self.network.node_ports.start()) + 1;
                     let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
                     let free = (0..span)
                         .map(|k| *self.network.node_ports.start() + ((start + k) % span) as u16)
                         .find(|candidate| !taken.contains(candidate))
-                        .ok_or_else(|| {
-                            FieldError::invalid(field.clone(), &json!(0), "range is full")
-                        })?;
+                        .ok_or_else(|| FieldError::invalid(field.clone(), &json!(0), "range is full"))?;
                     taken.insert(free);
                     free
                 }

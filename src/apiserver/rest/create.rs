@@ -33,9 +33,7 @@ impl Rest {
         check_type(res, &mut obj)?;
         let ns = reconcile_namespace(res, path_ns, &mut obj)?;
         if object::resource_version(&obj).is_some() {
-            return Err(ApiError::bad_request(
-                "resourceVersion should not be set on objects to be created",
-            ));
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
         }
         let name = assign_name(res, &mut obj)?;
         stamp_new_metadata(res, &mut obj);
@@ -61,27 +59,16 @@ impl Rest {
 /// The object's name, generated from `generateName` when unset.
 fn assign_name(res: &ResourceInfo, obj: &mut Value) -> ApiResult<String> {
     let meta = object::meta_mut(obj);
-    let name = meta
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     if !name.is_empty() {
         return Ok(name);
     }
-    let prefix = meta
-        .get("generateName")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let prefix = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
     if prefix.is_empty() {
         return Err(ApiError::invalid(
             res,
             "",
-            vec![FieldError::required(
-                "metadata.name",
-                "name or generateName is required",
-            )],
+            vec![FieldError::required("metadata.name", "name or generateName is required")],
         ));
     }
     // Upstream truncates the prefix so that prefix + suffix fits 63 characters.
@@ -97,11 +84,7 @@ fn stamp_new_metadata(res: &ResourceInfo, obj: &mut Value) {
     let meta = object::meta_mut(obj);
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
-    for field in [
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "selfLink",
-    ] {
+    for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(field);
     }
     if tracks_generation {

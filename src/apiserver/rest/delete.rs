@@ -25,14 +25,8 @@ impl DeleteOptions {
     pub fn from_body(body: &Value) -> ApiResult<DeleteOptions> {
         let mut opts = DeleteOptions {
             grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
-            propagation_policy: body
-                .get("propagationPolicy")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            precondition_uid: body
-                .pointer("/preconditions/uid")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            propagation_policy: body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
+            precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
             precondition_resource_version: body
                 .pointer("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
@@ -40,8 +34,7 @@ impl DeleteOptions {
         };
         if opts.propagation_policy.is_none() {
             if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool) {
-                opts.propagation_policy =
-                    Some(if orphan { "Orphan" } else { "Background" }.to_string());
+                opts.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.to_string());
             }
         }
         opts.validate()?;
@@ -57,9 +50,7 @@ impl DeleteOptions {
             }
         }
         if self.grace_period_seconds.is_some_and(|g| g < 0) {
-            return Err(ApiError::bad_request(
-                "gracePeriodSeconds: Invalid value: must be >= 0",
-            ));
+            return Err(ApiError::bad_request("gracePeriodSeconds: Invalid value: must be >= 0"));
         }
         Ok(())
     }
@@ -88,11 +79,7 @@ impl Rest {
     ) -> ApiResult<Deleted> {
         let key = object::key(res, ns, name);
         for _ in 0..MAX_ATTEMPTS {
-            let record = self
-                .store
-                .get(&key)
-                .await?
-                .ok_or_else(|| ApiError::not_found(res, name))?;
+            let record = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(res, name))?;
             let current = object::decode(&record)?;
             check_preconditions(res, name, &current, opts)?;
             let mut finalizers = object::finalizers(&current);
@@ -101,17 +88,12 @@ impl Rest {
                 Some("Foreground") => add_once(&mut finalizers, "foregroundDeletion"),
                 _ => {}
             }
-            let grace = self
-                .admission
-                .grace_period(res, &current, opts.grace_period_seconds);
+            let grace = self.admission.grace_period(res, &current, opts.grace_period_seconds);
             if finalizers.is_empty() && grace == 0 {
                 if ctx.dry_run {
                     return Ok(Deleted::Gone(current));
                 }
-                let command = Command::Delete {
-                    key: key.clone(),
-                    expected_revision: record.mod_revision,
-                };
+                let command = Command::Delete { key: key.clone(), expected_revision: record.mod_revision };
                 match self.store.apply(command).await? {
                     Ok(gone) => return Ok(Deleted::Gone(object::decode(&gone)?)),
                     Err(CommandError::Conflict { .. }) => continue,
@@ -126,10 +108,7 @@ impl Rest {
             let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
             let meta = object::meta_mut(&mut marked);
             if !meta.contains_key("deletionTimestamp") {
-                meta.insert(
-                    "deletionTimestamp".into(),
-                    json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                );
+                meta.insert("deletionTimestamp".into(), json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
                     meta.insert("generation".into(), json!(g + 1));
@@ -162,10 +141,7 @@ impl Rest {
         key: &str,
         revision: i64,
     ) -> ApiResult<Value> {
-        let command = Command::Delete {
-            key: key.to_string(),
-            expected_revision: revision,
-        };
+        let command = Command::Delete { key: key.to_string(), expected_revision: revision };
         match self.store.apply(command).await? {
             Ok(gone) => object::decode(&gone),
             Err(CommandError::NotFound) => Err(ApiError::not_found(res, name)),
@@ -180,21 +156,14 @@ fn add_once(finalizers: &mut Vec<String>, f: &str) {
     }
 }
 
-fn check_preconditions(
-    res: &ResourceInfo,
-    name: &str,
-    obj: &Value,
-    opts: &DeleteOptions,
-) -> ApiResult<()> {
+fn check_preconditions(res: &ResourceInfo, name: &str, obj: &Value, opts: &DeleteOptions) -> ApiResult<()> {
     if let Some(uid) = &opts.precondition_uid {
         let actual = object::meta_str(obj, "uid").unwrap_or("");
         if uid != actual {
             return Err(ApiError::conflict(
                 res,
                 name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                ),
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
             ));
         }
     }

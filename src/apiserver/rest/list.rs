@@ -26,13 +26,8 @@ pub struct ListQuery {
 impl ListQuery {
     /// Whether `obj` passes the selectors.
     pub fn matches(&self, res: &ResourceInfo, obj: &Value) -> bool {
-        self.labels
-            .as_ref()
-            .is_none_or(|s| s.matches(&object::labels(obj)))
-            && self
-                .fields
-                .as_ref()
-                .is_none_or(|s| s.matches(|f| fields::value(res, obj, f)))
+        self.labels.as_ref().is_none_or(|s| s.matches(&object::labels(obj)))
+            && self.fields.as_ref().is_none_or(|s| s.matches(|f| fields::value(res, obj, f)))
     }
 }
 
@@ -51,17 +46,14 @@ fn encode_token(revision: i64, start: &str) -> String {
 
 fn decode_token(token: &str) -> ApiResult<(i64, String)> {
     let bad = || {
-        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| bad())?;
+    let raw =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = value
-        .get("rv")
-        .and_then(Value::as_i64)
-        .filter(|rv| *rv > 0)
-        .ok_or_else(bad)?;
+    let rv = value.get("rv").and_then(Value::as_i64).filter(|rv| *rv > 0).ok_or_else(bad)?;
     let start = value.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     if start.contains("..") || start.starts_with('/') {
         return Err(bad());
@@ -71,30 +63,18 @@ fn decode_token(token: &str) -> ApiResult<(i64, String)> {
 
 impl Rest {
     /// Lists objects of `res` in `ns` (all namespaces when None).
-    pub async fn list(
-        &self,
-        res: &ResourceInfo,
-        ns: Option<&str>,
-        query: &ListQuery,
-    ) -> ApiResult<ListOut> {
+    pub async fn list(&self, res: &ResourceInfo, ns: Option<&str>, query: &ListQuery) -> ApiResult<ListOut> {
         if let Some(fs) = &query.fields {
             for req in fs.requirements() {
                 if !fields::supported(res, &req.field) {
-                    return Err(ApiError::bad_request(format!(
-                        "field label not supported: {}",
-                        req.field
-                    )));
+                    return Err(ApiError::bad_request(format!("field label not supported: {}", req.field)));
                 }
             }
         }
         let prefix = object::prefix(res, ns);
         let (mut revision, mut start_after) = match &query.continue_token {
             Some(token) => {
-                if query
-                    .resource_version
-                    .as_deref()
-                    .is_some_and(|rv| !rv.is_empty())
-                {
+                if query.resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
                     return Err(ApiError::bad_request(
                         "specifying resource version is not allowed when using continue",
                     ));
@@ -106,16 +86,8 @@ impl Rest {
         };
         let mut items = Vec::new();
         loop {
-            let want = if query.limit == 0 {
-                0
-            } else {
-                query.limit - items.len()
-            };
-            let options = ListOptions {
-                revision,
-                start_after: start_after.clone(),
-                limit: want,
-            };
+            let want = if query.limit == 0 { 0 } else { query.limit - items.len() };
+            let options = ListOptions { revision, start_after: start_after.clone(), limit: want };
             let page = self.store.list(&prefix, options).await.map_err(|e| match e {
                 crate::store::StoreError::Compacted { .. } if query.continue_token.is_some() => ApiError::gone(
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
@@ -134,20 +106,10 @@ impl Rest {
             match (page.more, last_key) {
                 (true, Some(last)) if full => {
                     let start = last.strip_prefix(&prefix).unwrap_or(&last).to_string();
-                    return Ok(ListOut {
-                        items,
-                        revision,
-                        continue_token: Some(encode_token(revision, &start)),
-                    });
+                    return Ok(ListOut { items, revision, continue_token: Some(encode_token(revision, &start)) });
                 }
                 (true, Some(last)) => start_after = Some(last),
-                _ => {
-                    return Ok(ListOut {
-                        items,
-                        revision,
-                        continue_token: None,
-                    })
-                }
+                _ => return Ok(ListOut { items, revision, continue_token: None }),
             }
         }
     }
@@ -183,13 +145,9 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let token = encode_token(42, "default/cm-0500");
-        assert_eq!(
-            decode_token(&token).expect("token"),
-            (42, "default/cm-0500".to_string())
-        );
+        assert_eq!(decode_token(&token).expect("token"), (42, "default/cm-0500".to_string()));
         assert!(decode_token("not-a-token!").is_err());
-        let sneaky =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"rv":3,"start":"/../x"}"#);
+        let sneaky = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"rv":3,"start":"/../x"}"#);
         assert!(decode_token(&sneaky).is_err());
     }
 }

@@ -59,34 +59,17 @@ pub struct Rest {
 impl WriteContext {
     /// Records the fields this write changed under its field manager (unless it is an apply, which
     /// recorded them itself).
-    fn track(
-        &self,
-        res: &ResourceInfo,
-        old: Option<&Value>,
-        new: &mut Value,
-        subresource: Option<&str>,
-    ) {
+    fn track(&self, res: &ResourceInfo, old: Option<&Value>, new: &mut Value, subresource: Option<&str>) {
         if !self.applied {
             let manager = self.field_manager.as_deref().unwrap_or("unknown");
-            super::patch::managed::track_update(
-                res,
-                old,
-                new,
-                manager,
-                subresource,
-                &object::now_rfc3339(),
-            );
+            super::patch::managed::track_update(res, old, new, manager, subresource, &object::now_rfc3339());
         }
     }
 }
 
 impl Rest {
     pub fn new(store: Store, admission: Admission, network: ServiceNetwork) -> Rest {
-        Rest {
-            store,
-            admission: Arc::new(admission),
-            network,
-        }
+        Rest { store, admission: Arc::new(admission), network }
     }
 
     /// Reads one object.
@@ -100,8 +83,7 @@ impl Rest {
 
     /// Checks that `ns` exists and, for creates, is not being deleted.
     async fn check_namespace(&self, ns: &str, creating: bool) -> ApiResult<()> {
-        let namespaces = registry::find("", "v1", "namespaces")
-            .ok_or_else(|| ApiError::internal("no namespaces"))?;
+        let namespaces = registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
         let found = self.get(namespaces, None, ns).await?;
         if creating && object::is_terminating(&found) {
             return Err(ApiError::forbidden(format!(
@@ -113,17 +95,12 @@ impl Rest {
 }
 
 /// The namespace a request's object must carry: the path's, checked against the body's.
-fn reconcile_namespace(
-    res: &ResourceInfo,
-    path_ns: Option<&str>,
-    obj: &mut Value,
-) -> ApiResult<Option<String>> {
+fn reconcile_namespace(res: &ResourceInfo, path_ns: Option<&str>, obj: &mut Value) -> ApiResult<Option<String>> {
     if !res.namespaced {
         object::meta_mut(obj).remove("namespace");
         return Ok(None);
     }
-    let ns = path_ns
-        .ok_or_else(|| ApiError::bad_request("the namespace of the provided object is missing"))?;
+    let ns = path_ns.ok_or_else(|| ApiError::bad_request("the namespace of the provided object is missing"))?;
     match object::namespace(obj) {
         Some(body_ns) if !body_ns.is_empty() && body_ns != ns => Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
@@ -138,19 +115,11 @@ fn reconcile_namespace(
 /// Checks the body's apiVersion and kind against the path's resource (empty means the path's).
 fn check_type(res: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON object",
-        ));
+        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
     };
     let api_version = res.api_version();
-    let kind_ok = map
-        .get("kind")
-        .and_then(Value::as_str)
-        .is_none_or(|k| k.is_empty() || k == res.kind);
-    let version_ok = map
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .is_none_or(|v| v.is_empty() || v == api_version);
+    let kind_ok = map.get("kind").and_then(Value::as_str).is_none_or(|k| k.is_empty() || k == res.kind);
+    let version_ok = map.get("apiVersion").and_then(Value::as_str).is_none_or(|v| v.is_empty() || v == api_version);
     if !kind_ok || !version_ok {
         let got = format!(
             "{}, Kind={}",
@@ -162,10 +131,7 @@ fn check_type(res: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
             res.kind
         )));
     }
-    if map
-        .get("metadata")
-        .is_some_and(|m| !m.is_object() && !m.is_null())
-    {
+    if map.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
         return Err(ApiError::bad_request("metadata must be an object"));
     }
     map.insert("apiVersion".into(), Value::String(api_version));

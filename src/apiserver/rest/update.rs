@@ -33,25 +33,14 @@ pub struct UpdateOptions {
 
 impl UpdateOptions {
     /// Retry on conflicts, change the main resource.
-    pub const MAIN: UpdateOptions = UpdateOptions {
-        pinned: false,
-        kind: UpdateKind::Main,
-    };
+    pub const MAIN: UpdateOptions = UpdateOptions { pinned: false, kind: UpdateKind::Main };
     /// Retry on conflicts, change status only.
-    pub const STATUS: UpdateOptions = UpdateOptions {
-        pinned: false,
-        kind: UpdateKind::Status,
-    };
+    pub const STATUS: UpdateOptions = UpdateOptions { pinned: false, kind: UpdateKind::Status };
 }
 
 /// Metadata only the server sets; carried over from the stored object on every update.
-const SERVER_META: &[&str] = &[
-    "uid",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "generation",
-];
+const SERVER_META: &[&str] =
+    &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"];
 
 const MAX_ATTEMPTS: usize = 16;
 
@@ -69,18 +58,13 @@ impl Rest {
         check_type(res, &mut obj)?;
         reconcile_namespace(res, path_ns, &mut obj)?;
         if object::name(&obj).is_some_and(|n| n != name) {
-            return Err(ApiError::bad_request(
-                "the name of the object does not match the name on the URL",
-            ));
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
         object::meta_mut(&mut obj).insert("name".into(), Value::String(name.to_string()));
-        let pinned = object::resource_version(&obj)
-            .map(object::parse_resource_version)
-            .transpose()?;
+        let pinned = object::resource_version(&obj).map(object::parse_resource_version).transpose()?;
         let key = object::key(res, path_ns, name);
         let Some(current) = self.store.get(&key).await? else {
-            if crate::apiserver::admission::allows_create_on_update(res) && kind == UpdateKind::Main
-            {
+            if crate::apiserver::admission::allows_create_on_update(res) && kind == UpdateKind::Main {
                 object::meta_mut(&mut obj).remove("resourceVersion");
                 return Ok((self.create(res, path_ns, obj, ctx).await?, true));
             }
@@ -95,10 +79,7 @@ impl Rest {
                 res,
                 path_ns,
                 name,
-                UpdateOptions {
-                    pinned: pinned.is_some(),
-                    kind,
-                },
+                UpdateOptions { pinned: pinned.is_some(), kind },
                 ctx,
                 move |_current| {
                     let desired = desired.clone();
@@ -126,11 +107,7 @@ impl Rest {
     {
         let key = object::key(res, ns, name);
         for _ in 0..MAX_ATTEMPTS {
-            let record = self
-                .store
-                .get(&key)
-                .await?
-                .ok_or_else(|| ApiError::not_found(res, name))?;
+            let record = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(res, name))?;
             let current = object::decode(&record)?;
             let mut desired = mutate(current.clone()).await?;
             check_type(res, &mut desired)?;
@@ -150,16 +127,10 @@ impl Rest {
                 return Ok(next);
             }
             if object::is_terminating(&next) && object::finalizers(&next).is_empty() {
-                return self
-                    .finish_deletion(res, name, &key, record.mod_revision)
-                    .await;
+                return self.finish_deletion(res, name, &key, record.mod_revision).await;
             }
             let value = object::encode(&next)?;
-            let command = Command::Update {
-                key: key.clone(),
-                value,
-                expected_revision: record.mod_revision,
-            };
+            let command = Command::Update { key: key.clone(), value, expected_revision: record.mod_revision };
             match self.store.apply(command).await? {
                 Ok(written) => return Ok(object::with_revision(next, written.mod_revision)),
                 Err(CommandError::Conflict { .. }) if !opts.pinned => continue,
@@ -172,13 +143,7 @@ impl Rest {
     }
 
     /// Applies upstream's update rules to `desired` given `current`.
-    fn prepare_update(
-        &self,
-        res: &ResourceInfo,
-        current: &Value,
-        mut desired: Value,
-        kind: UpdateKind,
-    ) -> Value {
+    fn prepare_update(&self, res: &ResourceInfo, current: &Value, mut desired: Value, kind: UpdateKind) -> Value {
         let has_status = res.has_subresource(crate::core::registry::Subresource::Status);
         if kind == UpdateKind::Status {
             // A status write changes status only; everything else stays as stored.
@@ -204,11 +169,7 @@ impl Rest {
                 }
             }
         }
-        let current_meta = current
-            .get("metadata")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
         let meta = object::meta_mut(&mut desired);
         for field in SERVER_META {
             match current_meta.get(*field) {
@@ -219,11 +180,7 @@ impl Rest {
         if crate::apiserver::admission::tracks_generation(res)
             && object::spec_part(current) != object::spec_part(&desired)
         {
-            let generation = current_meta
-                .get("generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                + 1;
+            let generation = current_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             object::meta_mut(&mut desired).insert("generation".into(), Value::from(generation));
         }
         desired

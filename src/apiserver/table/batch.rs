@@ -3,13 +3,9 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
+use super::{age, at, bool_text, col, container_cells, deleting, format_selector, human_signed, int_at, list_at};
 use super::{
-    age, at, bool_text, col, container_cells, deleting, format_selector, human_signed, int_at,
-    list_at,
-};
-use super::{
-    name, opt_bool, opt_int, opt_str, parse_time, since, str_at, wide, Printer, AGE, CONTAINERS,
-    IMAGES, NAME,
+    name, opt_bool, opt_int, opt_str, parse_time, since, str_at, wide, Printer, AGE, CONTAINERS, IMAGES, NAME,
 };
 
 const JOB_SUCCEEDED: &str = "The number of pods which reached phase Succeeded. The value increases monotonically for a given spec. However, it may decrease in reaction to scale down of elastic indexed jobs.";
@@ -52,10 +48,7 @@ pub(super) const CRON_JOB: Printer = Printer {
 
 fn job_cells(job: &Value, now: Timestamp) -> Vec<Value> {
     let succeeded = int_at(job, "/status/succeeded");
-    let completions = match (
-        opt_int(job, "/spec/completions"),
-        opt_int(job, "/spec/parallelism").unwrap_or(0),
-    ) {
+    let completions = match (opt_int(job, "/spec/completions"), opt_int(job, "/spec/parallelism").unwrap_or(0)) {
         (Some(completions), _) => format!("{succeeded}/{completions}"),
         (None, parallelism) if parallelism > 1 => format!("{succeeded}/1 of {parallelism}"),
         (None, _) => format!("{succeeded}/1"),
@@ -85,10 +78,7 @@ fn job_status(job: &Value) -> &'static str {
     let conditions = list_at(job, "/status/conditions");
     // The first condition of a type decides, as in upstream's hasJobCondition.
     let has = |kind: &str| {
-        conditions
-            .iter()
-            .find(|c| str_at(c, "/type") == kind)
-            .is_some_and(|c| str_at(c, "/status") == "True")
+        conditions.iter().find(|c| str_at(c, "/type") == kind).is_some_and(|c| str_at(c, "/status") == "True")
     };
     if has("Complete") {
         "Complete"
@@ -141,38 +131,21 @@ mod tests {
             "status": {"succeeded": 1, "startTime": "2024-01-01T00:00:00Z", "completionTime": "2024-01-01T00:03:20Z",
                        "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}});
         let r = job_cells(&done, now());
-        assert_eq!(
-            r[..5],
-            [
-                json!("pi"),
-                json!("Complete"),
-                json!("1/1"),
-                json!("3m20s"),
-                json!("60m")
-            ]
-        );
+        assert_eq!(r[..5], [json!("pi"), json!("Complete"), json!("1/1"), json!("3m20s"), json!("60m")]);
         assert_eq!(r[7], json!("batch.kubernetes.io/controller-uid=u1"));
 
-        let running = json!({"spec": {"parallelism": 3}, "status": {"succeeded": 2, "startTime": "2024-01-01T00:59:30Z"}});
-        assert_eq!(
-            job_cells(&running, now())[1..4],
-            [json!("Running"), json!("2/1 of 3"), json!("30s")]
-        );
+        let running =
+            json!({"spec": {"parallelism": 3}, "status": {"succeeded": 2, "startTime": "2024-01-01T00:59:30Z"}});
+        assert_eq!(job_cells(&running, now())[1..4], [json!("Running"), json!("2/1 of 3"), json!("30s")]);
 
-        let pending =
-            json!({"spec": {}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}});
-        assert_eq!(
-            job_cells(&pending, now())[1..4],
-            [json!("Failed"), json!("0/1"), json!("")]
-        );
+        let pending = json!({"spec": {}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}});
+        assert_eq!(job_cells(&pending, now())[1..4], [json!("Failed"), json!("0/1"), json!("")]);
 
         let suspended = json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"},
             "status": {"conditions": [{"type": "Suspended", "status": "True"}]}});
         assert_eq!(job_cells(&suspended, now())[1], json!("Terminating"));
         assert_eq!(
-            job_status(
-                &json!({"status": {"conditions": [{"type": "Suspended", "status": "True"}]}})
-            ),
+            job_status(&json!({"status": {"conditions": [{"type": "Suspended", "status": "True"}]}})),
             "Suspended"
         );
     }
@@ -182,20 +155,8 @@ mod tests {
         let cj = json!({"spec": {"schedule": "*/5 * * * *", "suspend": false}, "status": {"active": [{"name": "j"}],
             "lastScheduleTime": "2024-01-01T00:55:00Z"}});
         let r = cron_job_cells(&cj, now());
-        assert_eq!(
-            r[1..6],
-            [
-                json!("*/5 * * * *"),
-                json!("<none>"),
-                json!("False"),
-                json!(1),
-                json!("5m")
-            ]
-        );
+        assert_eq!(r[1..6], [json!("*/5 * * * *"), json!("<none>"), json!("False"), json!(1), json!("5m")]);
         let bare = cron_job_cells(&json!({}), now());
-        assert_eq!(
-            (bare[3].clone(), bare[5].clone()),
-            (json!("<unset>"), json!("<none>"))
-        );
+        assert_eq!((bare[3].clone(), bare[5].clone()), (json!("<unset>"), json!("<none>")));
     }
 }

@@ -4,9 +4,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{
-    age, at, col, container_cells, format_labels, int_at, list_at, map_len, name, opt_int,
-};
+use super::{age, at, col, container_cells, format_labels, int_at, list_at, map_len, name, opt_int};
 use super::{scalar_text, str_at, wide, Printer, AGE, CONTAINERS, IMAGES, NAME};
 
 const RC_DESIRED: &str = "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller";
@@ -20,66 +18,29 @@ const CM_DATA: &str = "Data contains the configuration data. Each key must consi
 
 pub(super) const CONFIG_MAP: Printer = Printer {
     columns: &[NAME, col("Data", "string", CM_DATA), AGE],
-    cells: |cm, now| {
-        vec![
-            name(cm),
-            Value::from(map_len(cm, "/data") + map_len(cm, "/binaryData")),
-            age(cm, now),
-        ]
-    },
+    cells: |cm, now| vec![name(cm), Value::from(map_len(cm, "/data") + map_len(cm, "/binaryData")), age(cm, now)],
 };
 
 pub(super) const SECRET: Printer = Printer {
-    columns: &[
-        NAME,
-        col("Type", "string", SECRET_TYPE),
-        col("Data", "string", SECRET_DATA),
-        AGE,
-    ],
-    cells: |s, now| {
-        vec![
-            name(s),
-            Value::from(str_at(s, "/type")),
-            Value::from(map_len(s, "/data")),
-            age(s, now),
-        ]
-    },
+    columns: &[NAME, col("Type", "string", SECRET_TYPE), col("Data", "string", SECRET_DATA), AGE],
+    cells: |s, now| vec![name(s), Value::from(str_at(s, "/type")), Value::from(map_len(s, "/data")), age(s, now)],
 };
 
 pub(super) const SERVICE_ACCOUNT: Printer = Printer {
     columns: &[NAME, col("Secrets", "string", SA_SECRETS), AGE],
-    cells: |sa, now| {
-        vec![
-            name(sa),
-            Value::from(list_at(sa, "/secrets").len()),
-            age(sa, now),
-        ]
-    },
+    cells: |sa, now| vec![name(sa), Value::from(list_at(sa, "/secrets").len()), age(sa, now)],
 };
 
 pub(super) const POD_TEMPLATE: Printer = Printer {
     columns: &[
         NAME,
-        col(
-            "Containers",
-            "string",
-            "Names of each container in the template.",
-        ),
-        col(
-            "Images",
-            "string",
-            "Images referenced by each container in the template.",
-        ),
+        col("Containers", "string", "Names of each container in the template."),
+        col("Images", "string", "Images referenced by each container in the template."),
         col("Pod Labels", "string", "The labels for the pod template."),
     ],
     cells: |t, _| {
         let [names, images] = container_cells(t, "/template/spec/containers");
-        vec![
-            name(t),
-            names,
-            images,
-            Value::from(format_labels(at(t, "/template/metadata/labels"))),
-        ]
+        vec![name(t), names, images, Value::from(format_labels(at(t, "/template/metadata/labels")))]
     },
 };
 
@@ -131,11 +92,7 @@ fn quota_cells(quota: &Value, now: Timestamp) -> Vec<Value> {
     for resource in resources {
         let used = scalar_text(at(quota, "/status/used").and_then(|u| u.get(resource.as_str())));
         let hard = scalar_text(hard.and_then(|m| m.get(resource.as_str())));
-        let entry = format!(
-            "{resource}: {}/{}",
-            used.as_deref().unwrap_or("0"),
-            hard.as_deref().unwrap_or("0")
-        );
+        let entry = format!("{resource}: {}/{}", used.as_deref().unwrap_or("0"), hard.as_deref().unwrap_or("0"));
         let mut pieces = resource.split('.');
         if pieces.next() == Some("limits") && pieces.next().is_some() {
             limits.push(entry);
@@ -143,12 +100,7 @@ fn quota_cells(quota: &Value, now: Timestamp) -> Vec<Value> {
             requests.push(entry);
         }
     }
-    vec![
-        name(quota),
-        Value::from(requests.join(", ")),
-        Value::from(limits.join(", ")),
-        age(quota, now),
-    ]
+    vec![name(quota), Value::from(requests.join(", ")), Value::from(limits.join(", ")), age(quota, now)]
 }
 
 #[cfg(test)]
@@ -159,15 +111,10 @@ mod tests {
     #[test]
     fn quota_requests_and_limits() {
         let now = "2024-01-01T00:00:00Z".parse().unwrap();
-        let quota = json!({"status": {"hard": {"pods": "10", "limits.cpu": "2", "requests.cpu": "1"}, "used": {"pods": "3"}}});
+        let quota =
+            json!({"status": {"hard": {"pods": "10", "limits.cpu": "2", "requests.cpu": "1"}, "used": {"pods": "3"}}});
         let r = quota_cells(&quota, now);
-        assert_eq!(
-            r[1..3],
-            [
-                json!("pods: 3/10, requests.cpu: 0/1"),
-                json!("limits.cpu: 0/2")
-            ]
-        );
+        assert_eq!(r[1..3], [json!("pods: 3/10, requests.cpu: 0/1"), json!("limits.cpu: 0/2")]);
     }
 
     #[test]
@@ -177,10 +124,8 @@ mod tests {
         let r = (REPLICATION_CONTROLLER.cells)(&rc, "2024-01-01T00:00:00Z".parse().unwrap());
         assert_eq!(r[1..4], [json!(1), json!(1), json!(0)]);
         assert_eq!(r[5..], [json!("app"), json!("nginx"), json!("app=web")]);
-        let r = (POD_TEMPLATE.cells)(
-            &json!({"template": rc["spec"]["template"]}),
-            "2024-01-01T00:00:00Z".parse().unwrap(),
-        );
+        let r =
+            (POD_TEMPLATE.cells)(&json!({"template": rc["spec"]["template"]}), "2024-01-01T00:00:00Z".parse().unwrap());
         assert_eq!(r[1..], [json!("app"), json!("nginx"), json!("app=web")]);
     }
 }

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{
-    age, at, col, format_labels, int_at, list_at, load_balancer_text, name, opt_str, str_at, wide,
-};
+use super::{age, at, col, format_labels, int_at, list_at, load_balancer_text, name, opt_str, str_at, wide};
 use super::{Printer, AGE, NAME};
 
 const SVC_TYPE: &str = "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types";
@@ -18,25 +16,14 @@ const SVC_SELECTOR: &str = "Route service traffic to pods with label keys and va
 const EP_SUBSETS: &str = "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service.";
 const NODE_KUBELET: &str = "Kubelet Version reported by the node.";
 const NODE_ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/reference/node/node-status/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP).";
-const NODE_OS_IMAGE: &str =
-    "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).";
-const NODE_KERNEL: &str =
-    "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).";
-const NODE_RUNTIME: &str = "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).";
+const NODE_OS_IMAGE: &str = "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).";
+const NODE_KERNEL: &str = "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).";
+const NODE_RUNTIME: &str =
+    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).";
 
 pub(super) const NAMESPACE: Printer = Printer {
-    columns: &[
-        NAME,
-        col("Status", "string", "The status of the namespace"),
-        AGE,
-    ],
-    cells: |ns, now| {
-        vec![
-            name(ns),
-            Value::from(str_at(ns, "/status/phase")),
-            age(ns, now),
-        ]
-    },
+    columns: &[NAME, col("Status", "string", "The status of the namespace"), AGE],
+    cells: |ns, now| vec![name(ns), Value::from(str_at(ns, "/status/phase")), age(ns, now)],
 };
 
 pub(super) const NODE: Printer = Printer {
@@ -75,10 +62,7 @@ pub(super) const ENDPOINTS: Printer = Printer {
 
 fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     // Upstream keys conditions by type, so the last Ready condition wins.
-    let ready = list_at(node, "/status/conditions")
-        .iter()
-        .rev()
-        .find(|c| str_at(c, "/type") == "Ready");
+    let ready = list_at(node, "/status/conditions").iter().rev().find(|c| str_at(c, "/type") == "Ready");
     let mut status = vec![match ready {
         Some(c) if str_at(c, "/status") == "True" => "Ready",
         Some(_) => "NotReady",
@@ -98,15 +82,9 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
             None => None,
         })
         .collect();
-    let roles = if roles.is_empty() {
-        "<none>".to_string()
-    } else {
-        roles.into_iter().collect::<Vec<_>>().join(",")
-    };
+    let roles = if roles.is_empty() { "<none>".to_string() } else { roles.into_iter().collect::<Vec<_>>().join(",") };
     let address = |kind: &str| {
-        let found = list_at(node, "/status/addresses")
-            .iter()
-            .find(|a| str_at(a, "/type") == kind);
+        let found = list_at(node, "/status/addresses").iter().find(|a| str_at(a, "/type") == kind);
         Value::from(found.map_or("<none>", |a| str_at(a, "/address")))
     };
     let info = |field: &str| {
@@ -132,10 +110,7 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
 fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
     // A stored Service has been defaulted: a missing type is ClusterIP, a missing protocol TCP.
     let svc_type = opt_str(svc, "/spec/type").unwrap_or("ClusterIP");
-    let cluster_ip = match (
-        str_at(svc, "/spec/clusterIPs/0"),
-        str_at(svc, "/spec/clusterIP"),
-    ) {
+    let cluster_ip = match (str_at(svc, "/spec/clusterIPs/0"), str_at(svc, "/spec/clusterIP")) {
         ("", "") => "<none>",
         ("", ip) | (ip, _) => ip,
     };
@@ -151,11 +126,7 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
             }
         })
         .collect();
-    let ports = if ports.is_empty() {
-        "<none>".to_string()
-    } else {
-        ports.join(",")
-    };
+    let ports = if ports.is_empty() { "<none>".to_string() } else { ports.join(",") };
     vec![
         name(svc),
         Value::from(svc_type),
@@ -169,10 +140,7 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
 
 /// getServiceExternalIP (wide form: load-balancer addresses are not truncated).
 fn external_ip(svc: &Value, svc_type: &str) -> String {
-    let external: Vec<&str> = list_at(svc, "/spec/externalIPs")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let external: Vec<&str> = list_at(svc, "/spec/externalIPs").iter().filter_map(Value::as_str).collect();
     match svc_type {
         "ClusterIP" | "NodePort" if external.is_empty() => "<none>".to_string(),
         "ClusterIP" | "NodePort" => external.join(","),
@@ -208,11 +176,7 @@ fn format_endpoints(ep: &Value) -> String {
         }
         for port in ports {
             count += addresses.len();
-            list.extend(
-                addresses
-                    .iter()
-                    .map(|a| join_host_port(str_at(a, "/ip"), int_at(port, "/port"))),
-            );
+            list.extend(addresses.iter().map(|a| join_host_port(str_at(a, "/ip"), int_at(port, "/port"))));
         }
     }
     if count > MAX && list.len() >= MAX {
@@ -246,45 +210,23 @@ mod tests {
             "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}],
             "selector": {"app": "web"}}});
         let r = service_cells(&svc, now());
-        assert_eq!(
-            &r[1..5],
-            &[
-                json!("NodePort"),
-                json!("10.43.0.10"),
-                json!("<none>"),
-                json!("80:30080/TCP,53/UDP")
-            ]
-        );
+        assert_eq!(&r[1..5], &[json!("NodePort"), json!("10.43.0.10"), json!("<none>"), json!("80:30080/TCP,53/UDP")]);
         assert_eq!(r[6], json!("app=web"));
 
         let plain = json!({"spec": {"clusterIPs": ["10.43.0.1"], "ports": [{"port": 443}]}});
         let r = service_cells(&plain, now());
-        assert_eq!(
-            &r[1..5],
-            &[
-                json!("ClusterIP"),
-                json!("10.43.0.1"),
-                json!("<none>"),
-                json!("443/TCP")
-            ]
-        );
+        assert_eq!(&r[1..5], &[json!("ClusterIP"), json!("10.43.0.1"), json!("<none>"), json!("443/TCP")]);
         assert_eq!(r[6], json!("<none>"));
 
         let mut lb = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.7", "ports": [{"port": 80, "nodePort": 31000}]}});
         assert_eq!(service_cells(&lb, now())[3], json!("<pending>"));
         lb["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.168.1.9"}, {"hostname": "lb.example"}]}});
         lb["spec"]["externalIPs"] = json!(["1.2.3.4"]);
-        assert_eq!(
-            service_cells(&lb, now())[3],
-            json!("192.168.1.9,lb.example,1.2.3.4")
-        );
+        assert_eq!(service_cells(&lb, now())[3], json!("192.168.1.9,lb.example,1.2.3.4"));
 
         let ext = json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}});
         let r = service_cells(&ext, now());
-        assert_eq!(
-            &r[2..5],
-            &[json!("<none>"), json!("db.example.com"), json!("<none>")]
-        );
+        assert_eq!(&r[2..5], &[json!("<none>"), json!("db.example.com"), json!("<none>")]);
     }
 
     #[test]
@@ -296,40 +238,22 @@ mod tests {
                        "addresses": [{"type": "InternalIP", "address": "192.168.1.10"}],
                        "nodeInfo": {"kubeletVersion": "v1.33.0+tug", "osImage": "Debian"}}});
         let r = node_cells(&node, now());
-        assert_eq!(
-            &r[1..3],
-            &[
-                json!("Ready,SchedulingDisabled"),
-                json!("control-plane,edge,master")
-            ]
-        );
+        assert_eq!(&r[1..3], &[json!("Ready,SchedulingDisabled"), json!("control-plane,edge,master")]);
         assert_eq!(r[4], json!("v1.33.0+tug"));
         assert_eq!(
             &r[5..],
-            &[
-                json!("192.168.1.10"),
-                json!("<none>"),
-                json!("Debian"),
-                json!("<unknown>"),
-                json!("<unknown>")
-            ]
+            &[json!("192.168.1.10"), json!("<none>"), json!("Debian"), json!("<unknown>"), json!("<unknown>")]
         );
 
         let bare = json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
-        assert_eq!(
-            node_cells(&bare, now())[1..3],
-            [json!("NotReady"), json!("<none>")]
-        );
+        assert_eq!(node_cells(&bare, now())[1..3], [json!("NotReady"), json!("<none>")]);
         assert_eq!(node_cells(&json!({}), now())[1], json!("Unknown"));
     }
 
     #[test]
     fn endpoints() {
         let ep = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::2"}], "ports": [{"port": 80}, {"port": 443}]}]});
-        assert_eq!(
-            format_endpoints(&ep),
-            "10.0.0.1:80,[fd00::2]:80,10.0.0.1:443 + 1 more..."
-        );
+        assert_eq!(format_endpoints(&ep), "10.0.0.1:80,[fd00::2]:80,10.0.0.1:443 + 1 more...");
         assert_eq!(format_endpoints(&json!({})), "<none>");
     }
 }

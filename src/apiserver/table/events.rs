@@ -5,21 +5,16 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{
-    at, col, int_at, name, opt_str, parse_time, since, str_at, wide, Column, Printer, NAME,
-};
+use super::{at, col, int_at, name, opt_str, parse_time, since, str_at, wide, Column, Printer, NAME};
 
 const EV_LAST: &str = "The time at which the most recent occurrence of this event was recorded.";
-const EV_TYPE: &str =
-    "Type of this event (Normal, Warning), new types could be added in the future";
+const EV_TYPE: &str = "Type of this event (Normal, Warning), new types could be added in the future";
 const EV_REASON: &str = "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.";
 const EV_OBJECT: &str = "The object that this event is about.";
 const EV_SUBOBJECT: &str = "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.";
-const EV_SOURCE: &str =
-    "The component reporting this event. Should be a short machine understandable string.";
+const EV_SOURCE: &str = "The component reporting this event. Should be a short machine understandable string.";
 const EV_MESSAGE: &str = "A human-readable description of the status of this operation.";
-const EV_FIRST: &str =
-    "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)";
+const EV_FIRST: &str = "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)";
 const EV_COUNT: &str = "The number of times this event has occurred.";
 
 const COLUMNS: &[Column] = &[
@@ -32,20 +27,12 @@ const COLUMNS: &[Column] = &[
     col("Message", "string", EV_MESSAGE),
     wide("First Seen", "string", EV_FIRST),
     wide("Count", "string", EV_COUNT),
-    Column {
-        priority: 1,
-        ..NAME
-    },
+    Column { priority: 1, ..NAME },
 ];
 
-pub(super) const CORE_EVENT: Printer = Printer {
-    columns: COLUMNS,
-    cells: |ev, now| event_cells(ev, now, &CORE),
-};
-pub(super) const EVENTS_V1_EVENT: Printer = Printer {
-    columns: COLUMNS,
-    cells: |ev, now| event_cells(ev, now, &EVENTS_V1),
-};
+pub(super) const CORE_EVENT: Printer = Printer { columns: COLUMNS, cells: |ev, now| event_cells(ev, now, &CORE) };
+pub(super) const EVENTS_V1_EVENT: Printer =
+    Printer { columns: COLUMNS, cells: |ev, now| event_cells(ev, now, &EVENTS_V1) };
 
 /// Where each version keeps the fields the printer reads.
 struct Fields {
@@ -99,19 +86,9 @@ fn event_cells(ev: &Value, now: Timestamp, f: &Fields) -> Vec<Value> {
         "" => kind,
         name => format!("{kind}/{name}"),
     };
-    let component = first_non_empty(
-        str_at(ev, &format!("{}/component", f.source)),
-        str_at(ev, "/reportingController"),
-    );
-    let host = first_non_empty(
-        str_at(ev, &format!("{}/host", f.source)),
-        str_at(ev, "/reportingInstance"),
-    );
-    let source = if host.is_empty() {
-        component.to_string()
-    } else {
-        format!("{component}, {host}")
-    };
+    let component = first_non_empty(str_at(ev, &format!("{}/component", f.source)), str_at(ev, "/reportingController"));
+    let host = first_non_empty(str_at(ev, &format!("{}/host", f.source)), str_at(ev, "/reportingInstance"));
+    let source = if host.is_empty() { component.to_string() } else { format!("{component}, {host}") };
     vec![
         Value::from(last),
         Value::from(str_at(ev, "/type")),
@@ -170,23 +147,7 @@ mod tests {
             "regarding": {"kind": "Node"}, "reportingController": "tug-scheduler",
             "eventTime": "2024-01-01T00:05:00.000000Z", "series": {"count": 3, "lastObservedTime": "2024-01-01T00:09:00.000000Z"}});
         let r = event_cells(&ev, now(), &EVENTS_V1);
-        assert_eq!(
-            r[..4],
-            [
-                json!("60s"),
-                json!("Normal"),
-                json!("Scheduled"),
-                json!("node")
-            ]
-        );
-        assert_eq!(
-            r[5..9],
-            [
-                json!("tug-scheduler"),
-                json!("assigned"),
-                json!("5m"),
-                json!(3)
-            ]
-        );
+        assert_eq!(r[..4], [json!("60s"), json!("Normal"), json!("Scheduled"), json!("node")]);
+        assert_eq!(r[5..9], [json!("tug-scheduler"), json!("assigned"), json!("5m"), json!(3)]);
     }
 }

@@ -32,9 +32,7 @@ pub(super) fn opt_bool(v: &Value, ptr: &str) -> Option<bool> {
 }
 
 pub(super) fn list_at<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
-    at(v, ptr)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+    at(v, ptr).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 pub(super) fn map_len(v: &Value, ptr: &str) -> usize {

@@ -30,11 +30,7 @@ pub(super) fn scalar_text(v: Option<&Value>) -> Option<String> {
 pub(super) fn format_labels(map: Option<&Value>) -> String {
     let mut pairs: Vec<String> = map
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
         .unwrap_or_default();
     if pairs.is_empty() {
         return "<none>".to_string();
@@ -57,10 +53,7 @@ pub(super) fn selector_string(sel: Option<&Value>) -> Result<String, ()> {
     }
     for expr in list_at(sel, "/matchExpressions") {
         let key = str_at(expr, "/key");
-        let mut values: Vec<&str> = list_at(expr, "/values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let mut values: Vec<&str> = list_at(expr, "/values").iter().filter_map(Value::as_str).collect();
         values.sort_unstable();
         let text = match (str_at(expr, "/operator"), values.is_empty()) {
             ("In", false) => format!("{key} in ({})", values.join(",")),
@@ -75,11 +68,7 @@ pub(super) fn selector_string(sel: Option<&Value>) -> Result<String, ()> {
         reqs.push((key.to_string(), text));
     }
     reqs.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(reqs
-        .into_iter()
-        .map(|(_, text)| text)
-        .collect::<Vec<_>>()
-        .join(","))
+    Ok(reqs.into_iter().map(|(_, text)| text).collect::<Vec<_>>().join(","))
 }
 
 /// metav1.FormatLabelSelector: `<none>` when empty, `<error>` when invalid.

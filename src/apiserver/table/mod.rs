@@ -32,12 +32,10 @@ use serde_json::Value;
 
 // The shared helpers, which each printer takes from `super`.
 use duration::{human_secs, human_signed, parse_time, since, GO_ZERO_TIME};
-use fields::{
-    age, at, deleting, int_at, list_at, map_len, name, opt_bool, opt_int, opt_str, str_at,
-};
+use fields::{age, at, deleting, int_at, list_at, map_len, name, opt_bool, opt_int, opt_str, str_at};
 use format::{
-    bool_text, container_cells, format_labels, format_selector, list_with_more, load_balancer_text,
-    scalar_text, selector_string,
+    bool_text, container_cells, format_labels, format_selector, list_with_more, load_balancer_text, scalar_text,
+    selector_string,
 };
 
 /// One column definition of a Table (meta.k8s.io/v1 TableColumnDefinition).
@@ -76,10 +74,7 @@ struct Printer {
 fn printer(group: &str, kind: &str) -> Printer {
     let group = if group == "core" { "" } else { group };
     let is = |name: &str| name.eq_ignore_ascii_case(kind);
-    PRINTERS
-        .iter()
-        .find(|(g, k, plural, _)| *g == group && (is(k) || is(plural)))
-        .map_or(DEFAULT, |entry| entry.3)
+    PRINTERS.iter().find(|(g, k, plural, _)| *g == group && (is(k) || is(plural))).map_or(DEFAULT, |entry| entry.3)
 }
 
 /// The kinds with a printer of their own: (group, kind, plural, printer).
@@ -139,52 +134,25 @@ const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server
 
 /// A priority-0 column.
 const fn col(name: &'static str, type_: &'static str, description: &'static str) -> Column {
-    Column {
-        name,
-        type_,
-        format: "",
-        description,
-        priority: 0,
-    }
+    Column { name, type_, format: "", description, priority: 0 }
 }
 
 /// A priority-1 column, shown by kubectl only with `-o wide`.
 const fn wide(name: &'static str, type_: &'static str, description: &'static str) -> Column {
-    Column {
-        priority: 1,
-        ..col(name, type_, description)
-    }
+    Column { priority: 1, ..col(name, type_, description) }
 }
 
-const NAME: Column = Column {
-    name: "Name",
-    type_: "string",
-    format: "name",
-    description: NAME_DESC,
-    priority: 0,
-};
+const NAME: Column = Column { name: "Name", type_: "string", format: "name", description: NAME_DESC, priority: 0 };
 const AGE: Column = col("Age", "string", AGE_DESC);
-const CONTAINERS: Column = wide(
-    "Containers",
-    "string",
-    "Names of each container in the template.",
-);
-const IMAGES: Column = wide(
-    "Images",
-    "string",
-    "Images referenced by each container in the template.",
-);
+const CONTAINERS: Column = wide("Containers", "string", "Names of each container in the template.");
+const IMAGES: Column = wide("Images", "string", "Images referenced by each container in the template.");
 
 /// Upstream's default table convertor (kinds without a printer, e.g. roles, limitranges).
 const CREATED_AT: Printer = Printer {
     columns: &[NAME, col("Created At", "date", AGE_DESC)],
     cells: |obj, _| {
-        let created =
-            parse_time(opt_str(obj, "/metadata/creationTimestamp")).unwrap_or(GO_ZERO_TIME);
-        vec![
-            name(obj),
-            Value::from(created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        ]
+        let created = parse_time(opt_str(obj, "/metadata/creationTimestamp")).unwrap_or(GO_ZERO_TIME);
+        vec![name(obj), Value::from(created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())]
     },
 };
 

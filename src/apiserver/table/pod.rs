@@ -5,13 +5,11 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{
-    age, at, col, deleting, human_signed, int_at, list_at, name, opt_bool, opt_str, parse_time,
-    str_at,
-};
+use super::{age, at, col, deleting, human_signed, int_at, list_at, name, opt_bool, opt_str, parse_time, str_at};
 use super::{wide, Column, Printer, AGE, NAME};
 
-const POD_IP: &str = "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
+const POD_IP: &str =
+    "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
 const POD_NODE: &str = "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName. Once this field is set, the kubelet for this node becomes responsible for the lifecycle of this pod. This field should not be used to express a desire for the pod to be scheduled on a specific node. https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodename";
 const POD_NOMINATED: &str = "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.";
 const POD_GATES: &str = "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates";
@@ -32,19 +30,14 @@ const COLUMNS: &[Column] = &[
     wide("Readiness Gates", "string", POD_GATES),
 ];
 
-pub(super) const POD: Printer = Printer {
-    columns: COLUMNS,
-    cells,
-};
+pub(super) const POD: Printer = Printer { columns: COLUMNS, cells };
 
 fn cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     let summary = summarize(pod);
     let restarts = match summary.last_restart {
-        Some(t) if summary.restarts != 0 => format!(
-            "{} ({} ago)",
-            summary.restarts,
-            human_signed(now.duration_since(t))
-        ),
+        Some(t) if summary.restarts != 0 => {
+            format!("{} ({} ago)", summary.restarts, human_signed(now.duration_since(t)))
+        }
         _ => summary.restarts.to_string(),
     };
     let pod_ip = match str_at(pod, "/status/podIPs/0/ip") {
@@ -76,41 +69,26 @@ struct Summary {
 fn summarize(pod: &Value) -> Summary {
     let init_specs = list_at(pod, "/spec/initContainers");
     let is_sidecar = |c: &Value| str_at(c, "/restartPolicy") == "Always";
-    let sidecar_named = |name: &str| {
-        init_specs
-            .iter()
-            .any(|c| str_at(c, "/name") == name && is_sidecar(c))
-    };
+    let sidecar_named = |name: &str| init_specs.iter().any(|c| str_at(c, "/name") == name && is_sidecar(c));
     let conditions = list_at(pod, "/status/conditions");
     let phase = str_at(pod, "/status/phase");
     let status_reason = str_at(pod, "/status/reason");
 
-    let reason = if status_reason.is_empty() {
-        phase
-    } else {
-        status_reason
-    };
+    let reason = if status_reason.is_empty() { phase } else { status_reason };
     let mut s = Summary {
         ready: 0,
-        total: list_at(pod, "/spec/containers").len()
-            + init_specs.iter().filter(|c| is_sidecar(c)).count(),
+        total: list_at(pod, "/spec/containers").len() + init_specs.iter().filter(|c| is_sidecar(c)).count(),
         reason: reason.to_string(),
         restarts: 0,
         last_restart: None,
     };
-    if conditions
-        .iter()
-        .any(|c| str_at(c, "/type") == "PodScheduled" && str_at(c, "/reason") == "SchedulingGated")
-    {
+    if conditions.iter().any(|c| str_at(c, "/type") == "PodScheduled" && str_at(c, "/reason") == "SchedulingGated") {
         s.reason = "SchedulingGated".to_string();
     }
 
     let (mut sidecar_restarts, mut last_sidecar_restart) = (0, None);
     let mut initializing = false;
-    for (i, c) in list_at(pod, "/status/initContainerStatuses")
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in list_at(pod, "/status/initContainerStatuses").iter().enumerate() {
         let finished = last_finished(c);
         s.restarts += int_at(c, "/restartCount");
         later(&mut s.last_restart, finished);
@@ -141,10 +119,8 @@ fn summarize(pod: &Value) -> Summary {
         break;
     }
 
-    let initialized = conditions
-        .iter()
-        .find(|c| str_at(c, "/type") == "Initialized")
-        .is_some_and(|c| str_at(c, "/status") == "True");
+    let initialized =
+        conditions.iter().find(|c| str_at(c, "/type") == "Initialized").is_some_and(|c| str_at(c, "/status") == "True");
     if !initializing || initialized {
         s.restarts = sidecar_restarts;
         s.last_restart = last_sidecar_restart;
@@ -164,9 +140,7 @@ fn summarize(pod: &Value) -> Summary {
         }
         // A pod whose last container completed but another still runs is still running.
         if s.reason == "Completed" && has_running {
-            let ready = conditions
-                .iter()
-                .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
+            let ready = conditions.iter().any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
             s.reason = if ready { "Running" } else { "NotReady" }.to_string();
         }
     }
@@ -211,10 +185,7 @@ fn readiness_gates(pod: &Value) -> String {
         .iter()
         .filter(|g| {
             let wanted = str_at(g, "/conditionType");
-            conditions
-                .iter()
-                .find(|c| str_at(c, "/type") == wanted)
-                .is_some_and(|c| str_at(c, "/status") == "True")
+            conditions.iter().find(|c| str_at(c, "/type") == wanted).is_some_and(|c| str_at(c, "/status") == "True")
         })
         .count();
     format!("{met}/{}", gates.len())
@@ -253,25 +224,8 @@ mod tests {
     #[test]
     fn running_pod() {
         let r = row(base(json!([running("a", true, 0), running("b", false, 0)])));
-        assert_eq!(
-            &r[..5],
-            &[
-                json!("web"),
-                json!("1/2"),
-                json!("Running"),
-                json!("0"),
-                json!("60m")
-            ]
-        );
-        assert_eq!(
-            &r[5..],
-            &[
-                json!("10.0.0.5"),
-                json!("n1"),
-                json!("<none>"),
-                json!("<none>")
-            ]
-        );
+        assert_eq!(&r[..5], &[json!("web"), json!("1/2"), json!("Running"), json!("0"), json!("60m")]);
+        assert_eq!(&r[5..], &[json!("10.0.0.5"), json!("n1"), json!("<none>"), json!("<none>")]);
     }
 
     #[test]
@@ -287,17 +241,14 @@ mod tests {
 
     #[test]
     fn init_containers_in_progress_and_failed() {
-        let mut pod =
-            base(json!([{"name": "a", "state": {"waiting": {"reason": "PodInitializing"}}}]));
+        let mut pod = base(json!([{"name": "a", "state": {"waiting": {"reason": "PodInitializing"}}}]));
         pod["spec"]["initContainers"] = json!([{"name": "init"}]);
         pod["status"]["phase"] = json!("Pending");
-        pod["status"]["initContainerStatuses"] =
-            json!([{"name": "init", "restartCount": 0, "state": {"running": {}}}]);
+        pod["status"]["initContainerStatuses"] = json!([{"name": "init", "restartCount": 0, "state": {"running": {}}}]);
         assert_eq!(row(pod.clone())[2], json!("Init:0/1"));
         pod["status"]["initContainerStatuses"][0]["state"] = json!({"terminated": {"exitCode": 2}});
         assert_eq!(row(pod.clone())[2], json!("Init:ExitCode:2"));
-        pod["status"]["initContainerStatuses"][0]["state"] =
-            json!({"waiting": {"reason": "ImagePullBackOff"}});
+        pod["status"]["initContainerStatuses"][0]["state"] = json!({"waiting": {"reason": "ImagePullBackOff"}});
         assert_eq!(row(pod)[2], json!("Init:ImagePullBackOff"));
     }
 
@@ -305,7 +256,8 @@ mod tests {
     fn sidecar_counts_toward_ready_and_total() {
         let mut pod = base(json!([running("a", true, 1), running("b", true, 0)]));
         pod["spec"]["initContainers"] = json!([{"name": "proxy", "restartPolicy": "Always"}]);
-        pod["status"]["initContainerStatuses"] = json!([{"name": "proxy", "started": true, "ready": true, "restartCount": 2, "state": {"running": {}}}]);
+        pod["status"]["initContainerStatuses"] =
+            json!([{"name": "proxy", "started": true, "ready": true, "restartCount": 2, "state": {"running": {}}}]);
         let r = row(pod);
         assert_eq!(r[1], json!("3/3"));
         assert_eq!(r[2], json!("Running"));
@@ -331,10 +283,7 @@ mod tests {
         let mut pod = base(json!([done.clone(), done.clone()]));
         pod["status"]["phase"] = json!("Succeeded");
         pod["status"]["conditions"] = json!([]);
-        assert_eq!(
-            row(pod)[..3],
-            [json!("web"), json!("0/2"), json!("Completed")]
-        );
+        assert_eq!(row(pod)[..3], [json!("web"), json!("0/2"), json!("Completed")]);
         // The first container (printed last) completed while the other one still runs.
         let pod = base(json!([done, running("b", true, 0)]));
         assert_eq!(row(pod)[2], json!("Running"));

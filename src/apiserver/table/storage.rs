@@ -4,10 +4,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{
-    age, at, col, deleting, list_at, name, opt_bool, opt_str, scalar_text, str_at, wide, Column,
-    Printer,
-};
+use super::{age, at, col, deleting, list_at, name, opt_bool, opt_str, scalar_text, str_at, wide, Column, Printer};
 use super::{AGE, NAME};
 
 const PV_CAPACITY: &str = "capacity is the description of the persistent volume's resources and capacity. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity";
@@ -18,16 +15,14 @@ const PV_CLAIM: &str = "claimRef is part of a bi-directional binding between Per
 const PV_REASON: &str = "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.";
 const PV_MODE: &str = "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state. Value of Filesystem is implied when not included in spec.";
 const PVC_PHASE: &str = "phase represents the current phase of PersistentVolumeClaim.";
-const PVC_VOLUME: &str =
-    "volumeName is the binding reference to the PersistentVolume backing this claim.";
+const PVC_VOLUME: &str = "volumeName is the binding reference to the PersistentVolume backing this claim.";
 const PVC_CAPACITY: &str = "capacity represents the actual resources of the underlying volume.";
 const PVC_ACCESS: &str = "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1";
 const PVC_MODE: &str = "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec.";
 const SC_PROVISIONER: &str = "provisioner indicates the type of the provisioner.";
 const SC_RECLAIM: &str = "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete.";
 const SC_BINDING: &str = "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.  When unset, VolumeBindingImmediate is used. This field is only honored by servers that enable the VolumeScheduling feature.";
-const SC_EXPANSION: &str =
-    "allowVolumeExpansion shows whether the storage class allow volume expand.";
+const SC_EXPANSION: &str = "allowVolumeExpansion shows whether the storage class allow volume expand.";
 const VA_ATTACHER: &str = "attacher indicates the name of the volume driver that MUST handle this request. This is the name returned by GetPluginName().";
 const VA_PV: &str = "persistentVolumeName represents the name of the persistent volume to attach.";
 const VA_NODE: &str = "nodeName represents the node that the volume should be attached to.";
@@ -48,11 +43,7 @@ pub(super) const PERSISTENT_VOLUME: Printer = Printer {
         col("Status", "string", PV_PHASE),
         col("Claim", "string", PV_CLAIM),
         col("StorageClass", "string", "StorageClass of the pv"),
-        col(
-            "VolumeAttributesClass",
-            "string",
-            "VolumeAttributesClass of the pv",
-        ),
+        col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv"),
         col("Reason", "string", PV_REASON),
         AGE,
         wide("VolumeMode", "string", PV_MODE),
@@ -68,11 +59,7 @@ pub(super) const PERSISTENT_VOLUME_CLAIM: Printer = Printer {
         col("Capacity", "string", PVC_CAPACITY),
         col("Access Modes", "string", PVC_ACCESS),
         col("StorageClass", "string", "StorageClass of the pvc"),
-        col(
-            "VolumeAttributesClass",
-            "string",
-            "VolumeAttributesClass of the pvc",
-        ),
+        col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc"),
         AGE,
         wide("VolumeMode", "string", PVC_MODE),
     ],
@@ -89,24 +76,15 @@ pub(super) const STORAGE_CLASS: Printer = Printer {
         AGE,
     ],
     cells: |sc, now| {
-        let default = [
-            "storageclass.kubernetes.io/is-default-class",
-            "storageclass.beta.kubernetes.io/is-default-class",
-        ]
-        .iter()
-        .any(|a| {
-            at(sc, "/metadata/annotations")
-                .and_then(|m| m.get(a))
-                .and_then(Value::as_str)
-                == Some("true")
-        });
+        let default =
+            ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"]
+                .iter()
+                .any(|a| {
+                    at(sc, "/metadata/annotations").and_then(|m| m.get(a)).and_then(Value::as_str) == Some("true")
+                });
         let name = str_at(sc, "/metadata/name");
         vec![
-            Value::from(if default {
-                format!("{name} (default)")
-            } else {
-                name.to_string()
-            }),
+            Value::from(if default { format!("{name} (default)") } else { name.to_string() }),
             Value::from(str_at(sc, "/provisioner")),
             Value::from(opt_str(sc, "/reclaimPolicy").unwrap_or("Delete")),
             Value::from(opt_str(sc, "/volumeBindingMode").unwrap_or("Immediate")),
@@ -129,18 +107,10 @@ pub(super) const CSI_DRIVER: Printer = Printer {
     ],
     cells: |d, now| {
         let tokens = at(d, "/spec/tokenRequests").map_or("<unset>".to_string(), |t| {
-            let audiences: Vec<&str> = t
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| str_at(r, "/audience"))
-                .collect();
+            let audiences: Vec<&str> = t.as_array().into_iter().flatten().map(|r| str_at(r, "/audience")).collect();
             audiences.join(",")
         });
-        let modes: Vec<&str> = list_at(d, "/spec/volumeLifecycleModes")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let modes: Vec<&str> = list_at(d, "/spec/volumeLifecycleModes").iter().filter_map(Value::as_str).collect();
         vec![
             name(d),
             Value::from(opt_bool(d, "/spec/attachRequired").unwrap_or(true)),
@@ -148,11 +118,7 @@ pub(super) const CSI_DRIVER: Printer = Printer {
             Value::from(opt_bool(d, "/spec/storageCapacity").unwrap_or(false)),
             Value::from(tokens),
             Value::from(opt_bool(d, "/spec/requiresRepublish").unwrap_or(false)),
-            Value::from(if modes.is_empty() {
-                "<none>".to_string()
-            } else {
-                modes.join(",")
-            }),
+            Value::from(if modes.is_empty() { "<none>".to_string() } else { modes.join(",") }),
             age(d, now),
         ]
     },
@@ -161,30 +127,17 @@ pub(super) const CSI_DRIVER: Printer = Printer {
 pub(super) const CSI_NODE: Printer = Printer {
     columns: &[
         NAME,
-        col(
-            "Drivers",
-            "integer",
-            "Drivers indicates the number of CSI drivers registered on the node",
-        ),
+        col("Drivers", "integer", "Drivers indicates the number of CSI drivers registered on the node"),
         AGE,
     ],
-    cells: |n, now| {
-        vec![
-            name(n),
-            Value::from(list_at(n, "/spec/drivers").len()),
-            age(n, now),
-        ]
-    },
+    cells: |n, now| vec![name(n), Value::from(list_at(n, "/spec/drivers").len()), age(n, now)],
 };
 
 pub(super) const VOLUME_ATTACHMENT: Printer = Printer {
     columns: &[
         NAME,
         // Upstream marks this column with the "name" format too.
-        Column {
-            format: "name",
-            ..col("Attacher", "string", VA_ATTACHER)
-        },
+        Column { format: "name", ..col("Attacher", "string", VA_ATTACHER) },
         col("PV", "string", VA_PV),
         col("Node", "string", VA_NODE),
         col("Attached", "boolean", VA_ATTACHED),
@@ -207,9 +160,7 @@ fn pv_cells(pv: &Value, now: Timestamp) -> Vec<Value> {
         Some(c) => format!("{}/{}", str_at(c, "/namespace"), str_at(c, "/name")),
         None => String::new(),
     };
-    let class = storage_class_annotation(pv)
-        .or(opt_str(pv, "/spec/storageClassName"))
-        .unwrap_or("");
+    let class = storage_class_annotation(pv).or(opt_str(pv, "/spec/storageClassName")).unwrap_or("");
     vec![
         name(pv),
         Value::from(storage_quantity(pv, "/spec/capacity")),
@@ -230,14 +181,9 @@ fn pvc_cells(pvc: &Value, now: Timestamp) -> Vec<Value> {
     let (capacity, modes) = if volume.is_empty() {
         (String::new(), String::new())
     } else {
-        (
-            storage_quantity(pvc, "/status/capacity"),
-            access_modes(pvc, "/status/accessModes"),
-        )
+        (storage_quantity(pvc, "/status/capacity"), access_modes(pvc, "/status/accessModes"))
     };
-    let class = storage_class_annotation(pvc)
-        .or(opt_str(pvc, "/spec/storageClassName"))
-        .unwrap_or("");
+    let class = storage_class_annotation(pvc).or(opt_str(pvc, "/spec/storageClassName")).unwrap_or("");
     vec![
         name(pvc),
         Value::from(phase(pvc)),
@@ -262,9 +208,7 @@ fn phase(obj: &Value) -> &str {
 
 /// The deprecated beta storage-class annotation, which takes precedence over the spec field.
 fn storage_class_annotation(obj: &Value) -> Option<&str> {
-    at(obj, "/metadata/annotations")?
-        .get("volume.beta.kubernetes.io/storage-class")?
-        .as_str()
+    at(obj, "/metadata/annotations")?.get("volume.beta.kubernetes.io/storage-class")?.as_str()
 }
 
 /// The `storage` entry of a resource list; a zero quantity ("0") when unset.
@@ -275,17 +219,12 @@ fn storage_quantity(obj: &Value, ptr: &str) -> String {
 /// GetAccessModesAsString: the distinct modes abbreviated, in a fixed order.
 fn access_modes(obj: &Value, ptr: &str) -> String {
     let modes: Vec<&str> = list_at(obj, ptr).iter().filter_map(Value::as_str).collect();
-    [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ]
-    .iter()
-    .filter(|(mode, _)| modes.contains(mode))
-    .map(|(_, short)| *short)
-    .collect::<Vec<_>>()
-    .join(",")
+    [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")]
+        .iter()
+        .filter(|(mode, _)| modes.contains(mode))
+        .map(|(_, short)| *short)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -304,9 +243,7 @@ mod tests {
                      "persistentVolumeReclaimPolicy": "Retain", "claimRef": {"namespace": "ns", "name": "data"},
                      "storageClassName": "local-path", "volumeMode": "Filesystem"},
             "status": {"phase": "Bound"}});
-        let want = [
-            "pv1", "10Gi", "RWO,RWX", "Retain", "Bound", "ns/data", "old", "<unset>", "",
-        ];
+        let want = ["pv1", "10Gi", "RWO,RWX", "Retain", "Bound", "ns/data", "old", "<unset>", ""];
         assert_eq!(pv_cells(&pv, now())[..9], want.map(Value::from));
         assert_eq!(pv_cells(&pv, now())[10], json!("Filesystem"));
 
@@ -316,10 +253,7 @@ mod tests {
         assert_eq!(pvc_cells(&pending, now())[..7], want.map(Value::from));
         let bound = json!({"spec": {"volumeName": "pv1"}, "status": {"phase": "Bound", "capacity": {"storage": "5Gi"},
             "accessModes": ["ReadWriteOncePod"]}});
-        assert_eq!(
-            pvc_cells(&bound, now())[1..5],
-            ["Bound", "pv1", "5Gi", "RWOP"].map(Value::from)
-        );
+        assert_eq!(pvc_cells(&bound, now())[1..5], ["Bound", "pv1", "5Gi", "RWOP"].map(Value::from));
     }
 
     #[test]
@@ -337,20 +271,7 @@ mod tests {
                 json!(false)
             ]
         );
-        let r = (CSI_DRIVER.cells)(
-            &json!({"spec": {"tokenRequests": [{"audience": "a"}, {"audience": "b"}]}}),
-            now(),
-        );
-        assert_eq!(
-            r[1..7],
-            [
-                json!(true),
-                json!(false),
-                json!(false),
-                json!("a,b"),
-                json!(false),
-                json!("<none>")
-            ]
-        );
+        let r = (CSI_DRIVER.cells)(&json!({"spec": {"tokenRequests": [{"audience": "a"}, {"audience": "b"}]}}), now());
+        assert_eq!(r[1..7], [json!(true), json!(false), json!(false), json!("a,b"), json!(false), json!("<none>")]);
     }
 }

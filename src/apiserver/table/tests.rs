@@ -62,16 +62,8 @@ fn selectors_and_labels() {
     assert_eq!(format_selector(Some(&sel)), "a=1,b=2,c in (x,y),!d");
     assert_eq!(format_selector(Some(&json!({}))), "<none>");
     assert_eq!(format_selector(None), "<none>");
-    assert_eq!(
-        format_selector(Some(
-            &json!({"matchExpressions": [{"key": "a", "operator": "Gt"}]})
-        )),
-        "<error>"
-    );
-    assert_eq!(
-        format_labels(Some(&json!({"z": "1", "app": "web"}))),
-        "app=web,z=1"
-    );
+    assert_eq!(format_selector(Some(&json!({"matchExpressions": [{"key": "a", "operator": "Gt"}]}))), "<error>");
+    assert_eq!(format_labels(Some(&json!({"z": "1", "app": "web"}))), "app=web,z=1");
     assert_eq!(format_labels(None), "<none>");
 }
 
@@ -82,32 +74,14 @@ fn dispatch_and_fallbacks() {
     assert_eq!(columns("apps", "Deployment").len(), 8);
     let obj = json!({"metadata": {"name": "r", "creationTimestamp": "2024-01-01T00:00:00Z"}});
     let now = ts("2024-01-01T01:00:00Z");
-    let names: Vec<_> = columns("rbac.authorization.k8s.io", "Role")
-        .iter()
-        .map(|c| c.name)
-        .collect();
+    let names: Vec<_> = columns("rbac.authorization.k8s.io", "Role").iter().map(|c| c.name).collect();
     assert_eq!(names, ["Name", "Created At"]);
-    assert_eq!(
-        cells("rbac.authorization.k8s.io", "Role", &obj, now),
-        vec![json!("r"), json!("2024-01-01T00:00:00Z")]
-    );
-    assert_eq!(
-        cells("", "limitranges", &json!({"metadata": {"name": "l"}}), now)[1],
-        json!("0001-01-01T00:00:00Z")
-    );
-    let names: Vec<_> = columns("example.com", "Widget")
-        .iter()
-        .map(|c| c.name)
-        .collect();
+    assert_eq!(cells("rbac.authorization.k8s.io", "Role", &obj, now), vec![json!("r"), json!("2024-01-01T00:00:00Z")]);
+    assert_eq!(cells("", "limitranges", &json!({"metadata": {"name": "l"}}), now)[1], json!("0001-01-01T00:00:00Z"));
+    let names: Vec<_> = columns("example.com", "Widget").iter().map(|c| c.name).collect();
     assert_eq!(names, ["Name", "Age"]);
-    assert_eq!(
-        cells("example.com", "Widget", &obj, now),
-        vec![json!("r"), json!("60m")]
-    );
-    assert_eq!(
-        cells("example.com", "Widget", &json!(null), now),
-        vec![json!(""), Value::Null]
-    );
+    assert_eq!(cells("example.com", "Widget", &obj, now), vec![json!("r"), json!("60m")]);
+    assert_eq!(cells("example.com", "Widget", &json!(null), now), vec![json!(""), Value::Null]);
 }
 
 #[test]
@@ -121,25 +95,12 @@ fn every_printer_survives_garbage_and_matches_its_columns() {
                "subsets": [{"addresses": [{"ip": "::1"}], "ports": [{"port": "x"}]}], "ports": [{}], "endpoints": [{}]}),
     ];
     let now = ts("2024-01-01T00:00:00Z");
-    let kinds = PRINTERS
-        .iter()
-        .map(|(g, k, _, _)| (*g, *k))
-        .chain([("example.com", "Widget")]);
+    let kinds = PRINTERS.iter().map(|(g, k, _, _)| (*g, *k)).chain([("example.com", "Widget")]);
     for (group, kind) in kinds {
         let cols = columns(group, kind);
-        assert_eq!(
-            cols.iter()
-                .filter(|c| c.name == "Name" && c.format == "name")
-                .count(),
-            1,
-            "{group}/{kind}"
-        );
+        assert_eq!(cols.iter().filter(|c| c.name == "Name" && c.format == "name").count(), 1, "{group}/{kind}");
         for obj in &garbage {
-            assert_eq!(
-                cells(group, kind, obj, now).len(),
-                cols.len(),
-                "{group}/{kind} {obj}"
-            );
+            assert_eq!(cells(group, kind, obj, now).len(), cols.len(), "{group}/{kind} {obj}");
         }
     }
 }

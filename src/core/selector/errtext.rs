@@ -108,16 +108,10 @@ mod tests {
     #[test]
     fn bad_values() {
         let v = vec!["a".to_string(), "<b>\"\n\u{1}".to_string()];
-        assert_eq!(
-            BadValue::Strings(Some(&v)).render(),
-            r#"[]string{"a", "<b>\"\n\x01"}"#
-        );
+        assert_eq!(BadValue::Strings(Some(&v)).render(), r#"[]string{"a", "<b>\"\n\x01"}"#);
         assert_eq!(BadValue::Strings(Some(&[])).render(), "[]string{}");
         assert_eq!(BadValue::Strings(None).render(), "[]string(nil)");
-        assert_eq!(
-            invalid("values[0][x]", BadValue::Str("a b"), "bad"),
-            "values[0][x]: Invalid value: \"a b\": bad"
-        );
+        assert_eq!(invalid("values[0][x]", BadValue::Str("a b"), "bad"), "values[0][x]: Invalid value: \"a b\": bad");
     }
 
     #[test]

@@ -49,9 +49,7 @@ pub fn unescape_value(s: &str) -> Result<String, SelectorError> {
     for c in s.chars() {
         if in_slash {
             if !matches!(c, '\\' | ',' | '=') {
-                return Err(SelectorError::Field(format!(
-                    "invalid field selector: invalid escape sequence: \\{c}"
-                )));
+                return Err(SelectorError::Field(format!("invalid field selector: invalid escape sequence: \\{c}")));
             }
             out.push(c);
             in_slash = false;
@@ -70,9 +68,7 @@ pub fn unescape_value(s: &str) -> Result<String, SelectorError> {
         }
     }
     if in_slash {
-        return Err(SelectorError::Field(
-            "invalid field selector: invalid escape sequence: \\".to_string(),
-        ));
+        return Err(SelectorError::Field("invalid field selector: invalid escape sequence: \\".to_string()));
     }
     Ok(out)
 }
@@ -136,9 +132,7 @@ impl FieldSelector {
                 continue;
             }
             let Some((field, op, raw)) = split_term(part) else {
-                return Err(SelectorError::Field(format!(
-                    "invalid selector: '{s}'; can't understand '{part}'"
-                )));
+                return Err(SelectorError::Field(format!("invalid selector: '{s}'; can't understand '{part}'")));
             };
             let value = unescape_value(raw)?;
             // Upstream's identity transform turns `=` (no field, no value)
@@ -146,11 +140,7 @@ impl FieldSelector {
             if field.is_empty() && value.is_empty() {
                 continue;
             }
-            requirements.push(FieldRequirement {
-                field: field.to_string(),
-                op,
-                value,
-            });
+            requirements.push(FieldRequirement { field: field.to_string(), op, value });
         }
         Ok(FieldSelector { requirements })
     }
@@ -178,10 +168,7 @@ impl FieldSelector {
 
     /// The value `field` must equal, when a `=` term pins it.
     pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
-        self.requirements
-            .iter()
-            .find(|r| r.field == field && r.op == FieldOp::Equals)
-            .map(|r| r.value.as_str())
+        self.requirements.iter().find(|r| r.field == field && r.op == FieldOp::Equals).map(|r| r.value.as_str())
     }
 }
 

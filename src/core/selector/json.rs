@@ -21,15 +21,8 @@ fn kind(v: &Value) -> &'static str {
 
 /// Go names the innermost struct and the full field path.
 fn type_error(v: &Value, field: &str, go_type: &str) -> String {
-    let owner = if field.starts_with("matchExpressions.") {
-        "LabelSelectorRequirement"
-    } else {
-        "LabelSelector"
-    };
-    format!(
-        "json: cannot unmarshal {} into Go struct field {owner}.{field} of type {go_type}",
-        kind(v)
-    )
+    let owner = if field.starts_with("matchExpressions.") { "LabelSelectorRequirement" } else { "LabelSelector" };
+    format!("json: cannot unmarshal {} into Go struct field {owner}.{field} of type {go_type}", kind(v))
 }
 
 /// A Go `string` field: `null` or absent decode to "".
@@ -46,21 +39,13 @@ type Expr = (String, String, Vec<String>);
 
 fn decode_expr(expr: &Map<String, Value>) -> Result<Expr, String> {
     let key = string_field(expr.get("key"), "matchExpressions.key", "string")?;
-    let op = string_field(
-        expr.get("operator"),
-        "matchExpressions.operator",
-        "v1.LabelSelectorOperator",
-    )?;
+    let op = string_field(expr.get("operator"), "matchExpressions.operator", "v1.LabelSelectorOperator")?;
     let mut values = Vec::new();
     match expr.get("values") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for item in items {
-                values.push(string_field(
-                    Some(item),
-                    "matchExpressions.values",
-                    "string",
-                )?);
+                values.push(string_field(Some(item), "matchExpressions.values", "string")?);
             }
         }
         Some(other) => return Err(type_error(other, "matchExpressions.values", "[]string")),
@@ -74,12 +59,7 @@ fn requirement_from((key, op_name, values): Expr) -> Result<Requirement, String>
         "NotIn" => Operator::NotIn,
         "Exists" => Operator::Exists,
         "DoesNotExist" => Operator::DoesNotExist,
-        _ => {
-            return Err(format!(
-                "{} is not a valid label selector operator",
-                super::errtext::go_quote(&op_name)
-            ))
-        }
+        _ => return Err(format!("{} is not a valid label selector operator", super::errtext::go_quote(&op_name))),
     };
     // Upstream copies the values with append([]string(nil), ...), so an empty
     // list is a nil slice and prints as `[]string(nil)`.
@@ -93,12 +73,7 @@ pub(super) fn convert(v: &Value) -> Result<LabelSelector, String> {
     let obj = match v {
         Value::Null => return Ok(LabelSelector::nothing()),
         Value::Object(obj) => obj,
-        other => {
-            return Err(format!(
-                "json: cannot unmarshal {} into Go value of type v1.LabelSelector",
-                kind(other)
-            ))
-        }
+        other => return Err(format!("json: cannot unmarshal {} into Go value of type v1.LabelSelector", kind(other))),
     };
     let mut labels = Vec::new();
     match obj.get("matchLabels") {
@@ -118,23 +93,11 @@ pub(super) fn convert(v: &Value) -> Result<LabelSelector, String> {
                 exprs.push(match item {
                     Value::Null => (String::new(), String::new(), Vec::new()),
                     Value::Object(m) => decode_expr(m)?,
-                    other => {
-                        return Err(type_error(
-                            other,
-                            "matchExpressions",
-                            "v1.LabelSelectorRequirement",
-                        ))
-                    }
+                    other => return Err(type_error(other, "matchExpressions", "v1.LabelSelectorRequirement")),
                 });
             }
         }
-        Some(other) => {
-            return Err(type_error(
-                other,
-                "matchExpressions",
-                "[]v1.LabelSelectorRequirement",
-            ))
-        }
+        Some(other) => return Err(type_error(other, "matchExpressions", "[]v1.LabelSelectorRequirement")),
     }
     if labels.is_empty() && exprs.is_empty() {
         return Ok(LabelSelector::everything());
@@ -178,11 +141,7 @@ mod tests {
         let nothing = conv(Value::Null);
         assert!(nothing.matches_nothing() && !nothing.is_empty());
         assert!(!nothing.matches(&labels(json!({}))));
-        for empty in [
-            json!({}),
-            json!({"matchLabels": {}}),
-            json!({"matchLabels": null, "matchExpressions": []}),
-        ] {
+        for empty in [json!({}), json!({"matchLabels": {}}), json!({"matchLabels": null, "matchExpressions": []})] {
             let s = conv(empty);
             assert!(s.is_empty());
             assert!(s.matches(&labels(json!({"a": "b"}))));
@@ -200,10 +159,7 @@ mod tests {
                 {"key": "legacy", "operator": "DoesNotExist", "values": []},
             ]
         }));
-        assert_eq!(
-            s.to_string(),
-            "app=web,canary notin (true),env in (prod,staging),!legacy,owner,tier=front"
-        );
+        assert_eq!(s.to_string(), "app=web,canary notin (true),env in (prod,staging),!legacy,owner,tier=front");
         assert_eq!(s.requirements()[0].operator(), Operator::Equals);
         let mut l = labels(json!({"app": "web", "tier": "front", "env": "prod", "owner": "me"}));
         assert!(s.matches(&l));
@@ -224,10 +180,7 @@ mod tests {
             err(json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]})),
             "\"Gt\" is not a valid label selector operator"
         );
-        assert_eq!(
-            err(json!({"matchExpressions": [{"key": "a"}]})),
-            "\"\" is not a valid label selector operator"
-        );
+        assert_eq!(err(json!({"matchExpressions": [{"key": "a"}]})), "\"\" is not a valid label selector operator");
         assert_eq!(
             err(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})),
             "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
@@ -240,19 +193,13 @@ mod tests {
             .starts_with("key: Invalid value: \"bad key\": name part must consist of"));
         assert_eq!(
             err(json!({"matchLabels": {"k": "v".repeat(64)}})),
-            format!(
-                "values[0][k]: Invalid value: \"{}\": must be no more than 63 characters",
-                "v".repeat(64)
-            )
+            format!("values[0][k]: Invalid value: \"{}\": must be no more than 63 characters", "v".repeat(64))
         );
     }
 
     #[test]
     fn wrong_shapes() {
-        assert_eq!(
-            err(json!([])),
-            "json: cannot unmarshal array into Go value of type v1.LabelSelector"
-        );
+        assert_eq!(err(json!([])), "json: cannot unmarshal array into Go value of type v1.LabelSelector");
         assert_eq!(
             err(json!({"matchLabels": {"a": 1}})),
             "json: cannot unmarshal number into Go struct field LabelSelector.matchLabels of type string"
@@ -270,10 +217,7 @@ mod tests {
             "json: cannot unmarshal string into Go struct field LabelSelectorRequirement.matchExpressions.values of type []string"
         );
         // Shape errors win over requirement errors, as in Go's decode-then-convert.
-        assert!(
-            err(json!({"matchLabels": {"bad key": "v"}, "matchExpressions": 1}))
-                .starts_with("json: ")
-        );
+        assert!(err(json!({"matchLabels": {"bad key": "v"}, "matchExpressions": 1})).starts_with("json: "));
         // Null members decode to zero values.
         let s = conv(json!({"matchLabels": {"a": null}}));
         assert!(s.matches(&labels(json!({"a": ""}))));

@@ -47,11 +47,7 @@ impl Requirement {
 
     /// As [`Requirement::new`]; `None` values print as `null` in errors (a Go
     /// nil slice), `Some` as a JSON array.
-    pub(super) fn build(
-        key: String,
-        op: Operator,
-        values: Option<Vec<String>>,
-    ) -> Result<Self, String> {
+    pub(super) fn build(key: String, op: Operator, values: Option<Vec<String>>) -> Result<Self, String> {
         let mut errs = Vec::new();
         let key_errs = validate_key(&key);
         if !key_errs.is_empty() {
@@ -60,30 +56,18 @@ impl Requirement {
         let vals = values.as_deref().unwrap_or_default();
         let bad = BadValue::Strings(values.as_deref());
         match op {
-            Operator::In | Operator::NotIn if vals.is_empty() => errs.push(invalid(
-                "values",
-                bad,
-                "for 'in', 'notin' operators, values set can't be empty",
-            )),
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if vals.len() != 1 => {
-                errs.push(invalid(
-                    "values",
-                    bad,
-                    "exact-match compatibility requires one single value",
-                ))
+            Operator::In | Operator::NotIn if vals.is_empty() => {
+                errs.push(invalid("values", bad, "for 'in', 'notin' operators, values set can't be empty"))
             }
-            Operator::Exists | Operator::DoesNotExist if !vals.is_empty() => errs.push(invalid(
-                "values",
-                bad,
-                "values set must be empty for exists and does not exist",
-            )),
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if vals.len() != 1 => {
+                errs.push(invalid("values", bad, "exact-match compatibility requires one single value"))
+            }
+            Operator::Exists | Operator::DoesNotExist if !vals.is_empty() => {
+                errs.push(invalid("values", bad, "values set must be empty for exists and does not exist"))
+            }
             Operator::GreaterThan | Operator::LessThan => {
                 if vals.len() != 1 {
-                    errs.push(invalid(
-                        "values",
-                        bad,
-                        "for 'Gt', 'Lt' operators, exactly one value is required",
-                    ));
+                    errs.push(invalid("values", bad, "for 'Gt', 'Lt' operators, exactly one value is required"));
                 }
                 for (i, v) in vals.iter().enumerate() {
                     if v.parse::<i64>().is_err() {
@@ -189,27 +173,19 @@ impl LabelSelector {
 
     /// Selects no object.
     pub fn nothing() -> Self {
-        LabelSelector {
-            requirements: Vec::new(),
-            nothing: true,
-        }
+        LabelSelector { requirements: Vec::new(), nothing: true }
     }
 
     /// Parses a `labelSelector=` query string value as upstream does; the
     /// error's Display is the upstream message.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
-        parser::parse(s)
-            .map(Self::from_requirements)
-            .map_err(SelectorError::Label)
+        parser::parse(s).map(Self::from_requirements).map_err(SelectorError::Label)
     }
 
     /// The selector for these requirements (sorted by key, as upstream).
     pub fn from_requirements(mut requirements: Vec<Requirement>) -> Self {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector {
-            requirements,
-            nothing: false,
-        }
+        LabelSelector { requirements, nothing: false }
     }
 
     /// Converts a metav1.LabelSelector object (`matchLabels`,

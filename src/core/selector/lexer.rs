@@ -122,10 +122,7 @@ impl<'a> Lexer<'a> {
             Some((tok, end)) => (tok, self.slice(start, end).to_string()),
             None => {
                 let buf = self.slice(start, self.pos);
-                (
-                    Token::Error,
-                    format!("error expected: keyword found '{buf}'"),
-                )
+                (Token::Error, format!("error expected: keyword found '{buf}'"))
             }
         }
     }
@@ -196,54 +193,21 @@ mod tests {
 
     #[test]
     fn sequences() {
-        assert_eq!(
-            toks("key in ( value )"),
-            [Identifier, In, OpenPar, Identifier, ClosedPar, EndOfString]
-        );
+        assert_eq!(toks("key in ( value )"), [Identifier, In, OpenPar, Identifier, ClosedPar, EndOfString]);
         assert_eq!(
             toks("key notin ( value1, value2 )"),
-            [
-                Identifier,
-                NotIn,
-                OpenPar,
-                Identifier,
-                Comma,
-                Identifier,
-                ClosedPar,
-                EndOfString
-            ]
+            [Identifier, NotIn, OpenPar, Identifier, Comma, Identifier, ClosedPar, EndOfString]
         );
         assert_eq!(toks("!key"), [DoesNotExist, Identifier, EndOfString]);
         assert_eq!(
             toks("== != (), = notin"),
-            [
-                DoubleEquals,
-                NotEquals,
-                OpenPar,
-                ClosedPar,
-                Comma,
-                Equals,
-                NotIn,
-                EndOfString
-            ]
+            [DoubleEquals, NotEquals, OpenPar, ClosedPar, Comma, Equals, NotIn, EndOfString]
         );
-        assert_eq!(
-            toks("key>2"),
-            [Identifier, GreaterThan, Identifier, EndOfString]
-        );
-        assert_eq!(
-            toks("key<1"),
-            [Identifier, LessThan, Identifier, EndOfString]
-        );
+        assert_eq!(toks("key>2"), [Identifier, GreaterThan, Identifier, EndOfString]);
+        assert_eq!(toks("key<1"), [Identifier, LessThan, Identifier, EndOfString]);
         // Longest match, then a fresh token: "!==" is "!=" then "=".
-        assert_eq!(
-            toks("a!==b"),
-            [Identifier, NotEquals, Equals, Identifier, EndOfString]
-        );
-        assert_eq!(
-            toks("a>=1"),
-            [Identifier, GreaterThan, Equals, Identifier, EndOfString]
-        );
+        assert_eq!(toks("a!==b"), [Identifier, NotEquals, Equals, Identifier, EndOfString]);
+        assert_eq!(toks("a>=1"), [Identifier, GreaterThan, Equals, Identifier, EndOfString]);
         assert_eq!(toks(" \t\r\n"), [EndOfString]);
     }
 

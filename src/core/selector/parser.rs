@@ -59,9 +59,7 @@ impl Parser {
             let (tok, lit) = self.lookahead(Ctx::Values);
             match tok {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self
-                        .requirement()
-                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self.requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
                     reqs.push(r);
                     let (t, l) = self.consume(Ctx::Values);
                     match t {
@@ -69,20 +67,14 @@ impl Parser {
                         Token::Comma => {
                             let (t2, l2) = self.lookahead(Ctx::Values);
                             if t2 != Token::Identifier && t2 != Token::DoesNotExist {
-                                return Err(format!(
-                                    "found '{l2}', expected: identifier after ','"
-                                ));
+                                return Err(format!("found '{l2}', expected: identifier after ','"));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
                     }
                 }
                 Token::EndOfString => return Ok(reqs),
-                _ => {
-                    return Err(format!(
-                        "found '{lit}', expected: !, identifier, or 'end of string'"
-                    ))
-                }
+                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
             }
         }
     }
@@ -212,10 +204,7 @@ impl Parser {
 
 /// Parses a selector string into requirements sorted by key.
 pub(super) fn parse(s: &str) -> Result<Vec<Requirement>, String> {
-    let mut p = Parser {
-        items: tokenize(s),
-        pos: 0,
-    };
+    let mut p = Parser { items: tokenize(s), pos: 0 };
     let mut reqs = p.parse()?;
     reqs.sort_by(|a, b| a.key().cmp(b.key()));
     Ok(reqs)

@@ -33,18 +33,7 @@ fn sel(s: &str) -> LabelSelector {
 
 #[test]
 fn good_strings_round_trip() {
-    for s in [
-        "x=a,y=b,z=c",
-        "",
-        "x!=a,y=b",
-        "x=",
-        "x= ",
-        "x=,z= ",
-        "x= ,z= ",
-        "!x",
-        "x>1",
-        "x>1,z<5",
-    ] {
+    for s in ["x=a,y=b,z=c", "", "x!=a,y=b", "x=", "x= ", "x=,z= ", "x= ,z= ", "!x", "x>1", "x>1,z<5"] {
         assert_eq!(sel(s).to_string(), s.replace(' ', ""), "{s:?}");
     }
     assert_eq!(sel("x=a,a=x").to_string(), sel("a=x,x=a").to_string());
@@ -92,106 +81,40 @@ fn whitespace_and_sets() {
     assert_eq!(vals("x in (,,)"), [""]);
     assert_eq!(vals("x in (b,a,b)"), ["a", "b"]);
     // 'in' and 'notin' are plain words where no operator is expected.
-    assert_eq!(
-        vals("a in (x,y,notin, z,in)"),
-        ["in", "notin", "x", "y", "z"]
-    );
+    assert_eq!(vals("a in (x,y,notin, z,in)"), ["in", "notin", "x", "y", "z"]);
     assert_eq!(sel("in in (in)").to_string(), "in in (in)");
     assert_eq!(sel("notin=in").to_string(), "notin=in");
-    assert_eq!(
-        sel("x notin (abc,,def),bar,z in (),w").to_string(),
-        "bar,w,x notin (,abc,def),z in ()"
-    );
+    assert_eq!(sel("x notin (abc,,def),bar,z in (),w").to_string(), "bar,w,x notin (,abc,def),z in ()");
 }
 
 #[test]
 fn syntax_errors() {
     let ws = "found '', expected: identifier after ','";
     for (s, want) in [
-        (
-            "=x",
-            "found '=', expected: !, identifier, or 'end of string'".to_string(),
-        ),
-        (
-            "(",
-            "found '(', expected: !, identifier, or 'end of string'".into(),
-        ),
-        (
-            ",x",
-            "found ',', expected: !, identifier, or 'end of string'".into(),
-        ),
-        (
-            "!=a",
-            "found '!=', expected: !, identifier, or 'end of string'".into(),
-        ),
+        ("=x", "found '=', expected: !, identifier, or 'end of string'".to_string()),
+        ("(", "found '(', expected: !, identifier, or 'end of string'".into()),
+        (",x", "found ',', expected: !, identifier, or 'end of string'".into()),
+        ("!=a", "found '!=', expected: !, identifier, or 'end of string'".into()),
         ("x,,y", "found ',', expected: identifier after ','".into()),
         ("a in (xyz),", ws.into()),
         ("a,", ws.into()),
-        (
-            "x==a==b",
-            "found '==', expected: ',' or 'end of string'".into(),
-        ),
+        ("x==a==b", "found '==', expected: ',' or 'end of string'".into()),
         ("!x=a", "found '=', expected: ',' or 'end of string'".into()),
-        (
-            "a in (xyz)b notin ()",
-            "found 'b', expected: ',' or 'end of string'".into(),
-        ),
-        (
-            "x=a b",
-            "found 'b', expected: ',' or 'end of string'".into(),
-        ),
-        (
-            "a in (b",
-            "unable to parse requirement: found '', expected: ',' or ')'".into(),
-        ),
-        (
-            "a in (xyz abc)",
-            "unable to parse requirement: found 'abc', expected: ',' or ')'".into(),
-        ),
-        (
-            "a notin(",
-            "unable to parse requirement: found '', expected: ',', ')' or identifier".into(),
-        ),
-        (
-            "a in (=)",
-            "unable to parse requirement: found '=', expected: ',', ')' or identifier".into(),
-        ),
-        (
-            "a in (b,=)",
-            "unable to parse requirement: found '=', expected: ',', or identifier".into(),
-        ),
-        (
-            "a in b",
-            "unable to parse requirement: found 'b' expected: '('".into(),
-        ),
-        (
-            "a (",
-            format!("unable to parse requirement: found '(', expected: {OPS}"),
-        ),
-        (
-            "x nott in (y)",
-            format!("unable to parse requirement: found 'nott', expected: {OPS}"),
-        ),
-        (
-            "a !b",
-            format!("unable to parse requirement: found '!', expected: {OPS}"),
-        ),
-        (
-            "!",
-            "unable to parse requirement: found '', expected: identifier".into(),
-        ),
-        (
-            "!!a",
-            "unable to parse requirement: found '!', expected: identifier".into(),
-        ),
-        (
-            "x=(",
-            "unable to parse requirement: found '(', expected: identifier".into(),
-        ),
-        (
-            "x>=1",
-            "unable to parse requirement: found '=', expected: identifier".into(),
-        ),
+        ("a in (xyz)b notin ()", "found 'b', expected: ',' or 'end of string'".into()),
+        ("x=a b", "found 'b', expected: ',' or 'end of string'".into()),
+        ("a in (b", "unable to parse requirement: found '', expected: ',' or ')'".into()),
+        ("a in (xyz abc)", "unable to parse requirement: found 'abc', expected: ',' or ')'".into()),
+        ("a notin(", "unable to parse requirement: found '', expected: ',', ')' or identifier".into()),
+        ("a in (=)", "unable to parse requirement: found '=', expected: ',', ')' or identifier".into()),
+        ("a in (b,=)", "unable to parse requirement: found '=', expected: ',', or identifier".into()),
+        ("a in b", "unable to parse requirement: found 'b' expected: '('".into()),
+        ("a (", format!("unable to parse requirement: found '(', expected: {OPS}")),
+        ("x nott in (y)", format!("unable to parse requirement: found 'nott', expected: {OPS}")),
+        ("a !b", format!("unable to parse requirement: found '!', expected: {OPS}")),
+        ("!", "unable to parse requirement: found '', expected: identifier".into()),
+        ("!!a", "unable to parse requirement: found '!', expected: identifier".into()),
+        ("x=(", "unable to parse requirement: found '(', expected: identifier".into()),
+        ("x>=1", "unable to parse requirement: found '=', expected: identifier".into()),
     ] {
         assert_eq!(err(s), want, "{s:?}");
     }
@@ -199,30 +122,21 @@ fn syntax_errors() {
 
 #[test]
 fn invalid_keys_and_values() {
-    let key_err = |k: &str, msg: &str| {
-        format!("unable to parse requirement: <nil>: Invalid value: \"{k}\": {msg}")
-    };
+    let key_err = |k: &str, msg: &str| format!("unable to parse requirement: <nil>: Invalid value: \"{k}\": {msg}");
     assert_eq!(err("A@"), key_err("A@", QNAME_MSG));
     assert_eq!(err("-a=b"), key_err("-a", QNAME_MSG));
     assert_eq!(err("/a"), key_err("/a", "prefix part must be non-empty"));
-    assert_eq!(
-        err("a/=b"),
-        key_err("a/", &format!("name part must be non-empty; {QNAME_MSG}"))
-    );
+    assert_eq!(err("a/=b"), key_err("a/", &format!("name part must be non-empty; {QNAME_MSG}")));
     let long = "k".repeat(64);
-    assert_eq!(
-        err(&long),
-        key_err(&long, "name part must be no more than 63 characters")
-    );
+    assert_eq!(err(&long), key_err(&long, "name part must be no more than 63 characters"));
     assert!(LabelSelector::parse(&"k".repeat(63)).is_ok());
-    assert!(err("a/b/c").starts_with(
-        "unable to parse requirement: <nil>: Invalid value: \"a/b/c\": a qualified name must"
-    ));
+    assert!(
+        err("a/b/c").starts_with("unable to parse requirement: <nil>: Invalid value: \"a/b/c\": a qualified name must")
+    );
     assert_eq!(err("ключ"), key_err("ключ", QNAME_MSG));
 
-    let val_err = |path: &str, v: &str| {
-        format!("unable to parse requirement: {path}: Invalid value: \"{v}\": {VALUE_MSG}")
-    };
+    let val_err =
+        |path: &str, v: &str| format!("unable to parse requirement: {path}: Invalid value: \"{v}\": {VALUE_MSG}");
     assert_eq!(err("x=a||y=b"), val_err("values[0][x]", "a||y"));
     assert_eq!(err("x in (ok,-bad)"), val_err("values[0][x]", "-bad"));
     assert_eq!(
@@ -234,7 +148,9 @@ fn invalid_keys_and_values() {
     let v64 = "v".repeat(64);
     assert_eq!(
         err(&format!("x={v64}")),
-        format!("unable to parse requirement: values[0][x]: Invalid value: \"{v64}\": must be no more than 63 characters")
+        format!(
+            "unable to parse requirement: values[0][x]: Invalid value: \"{v64}\": must be no more than 63 characters"
+        )
     );
     assert!(LabelSelector::parse(&format!("x={}", "v".repeat(63))).is_ok());
     assert_eq!(err("x>-1"), val_err("values[0][x]", "-1"));
@@ -293,10 +209,7 @@ fn matching() {
 #[test]
 fn empty_everything_nothing() {
     assert!(sel("").is_empty());
-    assert_eq!(
-        err(" , "),
-        "found ',', expected: !, identifier, or 'end of string'"
-    );
+    assert_eq!(err(" , "), "found ',', expected: !, identifier, or 'end of string'");
     assert!(!sel("a").is_empty());
     assert!(LabelSelector::everything().matches(&Map::new()));
     let nothing = LabelSelector::nothing();
@@ -329,10 +242,8 @@ fn requirement_constructor() {
         msg(Requirement::new("x13", Operator::GreaterThan, vec![])).as_deref(),
         Some("values: Invalid value: []string{}: for 'Gt', 'Lt' operators, exactly one value is required")
     );
-    assert!(
-        msg(Requirement::new(&"a".repeat(254), Operator::Exists, vec![]))
-            .is_some_and(|m| m.starts_with("key: Invalid value: \"aaa"))
-    );
+    assert!(msg(Requirement::new(&"a".repeat(254), Operator::Exists, vec![]))
+        .is_some_and(|m| m.starts_with("key: Invalid value: \"aaa")));
     assert!(Requirement::new("x", Operator::NotIn, vec!["".into()]).is_ok());
 }
 
@@ -340,16 +251,11 @@ fn requirement_constructor() {
 /// without panicking; so does multi-byte and NUL input.
 #[test]
 fn never_panics() {
-    let alphabet = [
-        "a", "!", "=", "(", ")", ",", " ", "<", ">", "in", "é", "\0", "/", "\\",
-    ];
+    let alphabet = ["a", "!", "=", "(", ")", ",", " ", "<", ">", "in", "é", "\0", "/", "\\"];
     let mut inputs = vec![String::new()];
     let mut layer = inputs.clone();
     for _ in 0..4 {
-        layer = layer
-            .iter()
-            .flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}")))
-            .collect();
+        layer = layer.iter().flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}"))).collect();
         inputs.extend(layer.iter().cloned());
     }
     for s in &inputs {

@@ -146,19 +146,11 @@ fn parse_sloppy(value: &str) -> Option<Parsed> {
             let mut bytes = [0u8; 16];
             bytes[..12].copy_from_slice(&V4_MAPPED_PREFIX);
             bytes[12..].copy_from_slice(&v4);
-            Some(Parsed {
-                bytes,
-                v6_text: false,
-                strict,
-            })
+            Some(Parsed { bytes, v6_text: false, strict })
         }
         _ => {
             let bytes = parse_v6(s, &mut strict)?;
-            Some(Parsed {
-                bytes,
-                v6_text: true,
-                strict,
-            })
+            Some(Parsed { bytes, v6_text: true, strict })
         }
     }
 }
@@ -169,10 +161,7 @@ fn canonical(bytes: &[u8; 16]) -> String {
     if bytes[..12] == V4_MAPPED_PREFIX {
         return format!("{}.{}.{}.{}", bytes[12], bytes[13], bytes[14], bytes[15]);
     }
-    let groups: Vec<u16> = bytes
-        .chunks(2)
-        .map(|c| (u16::from(c[0]) << 8) | u16::from(c[1]))
-        .collect();
+    let groups: Vec<u16> = bytes.chunks(2).map(|c| (u16::from(c[0]) << 8) | u16::from(c[1])).collect();
     let (mut best_start, mut best_len) = (usize::MAX, 0);
     let mut i = 0;
     while i < 8 {
@@ -264,11 +253,7 @@ mod tests {
             ("1:2:3:4:5:6::8", "1:2:3:4:5:6:0:8"),
             ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
         ] {
-            assert_eq!(
-                is_valid_ip(ip),
-                vec![format!("must be in canonical form (\"{canon}\")")],
-                "{ip}"
-            );
+            assert_eq!(is_valid_ip(ip), vec![format!("must be in canonical form (\"{canon}\")")], "{ip}");
         }
     }
 
@@ -322,10 +307,7 @@ mod tests {
         let alphabet = ["0", "1", "f", ":", ".", "%", "é", "255", "::"];
         let mut layer = vec![String::new()];
         for _ in 0..5 {
-            layer = layer
-                .iter()
-                .flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}")))
-                .collect();
+            layer = layer.iter().flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}"))).collect();
             for s in &layer {
                 if is_valid_ip(s).is_empty() {
                     assert!(!s.contains('%') && !s.contains('é'), "{s}");

@@ -15,39 +15,19 @@ fn s(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn regex_error_format() {
-    assert_eq!(
-        regex_error("m", "re", &[]),
-        "m (regex used for validation is 're')"
-    );
-    assert_eq!(
-        regex_error("m", "re", &["a", "b"]),
-        "m (e.g. 'a',  or 'b', regex used for validation is 're')"
-    );
+    assert_eq!(regex_error("m", "re", &[]), "m (regex used for validation is 're')");
+    assert_eq!(regex_error("m", "re", &["a", "b"]), "m (e.g. 'a',  or 'b', regex used for validation is 're')");
 }
 
 #[test]
 fn dns1123_subdomain() {
-    for ok in [
-        "a",
-        "ab",
-        "a-b",
-        "0",
-        "a.b",
-        "a.b.c-d",
-        "1.2.3.4",
-        &"a".repeat(253),
-    ] {
+    for ok in ["a", "ab", "a-b", "0", "a.b", "a.b.c-d", "1.2.3.4", &"a".repeat(253)] {
         assert!(is_dns1123_subdomain(ok).is_empty(), "{ok}");
     }
-    for bad in [
-        "", "A", "-a", "a-", "a..b", ".a", "a.", "a_b", "a b", "é", "a\n", "a.-b",
-    ] {
+    for bad in ["", "A", "-a", "a-", "a..b", ".a", "a.", "a_b", "a b", "é", "a\n", "a.-b"] {
         assert_eq!(is_dns1123_subdomain(bad), s(&[SUBDOMAIN_MSG]), "{bad:?}");
     }
-    assert_eq!(
-        is_dns1123_subdomain(&"a".repeat(254)),
-        s(&["must be no more than 253 characters"])
-    );
+    assert_eq!(is_dns1123_subdomain(&"a".repeat(254)), s(&["must be no more than 253 characters"]));
     assert_eq!(
         is_dns1123_subdomain(&format!("-{}", "a".repeat(253))),
         s(&["must be no more than 253 characters", SUBDOMAIN_MSG])
@@ -63,10 +43,7 @@ fn dns1123_label() {
         assert_eq!(is_dns1123_label(bad), s(&[LABEL_MSG]), "{bad:?}");
     }
     assert_eq!(is_dns1123_label("a.b"), s(&["must not contain dots"]));
-    assert_eq!(
-        is_dns1123_label(&"a".repeat(64)),
-        s(&["must be no more than 63 characters"])
-    );
+    assert_eq!(is_dns1123_label(&"a".repeat(64)), s(&["must be no more than 63 characters"]));
 }
 
 #[test]
@@ -77,10 +54,7 @@ fn dns1035_label() {
     for bad in ["", "0a", "1", "a-", "A", "a.b", "-a"] {
         assert_eq!(is_dns1035_label(bad), s(&[DNS1035_MSG]), "{bad:?}");
     }
-    assert_eq!(
-        is_dns1035_label(&"a".repeat(64)),
-        s(&["must be no more than 63 characters"])
-    );
+    assert_eq!(is_dns1035_label(&"a".repeat(64)), s(&["must be no more than 63 characters"]));
 }
 
 #[test]
@@ -99,35 +73,13 @@ fn qualified_name() {
     ] {
         assert!(is_qualified_name(ok).is_empty(), "{ok}");
     }
-    for bad in [
-        "nospecialchars%^=@",
-        "cantendwithadash-",
-        "-cantstartwithadash-",
-        "Tama-nui-te-rā",
-        "a b",
-    ] {
+    for bad in ["nospecialchars%^=@", "cantendwithadash-", "-cantstartwithadash-", "Tama-nui-te-rā", "a b"] {
         assert_eq!(is_qualified_name(bad), s(&[QNAME_MSG]), "{bad}");
     }
-    assert_eq!(
-        is_qualified_name(""),
-        s(&["name part must be non-empty", QNAME_MSG])
-    );
-    assert_eq!(
-        is_qualified_name("/"),
-        s(&[
-            "prefix part must be non-empty",
-            "name part must be non-empty",
-            QNAME_MSG
-        ])
-    );
-    assert_eq!(
-        is_qualified_name("Example.com/a"),
-        s(&[&format!("prefix part {SUBDOMAIN_MSG}")])
-    );
-    assert_eq!(
-        is_qualified_name(&"a".repeat(64)),
-        s(&["name part must be no more than 63 characters"])
-    );
+    assert_eq!(is_qualified_name(""), s(&["name part must be non-empty", QNAME_MSG]));
+    assert_eq!(is_qualified_name("/"), s(&["prefix part must be non-empty", "name part must be non-empty", QNAME_MSG]));
+    assert_eq!(is_qualified_name("Example.com/a"), s(&[&format!("prefix part {SUBDOMAIN_MSG}")]));
+    assert_eq!(is_qualified_name(&"a".repeat(64)), s(&["name part must be no more than 63 characters"]));
     assert_eq!(
         is_qualified_name(&format!("{}/a", "a".repeat(254))),
         s(&["prefix part must be no more than 253 characters"])
@@ -140,34 +92,15 @@ fn qualified_name() {
 
 #[test]
 fn label_value() {
-    for ok in [
-        "",
-        "simple",
-        "now-with-dashes",
-        "1-starts-with-num",
-        "end-with-num-1",
-        "1234",
-        "A.b_C-9",
-        &"a".repeat(63),
-    ] {
+    for ok in
+        ["", "simple", "now-with-dashes", "1-starts-with-num", "end-with-num-1", "1234", "A.b_C-9", &"a".repeat(63)]
+    {
         assert!(is_valid_label_value(ok).is_empty(), "{ok}");
     }
-    for bad in [
-        "nospecialchars%^=@",
-        "Tama-nui-te-rā",
-        "Bad!",
-        "-a",
-        "a-",
-        "_a",
-        "a b",
-        "a/b",
-    ] {
+    for bad in ["nospecialchars%^=@", "Tama-nui-te-rā", "Bad!", "-a", "a-", "_a", "a b", "a/b"] {
         assert_eq!(is_valid_label_value(bad), s(&[VALUE_MSG]), "{bad}");
     }
-    assert_eq!(
-        is_valid_label_value(&"a".repeat(64)),
-        s(&["must be no more than 63 characters"])
-    );
+    assert_eq!(is_valid_label_value(&"a".repeat(64)), s(&["must be no more than 63 characters"]));
     assert_eq!(
         is_valid_label_value(&format!("{}-", "a".repeat(63))),
         s(&["must be no more than 63 characters", VALUE_MSG])
@@ -176,23 +109,10 @@ fn label_value() {
 
 #[test]
 fn port_name() {
-    for ok in [
-        "telnet",
-        "re-mail-ck",
-        "pop3",
-        "a",
-        "a-1",
-        "1-a",
-        "a-1-b-2-c",
-        "1-a-2-b-3",
-        "abcdefghijklmno",
-    ] {
+    for ok in ["telnet", "re-mail-ck", "pop3", "a", "a-1", "1-a", "a-1-b-2-c", "1-a-2-b-3", "abcdefghijklmno"] {
         assert!(is_valid_port_name(ok).is_empty(), "{ok}");
     }
-    assert_eq!(
-        is_valid_port_name("longerthan15characters"),
-        s(&["must be no more than 15 characters"])
-    );
+    assert_eq!(is_valid_port_name("longerthan15characters"), s(&["must be no more than 15 characters"]));
     assert_eq!(
         is_valid_port_name(""),
         s(&[
@@ -200,22 +120,10 @@ fn port_name() {
             "must contain at least one letter (a-z)"
         ])
     );
-    assert_eq!(
-        is_valid_port_name("12345"),
-        s(&["must contain at least one letter (a-z)"])
-    );
-    assert_eq!(
-        is_valid_port_name("a--b"),
-        s(&["must not contain consecutive hyphens"])
-    );
-    assert_eq!(
-        is_valid_port_name("-ab"),
-        s(&["must not begin or end with a hyphen"])
-    );
-    assert_eq!(
-        is_valid_port_name("ab-"),
-        s(&["must not begin or end with a hyphen"])
-    );
+    assert_eq!(is_valid_port_name("12345"), s(&["must contain at least one letter (a-z)"]));
+    assert_eq!(is_valid_port_name("a--b"), s(&["must not contain consecutive hyphens"]));
+    assert_eq!(is_valid_port_name("-ab"), s(&["must not begin or end with a hyphen"]));
+    assert_eq!(is_valid_port_name("ab-"), s(&["must not begin or end with a hyphen"]));
     assert_eq!(
         is_valid_port_name("Abc"),
         s(&["must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"])
@@ -226,40 +134,16 @@ fn port_name() {
 fn object_names() {
     use NameRule::*;
     assert!(validate_object_name("my.config", Dns1123Subdomain).is_empty());
-    assert_eq!(
-        validate_object_name("My", Dns1123Subdomain),
-        s(&[SUBDOMAIN_MSG])
-    );
-    assert_eq!(
-        validate_object_name("", Dns1123Subdomain),
-        s(&[SUBDOMAIN_MSG])
-    );
-    assert_eq!(
-        validate_object_name("a.b", Dns1123Label),
-        s(&["must not contain dots"])
-    );
-    assert_eq!(
-        validate_object_name("1svc", Dns1035Label),
-        s(&[DNS1035_MSG])
-    );
+    assert_eq!(validate_object_name("My", Dns1123Subdomain), s(&[SUBDOMAIN_MSG]));
+    assert_eq!(validate_object_name("", Dns1123Subdomain), s(&[SUBDOMAIN_MSG]));
+    assert_eq!(validate_object_name("a.b", Dns1123Label), s(&["must not contain dots"]));
+    assert_eq!(validate_object_name("1svc", Dns1035Label), s(&[DNS1035_MSG]));
     assert!(validate_object_name("system:controller:foo", PathSegment).is_empty());
     assert!(validate_object_name("Any Thing!", PathSegment).is_empty());
-    assert_eq!(
-        validate_object_name(".", PathSegment),
-        s(&["may not be '.'"])
-    );
-    assert_eq!(
-        validate_object_name("..", PathSegment),
-        s(&["may not be '..'"])
-    );
-    assert_eq!(
-        validate_object_name("a/b%c", PathSegment),
-        s(&["may not contain '/'", "may not contain '%'"])
-    );
-    assert_eq!(
-        validate_object_name("%", PathSegment),
-        s(&["may not contain '%'"])
-    );
+    assert_eq!(validate_object_name(".", PathSegment), s(&["may not be '.'"]));
+    assert_eq!(validate_object_name("..", PathSegment), s(&["may not be '..'"]));
+    assert_eq!(validate_object_name("a/b%c", PathSegment), s(&["may not contain '/'", "may not contain '%'"]));
+    assert_eq!(validate_object_name("%", PathSegment), s(&["may not contain '%'"]));
 }
 
 #[test]
@@ -272,15 +156,9 @@ fn generate_names() {
     assert!(validate_generate_name("foo", Dns1123Subdomain).is_empty());
     // A lone '-' is not masked.
     assert_eq!(validate_generate_name("-", Dns1123Label), s(&[LABEL_MSG]));
-    assert_eq!(
-        validate_generate_name("Foo-", Dns1123Subdomain),
-        s(&[SUBDOMAIN_MSG])
-    );
+    assert_eq!(validate_generate_name("Foo-", Dns1123Subdomain), s(&[SUBDOMAIN_MSG]));
     assert!(validate_generate_name("foo--", Dns1123Label).is_empty());
-    assert_eq!(
-        validate_generate_name("-foo-", Dns1123Label),
-        s(&[LABEL_MSG])
-    );
+    assert_eq!(validate_generate_name("-foo-", Dns1123Label), s(&[LABEL_MSG]));
     // The trailing dash costs nothing: 63 + '-' passes, 64 + '-' does not.
     assert!(validate_generate_name(&format!("{}-", "a".repeat(63)), Dns1123Label).is_empty());
     assert_eq!(
@@ -290,14 +168,8 @@ fn generate_names() {
     assert!(validate_generate_name(&format!("{}-", "a".repeat(253)), Dns1123Subdomain).is_empty());
     // Path segments: '.' and '..' are fine as prefixes, '/' and '%' are not.
     assert!(validate_generate_name("..", PathSegment).is_empty());
-    assert_eq!(
-        validate_generate_name("a/", PathSegment),
-        s(&["may not contain '/'"])
-    );
+    assert_eq!(validate_generate_name("a/", PathSegment), s(&["may not contain '/'"]));
     // Multi-byte input never panics.
-    assert_eq!(
-        validate_generate_name("é-", Dns1123Subdomain),
-        s(&[SUBDOMAIN_MSG])
-    );
+    assert_eq!(validate_generate_name("é-", Dns1123Subdomain), s(&[SUBDOMAIN_MSG]));
     assert_eq!(validate_generate_name("-é", Dns1123Label), s(&[LABEL_MSG]));
 }

@@ -25,12 +25,7 @@ pub(super) fn clean(v: Value, drop_marked: bool) -> Option<Value> {
     match v {
         Value::Object(m) if drop_marked && m.contains_key(PATCH) => None,
         Value::Object(m) => Some(Value::Object(strip_with(m, drop_marked))),
-        Value::Array(items) => Some(Value::Array(
-            items
-                .into_iter()
-                .filter_map(|x| clean(x, drop_marked))
-                .collect(),
-        )),
+        Value::Array(items) => Some(Value::Array(items.into_iter().filter_map(|x| clean(x, drop_marked)).collect())),
         other => Some(other),
     }
 }

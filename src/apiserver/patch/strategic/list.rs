@@ -42,10 +42,7 @@ fn merge_list(
     let kind = element_type(&[&original, &patch])?;
     let (original, patch, merged) = if kind != JsonType::Object {
         if delete_list {
-            return Ok(original
-                .into_iter()
-                .filter(|v| !patch.contains(v))
-                .collect());
+            return Ok(original.into_iter().filter(|v| !patch.contains(v)).collect());
         }
         let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
         for v in original.iter().chain(&patch) {
@@ -56,9 +53,7 @@ fn merge_list(
         (original, patch, merged)
     } else {
         if merge_key.is_empty() {
-            return Err(E::NoMergeKeyForList {
-                field: preview(&patch),
-            });
+            return Err(E::NoMergeKeyForList { field: preview(&patch) });
         }
         let (original, patch) = split_special(original, patch, merge_key)?;
         let merged = merge_items(original.clone(), &patch, merge_key, item)?;
@@ -69,11 +64,7 @@ fn merge_list(
 }
 
 /// upstream mergeSliceWithSpecialElements: handles `$patch` items.
-fn split_special(
-    mut original: Vec<Value>,
-    patch: Vec<Value>,
-    merge_key: &str,
-) -> Result<(Vec<Value>, Vec<Value>)> {
+fn split_special(mut original: Vec<Value>, patch: Vec<Value>, merge_key: &str) -> Result<(Vec<Value>, Vec<Value>)> {
     let mut plain = Vec::with_capacity(patch.len());
     let mut replace = false;
     for v in patch {
@@ -82,9 +73,7 @@ fn split_special(
             None => plain.push(v),
             Some(d) => match d.as_str() {
                 Some("delete") => {
-                    let key = m
-                        .get(merge_key)
-                        .ok_or_else(|| no_merge_key(&v, merge_key))?;
+                    let key = m.get(merge_key).ok_or_else(|| no_merge_key(&v, merge_key))?;
                     original.retain(|o| o.get(merge_key) != Some(key));
                 }
                 Some("replace") => replace = true,
@@ -94,21 +83,13 @@ fn split_special(
         }
     }
     if replace {
-        return Ok((
-            plain.into_iter().filter_map(|v| clean(v, false)).collect(),
-            Vec::new(),
-        ));
+        return Ok((plain.into_iter().filter_map(|v| clean(v, false)).collect(), Vec::new()));
     }
     Ok((original, plain))
 }
 
 /// upstream mergeSliceWithoutSpecialElements: merge by key, append the rest.
-fn merge_items(
-    mut original: Vec<Value>,
-    patch: &[Value],
-    merge_key: &str,
-    item: Node,
-) -> Result<Vec<Value>> {
+fn merge_items(mut original: Vec<Value>, patch: &[Value], merge_key: &str, item: Node) -> Result<Vec<Value>> {
     for v in patch {
         let m = v.as_object().ok_or_else(|| bad_arg("map", Some(v)))?;
         let key = m.get(merge_key).ok_or_else(|| no_merge_key(v, merge_key))?;
@@ -171,9 +152,7 @@ pub(super) fn element_type(lists: &[&[Value]]) -> Result<JsonType> {
             None => first = Some(t),
             Some(f) if f != t => {
                 let all: Vec<Value> = lists.iter().map(|l| Value::Array(l.to_vec())).collect();
-                return Err(E::MixedElementTypes {
-                    lists: preview(&all),
-                });
+                return Err(E::MixedElementTypes { lists: preview(&all) });
             }
             Some(_) => {}
         }

@@ -25,12 +25,7 @@ pub(super) fn merge_map(mut original: Obj, mut patch: Obj, node: Node) -> Result
     merge_set_element_order(&mut original, &mut patch, node)?;
     for (key, patch_value) in patch {
         let (key, delete_list) = match key.strip_prefix(DELETE_PRIMITIVE) {
-            Some(rest) => (
-                rest.strip_prefix('/')
-                    .ok_or(E::BadPrimitiveList)?
-                    .to_owned(),
-                true,
-            ),
+            Some(rest) => (rest.strip_prefix('/').ok_or(E::BadPrimitiveList)?.to_owned(), true),
             None => (key, false),
         };
         if patch_value.is_null() {
@@ -62,20 +57,12 @@ fn merge_value(
     delete_list: bool,
 ) -> Result<Option<Value>> {
     if JsonType::of(&original) != JsonType::of(&patch) {
-        return Ok(if delete_list {
-            Some(original)
-        } else {
-            take_new(patch)
-        });
+        return Ok(if delete_list { Some(original) } else { take_new(patch) });
     }
     Ok(Some(match (original, patch) {
-        (Value::Object(_), Value::Object(p)) if meta.strategy == Strategy::Replace => {
-            Value::Object(strip(p))
-        }
+        (Value::Object(_), Value::Object(p)) if meta.strategy == Strategy::Replace => Value::Object(strip(p)),
         (Value::Object(o), Value::Object(p)) => Value::Object(merge_map(o, p, child)?),
-        (Value::Array(o), Value::Array(p)) => {
-            Value::Array(merge_list_field(o, p, child, meta, delete_list)?)
-        }
+        (Value::Array(o), Value::Array(p)) => Value::Array(merge_list_field(o, p, child, meta, delete_list)?),
         (_, p) => p,
     }))
 }
@@ -90,8 +77,7 @@ fn apply_retain_keys(original: &mut Obj, patch: &mut Obj) -> Result<()> {
     };
     let kept = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
     for (k, v) in patch.iter() {
-        if !(v.is_null() || k.starts_with(DELETE_PRIMITIVE) || k.starts_with(SET_ORDER) || kept(k))
-        {
+        if !(v.is_null() || k.starts_with(DELETE_PRIMITIVE) || k.starts_with(SET_ORDER) || kept(k)) {
             return Err(E::BadRetainKeys);
         }
     }

@@ -45,16 +45,9 @@ type Result<T> = std::result::Result<T, StrategicMergeError>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StrategicMergeError {
     #[error("strategic merge patch is not supported for kind {kind} in {}: it has no built-in schema", api_version(.group, .version))]
-    UnsupportedKind {
-        group: String,
-        version: String,
-        kind: String,
-    },
+    UnsupportedKind { group: String, version: String, kind: String },
     #[error("invalid JSON document: the {what} must be a JSON object, not {found}")]
-    NotAnObject {
-        what: &'static str,
-        found: &'static str,
-    },
+    NotAnObject { what: &'static str, found: &'static str },
     #[error("unknown patch type: {directive} in map: {map}")]
     BadPatchType { directive: String, map: String },
     #[error("merging lists cannot yet be specified in the patch")]
@@ -72,10 +65,7 @@ pub enum StrategicMergeError {
     #[error("map: {map} does not contain declared merge key: {key}")]
     NoMergeKey { map: String, key: String },
     #[error("expected a {expected}, but received {actual}")]
-    BadArgType {
-        expected: &'static str,
-        actual: &'static str,
-    },
+    BadArgType { expected: &'static str, actual: &'static str },
     #[error("lists of lists are not supported")]
     ListOfLists,
     #[error("list element types are not identical: {lists}")]
@@ -94,41 +84,22 @@ use StrategicMergeError as E;
 
 /// Applies `patch` to `original` for the built-in type identified by group
 /// ("" for core), version and kind.
-pub fn strategic_merge(
-    original: &Value,
-    patch: &Value,
-    group: &str,
-    version: &str,
-    kind: &str,
-) -> Result<Value> {
+pub fn strategic_merge(original: &Value, patch: &Value, group: &str, version: &str, kind: &str) -> Result<Value> {
     let table = strategic_meta::table().map_err(E::Metadata)?;
-    let unsupported = || E::UnsupportedKind {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-    };
+    let unsupported = || E::UnsupportedKind { group: group.into(), version: version.into(), kind: kind.into() };
     let root = table.root(group, version, kind).ok_or_else(unsupported)?;
     let Value::Object(patch) = patch else {
-        return Err(E::NotAnObject {
-            what: "patch",
-            found: type_name(Some(patch)),
-        });
+        return Err(E::NotAnObject { what: "patch", found: type_name(Some(patch)) });
     };
     let Value::Object(original) = original else {
-        return Err(E::NotAnObject {
-            what: "original object",
-            found: type_name(Some(original)),
-        });
+        return Err(E::NotAnObject { what: "original object", found: type_name(Some(original)) });
     };
     check(patch, Some(root), 0)?;
     merge_map(original.clone(), patch.clone(), root).map(Value::Object)
 }
 
 fn is_directive(key: &str) -> bool {
-    key == PATCH
-        || key == RETAIN_KEYS
-        || key.starts_with(SET_ORDER)
-        || key.starts_with(DELETE_PRIMITIVE)
+    key == PATCH || key == RETAIN_KEYS || key.starts_with(SET_ORDER) || key.starts_with(DELETE_PRIMITIVE)
 }
 
 /// Bounds the depth and rejects unknown `$`-keys where keys are field names.
@@ -153,9 +124,7 @@ fn check_value(value: &Value, node: Option<Node>, depth: usize) -> Result<()> {
     }
     match value {
         Value::Object(m) => check(m, node, depth),
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|v| check_value(v, node, depth + 1)),
+        Value::Array(items) => items.iter().try_for_each(|v| check_value(v, node, depth + 1)),
         _ => Ok(()),
     }
 }
@@ -180,27 +149,16 @@ fn type_name(v: Option<&Value>) -> &'static str {
 }
 
 fn bad_arg(expected: &'static str, actual: Option<&Value>) -> StrategicMergeError {
-    E::BadArgType {
-        expected,
-        actual: type_name(actual),
-    }
+    E::BadArgType { expected, actual: type_name(actual) }
 }
 
 fn no_merge_key(v: &Value, key: &str) -> StrategicMergeError {
-    E::NoMergeKey {
-        map: preview(v),
-        key: key.into(),
-    }
+    E::NoMergeKey { map: preview(v), key: key.into() }
 }
 
 fn bad_patch_type(directive: &Value, map: &Obj) -> StrategicMergeError {
-    let directive = directive
-        .as_str()
-        .map_or_else(|| directive.to_string(), str::to_owned);
-    E::BadPatchType {
-        directive,
-        map: preview(map),
-    }
+    let directive = directive.as_str().map_or_else(|| directive.to_string(), str::to_owned);
+    E::BadPatchType { directive, map: preview(map) }
 }
 
 /// Compact JSON for error messages, cut at 200 characters.

@@ -11,25 +11,14 @@ use super::list::{element_type, find_by_key, merge_list_field, JsonType};
 use super::{bad_arg, no_merge_key, preview, Obj, Result, E, PATCH, SET_ORDER};
 
 /// upstream mergePatchIntoOriginal: `$setElementOrder/<list>` with its list.
-pub(super) fn merge_set_element_order(
-    original: &mut Obj,
-    patch: &mut Obj,
-    node: Node,
-) -> Result<()> {
-    let keys: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ORDER))
-        .cloned()
-        .collect();
+pub(super) fn merge_set_element_order(original: &mut Obj, patch: &mut Obj, node: Node) -> Result<()> {
+    let keys: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ORDER)).cloned().collect();
     for key in keys {
         let order = match remove_key(patch, &key) {
             Some(Value::Array(order)) => order,
             other => return Err(bad_arg("list", other.as_ref())),
         };
-        let field = key
-            .strip_prefix(SET_ORDER)
-            .and_then(|r| r.strip_prefix('/'))
-            .ok_or(E::BadSetElementOrder)?;
+        let field = key.strip_prefix(SET_ORDER).and_then(|r| r.strip_prefix('/')).ok_or(E::BadSetElementOrder)?;
         let as_list = |v: Option<&Value>| match v {
             None => Ok(None),
             Some(Value::Array(list)) => Ok(Some(list.clone())),
@@ -38,31 +27,17 @@ pub(super) fn merge_set_element_order(
         let orig_list = as_list(original.get(field))?;
         let patch_list = as_list(patch.get(field))?;
         let (item, meta) = node.field(field);
-        validate_set_order(
-            patch_list.as_deref().unwrap_or_default(),
-            &order,
-            meta.merge_key,
-        )?;
+        validate_set_order(patch_list.as_deref().unwrap_or_default(), &order, meta.merge_key)?;
         let merged = match (&orig_list, &patch_list) {
             (Some(o), None) => o.clone(),
             (None, Some(p)) => p.iter().filter_map(|v| clean(v.clone(), true)).collect(),
             (Some(o), Some(p)) => merge_list_field(o.clone(), p.clone(), item, meta, false)?,
             (None, None) => continue,
         };
-        let (orig_list, patch_list) = (
-            orig_list.unwrap_or_default(),
-            patch_list.unwrap_or_default(),
-        );
+        let (orig_list, patch_list) = (orig_list.unwrap_or_default(), patch_list.unwrap_or_default());
         let (in_order, server_only) = partition(merged, &order, meta.merge_key)?;
         let kind = element_type(&[&orig_list, &patch_list])?;
-        let both = normalize_order(
-            in_order,
-            server_only,
-            &order,
-            &orig_list,
-            meta.merge_key,
-            kind,
-        )?;
+        let both = normalize_order(in_order, server_only, &order, &orig_list, meta.merge_key, kind)?;
         original.insert(field.to_owned(), Value::Array(both));
         remove_key(patch, field);
     }
@@ -98,10 +73,7 @@ fn validate_set_order(patch: &[Value], order: &[Value], merge_key: &str) -> Resu
         oi += 1;
     }
     if pi < items.len() {
-        return Err(E::SetElementOrderMismatch {
-            patch: preview(patch),
-            order: preview(order),
-        });
+        return Err(E::SetElementOrderMismatch { patch: preview(patch), order: preview(order) });
     }
     Ok(())
 }
@@ -112,28 +84,20 @@ fn merge_key_equal(left: &Value, right: &Value, merge_key: &str) -> Result<bool>
     }
     let key_of = |v: &Value| {
         let m = v.as_object().ok_or_else(|| bad_arg("map", Some(v)))?;
-        m.get(merge_key)
-            .cloned()
-            .ok_or_else(|| no_merge_key(v, merge_key))
+        m.get(merge_key).cloned().ok_or_else(|| no_merge_key(v, merge_key))
     };
     Ok(key_of(left)? == key_of(right)?)
 }
 
 /// Splits `merged` into items present in `by` and the others (server-only).
-pub(super) fn partition(
-    merged: Vec<Value>,
-    by: &[Value],
-    merge_key: &str,
-) -> Result<(Vec<Value>, Vec<Value>)> {
+pub(super) fn partition(merged: Vec<Value>, by: &[Value], merge_key: &str) -> Result<(Vec<Value>, Vec<Value>)> {
     let (mut in_by, mut rest) = (Vec::new(), Vec::new());
     for v in merged {
         let found = if merge_key.is_empty() {
             by.contains(&v)
         } else {
             let m = v.as_object().ok_or_else(|| bad_arg("map", Some(&v)))?;
-            let key = m
-                .get(merge_key)
-                .ok_or_else(|| no_merge_key(&v, merge_key))?;
+            let key = m.get(merge_key).ok_or_else(|| no_merge_key(&v, merge_key))?;
             find_by_key(by, merge_key, key)?.is_some()
         };
         if found {
@@ -159,10 +123,7 @@ pub(super) fn normalize_order(
     let server_only = sort_by_order(server_only, server_order, merge_key, kind)?;
     let pos = |v: &Value| position(server_order, v, merge_key, kind);
     let mut out = Vec::with_capacity(patch.len() + server_only.len());
-    let (mut left, mut right) = (
-        server_only.into_iter().peekable(),
-        patch.into_iter().peekable(),
-    );
+    let (mut left, mut right) = (server_only.into_iter().peekable(), patch.into_iter().peekable());
     loop {
         let take_left = match (left.peek(), right.peek()) {
             (None, None) => break,
@@ -177,12 +138,7 @@ pub(super) fn normalize_order(
 
 /// upstream normalizeSliceOrder; items missing from `order` go last (upstream
 /// leaves that case to an inconsistent comparator).
-fn sort_by_order(
-    items: Vec<Value>,
-    order: &[Value],
-    merge_key: &str,
-    kind: JsonType,
-) -> Result<Vec<Value>> {
+fn sort_by_order(items: Vec<Value>, order: &[Value], merge_key: &str, kind: JsonType) -> Result<Vec<Value>> {
     let (mut keep, mut deletes) = (Vec::with_capacity(items.len()), Vec::new());
     if kind == JsonType::Object {
         for v in items.iter().chain(order) {
@@ -193,8 +149,7 @@ fn sort_by_order(
         }
     }
     for v in items {
-        let is_delete =
-            kind == JsonType::Object && v.get(PATCH).and_then(Value::as_str) == Some("delete");
+        let is_delete = kind == JsonType::Object && v.get(PATCH).and_then(Value::as_str) == Some("delete");
         if is_delete {
             deletes.push(v)
         } else {

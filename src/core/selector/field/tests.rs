@@ -18,11 +18,7 @@ fn err(s: &str) -> String {
 }
 
 fn req(field: &str, op: FieldOp, value: &str) -> FieldRequirement {
-    FieldRequirement {
-        field: field.into(),
-        op,
-        value: value.into(),
-    }
+    FieldRequirement { field: field.into(), op, value: value.into() }
 }
 
 #[test]
@@ -37,10 +33,7 @@ fn operators_and_order() {
     assert_eq!(parse("a!b=c").requirements(), [req("a!b", Equals, "c")]);
     assert_eq!(
         parse("status.phase!=Running,metadata.name=foo").requirements(),
-        [
-            req("metadata.name", Equals, "foo"),
-            req("status.phase", NotEquals, "Running")
-        ]
+        [req("metadata.name", Equals, "foo"), req("status.phase", NotEquals, "Running")]
     );
     // No trimming: spaces stay in the field and value.
     assert_eq!(parse(" a = b").requirements(), [req(" a ", Equals, " b")]);
@@ -63,10 +56,7 @@ fn escaping() {
     assert_eq!(second(r"k=\,,k2=v2"), ",");
     assert_eq!(second(r"k=\\,k2=v2"), "\\");
     assert_eq!(second(r"k=\\\,,k2=v2"), "\\,");
-    assert_eq!(
-        parse(r"k=\,,k2=v2").requirements()[0],
-        req("k2", FieldOp::Equals, "v2")
-    );
+    assert_eq!(parse(r"k=\,,k2=v2").requirements()[0], req("k2", FieldOp::Equals, "v2"));
     assert_eq!(parse(r"k=a\=b").requirements()[0].value, "a=b");
     assert_eq!(parse(r"k=ключ\,é").requirements()[0].value, "ключ,é");
     for v in ["", "a", "a,b", "a=b", "\\", "\\,=", "é=é"] {
@@ -81,34 +71,13 @@ fn escaping() {
 #[test]
 fn errors() {
     assert_eq!(err("a"), "invalid selector: 'a'; can't understand 'a'");
-    assert_eq!(
-        err("x=y,abc"),
-        "invalid selector: 'x=y,abc'; can't understand 'abc'"
-    );
-    assert_eq!(
-        err("a=b=c"),
-        "invalid field selector: unescaped character in value: 61"
-    );
-    assert_eq!(
-        err("a==b=c"),
-        "invalid field selector: unescaped character in value: 61"
-    );
-    assert_eq!(
-        err(r"k=\a\b\"),
-        r"invalid field selector: invalid escape sequence: \a"
-    );
-    assert_eq!(
-        err(r"k=\"),
-        r"invalid field selector: invalid escape sequence: \"
-    );
-    assert_eq!(
-        err(r"k=\!"),
-        r"invalid field selector: invalid escape sequence: \!"
-    );
-    assert_eq!(
-        err(r"k=\é"),
-        r"invalid field selector: invalid escape sequence: \é"
-    );
+    assert_eq!(err("x=y,abc"), "invalid selector: 'x=y,abc'; can't understand 'abc'");
+    assert_eq!(err("a=b=c"), "invalid field selector: unescaped character in value: 61");
+    assert_eq!(err("a==b=c"), "invalid field selector: unescaped character in value: 61");
+    assert_eq!(err(r"k=\a\b\"), r"invalid field selector: invalid escape sequence: \a");
+    assert_eq!(err(r"k=\"), r"invalid field selector: invalid escape sequence: \");
+    assert_eq!(err(r"k=\!"), r"invalid field selector: invalid escape sequence: \!");
+    assert_eq!(err(r"k=\é"), r"invalid field selector: invalid escape sequence: \é");
     // Terms are checked in sorted order.
     assert_eq!(err("z,a"), "invalid selector: 'z,a'; can't understand 'a'");
 }

@@ -16,75 +16,31 @@ fn unknown_kind_is_unsupported() {
 #[test]
 fn malformed_patches_are_errors() {
     let d = deployment();
-    assert!(matches!(
-        strategic_merge(&d, &json!([1]), "apps", "v1", "Deployment"),
-        Err(E::NotAnObject { .. })
-    ));
-    assert!(matches!(
-        strategic_merge(&d, &json!("x"), "apps", "v1", "Deployment"),
-        Err(E::NotAnObject { .. })
-    ));
+    assert!(matches!(strategic_merge(&d, &json!([1]), "apps", "v1", "Deployment"), Err(E::NotAnObject { .. })));
+    assert!(matches!(strategic_merge(&d, &json!("x"), "apps", "v1", "Deployment"), Err(E::NotAnObject { .. })));
     assert!(matches!(
         strategic_merge(&json!(null), &json!({}), "apps", "v1", "Deployment"),
         Err(E::NotAnObject { .. })
     ));
     let bad_type = apply(json!({"metadata": {"labels": {"$patch": "bogus"}}})).unwrap_err();
-    assert_eq!(
-        bad_type.to_string(),
-        r#"unknown patch type: bogus in map: {"$patch":"bogus"}"#
-    );
-    assert!(matches!(
-        apply(json!({"metadata": {"$patch": "merge"}})),
-        Err(E::BadPatchType { .. })
-    ));
+    assert_eq!(bad_type.to_string(), r#"unknown patch type: bogus in map: {"$patch":"bogus"}"#);
+    assert!(matches!(apply(json!({"metadata": {"$patch": "merge"}})), Err(E::BadPatchType { .. })));
     let list = |item: Value| json!({"spec": {"template": {"spec": {"containers": [item]}}}});
-    assert_eq!(
-        apply(list(json!({"name": "app", "$patch": "merge"}))),
-        Err(E::MergeListDirective)
-    );
-    assert!(matches!(
-        apply(list(json!({"name": "app", "$patch": 3}))),
-        Err(E::BadPatchType { .. })
-    ));
-    assert!(matches!(
-        apply(list(json!({"image": "x"}))),
-        Err(E::NoMergeKey { .. })
-    ));
-    assert!(matches!(
-        apply(list(json!({"$patch": "delete"}))),
-        Err(E::NoMergeKey { .. })
-    ));
-    assert!(matches!(
-        apply(list(json!("app"))),
-        Err(E::MixedElementTypes { .. })
-    ));
-    assert!(matches!(
-        apply(list(json!([1]))),
-        Err(E::MixedElementTypes { .. })
-    ));
-    assert!(matches!(
-        apply(json!({"spec": {"$foo": 1}})),
-        Err(E::UnknownDirective { .. })
-    ));
-    assert!(matches!(
-        apply(json!({"spec": {"$setElementOrder": []}})),
-        Err(E::BadSetElementOrder)
-    ));
-    assert!(matches!(
-        apply(json!({"spec": {"$setElementOrder/x": 1}})),
-        Err(E::BadArgType { .. })
-    ));
+    assert_eq!(apply(list(json!({"name": "app", "$patch": "merge"}))), Err(E::MergeListDirective));
+    assert!(matches!(apply(list(json!({"name": "app", "$patch": 3}))), Err(E::BadPatchType { .. })));
+    assert!(matches!(apply(list(json!({"image": "x"}))), Err(E::NoMergeKey { .. })));
+    assert!(matches!(apply(list(json!({"$patch": "delete"}))), Err(E::NoMergeKey { .. })));
+    assert!(matches!(apply(list(json!("app"))), Err(E::MixedElementTypes { .. })));
+    assert!(matches!(apply(list(json!([1]))), Err(E::MixedElementTypes { .. })));
+    assert!(matches!(apply(json!({"spec": {"$foo": 1}})), Err(E::UnknownDirective { .. })));
+    assert!(matches!(apply(json!({"spec": {"$setElementOrder": []}})), Err(E::BadSetElementOrder)));
+    assert!(matches!(apply(json!({"spec": {"$setElementOrder/x": 1}})), Err(E::BadArgType { .. })));
     let err = apply(
         json!({"spec": {"template": {"spec": {"containers": [{"name": "app"}], "$setElementOrder/containers": [{"image": "x"}]}}}}),
     );
     assert!(matches!(err, Err(E::NoMergeKey { .. })));
-    let lol = strategic_merge(
-        &json!({"m": [[1]]}),
-        &json!({"metadata": {"finalizers": [[1]]}}),
-        "apps",
-        "v1",
-        "Deployment",
-    );
+    let lol =
+        strategic_merge(&json!({"m": [[1]]}), &json!({"metadata": {"finalizers": [[1]]}}), "apps", "v1", "Deployment");
     assert!(lol.is_ok(), "new lists are taken whole");
     let lol = strategic_merge(
         &json!({"metadata": {"finalizers": [["a"]]}}),
@@ -98,10 +54,7 @@ fn malformed_patches_are_errors() {
     for _ in 0..400 {
         deep = json!({"a": deep});
     }
-    assert_eq!(
-        apply(json!({"metadata": {"annotations": deep}})),
-        Err(E::TooDeep)
-    );
+    assert_eq!(apply(json!({"metadata": {"annotations": deep}})), Err(E::TooDeep));
 }
 
 /// Deterministic pseudo-random patches against the Deployment: never a panic.
@@ -146,12 +99,7 @@ fn random_patches_never_panic() {
             4 | 5 => (0..next(4)).map(|_| gen(next, keys, depth + 1)).collect(),
             _ => Value::Object(
                 (0..next(4))
-                    .map(|_| {
-                        (
-                            keys[next(keys.len() as u64) as usize].to_owned(),
-                            gen(next, keys, depth + 1),
-                        )
-                    })
+                    .map(|_| (keys[next(keys.len() as u64) as usize].to_owned(), gen(next, keys, depth + 1)))
                     .collect(),
             ),
         }

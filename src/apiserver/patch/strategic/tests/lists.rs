@@ -8,7 +8,8 @@ use super::{apply, containers, names};
 
 #[test]
 fn containers_merge_by_name() {
-    let out = apply(json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})).unwrap();
+    let out =
+        apply(json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})).unwrap();
     let c = containers(&out);
     assert_eq!(names(c), ["app", "sidecar"]);
     assert_eq!(c[0]["image"], "app:2");
@@ -27,18 +28,12 @@ fn new_container_is_added_and_cleaned() {
     ]}}}});
     let out = apply(patch).unwrap();
     assert_eq!(names(containers(&out)), ["extra", "app", "sidecar"]);
-    assert_eq!(
-        containers(&out)[0],
-        json!({"name": "extra", "image": "x:1", "env": [{"name": "Y", "value": "2"}]})
-    );
+    assert_eq!(containers(&out)[0], json!({"name": "extra", "image": "x:1", "env": [{"name": "Y", "value": "2"}]}));
     let patch = json!({"spec": {"template": {"spec": {
         "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}, {"name": "extra"}],
         "containers": [{"name": "extra", "image": "x:1"}]
     }}}});
-    assert_eq!(
-        names(containers(&apply(patch).unwrap())),
-        ["app", "sidecar", "extra"]
-    );
+    assert_eq!(names(containers(&apply(patch).unwrap())), ["app", "sidecar", "extra"]);
 }
 
 /// Cases of upstream's patch_test.go, mapped onto Pod containers (merge
@@ -48,34 +43,19 @@ fn upstream_cases() {
     let pod = |containers: Value, finalizers: Value| json!({"metadata": {"finalizers": finalizers}, "spec": {"containers": containers}});
     let c = |list: &[(&str, &str)]| -> Value {
         list.iter()
-            .map(|(n, v)| {
-                if v.is_empty() {
-                    json!({"name": n})
-                } else {
-                    json!({"name": n, "value": v})
-                }
-            })
+            .map(|(n, v)| if v.is_empty() { json!({"name": n}) } else { json!({"name": n, "value": v}) })
             .collect()
     };
     let cases = [
         // preserve the order from the patch in a merging list 2
         (
-            pod(
-                c(&[("1", ""), ("2", "b"), ("3", "")]),
-                json!(["1", "2", "3"]),
-            ),
+            pod(c(&[("1", ""), ("2", "b"), ("3", "")]), json!(["1", "2", "3"])),
             json!({"spec": {"containers": c(&[("3", "c"), ("1", "a")])}, "metadata": {"finalizers": ["3", "1"]}}),
-            pod(
-                c(&[("2", "b"), ("3", "c"), ("1", "a")]),
-                json!(["2", "3", "1"]),
-            ),
+            pod(c(&[("2", "b"), ("3", "c"), ("1", "a")]), json!(["2", "3", "1"])),
         ),
         // add field to map in merging list with conflict (three-way result)
         (
-            pod(
-                json!([{"name": "1", "other": "a"}, {"name": "3", "value": "2", "other": "b"}]),
-                json!([]),
-            ),
+            pod(json!([{"name": "1", "other": "a"}, {"name": "3", "value": "2", "other": "b"}]), json!([])),
             json!({"spec": {"$setElementOrder/containers": [{"name": "1"}, {"name": "2"}], "containers": c(&[("1", "1"), ("2", "2")])}}),
             pod(
                 json!([{"name": "1", "value": "1", "other": "a"}, {"name": "2", "value": "2"}, {"name": "3", "value": "2", "other": "b"}]),
@@ -91,10 +71,7 @@ fn upstream_cases() {
         ),
         // delete all duplicate entries; add and delete items in lists of scalars
         (
-            pod(
-                c(&[("1", ""), ("1", ""), ("2", "a"), ("3", ""), ("3", "")]),
-                json!(["1", "2", "3", "4"]),
-            ),
+            pod(c(&[("1", ""), ("1", ""), ("2", "a"), ("3", ""), ("3", "")]), json!(["1", "2", "3", "4"])),
             json!({"spec": {"containers": [{"name": "1", "$patch": "delete"}, {"name": "3", "$patch": "delete"}]},
                 "metadata": {"$setElementOrder/finalizers": ["1", "2", "5"], "$deleteFromPrimitiveList/finalizers": ["3"], "finalizers": ["5"]}}),
             pod(c(&[("2", "a")]), json!(["1", "2", "5", "4"])),
@@ -107,11 +84,7 @@ fn upstream_cases() {
         ),
     ];
     for (i, (original, patch, want)) in cases.into_iter().enumerate() {
-        assert_eq!(
-            strategic_merge(&original, &patch, "", "v1", "Pod").unwrap(),
-            want,
-            "case {i}"
-        );
+        assert_eq!(strategic_merge(&original, &patch, "", "v1", "Pod").unwrap(), want, "case {i}");
     }
 }
 
@@ -120,10 +93,7 @@ fn patch_order_wins_over_server_order() {
     let patch = json!({"spec": {"template": {"spec": {"containers": [
         {"name": "new"}, {"name": "app", "image": "app:3"}
     ]}}}});
-    assert_eq!(
-        names(containers(&apply(patch).unwrap())),
-        ["new", "app", "sidecar"]
-    );
+    assert_eq!(names(containers(&apply(patch).unwrap())), ["new", "app", "sidecar"]);
 }
 
 #[test]
@@ -143,45 +113,31 @@ fn set_element_order_reorders() {
     assert_eq!(containers(&out)[1]["image"], "app:2");
     // Order only, no list in the patch.
     let patch = json!({"metadata": {"$setElementOrder/finalizers": ["c", "a", "b"]}});
-    assert_eq!(
-        apply(patch).unwrap()["metadata"]["finalizers"],
-        json!(["c", "a", "b"])
-    );
+    assert_eq!(apply(patch).unwrap()["metadata"]["finalizers"], json!(["c", "a", "b"]));
     // The patch list must follow the order list.
     let patch = json!({"spec": {"template": {"spec": {
         "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
         "containers": [{"name": "sidecar", "image": "s:2"}, {"name": "app", "image": "a:2"}]
     }}}});
-    assert!(matches!(
-        apply(patch),
-        Err(E::SetElementOrderMismatch { .. })
-    ));
+    assert!(matches!(apply(patch), Err(E::SetElementOrderMismatch { .. })));
 }
 
 #[test]
 fn primitive_lists_union_and_delete() {
-    let out =
-        apply(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b", "zz"]}})).unwrap();
+    let out = apply(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b", "zz"]}})).unwrap();
     assert_eq!(out["metadata"]["finalizers"], json!(["a", "c"]));
     let out = apply(json!({"metadata": {"finalizers": ["d", "a"]}})).unwrap();
     assert_eq!(out["metadata"]["finalizers"], json!(["d", "a", "b", "c"]));
     // Deleting from an absent list adds nothing.
     let out = apply(json!({"spec": {"$deleteFromPrimitiveList/nothing": ["x"]}})).unwrap();
     assert!(out["spec"].get("nothing").is_none());
-    assert_eq!(
-        apply(json!({"metadata": {"$deleteFromPrimitiveListfinalizers": ["a"]}})),
-        Err(E::BadPrimitiveList)
-    );
+    assert_eq!(apply(json!({"metadata": {"$deleteFromPrimitiveListfinalizers": ["a"]}})), Err(E::BadPrimitiveList));
 }
 
 #[test]
 fn list_without_strategy_is_replaced() {
-    let patch =
-        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "args": ["--c"]}]}}}});
-    assert_eq!(
-        containers(&apply(patch).unwrap())[0]["args"],
-        json!(["--c"])
-    );
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "args": ["--c"]}]}}}});
+    assert_eq!(containers(&apply(patch).unwrap())[0]["args"], json!(["--c"]));
 }
 
 #[test]
@@ -189,8 +145,5 @@ fn replace_directive_in_list() {
     let patch = json!({"spec": {"template": {"spec": {"containers": [
         {"name": "only", "image": "o:1"}, {"$patch": "replace"}
     ]}}}});
-    assert_eq!(
-        containers(&apply(patch).unwrap()),
-        &json!([{"name": "only", "image": "o:1"}])
-    );
+    assert_eq!(containers(&apply(patch).unwrap()), &json!([{"name": "only", "image": "o:1"}]));
 }

@@ -8,19 +8,14 @@ use super::{apply, containers};
 
 #[test]
 fn null_deletes_label_and_maps_merge() {
-    let out = apply(json!({"metadata": {"labels": {"tier": null, "env": "prod", "gone": null}}}))
-        .unwrap();
-    assert_eq!(
-        out["metadata"]["labels"],
-        json!({"app": "web", "env": "prod"})
-    );
+    let out = apply(json!({"metadata": {"labels": {"tier": null, "env": "prod", "gone": null}}})).unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web", "env": "prod"}));
     assert_eq!(out["metadata"]["name"], "web");
 }
 
 #[test]
 fn retain_keys_on_deployment_strategy() {
-    let out = apply(json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}))
-        .unwrap();
+    let out = apply(json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}})).unwrap();
     assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
     // Without the directive the map merges and rollingUpdate stays.
     let out = apply(json!({"spec": {"strategy": {"type": "Recreate"}}})).unwrap();
@@ -28,10 +23,7 @@ fn retain_keys_on_deployment_strategy() {
     // Patch keys must be listed.
     let bad = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": {}}}});
     assert_eq!(apply(bad), Err(E::BadRetainKeys));
-    assert_eq!(
-        apply(json!({"spec": {"strategy": {"$retainKeys": "type"}}})),
-        Err(E::BadRetainKeys)
-    );
+    assert_eq!(apply(json!({"spec": {"strategy": {"$retainKeys": "type"}}})), Err(E::BadRetainKeys));
 }
 
 #[test]
@@ -40,10 +32,7 @@ fn retain_keys_on_volume_source() {
         {"name": "data", "$retainKeys": ["name", "configMap"], "configMap": {"name": "cm"}}
     ]}}}});
     let out = apply(patch).unwrap();
-    assert_eq!(
-        out["spec"]["template"]["spec"]["volumes"],
-        json!([{"name": "data", "configMap": {"name": "cm"}}])
-    );
+    assert_eq!(out["spec"]["template"]["spec"]["volumes"], json!([{"name": "data", "configMap": {"name": "cm"}}]));
 }
 
 #[test]
@@ -52,10 +41,7 @@ fn replace_directive_on_map() {
         {"name": "app", "resources": {"$patch": "replace", "limits": {"memory": "1Gi"}}}
     ]}}}});
     let out = apply(patch).unwrap();
-    assert_eq!(
-        containers(&out)[0]["resources"],
-        json!({"limits": {"memory": "1Gi"}})
-    );
+    assert_eq!(containers(&out)[0]["resources"], json!({"limits": {"memory": "1Gi"}}));
     // $patch: delete on a map empties it.
     let out = apply(json!({"metadata": {"labels": {"$patch": "delete"}}})).unwrap();
     assert_eq!(out["metadata"]["labels"], json!({}));
@@ -68,10 +54,7 @@ fn new_fields_lose_directives() {
     let out = apply(patch).unwrap();
     let spec = &out["spec"];
     assert!(spec["template"]["spec"].get("affinity").is_none());
-    assert_eq!(
-        spec["template"]["spec"]["tolerations"],
-        json!([{"key": "k"}])
-    );
+    assert_eq!(spec["template"]["spec"]["tolerations"], json!([{"key": "k"}]));
     assert_eq!(spec["paused"], json!({}));
     assert_eq!(spec["minReadySeconds"], 5);
 }
@@ -89,26 +72,11 @@ fn replace_strategy_and_other_kinds() {
     .unwrap();
     assert_eq!(out["spec"]["selector"], json!({"matchLabels": {"b": "2"}}));
     let svc = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
-    let out = strategic_merge(
-        &svc,
-        &json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
-        "",
-        "v1",
-        "Service",
-    )
-    .unwrap();
-    assert_eq!(
-        out["spec"]["ports"],
-        json!([{"port": 80, "targetPort": 9090}, {"port": 443}])
-    );
+    let out =
+        strategic_merge(&svc, &json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}), "", "v1", "Service")
+            .unwrap();
+    assert_eq!(out["spec"]["ports"], json!([{"port": 80, "targetPort": 9090}, {"port": 443}]));
     let crd = json!({"spec": {"versions": []}});
     let patch = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {"$ref": "#/x", "properties": {"$odd": {}}}}}]}});
-    assert!(strategic_merge(
-        &crd,
-        &patch,
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition"
-    )
-    .is_ok());
+    assert!(strategic_merge(&crd, &patch, "apiextensions.k8s.io", "v1", "CustomResourceDefinition").is_ok());
 }

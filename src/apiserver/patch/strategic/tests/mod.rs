@@ -38,9 +38,5 @@ fn containers(v: &Value) -> &Value {
 }
 
 fn names(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect()
+    list.as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect()
 }
