@@ -7,6 +7,7 @@ mod allocate;
 mod create;
 mod delete;
 mod list;
+mod namespaces;
 mod update;
 
 pub use allocate::ServiceNetwork;
@@ -54,6 +55,7 @@ pub struct Rest {
     pub store: Store,
     pub admission: Arc<Admission>,
     network: ServiceNetwork,
+    namespaces: namespaces::NamespaceCache,
 }
 
 impl WriteContext {
@@ -68,8 +70,10 @@ impl WriteContext {
 }
 
 impl Rest {
+    /// The REST layer over `store`; follows the store's namespaces (needs a tokio runtime).
     pub fn new(store: Store, admission: Admission, network: ServiceNetwork) -> Rest {
-        Rest { store, admission: Arc::new(admission), network }
+        let namespaces = namespaces::NamespaceCache::follow(store.clone());
+        Rest { store, admission: Arc::new(admission), network, namespaces }
     }
 
     /// Reads one object.
@@ -83,15 +87,22 @@ impl Rest {
 
     /// Checks that `ns` exists and, for creates, is not being deleted.
     async fn check_namespace(&self, ns: &str, creating: bool) -> ApiResult<()> {
+        match self.namespaces.terminating(ns) {
+            Some(false) => return Ok(()),
+            Some(true) if creating => return Err(terminating(ns)),
+            _ => {}
+        }
         let namespaces = registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
         let found = self.get(namespaces, None, ns).await?;
         if creating && object::is_terminating(&found) {
-            return Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            )));
+            return Err(terminating(ns));
         }
         Ok(())
     }
+}
+
+fn terminating(ns: &str) -> ApiError {
+    ApiError::forbidden(format!("unable to create new content in namespace {ns} because it is being terminated"))
 }
 
 /// The namespace a request's object must carry: the path's, checked against the body's.
