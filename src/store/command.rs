@@ -89,16 +89,19 @@ pub(super) fn apply(
 }
 
 fn current(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<Record>> {
-    tx.prepare_cached("SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1")?
-        .query_row([key], |row| {
-            Ok(Record {
-                key: key.to_string(),
-                value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
-                create_revision: row.get(1)?,
-                mod_revision: row.get(2)?,
-            })
+    tx.prepare_cached(
+        "SELECT h.value, o.create_revision, o.mod_revision FROM objects o
+         JOIN history h ON h.revision = o.mod_revision WHERE o.key = ?1",
+    )?
+    .query_row([key], |row| {
+        Ok(Record {
+            key: key.to_string(),
+            value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
+            create_revision: row.get(1)?,
+            mod_revision: row.get(2)?,
         })
-        .optional()
+    })
+    .optional()
 }
 
 fn write(
@@ -111,10 +114,10 @@ fn write(
     prev: Option<Bytes>,
 ) -> rusqlite::Result<Change> {
     tx.prepare_cached(
-        "INSERT INTO objects (key, create_revision, mod_revision, value) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, value = excluded.value",
+        "INSERT INTO objects (key, create_revision, mod_revision) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision",
     )?
-    .execute(rusqlite::params![key, create_revision, revision, value])?;
+    .execute(rusqlite::params![key, create_revision, revision])?;
     insert_history(tx, revision, &key, event, create_revision, &value)?;
     let record = Record { key, value: Bytes::from(value), create_revision, mod_revision: revision };
     Ok(Change { record, event, prev })

@@ -105,7 +105,10 @@ impl Readers {
     pub async fn get(&self, key: String) -> Result<Option<Record>> {
         self.with_conn(move |conn| {
             let record = conn
-                .prepare_cached("SELECT value, create_revision, mod_revision FROM objects WHERE key = ?1")?
+                .prepare_cached(
+                    "SELECT h.value, o.create_revision, o.mod_revision FROM objects o
+                     JOIN history h ON h.revision = o.mod_revision WHERE o.key = ?1",
+                )?
                 .query_row([&key], |row| {
                     Ok(Record {
                         key: key.clone(),
@@ -150,8 +153,9 @@ impl Readers {
             let end = prefix_end(&prefix);
             let fetch = if options.limit == 0 { -1 } else { options.limit as i64 + 1 };
             let sql = if at == current {
-                "SELECT key, value, create_revision, mod_revision FROM objects
-                 WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3"
+                "SELECT o.key, h.value, o.create_revision, o.mod_revision FROM objects o
+                 JOIN history h ON h.revision = o.mod_revision
+                 WHERE o.key >= ?1 AND o.key < ?2 ORDER BY o.key LIMIT ?3"
             } else {
                 "SELECT h.key, h.value, h.create_revision, h.revision FROM history h
                  WHERE h.key >= ?1 AND h.key < ?2 AND h.event != 2 AND h.revision = (

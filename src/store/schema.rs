@@ -7,7 +7,10 @@ use std::path::Path;
 use super::Result;
 
 /// The numbered migrations, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_objects_and_history.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_objects_and_history.sql")),
+    (2, include_str!("../../migrations/0002_values_only_in_history.sql")),
+];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection> {

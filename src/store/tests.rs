@@ -157,3 +157,25 @@ async fn a_watcher_that_falls_a_ring_behind_is_told_to_relist() {
     }
     assert!(seen < keys.len());
 }
+
+#[tokio::test]
+async fn migrating_from_the_first_schema_keeps_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(include_str!("../../migrations/0001_objects_and_history.sql")).expect("v1 schema");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY);
+             INSERT INTO schema_migrations VALUES (1);
+             INSERT INTO objects VALUES ('/r/a', 1, 1, x'31');
+             INSERT INTO history VALUES (1, '/r/a', 0, 1, x'31');
+             UPDATE counters SET value = 1 WHERE name = 'revision';",
+        )
+        .expect("v1 data");
+    }
+    let store = Store::open(&path).expect("migrate");
+    let record = store.get("/r/a").await.expect("get").expect("present");
+    assert_eq!((record.value, record.mod_revision), (Bytes::from_static(b"1"), 1));
+    assert_eq!(store.list("/r/", ListOptions::default()).await.expect("list").records.len(), 1);
+}
