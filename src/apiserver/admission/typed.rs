@@ -16,7 +16,8 @@ use k8s_openapi::api::{
 };
 
 fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    // Deserializing from a reference avoids copying the whole object first.
+    let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 

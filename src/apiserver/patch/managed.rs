@@ -218,16 +218,16 @@ pub fn track_update(
     now: &str,
 ) {
     let mut list = old.map(entries).unwrap_or_default();
-    let new_set = owned_fields(res, new, subresource);
+    let all_now = FieldSet::of(new, res.group, res.version, res.kind);
     let changed: FieldSet = FieldSet(
-        new_set
+        all_now
             .0
             .iter()
+            .filter(|p| tracked(p, subresource))
             .filter(|p| old.is_none_or(|o| fieldset::value_at(o, p) != fieldset::value_at(new, p)))
             .cloned()
             .collect(),
     );
-    let all_now = FieldSet::of(new, res.group, res.version, res.kind);
     for entry in list.iter_mut() {
         entry.fields = entry.fields.difference(&changed);
         entry.fields.retain(|p| all_now.0.contains(p));
