@@ -120,35 +120,13 @@ fn restart_after_kill_preserves_objects_and_resource_versions() {
         let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: keep-{i}}}\ndata: {{i: '{i}'}}\n");
         kubectl(bin, &server, &["create", "-f", "-"], Some(&cm)).ok();
     }
-    let before = kubectl(
-        bin,
-        &server,
-        &[
-            "get",
-            "cm,ns,svc",
-            "-A",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion}={.metadata.uid} {end}",
-        ],
-        None,
-    )
-    .ok()
-    .stdout;
+    let snapshot = |server: &TugServer| {
+        let jsonpath = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion}={.metadata.uid} {end}";
+        kubectl(bin, server, &["get", "cm,ns,svc", "-A", "-o", jsonpath], None).ok().stdout
+    };
+    let before = snapshot(&server);
     server.kill_and_restart();
-    let after = kubectl(
-        bin,
-        &server,
-        &[
-            "get",
-            "cm,ns,svc",
-            "-A",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion}={.metadata.uid} {end}",
-        ],
-        None,
-    )
-    .ok()
-    .stdout;
+    let after = snapshot(&server);
     assert_eq!(before, after);
     assert_eq!(before.matches("keep-").count(), 20);
     let next = kubectl(

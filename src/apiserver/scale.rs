@@ -45,8 +45,8 @@ fn replicas_of(res: &ResourceInfo, name: &str, scale: &Value) -> ApiResult<i64> 
     }
 }
 
-/// Writes spec.replicas from a Scale, honouring its resourceVersion if set.
-async fn set_replicas(
+/// PUT `/scale`: writes spec.replicas from a Scale, honouring its resourceVersion if set.
+pub async fn update(
     rest: &Rest,
     res: &'static ResourceInfo,
     ns: Option<&str>,
@@ -84,18 +84,6 @@ async fn set_replicas(
     Ok(view(res, &written))
 }
 
-/// PUT `/scale`.
-pub async fn update(
-    rest: &Rest,
-    res: &'static ResourceInfo,
-    ns: Option<&str>,
-    name: &str,
-    scale: &Value,
-    ctx: &mut WriteContext,
-) -> ApiResult<Value> {
-    set_replicas(rest, res, ns, name, scale, ctx).await
-}
-
 /// PATCH `/scale`: the patch applies to the Scale view.
 pub async fn patch(
     rest: &Rest,
@@ -110,7 +98,7 @@ pub async fn patch(
     let scale_res = ScaleKind::resource();
     let patched =
         patch::apply(scale_res, if kind == PatchType::Strategic { PatchType::Merge } else { kind }, &current, body)?;
-    set_replicas(rest, res, ns, name, &patched, ctx).await
+    update(rest, res, ns, name, &patched, ctx).await
 }
 
 /// Scale has no registry entry of its own; patches treat it as a plain object.
