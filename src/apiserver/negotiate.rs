@@ -119,15 +119,27 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     Ok(value)
 }
 
-/// YAML to JSON; aliases are refused, so a small document cannot expand into a huge one.
+/// YAML to JSON. Anchors are refused — without them no alias can exist — so a small document cannot
+/// expand into a huge one; clients send plain YAML or JSON.
 pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
-    if text.lines().any(|l| l.trim_start().starts_with('*') || l.contains(": *") || l.contains("- *")) {
-        return Err(ApiError::bad_request("YAML aliases are not allowed in request bodies"));
+    if has_anchor(text) {
+        return Err(ApiError::bad_request("YAML anchors and aliases are not allowed in request bodies"));
     }
     let yaml: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     serde_json::to_value(yaml).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+}
+
+/// Whether `text` defines a YAML anchor: `&name` where a node can start (line start, after a space,
+/// `[`, `{` or `,`). Prose such as "R&D" or "a & b" is not an anchor.
+fn has_anchor(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        w[0] == b'&'
+            && (w[1].is_ascii_alphanumeric() || w[1] == b'_')
+            && (i == 0 || matches!(bytes[i - 1], b' ' | b'\n' | b'\t' | b'[' | b'{' | b','))
+    })
 }
 
 fn depth(v: &Value) -> usize {
@@ -261,5 +273,10 @@ mod tests {
         h.insert(http::header::CONTENT_TYPE, "application/yaml".parse().expect("ct"));
         assert!(decode_body(&h, &Bytes::from(yaml_bomb)).is_err());
         assert_eq!(decode_body(&h, &Bytes::from("a: 1\n")).expect("yaml")["a"], 1);
+        let prose = "data:\n  notes: |\n    * R&D and a & b\n    - *not an alias here\n";
+        assert_eq!(
+            decode_body(&h, &Bytes::from(prose)).expect("prose")["data"]["notes"],
+            "* R&D and a & b\n- *not an alias here\n"
+        );
     }
 }
