@@ -111,8 +111,7 @@ type BatchResult = (Vec<Outcome>, Vec<(Change, i64)>, i64, i64);
 /// revisions, the new current revision and the compacted revision.
 fn apply_batch(conn: &mut Connection, commands: Vec<command::Command>) -> rusqlite::Result<BatchResult> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut revision: i64 =
-        tx.prepare_cached("SELECT value FROM counters WHERE name = 'revision'")?.query_row([], |r| r.get(0))?;
+    let mut revision: i64 = tx.prepare_cached(super::CURRENT_REVISION_SQL)?.query_row([], |r| r.get(0))?;
     let mut outcomes = Vec::with_capacity(commands.len());
     let mut changes = Vec::new();
     for command in commands {
@@ -132,7 +131,6 @@ fn apply_batch(conn: &mut Connection, commands: Vec<command::Command>) -> rusqli
             Err(refused) => outcomes.push(Err(refused)),
         }
     }
-    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?.execute([revision])?;
     let compacted: i64 =
         tx.prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?.query_row([], |r| r.get(0))?;
     tx.commit()?;

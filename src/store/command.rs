@@ -155,5 +155,7 @@ fn compact(tx: &Transaction<'_>, target: i64, next_revision: i64) -> rusqlite::R
     )?
     .execute([target])?;
     tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'compacted'")?.execute([target])?;
+    // Raise the revision floor: compaction may have removed the newest row (a deletion's tombstone).
+    tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?.execute([next_revision - 1])?;
     Ok(Ok(()))
 }

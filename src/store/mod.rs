@@ -49,6 +49,13 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The current revision: the newest history row, or the floor kept in `counters`, which compaction
+/// raises to the current revision so that removing old rows can never lower it. Not writing the counter
+/// on every commit saves a page per transaction.
+pub(crate) const CURRENT_REVISION_SQL: &str = "SELECT MAX(
+    (SELECT value FROM counters WHERE name = 'revision'),
+    COALESCE((SELECT MAX(revision) FROM history), 0))";
+
 /// A proposal on its way to the applier, with the channel its outcome goes back on.
 struct Proposal {
     command: Command,

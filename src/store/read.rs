@@ -39,7 +39,7 @@ pub(super) struct Counters {
 }
 
 pub(super) fn load_counters(conn: &Connection) -> Result<Counters> {
-    let revision = conn.query_row("SELECT value FROM counters WHERE name = 'revision'", [], |r| r.get(0))?;
+    let revision = conn.query_row(super::CURRENT_REVISION_SQL, [], |r| r.get(0))?;
     let compacted = conn.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
     Ok(Counters { revision, compacted })
 }
@@ -136,7 +136,7 @@ impl Readers {
     pub async fn list(&self, prefix: String, options: ListOptions) -> Result<ListResult> {
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
-            let current: i64 = tx.query_row("SELECT value FROM counters WHERE name = 'revision'", [], |r| r.get(0))?;
+            let current: i64 = tx.prepare_cached(super::CURRENT_REVISION_SQL)?.query_row([], |r| r.get(0))?;
             let compacted: i64 =
                 tx.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
             let at = if options.revision == 0 { current } else { options.revision };

@@ -179,3 +179,19 @@ async fn migrating_from_the_first_schema_keeps_objects() {
     assert_eq!((record.value, record.mod_revision), (Bytes::from_static(b"1"), 1));
     assert_eq!(store.list("/r/", ListOptions::default()).await.expect("list").records.len(), 1);
 }
+
+#[tokio::test]
+async fn revisions_never_go_back_after_compacting_away_the_newest_tombstone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    {
+        let store = Store::open(&path).expect("open");
+        create(&store, "/r/a", "1").await;
+        store.apply(Command::Delete { key: "/r/a".into(), expected_revision: 1 }).await.expect("store").expect("del");
+        store.apply(Command::Compact { revision: 2 }).await.expect("store").expect("compacted");
+        assert_eq!(store.current_revision(), 2);
+    }
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.current_revision(), 2);
+    assert_eq!(create(&store, "/r/b", "2").await.mod_revision, 3);
+}
