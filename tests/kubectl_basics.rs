@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{kubectl, kubectls, TugServer};
+use common::{jsonpath, kubectl, kubectls, TugServer};
 
 fn version_tag(bin: &std::path::Path) -> String {
     bin.file_name().map(|n| n.to_string_lossy().replace("kubectl", "k").replace('.', "")).unwrap_or_default()
@@ -159,8 +159,7 @@ fn label_annotate_and_the_three_patch_types() {
         assert_ne!(bad.code, 0);
 
         kubectl(&bin, &server, &["scale", "deploy", &name, "--replicas=7"], None).ok();
-        let replicas =
-            kubectl(&bin, &server, &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"], None).ok().stdout;
+        let replicas = jsonpath(&bin, &server, &["deploy", &name], "{.spec.replicas}");
         assert_eq!(replicas, "7");
     }
 }
@@ -228,7 +227,7 @@ fn get_output_formats_and_selectors() {
     );
     let yaml = kubectl(bin, &server, &["get", "deploy", "fmt", "-o", "yaml"], None).ok().stdout;
     assert!(yaml.contains("kind: Deployment") && yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
-    let uid = kubectl(bin, &server, &["get", "deploy", "fmt", "-o", "jsonpath={.metadata.uid}"], None).ok().stdout;
+    let uid = jsonpath(bin, &server, &["deploy", "fmt"], "{.metadata.uid}");
     assert_eq!(uid.len(), 36, "uid is a UUID: {uid}");
     let by_label = kubectl(bin, &server, &["get", "cm", "-l", "group=g0", "-o", "name"], None).ok().stdout;
     assert_eq!(by_label.lines().collect::<Vec<_>>(), ["configmap/sel-0", "configmap/sel-2"]);
@@ -261,14 +260,9 @@ fn server_side_apply_tracks_owners_and_reports_conflicts() {
         let manifest = DEPLOYMENT.replace("NAME", &name);
         let first = kubectl(&bin, &server, &["apply", "--server-side", "-f", "-"], Some(&manifest)).ok().stdout;
         assert!(first.contains("serverside-applied"), "{first}");
-        let rv = kubectl(&bin, &server, &["get", "deploy", &name, "-o", "jsonpath={.metadata.resourceVersion}"], None)
-            .ok()
-            .stdout;
+        let rv = jsonpath(&bin, &server, &["deploy", &name], "{.metadata.resourceVersion}");
         kubectl(&bin, &server, &["apply", "--server-side", "-f", "-"], Some(&manifest)).ok();
-        let rv_again =
-            kubectl(&bin, &server, &["get", "deploy", &name, "-o", "jsonpath={.metadata.resourceVersion}"], None)
-                .ok()
-                .stdout;
+        let rv_again = jsonpath(&bin, &server, &["deploy", &name], "{.metadata.resourceVersion}");
         assert_eq!(rv, rv_again, "re-applying the same configuration writes nothing");
 
         let other = manifest.replace("replicas: 2", "replicas: 5");
@@ -354,11 +348,9 @@ fn typed_create_commands_work_including_protobuf_bodies() {
         )
         .ok();
         kubectl(&bin, &server, &["-n", &ns, "create", "service", "nodeport", "web", "--tcp=80:8080"], None).ok();
-        let data =
-            kubectl(&bin, &server, &["-n", &ns, "get", "cm", "cfg", "-o", "jsonpath={.data.a}"], None).ok().stdout;
+        let data = jsonpath(&bin, &server, &["-n", &ns, "cm", "cfg"], "{.data.a}");
         assert_eq!(data, "b");
-        let secret =
-            kubectl(&bin, &server, &["-n", &ns, "get", "secret", "sec", "-o", "jsonpath={.data.p}"], None).ok().stdout;
+        let secret = jsonpath(&bin, &server, &["-n", &ns, "secret", "sec"], "{.data.p}");
         assert_eq!(secret, "cQ==", "secret data is base64 of the literal");
         let deploy = kubectl(
             &bin,
@@ -377,10 +369,7 @@ fn typed_create_commands_work_including_protobuf_bodies() {
         .ok()
         .stdout;
         assert_eq!(deploy, "3 80");
-        let port =
-            kubectl(&bin, &server, &["-n", &ns, "get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"], None)
-                .ok()
-                .stdout;
+        let port = jsonpath(&bin, &server, &["-n", &ns, "svc", "web"], "{.spec.ports[0].nodePort}");
         let port: u16 = port.parse().expect("an allocated node port");
         assert!((30000..=32767).contains(&port));
     }

@@ -11,13 +11,6 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
-impl User {
-    /// The identity of in-process clients (controllers, the bootstrapper).
-    pub fn loopback() -> User {
-        User { name: "system:apiserver".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
-    }
-}
-
 /// The identity of a peer, from its (already verified) leaf certificate; None when there is none.
 pub fn from_peer_certificates(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<User> {
     let leaf = certs?.first()?;

@@ -179,11 +179,6 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// Looks a resource up by its apiVersion and kind.
-pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
-}
-
 /// The groups served, each with its versions (preferred first), in discovery order.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
@@ -214,9 +209,8 @@ mod tests {
     }
 
     #[test]
-    fn lookups_find_by_plural_and_kind() {
+    fn lookups_find_by_group_version_and_plural() {
         assert_eq!(find("apps", "v1", "deployments").map(|r| r.kind), Some("Deployment"));
-        assert_eq!(find_kind("v1", "ConfigMap").map(|r| r.plural), Some("configmaps"));
         assert!(find("apps", "v1", "pods").is_none());
     }
 }

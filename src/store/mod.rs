@@ -109,11 +109,6 @@ impl Store {
         self.inner.readers.list(prefix.to_string(), options).await
     }
 
-    /// Counts the live keys under `prefix`.
-    pub async fn count(&self, prefix: &str) -> Result<i64> {
-        self.inner.readers.count(prefix.to_string()).await
-    }
-
     /// Watches the keys under `prefix`, starting after `after_revision` (events with greater revisions).
     pub async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
         self.inner.readers.watch(prefix.to_string(), after_revision).await

@@ -123,16 +123,6 @@ impl Readers {
         .await
     }
 
-    pub async fn count(&self, prefix: String) -> Result<i64> {
-        self.with_conn(move |conn| {
-            let end = prefix_end(&prefix);
-            Ok(conn.query_row("SELECT COUNT(*) FROM objects WHERE key >= ?1 AND key < ?2", [&prefix, &end], |r| {
-                r.get(0)
-            })?)
-        })
-        .await
-    }
-
     pub async fn list(&self, prefix: String, options: ListOptions) -> Result<ListResult> {
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;

@@ -166,3 +166,11 @@ pub fn kubectl(bin: &Path, server: &TugServer, args: &[&str], stdin: Option<&str
     }
     run(child.wait_with_output().expect("kubectl output"))
 }
+
+/// `kubectl get <object…> -o jsonpath=<path>`, which must succeed; its output.
+pub fn jsonpath(bin: &Path, server: &TugServer, object: &[&str], path: &str) -> String {
+    let output = format!("jsonpath={path}");
+    let args: Vec<&str> =
+        ["get"].iter().copied().chain(object.iter().copied()).chain(["-o", output.as_str()]).collect();
+    kubectl(bin, server, &args, None).ok().stdout
+}

@@ -63,7 +63,14 @@ impl Admission {
                 let list = unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ");
                 return Err(ApiError::bad_request(format!("strict decoding error: {list}")));
             }
-            FieldValidation::Warn => ctx.warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            FieldValidation::Warn => {
+                // A retried write (conflict) is admitted again: warn once.
+                for warning in unknown.iter().map(|f| format!("unknown field {f:?}")) {
+                    if !ctx.warnings.contains(&warning) {
+                        ctx.warnings.push(warning);
+                    }
+                }
+            }
             _ => {}
         }
         *obj = normalized;

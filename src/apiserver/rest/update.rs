@@ -61,33 +61,26 @@ impl Rest {
             return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
         object::meta_mut(&mut obj).insert("name".into(), Value::String(name.to_string()));
-        let pinned = object::resource_version(&obj).map(object::parse_resource_version).transpose()?;
-        let key = object::key(res, path_ns, name);
-        let Some(current) = self.store.get(&key).await? else {
-            if crate::apiserver::admission::allows_create_on_update(res) && kind == UpdateKind::Main {
-                object::meta_mut(&mut obj).remove("resourceVersion");
-                return Ok((self.create(res, path_ns, obj, ctx).await?, true));
-            }
-            return Err(ApiError::not_found(res, name));
-        };
-        if pinned.is_some_and(|rv| rv != current.mod_revision) {
-            return Err(ApiError::modified(res, name));
-        }
-        let desired = obj;
+        // A resourceVersion in the body pins the write: guaranteed_update compares it with the stored one.
+        let pinned = object::resource_version(&obj).map(object::parse_resource_version).transpose()?.is_some();
+        let desired = obj.clone();
         let updated = self
-            .guaranteed_update(
-                res,
-                path_ns,
-                name,
-                UpdateOptions { pinned: pinned.is_some(), kind },
-                ctx,
-                move |_current| {
-                    let desired = desired.clone();
-                    async move { Ok(desired) }
-                },
-            )
-            .await?;
-        Ok((updated, false))
+            .guaranteed_update(res, path_ns, name, UpdateOptions { pinned, kind }, ctx, move |_current| {
+                let desired = desired.clone();
+                async move { Ok(desired) }
+            })
+            .await;
+        match updated {
+            Err(e)
+                if e.code == 404
+                    && kind == UpdateKind::Main
+                    && crate::apiserver::admission::allows_create_on_update(res) =>
+            {
+                object::meta_mut(&mut obj).remove("resourceVersion");
+                Ok((self.create(res, path_ns, obj, ctx).await?, true))
+            }
+            other => other.map(|u| (u, false)),
+        }
     }
 
     /// Reads the object, lets `mutate` compute the desired object from it, applies the update rules and
