@@ -6,7 +6,8 @@
 //! - RSS idle, with 10,000 objects and after listing them all, time to /readyz (fresh data dir,
 //!   certificates included), and the binary's size.
 //!
-//! Run: `cargo bench --bench api_throughput` (env BENCH_CREATES sets the creates per run).
+//! Run: `cargo bench --bench api_throughput` (env BENCH_CREATES sets the creates per run, BENCH_CLIENTS
+//! the client counts; TUG_TEST_BINARY runs another build of tug, e.g. the `profiling` profile for perf).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -164,6 +165,28 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used; /proc counts in USER_HZ, 100 on Linux.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
+/// CPU microseconds per operation that a server process and this (client) process spent on `ops`.
+async fn cpu_per_op<Fut: std::future::Future<Output = Stats>>(
+    server_pid: u32,
+    ops: usize,
+    run: Fut,
+) -> (Stats, f64, f64) {
+    let server = server_pid.to_string();
+    let (server_before, client_before) = (cpu_seconds(&server), cpu_seconds("self"));
+    let stats = run.await;
+    let per_op = |before: f64, now: f64| (now - before) * 1e6 / ops as f64;
+    (stats, per_op(server_before, cpu_seconds(&server)), per_op(client_before, cpu_seconds("self")))
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -218,19 +241,29 @@ fn time_to_ready() -> Duration {
     samples[2]
 }
 
-/// Writes per transaction and mean commit time, from the server's /metrics.
+/// Writes per transaction and per fsync, and their mean times, from the server's /metrics.
 async fn store_batching(client: &kube::Client) -> String {
     let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
     let metrics = client.request_text(request).await.unwrap_or_default();
     let counter =
         |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
     let batches = counter("tug_store_write_batches_total ").max(1.0);
+    let syncs = counter("tug_store_fsync_seconds_count ").max(1.0);
     let commands = counter("tug_store_write_commands_total ");
     let commit_ms = 1e3 * counter("tug_store_commit_seconds_sum ") / batches;
+    let sync_ms = 1e3 * counter("tug_store_fsync_seconds_sum ") / syncs;
     format!(
-        "{commands:.0} writes in {batches:.0} transactions ({:.1} writes per fsync), mean commit {commit_ms:.2} ms",
-        commands / batches
+        "{commands:.0} writes in {batches:.0} transactions (mean {commit_ms:.2} ms to apply and commit) and \
+         {syncs:.0} fsyncs (mean {sync_ms:.2} ms), {:.1} writes per fsync",
+        commands / syncs
     )
+}
+
+/// Client counts to measure: `BENCH_CLIENTS` (comma-separated, e.g. `64` while profiling) or 1, 16 and 64.
+fn client_counts() -> Vec<usize> {
+    std::env::var("BENCH_CLIENTS")
+        .map(|v| v.split(',').map(|c| c.trim().parse().expect("BENCH_CLIENTS: comma-separated numbers")).collect())
+        .unwrap_or_else(|_| vec![1, 16, 64])
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -249,14 +282,19 @@ async fn main() {
 
     println!("## Creates of ~1 KiB objects, {creates} per run\n");
     println!(
-        "| clients | tug creates/s | tug p50 ms | tug p99 ms | etcd puts/s | etcd p50 ms | etcd p99 ms | tug/etcd |"
+        "| clients | tug creates/s | tug p50 ms | tug p99 ms | etcd puts/s | etcd p50 ms | etcd p99 ms | tug/etcd \
+         | CPU µs per write: tug server, client | etcd server, client |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for clients in [1usize, 16, 64] {
-        let t = tug_creates(&api, &format!("c{clients}"), clients, creates, json!({})).await;
-        let e = etcd_puts(&etcd_client, &format!("c{clients}"), clients, creates).await;
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for clients in client_counts() {
+        let prefix = format!("c{clients}");
+        let (t, t_server, t_client) =
+            cpu_per_op(server.pid(), creates, tug_creates(&api, &prefix, clients, creates, json!({}))).await;
+        let (e, e_server, e_client) =
+            cpu_per_op(etcd.child.id(), creates, etcd_puts(&etcd_client, &prefix, clients, creates)).await;
         println!(
-            "| {clients} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {clients} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {t_server:.0}, {t_client:.0} \
+             | {e_server:.0}, {e_client:.0} |",
             t.per_second,
             t.p50_ms,
             t.p99_ms,

@@ -1,5 +1,5 @@
 //! /metrics in the Prometheus text format: API request counts and latencies by verb, resource and code,
-//! the store's write batches and commit (fsync) latency, and the number of open watches.
+//! the store's write batches, commit and fsync latency, and the number of open watches.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -78,13 +78,15 @@ impl Metrics {
         let s = store.metrics();
         let _ = write!(
             out,
-            "# HELP tug_store_write_batches_total Store transactions committed (one fsync each).\n# TYPE tug_store_write_batches_total counter\ntug_store_write_batches_total {}\n\
+            "# HELP tug_store_write_batches_total Store transactions committed.\n# TYPE tug_store_write_batches_total counter\ntug_store_write_batches_total {}\n\
              # HELP tug_store_write_commands_total Write commands applied.\n# TYPE tug_store_write_commands_total counter\ntug_store_write_commands_total {}\n\
-             # HELP tug_store_commit_seconds Commit (fsync) latency.\n# TYPE tug_store_commit_seconds summary\ntug_store_commit_seconds_sum {}\ntug_store_commit_seconds_count {}\n\
-             # HELP tug_store_commit_seconds_max Slowest commit.\n# TYPE tug_store_commit_seconds_max gauge\ntug_store_commit_seconds_max {}\n\
+             # HELP tug_store_commit_seconds Time to apply and commit a transaction (before its fsync).\n# TYPE tug_store_commit_seconds summary\ntug_store_commit_seconds_sum {}\ntug_store_commit_seconds_count {}\n\
+             # HELP tug_store_commit_seconds_max Slowest transaction.\n# TYPE tug_store_commit_seconds_max gauge\ntug_store_commit_seconds_max {}\n\
+             # HELP tug_store_fsync_seconds WAL fsync latency; each fsync makes one or more transactions durable.\n# TYPE tug_store_fsync_seconds summary\ntug_store_fsync_seconds_sum {}\ntug_store_fsync_seconds_count {}\n\
              # HELP tug_store_revision Current store revision.\n# TYPE tug_store_revision gauge\ntug_store_revision {}\n\
              # HELP apiserver_registered_watchers Number of open watches.\n# TYPE apiserver_registered_watchers gauge\napiserver_registered_watchers {}\n",
-            s.batches, s.commands, s.commit_seconds_total, s.batches, s.commit_seconds_max, store.current_revision(), store.watch_count()
+            s.batches, s.commands, s.commit_seconds_total, s.batches, s.commit_seconds_max, s.sync_seconds_total, s.syncs,
+            store.current_revision(), store.watch_count()
         );
         out
     }

@@ -1,6 +1,7 @@
 //! The single applier: one thread owning the write connection. It takes every proposal waiting in the
-//! queue, applies them in order inside one transaction, commits (one fsync for the whole batch), then
-//! publishes the changes to the watch hub and answers each proposer. This is the group commit.
+//! queue, applies them in order inside one transaction and commits, then hands the transaction to the
+//! syncer, which makes it durable and only then answers. This is the group commit; the applier goes on
+//! with the next batch while the syncer's fsync runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::command::{self, Change};
-use super::watch::Hub;
+use super::syncer::{Committed, Outcome};
 use super::{Proposal, Record, Result, StoreError};
 
 /// The most proposals one transaction takes.
@@ -26,19 +27,25 @@ struct MetricsInner {
     commands: AtomicU64,
     commit_micros_total: AtomicU64,
     commit_micros_max: AtomicU64,
+    syncs: AtomicU64,
+    sync_micros_total: AtomicU64,
 }
 
 /// A copy of the write-path counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsSnapshot {
-    /// Transactions committed (each one fsync).
+    /// Transactions committed.
     pub batches: u64,
     /// Commands applied.
     pub commands: u64,
-    /// Sum of commit (fsync) latencies, in seconds.
+    /// Sum of the transactions' apply-and-commit times, in seconds.
     pub commit_seconds_total: f64,
-    /// Slowest commit seen, in seconds.
+    /// Slowest transaction seen, in seconds.
     pub commit_seconds_max: f64,
+    /// WAL fsyncs (each makes one or more transactions durable).
+    pub syncs: u64,
+    /// Sum of fsync latencies, in seconds.
+    pub sync_seconds_total: f64,
 }
 
 impl Metrics {
@@ -50,26 +57,43 @@ impl Metrics {
         self.0.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
     }
 
+    pub(super) fn record_sync(&self, took: std::time::Duration) {
+        self.0.syncs.fetch_add(1, Ordering::Relaxed);
+        self.0.sync_micros_total.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             batches: self.0.batches.load(Ordering::Relaxed),
             commands: self.0.commands.load(Ordering::Relaxed),
             commit_seconds_total: self.0.commit_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
             commit_seconds_max: self.0.commit_micros_max.load(Ordering::Relaxed) as f64 / 1e6,
+            syncs: self.0.syncs.load(Ordering::Relaxed),
+            sync_seconds_total: self.0.sync_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
 }
 
-/// Starts the applier thread.
-pub(super) fn spawn(conn: Connection, rx: mpsc::Receiver<Proposal>, hub: Hub, metrics: Metrics) -> Result<()> {
+/// Starts the applier thread, which hands each committed transaction to `syncer`.
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Proposal>,
+    syncer: std::sync::mpsc::Sender<Committed>,
+    metrics: Metrics,
+) -> Result<()> {
     std::thread::Builder::new()
         .name("tug-store-applier".into())
-        .spawn(move || run(conn, rx, hub, metrics))
+        .spawn(move || run(conn, rx, syncer, metrics))
         .map_err(|e| StoreError::DataDir { path: "applier thread".into(), source: e })?;
     Ok(())
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Proposal>, hub: Hub, metrics: Metrics) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Proposal>,
+    syncer: std::sync::mpsc::Sender<Committed>,
+    metrics: Metrics,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -85,9 +109,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Proposal>, hub: Hub, metrics
         match apply_batch(&mut conn, commands) {
             Ok((outcomes, changes, revision, compacted)) => {
                 metrics.record(replies.len(), started.elapsed());
-                hub.publish(changes, revision, compacted);
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                let answers = replies.into_iter().zip(outcomes).collect();
+                if syncer.send(Committed { answers, changes, revision, compacted }).is_err() {
+                    break;
                 }
                 if compacts {
                     reclaim_space(&conn);
@@ -104,8 +128,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Proposal>, hub: Hub, metrics
     tracing::debug!("store applier stopped");
 }
 
-type Outcome = std::result::Result<Record, command::CommandError>;
-type BatchResult = (Vec<Outcome>, Vec<(Change, i64)>, i64, i64);
+type BatchResult = (Vec<Outcome>, Vec<Change>, i64, i64);
 
 /// Applies the batch in one transaction; on success returns each outcome, the changes with their
 /// revisions, the new current revision and the compacted revision.
@@ -119,7 +142,7 @@ fn apply_batch(conn: &mut Connection, commands: Vec<command::Command>) -> rusqli
             Ok(Some(change)) => {
                 revision += 1;
                 outcomes.push(Ok(change.record.clone()));
-                changes.push((change, revision));
+                changes.push(change);
             }
             // Compaction writes no key; its outcome carries the revision it ran at.
             Ok(None) => outcomes.push(Ok(Record {

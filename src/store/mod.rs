@@ -1,13 +1,15 @@
 //! The store: the only owner of the SQLite file. It keeps every object under a key with MVCC revisions
 //! (one global counter; an object's mod revision is its resourceVersion), applies writes as deterministic
-//! commands through one applier that batches concurrent writes into one transaction and one fsync, fans
-//! changes out to watchers, and compacts old history. It knows keys and bytes, not Kubernetes objects.
+//! commands through one applier that batches concurrent writes into one transaction, makes them durable
+//! with one fsync per group in the syncer (overlapping the next batch), fans changes out to watchers, and
+//! compacts old history. It knows keys and bytes, not Kubernetes objects.
 
 mod applier;
 mod command;
 mod compactor;
 mod read;
 mod schema;
+mod syncer;
 mod watch;
 
 pub use command::{Command, CommandError};
@@ -59,7 +61,7 @@ pub(crate) const CURRENT_REVISION_SQL: &str = "SELECT MAX(
 /// A proposal on its way to the applier, with the channel its outcome goes back on.
 struct Proposal {
     command: Command,
-    reply: oneshot::Sender<Result<std::result::Result<Record, CommandError>>>,
+    reply: syncer::Reply,
 }
 
 /// Handle to the store; cheap to clone.
@@ -86,7 +88,8 @@ impl Store {
         let hub = watch::Hub::new(state.revision, state.compacted);
         let metrics = applier::Metrics::default();
         let (proposals, rx) = mpsc::channel(4096);
-        applier::spawn(writer, rx, hub.clone(), metrics.clone())?;
+        let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone())?;
+        applier::spawn(writer, rx, syncer, metrics.clone())?;
         let readers = read::Readers::new(path.to_path_buf(), hub.clone());
         Ok(Store { inner: Arc::new(Inner { proposals, readers, hub, metrics }) })
     }

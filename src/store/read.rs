@@ -1,12 +1,13 @@
 //! Reads: a small pool of read-only connections (WAL lets them run beside the writer), each read in one
 //! snapshot transaction. Current state comes from `objects`; older revisions and watch backlogs from
-//! `history`.
+//! `history`. A read returns only once its snapshot's revision is durable, so nobody sees a write that
+//! a power loss could still take back (the applier commits before the syncer's fsync).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use super::watch::{Event, Hub, WatchStream};
 use super::{schema, Record, Result, StoreError};
@@ -102,9 +103,26 @@ impl Readers {
         .await?
     }
 
+    /// Runs `f` in one read transaction, with the snapshot's current revision; returns its result once
+    /// that revision is durable.
+    async fn read_durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, i64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (out, snapshot) = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction()?;
+                let snapshot: i64 = tx.prepare_cached(super::CURRENT_REVISION_SQL)?.query_row([], |r| r.get(0))?;
+                Ok((f(&tx, snapshot)?, snapshot))
+            })
+            .await?;
+        self.hub.wait_durable(snapshot).await;
+        Ok(out)
+    }
+
     pub async fn get(&self, key: String) -> Result<Option<Record>> {
-        self.with_conn(move |conn| {
-            let record = conn
+        self.read_durable(move |tx, _| {
+            let record = tx
                 .prepare_cached(
                     "SELECT h.value, o.create_revision, o.mod_revision FROM objects o
                      JOIN history h ON h.revision = o.mod_revision WHERE o.key = ?1",
@@ -124,9 +142,7 @@ impl Readers {
     }
 
     pub async fn list(&self, prefix: String, options: ListOptions) -> Result<ListResult> {
-        self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
-            let current: i64 = tx.prepare_cached(super::CURRENT_REVISION_SQL)?.query_row([], |r| r.get(0))?;
+        self.read_durable(move |tx, current| {
             let compacted: i64 =
                 tx.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
             let at = if options.revision == 0 { current } else { options.revision };
@@ -171,7 +187,7 @@ impl Readers {
         let live = self.hub.subscribe();
         let hub = self.hub.clone();
         let (prefix, backlog) = self
-            .with_conn(move |conn| {
+            .read_durable(move |conn, _| {
                 let compacted: i64 =
                     conn.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
                 if after_revision < compacted {

@@ -129,6 +129,24 @@ async fn concurrent_writes_share_transactions() {
     let metrics = store.metrics();
     assert_eq!(metrics.commands, 200);
     assert!(metrics.batches < 200, "expected group commit, got {} batches", metrics.batches);
+    assert!(
+        (1..=metrics.batches).contains(&metrics.syncs),
+        "every transaction is made durable by an fsync shared with others: {metrics:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_of_a_committed_revision_waits_until_it_is_durable() {
+    let hub = watch::Hub::new(3, 0);
+    let reader = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.wait_durable(5).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!reader.is_finished(), "revision 5 is committed but not yet durable");
+    hub.publish(Vec::new(), 5, 0);
+    tokio::time::timeout(std::time::Duration::from_secs(5), reader).await.expect("released").expect("reader");
+    assert_eq!(hub.current_revision(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary under test: this package's `tug`, or `TUG_TEST_BINARY` (e.g. a `profiling` build for perf).
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("TUG_TEST_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tug")), PathBuf::from)
+}
+
 /// A `tug server` process and its data dir.
 pub struct TugServer {
     pub dir: tempfile::TempDir,
@@ -43,7 +48,7 @@ impl TugServer {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tug"))
+        let child = Command::new(server_binary())
             .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
             .arg("--data-dir")
             .arg(self.dir.path())
