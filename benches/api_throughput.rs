@@ -6,8 +6,9 @@
 //! - RSS idle, with 10,000 objects and after listing them all, time to /readyz (fresh data dir,
 //!   certificates included), and the binary's size.
 //!
-//! Run: `cargo bench --bench api_throughput` (env BENCH_CREATES sets the creates per run, BENCH_CLIENTS
-//! the client counts; TUG_TEST_BINARY runs another build of tug, e.g. the `profiling` profile for perf).
+//! Run: `cargo bench --bench api_throughput` (env BENCH_CREATES sets the creates per run, BENCH_ROUNDS how
+//! many runs per client count — tug and etcd alternate, medians are reported —, BENCH_CLIENTS the client
+//! counts; TUG_TEST_BINARY runs another build of tug, e.g. the `profiling` profile for perf).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -165,6 +166,42 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Medians over rounds of one side (tug or etcd) at one client count.
+#[derive(Default)]
+struct Rounds {
+    per_second: Vec<f64>,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+    server_cpu: Vec<f64>,
+    client_cpu: Vec<f64>,
+}
+
+impl Rounds {
+    fn add(&mut self, (stats, server_cpu, client_cpu): (Stats, f64, f64)) {
+        self.per_second.push(stats.per_second);
+        self.p50_ms.push(stats.p50_ms);
+        self.p99_ms.push(stats.p99_ms);
+        self.server_cpu.push(server_cpu);
+        self.client_cpu.push(client_cpu);
+    }
+
+    /// Rate, p50 and p99 table cells.
+    fn rates(&self) -> String {
+        let m = |v: &Vec<f64>| median(v.clone());
+        format!("{:.0} | {:.2} | {:.2}", m(&self.per_second), m(&self.p50_ms), m(&self.p99_ms))
+    }
+
+    /// Server and client CPU per write.
+    fn cpu(&self) -> String {
+        format!("{:.0}, {:.0}", median(self.server_cpu.clone()), median(self.client_cpu.clone()))
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// CPU seconds (user + system) a process has used; /proc counts in USER_HZ, 100 on Linux.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -286,22 +323,24 @@ async fn main() {
          | CPU µs per write: tug server, client | etcd server, client |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     for clients in client_counts() {
-        let prefix = format!("c{clients}");
-        let (t, t_server, t_client) =
-            cpu_per_op(server.pid(), creates, tug_creates(&api, &prefix, clients, creates, json!({}))).await;
-        let (e, e_server, e_client) =
-            cpu_per_op(etcd.child.id(), creates, etcd_puts(&etcd_client, &prefix, clients, creates)).await;
+        let (mut tug, mut reference, mut ratios) = (Rounds::default(), Rounds::default(), Vec::new());
+        for round in 0..rounds {
+            let prefix = format!("c{clients}r{round}");
+            let t = cpu_per_op(server.pid(), creates, tug_creates(&api, &prefix, clients, creates, json!({}))).await;
+            let e = cpu_per_op(etcd.child.id(), creates, etcd_puts(&etcd_client, &prefix, clients, creates)).await;
+            ratios.push(t.0.per_second / e.0.per_second);
+            tug.add(t);
+            reference.add(e);
+        }
         println!(
-            "| {clients} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {t_server:.0}, {t_client:.0} \
-             | {e_server:.0}, {e_client:.0} |",
-            t.per_second,
-            t.p50_ms,
-            t.p99_ms,
-            e.per_second,
-            e.p50_ms,
-            e.p99_ms,
-            t.per_second / e.per_second
+            "| {clients} | {} | {} | {:.2} | {} | {} |",
+            tug.rates(),
+            reference.rates(),
+            median(ratios),
+            tug.cpu(),
+            reference.cpu()
         );
     }
     println!("\nStore: {}.", store_batching(&client).await);
@@ -333,7 +372,7 @@ async fn main() {
     println!(
         "| RSS with 10,000 ConfigMaps (~1 KiB) | {} | etcd holding {} keys: {} |",
         mib(full_rss),
-        3 * creates,
+        rounds * client_counts().len() * creates,
         mib(etcd_rss)
     );
     println!("| RSS after listing all 10,000 at once (peak) | {} ({}) | |", mib(after_list), mib(peak));

@@ -7,11 +7,6 @@ use tug::{cli, config, server};
 
 use clap::error::ErrorKind;
 
-/// mimalloc rather than glibc's malloc: request handling allocates and frees many small buffers across
-/// threads, where glibc's arenas cost a tenth of the server's CPU and hold on to freed memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match config::parse_cli(std::env::args_os().collect()) {
         Ok(cli) => cli,

@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::command::{self, Change};
+use super::index::SharedIndex;
 use super::syncer::{Committed, Outcome};
 use super::{Proposal, Record, Result, StoreError};
 
@@ -74,22 +75,31 @@ impl Metrics {
     }
 }
 
+/// What the applier keeps between transactions.
+pub(super) struct State {
+    pub conn: Connection,
+    pub index: SharedIndex,
+    /// The last revision committed.
+    pub revision: i64,
+    pub compacted: i64,
+}
+
 /// Starts the applier thread, which hands each committed transaction to `syncer`.
 pub(super) fn spawn(
-    conn: Connection,
+    state: State,
     rx: mpsc::Receiver<Proposal>,
     syncer: std::sync::mpsc::Sender<Committed>,
     metrics: Metrics,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name("tug-store-applier".into())
-        .spawn(move || run(conn, rx, syncer, metrics))
+        .spawn(move || run(state, rx, syncer, metrics))
         .map_err(|e| StoreError::DataDir { path: "applier thread".into(), source: e })?;
     Ok(())
 }
 
 fn run(
-    mut conn: Connection,
+    mut state: State,
     mut rx: mpsc::Receiver<Proposal>,
     syncer: std::sync::mpsc::Sender<Committed>,
     metrics: Metrics,
@@ -106,15 +116,16 @@ fn run(
         let (commands, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.command, p.reply)).unzip();
         let compacts = commands.iter().any(|c| matches!(c, command::Command::Compact { .. }));
         let started = Instant::now();
-        match apply_batch(&mut conn, commands) {
-            Ok((outcomes, changes, revision, compacted)) => {
+        match apply_batch(&mut state, commands) {
+            Ok((outcomes, changes)) => {
                 metrics.record(replies.len(), started.elapsed());
                 let answers = replies.into_iter().zip(outcomes).collect();
+                let (revision, compacted) = (state.revision, state.compacted);
                 if syncer.send(Committed { answers, changes, revision, compacted }).is_err() {
                     break;
                 }
                 if compacts {
-                    reclaim_space(&conn);
+                    reclaim_space(&state.conn);
                 }
             }
             Err(e) => {
@@ -128,36 +139,57 @@ fn run(
     tracing::debug!("store applier stopped");
 }
 
-type BatchResult = (Vec<Outcome>, Vec<Change>, i64, i64);
+/// Applies the batch in one transaction; on success returns each outcome and the changes, and advances
+/// `state`. On failure nothing of the batch remains, in SQLite or in the index.
+fn apply_batch(state: &mut State, commands: Vec<command::Command>) -> rusqlite::Result<(Vec<Outcome>, Vec<Change>)> {
+    let committed = state.revision;
+    let result = apply_and_commit(state, commands);
+    if result.is_err() {
+        state.index.write().truncate_after(committed);
+    }
+    result
+}
 
-/// Applies the batch in one transaction; on success returns each outcome, the changes with their
-/// revisions, the new current revision and the compacted revision.
-fn apply_batch(conn: &mut Connection, commands: Vec<command::Command>) -> rusqlite::Result<BatchResult> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut revision: i64 = tx.prepare_cached(super::CURRENT_REVISION_SQL)?.query_row([], |r| r.get(0))?;
+fn apply_and_commit(
+    state: &mut State,
+    commands: Vec<command::Command>,
+) -> rusqlite::Result<(Vec<Outcome>, Vec<Change>)> {
+    let tx = state.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut revision = state.revision;
+    let mut compacted_to = None;
     let mut outcomes = Vec::with_capacity(commands.len());
     let mut changes = Vec::new();
     for command in commands {
-        match command::apply(&tx, command, revision + 1)? {
+        let compaction = match command {
+            command::Command::Compact { revision } => Some(revision),
+            _ => None,
+        };
+        match command::apply(&tx, &mut state.index.write(), command, revision + 1)? {
             Ok(Some(change)) => {
                 revision += 1;
                 outcomes.push(Ok(change.record.clone()));
                 changes.push(change);
             }
             // Compaction writes no key; its outcome carries the revision it ran at.
-            Ok(None) => outcomes.push(Ok(Record {
-                key: String::new(),
-                value: Default::default(),
-                create_revision: 0,
-                mod_revision: revision,
-            })),
+            Ok(None) => {
+                compacted_to = compaction;
+                outcomes.push(Ok(Record {
+                    key: String::new(),
+                    value: Default::default(),
+                    create_revision: 0,
+                    mod_revision: revision,
+                }))
+            }
             Err(refused) => outcomes.push(Err(refused)),
         }
     }
-    let compacted: i64 =
-        tx.prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?.query_row([], |r| r.get(0))?;
     tx.commit()?;
-    Ok((outcomes, changes, revision, compacted))
+    state.revision = revision;
+    if let Some(target) = compacted_to {
+        state.index.write().compact(target);
+        state.compacted = target;
+    }
+    Ok((outcomes, changes))
 }
 
 /// After a compaction: folds the WAL back into the file and returns freed pages to the file system, so

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use rusqlite::{OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
+use super::index::{KeyIndex, Version};
 use super::Record;
 
 /// A write to the store.
@@ -46,80 +47,76 @@ pub(super) const CREATED: u8 = 0;
 pub(super) const UPDATED: u8 = 1;
 pub(super) const DELETED: u8 = 2;
 
-/// Applies `command` inside `tx`, using `revision` as the next revision if it writes.
-/// Returns the change (None for compaction) or the refusal.
+/// Applies `command` inside `tx`, using `revision` as the next revision if it writes, and records the
+/// new version in `index`. Returns the change (None for compaction) or the refusal. Compaction deletes
+/// its rows here; the caller prunes the index once the transaction has committed.
 pub(super) fn apply(
     tx: &Transaction<'_>,
+    index: &mut KeyIndex,
     command: Command,
     revision: i64,
 ) -> rusqlite::Result<Result<Option<Change>, CommandError>> {
     match command {
         Command::Create { key, value } => {
-            // Existence only: reading the stored value here would cost a blob read per create.
-            let existing: Option<i64> = tx
-                .prepare_cached("SELECT mod_revision FROM objects WHERE key = ?1")?
-                .query_row([&key], |row| row.get(0))
-                .optional()?;
-            if let Some(mod_revision) = existing {
-                return Ok(Err(CommandError::AlreadyExists { mod_revision }));
+            if let Some(existing) = index.latest(&key) {
+                return Ok(Err(CommandError::AlreadyExists { mod_revision: existing.revision }));
             }
-            write(tx, key, value, revision, revision, CREATED, None).map(|c| Ok(Some(c)))
+            let record = Record { key, value: value.into(), create_revision: revision, mod_revision: revision };
+            write(tx, index, record, CREATED, None).map(|c| Ok(Some(c)))
         }
-        Command::Update { key, value, expected_revision } => match current(tx, &key)? {
+        Command::Update { key, value, expected_revision } => match current(tx, index, &key)? {
             None => Ok(Err(CommandError::NotFound)),
             Some(current) if current.mod_revision != expected_revision => Ok(Err(CommandError::Conflict { current })),
             Some(current) => {
-                let (create_revision, prev) = (current.create_revision, Some(current.value));
-                write(tx, key, value, create_revision, revision, UPDATED, prev).map(|c| Ok(Some(c)))
+                let create_revision = current.create_revision;
+                let record = Record { key, value: value.into(), create_revision, mod_revision: revision };
+                write(tx, index, record, UPDATED, Some(current.value)).map(|c| Ok(Some(c)))
             }
         },
-        Command::Delete { key, expected_revision } => match current(tx, &key)? {
+        Command::Delete { key, expected_revision } => match current(tx, index, &key)? {
             None => Ok(Err(CommandError::NotFound)),
             Some(current) if current.mod_revision != expected_revision => Ok(Err(CommandError::Conflict { current })),
             Some(current) => {
-                tx.prepare_cached("DELETE FROM objects WHERE key = ?1")?.execute([&key])?;
                 insert_history(tx, revision, &key, DELETED, current.create_revision, &current.value)?;
+                index.push(&key, Version { revision, create_revision: current.create_revision, deleted: true });
                 let prev = Some(current.value.clone());
                 let record = Record { mod_revision: revision, ..current };
                 Ok(Ok(Some(Change { record, event: DELETED, prev })))
             }
         },
-        Command::Compact { revision: target } => compact(tx, target, revision).map(|r| r.map(|()| None)),
+        Command::Compact { revision: target } => compact(tx, index, target, revision).map(|r| r.map(|()| None)),
     }
 }
 
-fn current(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<Record>> {
-    tx.prepare_cached(
-        "SELECT h.value, o.create_revision, o.mod_revision FROM objects o
-         JOIN history h ON h.revision = o.mod_revision WHERE o.key = ?1",
-    )?
-    .query_row([key], |row| {
-        Ok(Record {
-            key: key.to_string(),
-            value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
-            create_revision: row.get(1)?,
-            mod_revision: row.get(2)?,
-        })
-    })
-    .optional()
+/// The value stored at `revision`.
+pub(super) fn value_at(conn: &rusqlite::Connection, revision: i64) -> rusqlite::Result<Option<Bytes>> {
+    conn.prepare_cached("SELECT value FROM history WHERE revision = ?1")?
+        .query_row([revision], |row| row.get::<_, Vec<u8>>(0).map(Bytes::from))
+        .optional()
 }
 
+fn current(tx: &Transaction<'_>, index: &KeyIndex, key: &str) -> rusqlite::Result<Option<Record>> {
+    let Some(version) = index.latest(key) else { return Ok(None) };
+    let value = value_at(tx, version.revision)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok(Some(Record {
+        key: key.to_string(),
+        value,
+        create_revision: version.create_revision,
+        mod_revision: version.revision,
+    }))
+}
+
+/// Stores `record` as a new live version (created or updated).
 fn write(
     tx: &Transaction<'_>,
-    key: String,
-    value: Vec<u8>,
-    create_revision: i64,
-    revision: i64,
+    index: &mut KeyIndex,
+    record: Record,
     event: u8,
     prev: Option<Bytes>,
 ) -> rusqlite::Result<Change> {
-    tx.prepare_cached(
-        "INSERT INTO objects (key, create_revision, mod_revision) VALUES (?1, ?2, ?3)
-         ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision",
-    )?
-    .execute(rusqlite::params![key, create_revision, revision])?;
-    insert_history(tx, revision, &key, event, create_revision, &value)?;
-    let record = Record { key, value: Bytes::from(value), create_revision, mod_revision: revision };
+    let (revision, create_revision) = (record.mod_revision, record.create_revision);
+    insert_history(tx, revision, &record.key, event, create_revision, &record.value)?;
+    index.push(&record.key, Version { revision, create_revision, deleted: false });
     Ok(Change { record, event, prev })
 }
 
@@ -139,7 +136,12 @@ fn insert_history(
 }
 
 /// Drops history at or below `target` except each live key's newest version there, and all tombstones.
-fn compact(tx: &Transaction<'_>, target: i64, next_revision: i64) -> rusqlite::Result<Result<(), CommandError>> {
+fn compact(
+    tx: &Transaction<'_>,
+    index: &KeyIndex,
+    target: i64,
+    next_revision: i64,
+) -> rusqlite::Result<Result<(), CommandError>> {
     let compacted: i64 =
         tx.prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?.query_row([], |r| r.get(0))?;
     if target <= compacted {
@@ -148,12 +150,10 @@ fn compact(tx: &Transaction<'_>, target: i64, next_revision: i64) -> rusqlite::R
     if target >= next_revision {
         return Ok(Err(CommandError::BadCompaction { requested: target, reason: "newer than the current revision" }));
     }
-    tx.prepare_cached(
-        "DELETE FROM history WHERE revision <= ?1 AND (event = 2 OR EXISTS (
-             SELECT 1 FROM history newer WHERE newer.key = history.key
-             AND newer.revision > history.revision AND newer.revision <= ?1))",
-    )?
-    .execute([target])?;
+    let mut delete = tx.prepare_cached("DELETE FROM history WHERE revision = ?1")?;
+    for victim in index.compaction_victims(target) {
+        delete.execute([victim])?;
+    }
     tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'compacted'")?.execute([target])?;
     // Raise the revision floor: compaction may have removed the newest row (a deletion's tombstone).
     tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?.execute([next_revision - 1])?;

@@ -1,5 +1,6 @@
 //! The store: the only owner of the SQLite file. It keeps every object under a key with MVCC revisions
-//! (one global counter; an object's mod revision is its resourceVersion), applies writes as deterministic
+//! (one global counter; an object's mod revision is its resourceVersion) — values appended to `history`
+//! by revision, keys resolved in an in-memory index — applies writes as deterministic
 //! commands through one applier that batches concurrent writes into one transaction, makes them durable
 //! with one fsync per group in the syncer (overlapping the next batch), fans changes out to watchers, and
 //! compacts old history. It knows keys and bytes, not Kubernetes objects.
@@ -7,6 +8,7 @@
 mod applier;
 mod command;
 mod compactor;
+mod index;
 mod read;
 mod schema;
 mod syncer;
@@ -83,14 +85,17 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         }
-        let writer = schema::open_writer(path)?;
-        let state = read::load_counters(&writer)?;
-        let hub = watch::Hub::new(state.revision, state.compacted);
+        let conn = schema::open_writer(path)?;
+        let counters = read::load_counters(&conn)?;
+        let index = index::SharedIndex::new(index::KeyIndex::load(&conn, counters.compacted)?);
+        let hub = watch::Hub::new(counters.revision, counters.compacted);
         let metrics = applier::Metrics::default();
         let (proposals, rx) = mpsc::channel(4096);
         let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone())?;
-        applier::spawn(writer, rx, syncer, metrics.clone())?;
-        let readers = read::Readers::new(path.to_path_buf(), hub.clone());
+        let state =
+            applier::State { conn, index: index.clone(), revision: counters.revision, compacted: counters.compacted };
+        applier::spawn(state, rx, syncer, metrics.clone())?;
+        let readers = read::Readers::new(path.to_path_buf(), hub.clone(), index);
         Ok(Store { inner: Arc::new(Inner { proposals, readers, hub, metrics }) })
     }
 

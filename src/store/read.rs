@@ -1,14 +1,16 @@
-//! Reads: a small pool of read-only connections (WAL lets them run beside the writer), each read in one
-//! snapshot transaction. Current state comes from `objects`; older revisions and watch backlogs from
-//! `history`. A read returns only once its snapshot's revision is durable, so nobody sees a write that
-//! a power loss could still take back (the applier commits before the syncer's fsync).
+//! Reads: each resolves keys in the in-memory index at the durable revision (or the one asked for), then
+//! fetches the values by revision from a small pool of read-only connections (WAL lets them run beside
+//! the writer). A write committed but not yet fsynced is above the durable revision, so nobody reads a
+//! write that a power loss could still take back.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction};
+use rusqlite::Connection;
 
+use super::command::value_at;
+use super::index::{KeyIndex, SharedIndex, Version};
 use super::watch::{Event, Hub, WatchStream};
 use super::{schema, Record, Result, StoreError};
 
@@ -56,6 +58,7 @@ pub(super) struct Readers {
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<tokio::sync::Semaphore>,
     hub: Hub,
+    index: SharedIndex,
 }
 
 /// The first key after every key that starts with `prefix`.
@@ -71,12 +74,13 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 impl Readers {
-    pub fn new(path: PathBuf, hub: Hub) -> Readers {
+    pub fn new(path: PathBuf, hub: Hub, index: SharedIndex) -> Readers {
         Readers {
             path,
             idle: Arc::new(Mutex::new(Vec::new())),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
             hub,
+            index,
         }
     }
 
@@ -103,115 +107,116 @@ impl Readers {
         .await?
     }
 
-    /// Runs `f` in one read transaction, with the snapshot's current revision; returns its result once
-    /// that revision is durable.
-    async fn read_durable<T: Send + 'static>(
+    /// Resolves keys at `revision` with `pick` and fetches their values. `None` when a value was
+    /// compacted away meanwhile (a compaction committed after the index was read).
+    async fn resolve(
         &self,
-        f: impl FnOnce(&Transaction<'_>, i64) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let (out, snapshot) = self
-            .with_conn(move |conn| {
-                let tx = conn.transaction()?;
-                let snapshot: i64 = tx.prepare_cached(super::CURRENT_REVISION_SQL)?.query_row([], |r| r.get(0))?;
-                Ok((f(&tx, snapshot)?, snapshot))
-            })
-            .await?;
-        self.hub.wait_durable(snapshot).await;
-        Ok(out)
+        revision: i64,
+        pick: impl FnOnce(&KeyIndex) -> Vec<(String, Version)>,
+    ) -> Result<Option<Vec<Record>>> {
+        let versions = {
+            let index = self.index.read();
+            index
+                .readable_at(revision)
+                .map_err(|compacted| StoreError::Compacted { requested: revision, compacted })?;
+            pick(&index)
+        };
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            let mut records = Vec::with_capacity(versions.len());
+            for (key, version) in versions {
+                let Some(value) = value_at(&tx, version.revision)? else { return Ok(None) };
+                records.push(record(key, value, version));
+            }
+            Ok(Some(records))
+        })
+        .await
     }
 
     pub async fn get(&self, key: String) -> Result<Option<Record>> {
-        self.read_durable(move |tx, _| {
-            let record = tx
-                .prepare_cached(
-                    "SELECT h.value, o.create_revision, o.mod_revision FROM objects o
-                     JOIN history h ON h.revision = o.mod_revision WHERE o.key = ?1",
-                )?
-                .query_row([&key], |row| {
-                    Ok(Record {
-                        key: key.clone(),
-                        value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
-                        create_revision: row.get(1)?,
-                        mod_revision: row.get(2)?,
-                    })
-                })
-                .optional()?;
-            Ok(record)
-        })
-        .await
+        for _ in 0..3 {
+            let at = self.hub.current_revision();
+            let pick = |index: &KeyIndex| index.at(&key, at).map(|v| (key.clone(), v)).into_iter().collect();
+            if let Some(mut records) = self.resolve(at, pick).await? {
+                return Ok(records.pop());
+            }
+        }
+        Err(StoreError::Compacted { requested: self.hub.current_revision(), compacted: self.hub.compacted_revision() })
     }
 
     pub async fn list(&self, prefix: String, options: ListOptions) -> Result<ListResult> {
-        self.read_durable(move |tx, current| {
-            let compacted: i64 =
-                tx.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
+        let start = match &options.start_after {
+            Some(after) if after.as_str() >= prefix.as_str() => format!("{after}\u{0}"),
+            _ => prefix.clone(),
+        };
+        let end = prefix_end(&prefix);
+        let fetch = if options.limit == 0 { 0 } else { options.limit + 1 };
+        loop {
+            let current = self.hub.current_revision();
             let at = if options.revision == 0 { current } else { options.revision };
-            if at < compacted {
-                return Err(StoreError::Compacted { requested: at, compacted });
-            }
             if at > current {
                 return Err(StoreError::FutureRevision { requested: at, current });
             }
-            let start = match &options.start_after {
-                Some(after) if after.as_str() >= prefix.as_str() => format!("{after}\u{0}"),
-                _ => prefix.clone(),
-            };
-            let end = prefix_end(&prefix);
-            let fetch = if options.limit == 0 { -1 } else { options.limit as i64 + 1 };
-            let sql = if at == current {
-                "SELECT o.key, h.value, o.create_revision, o.mod_revision FROM objects o
-                 JOIN history h ON h.revision = o.mod_revision
-                 WHERE o.key >= ?1 AND o.key < ?2 ORDER BY o.key LIMIT ?3"
-            } else {
-                "SELECT h.key, h.value, h.create_revision, h.revision FROM history h
-                 WHERE h.key >= ?1 AND h.key < ?2 AND h.event != 2 AND h.revision = (
-                     SELECT MAX(revision) FROM history n WHERE n.key = h.key AND n.revision <= ?4)
-                 ORDER BY h.key LIMIT ?3"
-            };
-            let mut stmt = tx.prepare_cached(sql)?;
-            let mut records: Vec<Record> = if at == current {
-                stmt.query_map(rusqlite::params![start, end, fetch], row_to_record)?.collect::<Result<_, _>>()?
-            } else {
-                stmt.query_map(rusqlite::params![start, end, fetch, at], row_to_record)?.collect::<Result<_, _>>()?
-            };
-            drop(stmt);
-            let more = options.limit > 0 && records.len() > options.limit;
-            records.truncate(if options.limit == 0 { records.len() } else { options.limit });
-            Ok(ListResult { records, revision: at, more })
-        })
-        .await
+            match self.resolve(at, |index| index.range_at(&start, &end, at, fetch)).await? {
+                Some(mut records) => {
+                    let more = options.limit > 0 && records.len() > options.limit;
+                    records.truncate(if options.limit == 0 { records.len() } else { options.limit });
+                    return Ok(ListResult { records, revision: at, more });
+                }
+                // The current state moved on; an older revision asked for is gone for good.
+                None if options.revision == 0 => continue,
+                None => return Err(StoreError::Compacted { requested: at, compacted: self.hub.compacted_revision() }),
+            }
+        }
     }
 
     /// Opens a watch on `prefix` for events after `after_revision`.
     pub async fn watch(&self, prefix: String, after_revision: i64) -> Result<WatchStream> {
+        // Subscribe before reading the durable revision: the hub advances the revision before sending a
+        // batch's events, so every event is either at or below `upto` (backlog) or received live.
         let live = self.hub.subscribe();
-        let hub = self.hub.clone();
+        let upto = self.hub.current_revision();
+        let (hub, index) = (self.hub.clone(), self.index.clone());
         let (prefix, backlog) = self
-            .read_durable(move |conn, _| {
+            .with_conn(move |conn| {
+                let tx = conn.transaction()?;
+                // In the same snapshot as the backlog, so a compaction cannot remove part of it unseen.
                 let compacted: i64 =
-                    conn.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
+                    tx.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0))?;
                 if after_revision < compacted {
                     return Err(StoreError::Compacted { requested: after_revision, compacted });
                 }
-                let end = prefix_end(&prefix);
-                let mut stmt = conn.prepare_cached(
-                    "SELECT h.key, h.value, h.create_revision, h.revision, h.event, (
-                         SELECT p.value FROM history p WHERE p.key = h.key AND p.revision < h.revision
-                         ORDER BY p.revision DESC LIMIT 1)
-                     FROM history h WHERE h.revision > ?1 AND h.key >= ?2 AND h.key < ?3 ORDER BY h.revision",
+                let mut stmt = tx.prepare_cached(
+                    "SELECT key, value, create_revision, revision, event FROM history
+                     WHERE revision > ?1 AND revision <= ?2 AND key >= ?3 AND key < ?4 ORDER BY revision",
                 )?;
-                let backlog = stmt
-                    .query_map(rusqlite::params![after_revision, prefix, end], |row| {
-                        let prev: Option<Vec<u8>> = row.get(5)?;
-                        Ok(Event::from_stored(row.get(4)?, row_to_record(row)?, prev.map(Bytes::from)))
+                let stored = stmt
+                    .query_map(rusqlite::params![after_revision, upto, prefix, prefix_end(&prefix)], |row| {
+                        Ok((row.get::<_, u8>(4)?, row_to_record(row)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 drop(stmt);
+                let mut backlog = Vec::with_capacity(stored.len());
+                for (event, record) in stored {
+                    let before = index.read().before(&record.key, record.mod_revision);
+                    let prev = match before.filter(|v| !v.deleted) {
+                        Some(version) => Some(
+                            value_at(&tx, version.revision)?
+                                .ok_or(StoreError::Compacted { requested: after_revision, compacted })?,
+                        ),
+                        None => None,
+                    };
+                    backlog.push(Event::from_stored(event, record, prev));
+                }
                 Ok((prefix, backlog))
             })
             .await?;
         Ok(hub.stream(prefix, after_revision, backlog, live))
     }
+}
+
+fn record(key: String, value: Bytes, version: Version) -> Record {
+    Record { key, value, create_revision: version.create_revision, mod_revision: version.revision }
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
@@ -225,7 +230,27 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::*;
+    use crate::store::index::KeyIndex;
+
+    #[tokio::test]
+    async fn reads_stop_at_the_durable_revision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let conn = schema::open_writer(&path).expect("open");
+        // Revision 2 is committed but not yet fsynced: the durable revision is still 1.
+        conn.execute_batch("INSERT INTO history VALUES (1, '/r/a', 0, 1, x'31'), (2, '/r/a', 1, 1, x'32');")
+            .expect("rows");
+        let index = SharedIndex::new(KeyIndex::load(&conn, 0).expect("index"));
+        let hub = Hub::new(1, 0);
+        let readers = Readers::new(path, hub.clone(), index);
+        let value = |r: Option<Record>| r.map(|r| (r.value, r.mod_revision));
+        assert_eq!(value(readers.get("/r/a".into()).await.expect("get")), Some((Bytes::from_static(b"1"), 1)));
+        let list = readers.list("/r/".into(), ListOptions::default()).await.expect("list");
+        assert_eq!((list.revision, list.records.len(), &list.records[0].value[..]), (1, 1, &b"1"[..]));
+        hub.publish(Vec::new(), 2, 0);
+        assert_eq!(value(readers.get("/r/a".into()).await.expect("get")), Some((Bytes::from_static(b"2"), 2)));
+    }
 
     #[test]
     fn prefix_end_is_the_next_key_after_the_prefix() {

@@ -10,16 +10,14 @@ use super::Result;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_objects_and_history.sql")),
     (2, include_str!("../../migrations/0002_values_only_in_history.sql")),
+    (3, include_str!("../../migrations/0003_key_index_in_memory.sql")),
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path)?;
-    // Both must be chosen before the first table exists (later they are no-ops). auto_vacuum lets freed
-    // pages be returned to the OS. Small pages halve the bytes each write puts on disk: a write dirties
-    // a page at a random place in `objects` and in `history_by_key` (the value itself is appended), and
-    // each dirty page is written whole to the WAL and again at checkpoint (SD cards wear by bytes written).
-    conn.execute_batch("PRAGMA page_size = 1024; PRAGMA auto_vacuum = INCREMENTAL;")?;
+    // auto_vacuum must be chosen before the first table exists; it lets freed pages be returned to the OS.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
     configure(&conn)?;
     migrate(&mut conn)?;
     Ok(conn)
@@ -46,7 +44,6 @@ fn configure(conn: &Connection) -> Result<()> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA journal_size_limit = 67108864;
-         PRAGMA wal_autocheckpoint = 4096;
          PRAGMA cache_size = -4096;
          PRAGMA foreign_keys = OFF;",
     )?;

@@ -135,20 +135,6 @@ async fn concurrent_writes_share_transactions() {
     );
 }
 
-#[tokio::test]
-async fn a_read_of_a_committed_revision_waits_until_it_is_durable() {
-    let hub = watch::Hub::new(3, 0);
-    let reader = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.wait_durable(5).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert!(!reader.is_finished(), "revision 5 is committed but not yet durable");
-    hub.publish(Vec::new(), 5, 0);
-    tokio::time::timeout(std::time::Duration::from_secs(5), reader).await.expect("released").expect("reader");
-    assert_eq!(hub.current_revision(), 5);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_falls_a_ring_behind_is_told_to_relist() {
     let (_dir, store) = open();

@@ -68,8 +68,8 @@ pub enum WatchError {
 
 struct HubInner {
     sender: broadcast::Sender<Arc<Event>>,
-    /// The newest durable revision: everything at or below it is on disk and published.
-    revision: tokio::sync::watch::Sender<i64>,
+    /// The newest durable revision: everything at or below it is on disk.
+    revision: AtomicI64,
     compacted: AtomicI64,
     watchers: AtomicUsize,
 }
@@ -83,34 +83,25 @@ impl Hub {
         let (sender, _) = broadcast::channel(RING);
         Hub(Arc::new(HubInner {
             sender,
-            revision: tokio::sync::watch::Sender::new(revision),
+            revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             watchers: AtomicUsize::new(0),
         }))
     }
 
     /// Publishes a committed batch.
+    /// The revision advances before the events go out: a watch that subscribes and then reads the
+    /// revision gets each event either from its backlog (at or below that revision) or live.
     pub fn publish(&self, changes: Vec<Change>, revision: i64, compacted: i64) {
+        self.0.compacted.store(compacted, Ordering::Release);
+        self.0.revision.store(revision, Ordering::Release);
         for change in changes {
             let _ = self.0.sender.send(Arc::new(Event::from_stored(change.event, change.record, change.prev)));
         }
-        self.0.compacted.store(compacted, Ordering::Release);
-        self.0.revision.send_replace(revision);
     }
 
     pub fn current_revision(&self) -> i64 {
-        *self.0.revision.borrow()
-    }
-
-    /// Waits until `revision` is durable (and published). A read of a snapshot newer than the durable
-    /// revision (a transaction committed but not yet fsynced) waits here before anyone sees it.
-    pub async fn wait_durable(&self, revision: i64) {
-        if self.current_revision() >= revision {
-            return;
-        }
-        let mut durable = self.0.revision.subscribe();
-        // The hub holds the sender, so the channel cannot close while `self` lives.
-        let _ = durable.wait_for(|r| *r >= revision).await;
+        self.0.revision.load(Ordering::Acquire)
     }
 
     pub fn compacted_revision(&self) -> i64 {
