@@ -164,7 +164,7 @@ fn apply_and_commit(
             command::Command::Compact { revision } => Some(revision),
             _ => None,
         };
-        match command::apply(&tx, &mut state.index.write(), command, revision + 1)? {
+        match command::apply(&tx, &state.index, command, revision + 1)? {
             Ok(Some(change)) => {
                 revision += 1;
                 outcomes.push(Ok(change.record.clone()));

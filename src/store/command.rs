@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rusqlite::{OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
-use super::index::{KeyIndex, Version};
+use super::index::{SharedIndex, Version};
 use super::Record;
 
 /// A write to the store.
@@ -48,17 +48,18 @@ pub(super) const UPDATED: u8 = 1;
 pub(super) const DELETED: u8 = 2;
 
 /// Applies `command` inside `tx`, using `revision` as the next revision if it writes, and records the
-/// new version in `index`. Returns the change (None for compaction) or the refusal. Compaction deletes
-/// its rows here; the caller prunes the index once the transaction has committed.
+/// new version in `index` (the applier is its only writer, so lookups take the read lock and only the
+/// push takes the write lock, briefly). Returns the change (None for compaction) or the refusal.
+/// Compaction deletes its rows here; the caller prunes the index once the transaction has committed.
 pub(super) fn apply(
     tx: &Transaction<'_>,
-    index: &mut KeyIndex,
+    index: &SharedIndex,
     command: Command,
     revision: i64,
 ) -> rusqlite::Result<Result<Option<Change>, CommandError>> {
     match command {
         Command::Create { key, value } => {
-            if let Some(existing) = index.latest(&key) {
+            if let Some(existing) = index.read().latest(&key) {
                 return Ok(Err(CommandError::AlreadyExists { mod_revision: existing.revision }));
             }
             let record = Record { key, value: value.into(), create_revision: revision, mod_revision: revision };
@@ -78,7 +79,8 @@ pub(super) fn apply(
             Some(current) if current.mod_revision != expected_revision => Ok(Err(CommandError::Conflict { current })),
             Some(current) => {
                 insert_history(tx, revision, &key, DELETED, current.create_revision, &current.value)?;
-                index.push(&key, Version { revision, create_revision: current.create_revision, deleted: true });
+                let tombstone = Version { revision, create_revision: current.create_revision, deleted: true };
+                index.write().push(&key, tombstone);
                 let prev = Some(current.value.clone());
                 let record = Record { mod_revision: revision, ..current };
                 Ok(Ok(Some(Change { record, event: DELETED, prev })))
@@ -95,8 +97,8 @@ pub(super) fn value_at(conn: &rusqlite::Connection, revision: i64) -> rusqlite::
         .optional()
 }
 
-fn current(tx: &Transaction<'_>, index: &KeyIndex, key: &str) -> rusqlite::Result<Option<Record>> {
-    let Some(version) = index.latest(key) else { return Ok(None) };
+fn current(tx: &Transaction<'_>, index: &SharedIndex, key: &str) -> rusqlite::Result<Option<Record>> {
+    let Some(version) = index.read().latest(key) else { return Ok(None) };
     let value = value_at(tx, version.revision)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok(Some(Record {
         key: key.to_string(),
@@ -109,14 +111,14 @@ fn current(tx: &Transaction<'_>, index: &KeyIndex, key: &str) -> rusqlite::Resul
 /// Stores `record` as a new live version (created or updated).
 fn write(
     tx: &Transaction<'_>,
-    index: &mut KeyIndex,
+    index: &SharedIndex,
     record: Record,
     event: u8,
     prev: Option<Bytes>,
 ) -> rusqlite::Result<Change> {
     let (revision, create_revision) = (record.mod_revision, record.create_revision);
     insert_history(tx, revision, &record.key, event, create_revision, &record.value)?;
-    index.push(&record.key, Version { revision, create_revision, deleted: false });
+    index.write().push(&record.key, Version { revision, create_revision, deleted: false });
     Ok(Change { record, event, prev })
 }
 
@@ -138,7 +140,7 @@ fn insert_history(
 /// Drops history at or below `target` except each live key's newest version there, and all tombstones.
 fn compact(
     tx: &Transaction<'_>,
-    index: &KeyIndex,
+    index: &SharedIndex,
     target: i64,
     next_revision: i64,
 ) -> rusqlite::Result<Result<(), CommandError>> {
@@ -151,7 +153,8 @@ fn compact(
         return Ok(Err(CommandError::BadCompaction { requested: target, reason: "newer than the current revision" }));
     }
     let mut delete = tx.prepare_cached("DELETE FROM history WHERE revision = ?1")?;
-    for victim in index.compaction_victims(target) {
+    let victims = index.read().compaction_victims(target);
+    for victim in victims {
         delete.execute([victim])?;
     }
     tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'compacted'")?.execute([target])?;

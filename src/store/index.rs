@@ -76,6 +76,9 @@ impl KeyIndex {
 
     /// The live keys in `[start, end)` at `revision`, in key order, at most `limit` of them (0 = all).
     pub fn range_at(&self, start: &str, end: &str, revision: i64, limit: usize) -> Vec<(String, Version)> {
+        if start >= end {
+            return Vec::new();
+        }
         let live = self
             .keys
             .range::<str, _>((Bound::Included(start), Bound::Excluded(end)))
@@ -185,6 +188,7 @@ mod tests {
         };
         assert_eq!(keys(6, 0), vec![("b".to_string(), 4)]);
         assert_eq!(keys(7, 1), vec![("a".to_string(), 7)]);
+        assert_eq!(index.range_at("c", "a", 7, 0), vec![], "an empty range, not a panic");
     }
 
     #[test]

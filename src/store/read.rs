@@ -107,21 +107,23 @@ impl Readers {
         .await?
     }
 
-    /// Resolves keys at `revision` with `pick` and fetches their values. `None` when a value was
-    /// compacted away meanwhile (a compaction committed after the index was read).
+    /// Resolves keys at `revision` with `pick` and fetches their values, off the async threads (a large
+    /// range walks many keys). `None` when a value was compacted away meanwhile (a compaction committed
+    /// after the index was read).
     async fn resolve(
         &self,
         revision: i64,
-        pick: impl FnOnce(&KeyIndex) -> Vec<(String, Version)>,
+        pick: impl FnOnce(&KeyIndex) -> Vec<(String, Version)> + Send + 'static,
     ) -> Result<Option<Vec<Record>>> {
-        let versions = {
-            let index = self.index.read();
-            index
-                .readable_at(revision)
-                .map_err(|compacted| StoreError::Compacted { requested: revision, compacted })?;
-            pick(&index)
-        };
+        let index = self.index.clone();
         self.with_conn(move |conn| {
+            let versions = {
+                let index = index.read();
+                index
+                    .readable_at(revision)
+                    .map_err(|compacted| StoreError::Compacted { requested: revision, compacted })?;
+                pick(&index)
+            };
             let tx = conn.transaction()?;
             let mut records = Vec::with_capacity(versions.len());
             for (key, version) in versions {
@@ -133,15 +135,17 @@ impl Readers {
         .await
     }
 
+    /// The key at the durable revision. A compaction racing the read makes it read again at the newer
+    /// revision, as a list does: the current state is always readable.
     pub async fn get(&self, key: String) -> Result<Option<Record>> {
-        for _ in 0..3 {
+        loop {
             let at = self.hub.current_revision();
-            let pick = |index: &KeyIndex| index.at(&key, at).map(|v| (key.clone(), v)).into_iter().collect();
+            let key = key.clone();
+            let pick = move |index: &KeyIndex| index.at(&key, at).map(|v| (key, v)).into_iter().collect();
             if let Some(mut records) = self.resolve(at, pick).await? {
                 return Ok(records.pop());
             }
         }
-        Err(StoreError::Compacted { requested: self.hub.current_revision(), compacted: self.hub.compacted_revision() })
     }
 
     pub async fn list(&self, prefix: String, options: ListOptions) -> Result<ListResult> {
@@ -157,7 +161,8 @@ impl Readers {
             if at > current {
                 return Err(StoreError::FutureRevision { requested: at, current });
             }
-            match self.resolve(at, |index| index.range_at(&start, &end, at, fetch)).await? {
+            let (from, to) = (start.clone(), end.clone());
+            match self.resolve(at, move |index| index.range_at(&from, &to, at, fetch)).await? {
                 Some(mut records) => {
                     let more = options.limit > 0 && records.len() > options.limit;
                     records.truncate(if options.limit == 0 { records.len() } else { options.limit });
@@ -196,9 +201,17 @@ impl Readers {
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 drop(stmt);
+                // Each event's previous version, from the index as it was when the snapshot was read: if a
+                // compaction past `after_revision` has pruned it since, the previous values may be gone.
+                let befores: Vec<Option<Version>> = {
+                    let index = index.read();
+                    index
+                        .readable_at(after_revision)
+                        .map_err(|compacted| StoreError::Compacted { requested: after_revision, compacted })?;
+                    stored.iter().map(|(_, record)| index.before(&record.key, record.mod_revision)).collect()
+                };
                 let mut backlog = Vec::with_capacity(stored.len());
-                for (event, record) in stored {
-                    let before = index.read().before(&record.key, record.mod_revision);
+                for ((event, record), before) in stored.into_iter().zip(befores) {
                     let prev = match before.filter(|v| !v.deleted) {
                         Some(version) => Some(
                             value_at(&tx, version.revision)?
@@ -232,6 +245,21 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 mod tests {
     use super::*;
     use crate::store::index::KeyIndex;
+
+    #[tokio::test]
+    async fn a_watch_racing_a_compaction_is_told_to_relist_rather_than_lose_previous_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let conn = schema::open_writer(&path).expect("open");
+        conn.execute_batch("INSERT INTO history VALUES (1, '/r/a', 0, 1, x'31'), (2, '/r/a', 1, 1, x'32');")
+            .expect("rows");
+        // The backlog's snapshot predates a compaction to 2 that the index has already applied.
+        let index = SharedIndex::new(KeyIndex::load(&conn, 0).expect("index"));
+        index.write().compact(2);
+        let readers = Readers::new(path, Hub::new(2, 0), index);
+        let watch = readers.watch("/r/".into(), 0).await;
+        assert!(matches!(watch, Err(StoreError::Compacted { requested: 0, compacted: 2 })));
+    }
 
     #[tokio::test]
     async fn reads_stop_at_the_durable_revision() {

@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 use std::path::Path;
 
-use super::Result;
+use super::{Result, StoreError};
 
 /// The numbered migrations, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -13,14 +13,36 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_key_index_in_memory.sql")),
 ];
 
-/// Opens (creating if needed) the database and brings its schema up to date.
+/// Opens (creating if needed) the database, brings its schema up to date and makes everything in it
+/// durable before anything is served from it.
 pub fn open_writer(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path)?;
     // auto_vacuum must be chosen before the first table exists; it lets freed pages be returned to the OS.
     conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
     configure(&conn)?;
     migrate(&mut conn)?;
+    make_durable(&conn, path)?;
     Ok(conn)
+}
+
+/// After a crash the WAL may hold commits that were never fsynced (never acknowledged) but that the page
+/// cache still shows: a full checkpoint syncs them into the database file before any revision in them is
+/// served. The directory is synced too, so a newly created database file cannot vanish.
+fn make_durable(conn: &Connection, path: &Path) -> Result<()> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("the store's startup checkpoint could not complete (is another tug using the data dir?)".into()),
+        )
+        .into());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
+    }
+    Ok(())
 }
 
 /// Opens a connection for reads.

@@ -71,18 +71,27 @@ fn run(wal: &mut WalFile, rx: mpsc::Receiver<Committed>, hub: Hub, metrics: Metr
 /// The WAL file, reopened if SQLite ever replaces it (an fsync must reach the file SQLite writes).
 struct WalFile {
     path: PathBuf,
-    file: Option<(File, u64)>,
+    /// The open file and its (device, inode).
+    file: Option<(File, (u64, u64))>,
 }
 
 impl WalFile {
     fn sync(&mut self) -> std::io::Result<()> {
-        let inode = std::fs::metadata(&self.path)?.ino();
+        let meta = std::fs::metadata(&self.path)?;
+        let identity = (meta.dev(), meta.ino());
         let file = match self.file.take() {
-            Some((file, open_inode)) if open_inode == inode => file,
-            _ => File::open(&self.path)?,
+            Some((file, open)) if open == identity => file,
+            _ => {
+                // A new WAL file: its directory entry must be durable too, or the file could vanish.
+                let file = File::open(&self.path)?;
+                if let Some(dir) = self.path.parent() {
+                    File::open(dir)?.sync_all()?;
+                }
+                file
+            }
         };
         let synced = file.sync_data();
-        self.file = Some((file, inode));
+        self.file = Some((file, identity));
         synced
     }
 }
