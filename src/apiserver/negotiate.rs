@@ -166,7 +166,7 @@ pub fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> ax
     for w in warnings {
         builder = builder.header("Warning", format!("299 - {w:?}"));
     }
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    let body = super::object::to_json(value);
     builder.body(axum::body::Body::from(body)).unwrap_or_else(|_| ApiError::internal("response").into_response_body())
 }
 

@@ -50,13 +50,33 @@ pub fn with_revision(mut obj: Value, revision: i64) -> Value {
 /// Encodes an object for the store, without its resourceVersion.
 pub fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
     if obj.pointer("/metadata/resourceVersion").is_none() {
-        return serde_json::to_vec(obj).map_err(ApiError::internal);
+        return Ok(to_json(obj));
     }
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&obj).map_err(ApiError::internal)
+    Ok(to_json(&obj))
+}
+
+/// Serializes `value` through a per-thread buffer that keeps its capacity, then copies it out at its
+/// exact size: one allocation per document instead of one per doubling of a growing buffer.
+pub fn to_json(value: &Value) -> Vec<u8> {
+    /// A buffer grown past this (a large list) is given back rather than kept by the thread.
+    const KEEP: usize = 256 << 10;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        // A serde_json::Value always serializes: its map keys are strings and it holds no NaN.
+        let _ = serde_json::to_writer(&mut *buf, value);
+        let out = buf.to_vec();
+        if buf.capacity() > KEEP {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 /// The object's metadata map (created if missing or not an object).

@@ -233,6 +233,5 @@ fn decoded(event: &crate::store::Event) -> ApiResult<&Value> {
 
 /// The event's object as JSON, rendered once for all watchers.
 fn rendered(event: &crate::store::Event) -> ApiResult<Bytes> {
-    cached(&event.rendered, || Ok(Bytes::from(serde_json::to_vec(decoded(event)?).map_err(ApiError::internal)?)))
-        .cloned()
+    cached(&event.rendered, || Ok(Bytes::from(object::to_json(decoded(event)?)))).cloned()
 }

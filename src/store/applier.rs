@@ -1,18 +1,18 @@
 //! The single applier: one thread owning the write connection. It takes every proposal waiting in the
 //! queue, applies them in order inside one transaction and commits, then hands the transaction to the
 //! syncer, which makes it durable and only then answers. This is the group commit; the applier goes on
-//! with the next batch while the syncer's fsync runs.
+//! with the next transaction while the syncer's fsync runs, and commits it when the syncer is free.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::command::{self, Change};
 use super::index::SharedIndex;
-use super::syncer::{Committed, Outcome};
+use super::syncer::{Committed, Outcome, Reply, SyncerLink};
 use super::{Proposal, Record, Result, StoreError};
 
 /// The most proposals one transaction takes.
@@ -85,12 +85,7 @@ pub(super) struct State {
 }
 
 /// Starts the applier thread, which hands each committed transaction to `syncer`.
-pub(super) fn spawn(
-    state: State,
-    rx: mpsc::Receiver<Proposal>,
-    syncer: std::sync::mpsc::Sender<Committed>,
-    metrics: Metrics,
-) -> Result<()> {
+pub(super) fn spawn(state: State, rx: mpsc::Receiver<Proposal>, syncer: SyncerLink, metrics: Metrics) -> Result<()> {
     std::thread::Builder::new()
         .name("tug-store-applier".into())
         .spawn(move || run(state, rx, syncer, metrics))
@@ -98,30 +93,22 @@ pub(super) fn spawn(
     Ok(())
 }
 
-fn run(
-    mut state: State,
-    mut rx: mpsc::Receiver<Proposal>,
-    syncer: std::sync::mpsc::Sender<Committed>,
-    metrics: Metrics,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+/// How long the applier waits for the syncer before looking at the queue again.
+const WAIT_FOR_SYNCER: Duration = Duration::from_micros(100);
+
+fn run(mut state: State, mut rx: mpsc::Receiver<Proposal>, syncer: SyncerLink, metrics: Metrics) {
+    syncer.register_applier();
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let (commands, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.command, p.reply)).unzip();
-        let compacts = commands.iter().any(|c| matches!(c, command::Command::Compact { .. }));
         let started = Instant::now();
-        match apply_batch(&mut state, commands) {
-            Ok((outcomes, changes)) => {
+        let mut replies = Vec::new();
+        let committed = state.revision;
+        let result = transaction(&mut state, first, &mut rx, &syncer, &mut replies);
+        match result {
+            Ok(Applied { outcomes, changes, compacts }) => {
                 metrics.record(replies.len(), started.elapsed());
                 let answers = replies.into_iter().zip(outcomes).collect();
                 let (revision, compacted) = (state.revision, state.compacted);
-                if syncer.send(Committed { answers, changes, revision, compacted }).is_err() {
+                if !syncer.send(Committed { answers, changes, revision, compacted }) {
                     break;
                 }
                 if compacts {
@@ -129,6 +116,7 @@ fn run(
                 }
             }
             Err(e) => {
+                state.index.write().truncate_after(committed);
                 tracing::error!(error = %e, "store transaction failed; the batch is rejected");
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Sqlite(clone_error(&e))));
@@ -139,49 +127,62 @@ fn run(
     tracing::debug!("store applier stopped");
 }
 
-/// Applies the batch in one transaction; on success returns each outcome and the changes, and advances
-/// `state`. On failure nothing of the batch remains, in SQLite or in the index.
-fn apply_batch(state: &mut State, commands: Vec<command::Command>) -> rusqlite::Result<(Vec<Outcome>, Vec<Change>)> {
-    let committed = state.revision;
-    let result = apply_and_commit(state, commands);
-    if result.is_err() {
-        state.index.write().truncate_after(committed);
-    }
-    result
+/// What one transaction did, in proposal order.
+struct Applied {
+    outcomes: Vec<Outcome>,
+    changes: Vec<Change>,
+    compacts: bool,
 }
 
-fn apply_and_commit(
+/// Applies `first` and what else is queued in one transaction, and keeps taking proposals while the
+/// syncer is busy (they could not be durable sooner anyway), up to MAX_BATCH; then commits and advances
+/// `state`. Each proposal's reply goes to `replies`, also on failure, when nothing of the transaction
+/// remains in SQLite (the caller drops it from the index).
+fn transaction(
     state: &mut State,
-    commands: Vec<command::Command>,
-) -> rusqlite::Result<(Vec<Outcome>, Vec<Change>)> {
+    first: Proposal,
+    rx: &mut mpsc::Receiver<Proposal>,
+    syncer: &SyncerLink,
+    replies: &mut Vec<Reply>,
+) -> rusqlite::Result<Applied> {
     let tx = state.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut revision = state.revision;
     let mut compacted_to = None;
-    let mut outcomes = Vec::with_capacity(commands.len());
-    let mut changes = Vec::new();
-    for command in commands {
-        let compaction = match command {
-            command::Command::Compact { revision } => Some(revision),
-            _ => None,
-        };
-        match command::apply(&tx, &state.index, command, revision + 1)? {
-            Ok(Some(change)) => {
-                revision += 1;
-                outcomes.push(Ok(change.record.clone()));
-                changes.push(change);
+    let mut applied = Applied { outcomes: Vec::new(), changes: Vec::new(), compacts: false };
+    let mut next = Some(first);
+    loop {
+        while let Some(proposal) = next.take().or_else(|| (replies.len() < MAX_BATCH).then(|| rx.try_recv().ok())?) {
+            replies.push(proposal.reply);
+            let compaction = match proposal.command {
+                command::Command::Compact { revision } => Some(revision),
+                _ => None,
+            };
+            match command::apply(&tx, &state.index, proposal.command, revision + 1)? {
+                Ok(Some(change)) => {
+                    revision += 1;
+                    applied.outcomes.push(Ok(change.record.clone()));
+                    applied.changes.push(change);
+                }
+                // Compaction writes no key; its outcome carries the revision it ran at.
+                Ok(None) => {
+                    compacted_to = compaction;
+                    applied.compacts = true;
+                    let record = Record {
+                        key: String::new(),
+                        value: Default::default(),
+                        create_revision: 0,
+                        mod_revision: revision,
+                    };
+                    applied.outcomes.push(Ok(record));
+                }
+                Err(refused) => applied.outcomes.push(Err(refused)),
             }
-            // Compaction writes no key; its outcome carries the revision it ran at.
-            Ok(None) => {
-                compacted_to = compaction;
-                outcomes.push(Ok(Record {
-                    key: String::new(),
-                    value: Default::default(),
-                    create_revision: 0,
-                    mod_revision: revision,
-                }))
-            }
-            Err(refused) => outcomes.push(Err(refused)),
         }
+        if replies.len() >= MAX_BATCH || !syncer.busy() {
+            break;
+        }
+        // Woken early when the syncer finishes.
+        std::thread::park_timeout(WAIT_FOR_SYNCER);
     }
     tx.commit()?;
     state.revision = revision;
@@ -189,7 +190,7 @@ fn apply_and_commit(
         state.index.write().compact(target);
         state.compacted = target;
     }
-    Ok((outcomes, changes))
+    Ok(applied)
 }
 
 /// After a compaction: folds the WAL back into the file and returns freed pages to the file system, so

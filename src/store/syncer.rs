@@ -3,12 +3,15 @@
 //! not durable); this thread fsyncs the WAL file once for every transaction committed since its previous
 //! fsync, and only then publishes their changes to the watch hub and answers their proposers. The fsync of
 //! one group thus overlaps the applying of the next, as etcd overlaps its WAL sync with applying, and an
-//! acknowledged write is on disk. Reads wait for the durable revision the same way (see `read`).
+//! acknowledged write is on disk. While an fsync runs the applier keeps its transaction open and adds
+//! the writes that arrive, so that transactions grow with the load instead of each writing a few pages. Reads wait for the durable revision the same way (see `read`).
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -30,15 +33,50 @@ pub(super) struct Committed {
     pub compacted: i64,
 }
 
+/// The applier's side of the syncer: where committed transactions go, and whether an fsync is still
+/// to come for some of them (while it is, the applier keeps its transaction open for more writes).
+pub(super) struct SyncerLink {
+    sender: mpsc::Sender<Committed>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Transactions handed over and not yet durable.
+    pending: AtomicUsize,
+    /// The applier thread, woken whenever the syncer finishes a group.
+    applier: OnceLock<Thread>,
+}
+
+impl SyncerLink {
+    /// Registers the calling thread as the applier to wake when the syncer becomes free.
+    pub fn register_applier(&self) {
+        let _ = self.shared.applier.set(std::thread::current());
+    }
+
+    /// Hands over a committed transaction; false if the syncer is gone.
+    pub fn send(&self, committed: Committed) -> bool {
+        self.shared.pending.fetch_add(1, Ordering::AcqRel);
+        self.sender.send(committed).is_ok()
+    }
+
+    /// Whether committed transactions are still waiting for their fsync.
+    pub fn busy(&self) -> bool {
+        self.shared.pending.load(Ordering::Acquire) > 0
+    }
+}
+
 /// Starts the syncer thread for the database at `db_path`; the applier sends it each committed transaction.
-pub(super) fn spawn(db_path: PathBuf, hub: Hub, metrics: Metrics) -> Result<mpsc::Sender<Committed>> {
-    let (tx, rx) = mpsc::channel();
+pub(super) fn spawn(db_path: PathBuf, hub: Hub, metrics: Metrics) -> Result<SyncerLink> {
+    let (sender, rx) = mpsc::channel();
+    let shared = Arc::new(Shared::default());
     let mut wal = WalFile { path: wal_path(db_path), file: None };
+    let syncer_shared = shared.clone();
     std::thread::Builder::new()
         .name("tug-store-sync".into())
-        .spawn(move || run(&mut wal, rx, hub, metrics))
+        .spawn(move || run(&mut wal, rx, &syncer_shared, hub, metrics))
         .map_err(|e| StoreError::DataDir { path: "syncer thread".into(), source: e })?;
-    Ok(tx)
+    Ok(SyncerLink { sender, shared })
 }
 
 fn wal_path(db_path: PathBuf) -> PathBuf {
@@ -47,7 +85,7 @@ fn wal_path(db_path: PathBuf) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn run(wal: &mut WalFile, rx: mpsc::Receiver<Committed>, hub: Hub, metrics: Metrics) {
+fn run(wal: &mut WalFile, rx: mpsc::Receiver<Committed>, shared: &Shared, hub: Hub, metrics: Metrics) {
     while let Ok(first) = rx.recv() {
         let group: Vec<Committed> = std::iter::once(first).chain(rx.try_iter()).collect();
         let started = Instant::now();
@@ -58,11 +96,16 @@ fn run(wal: &mut WalFile, rx: mpsc::Receiver<Committed>, hub: Hub, metrics: Metr
             std::process::exit(1);
         }
         metrics.record_sync(started.elapsed());
+        let synced = group.len();
         for committed in group {
             hub.publish(committed.changes, committed.revision, committed.compacted);
             for (reply, outcome) in committed.answers {
                 let _ = reply.send(Ok(outcome));
             }
+        }
+        shared.pending.fetch_sub(synced, Ordering::AcqRel);
+        if let Some(applier) = shared.applier.get() {
+            applier.unpark();
         }
     }
     tracing::debug!("store syncer stopped");
