@@ -81,7 +81,6 @@ pub(super) struct State {
     pub index: SharedIndex,
     /// The last revision committed.
     pub revision: i64,
-    pub compacted: i64,
 }
 
 /// Starts the applier thread, which hands each committed transaction to `syncer`.
@@ -104,14 +103,14 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Proposal>, syncer: SyncerLink, m
         let committed = state.revision;
         let result = transaction(&mut state, first, &mut rx, &syncer, &mut replies);
         match result {
-            Ok(Applied { outcomes, changes, compacts }) => {
+            Ok(Applied { outcomes, changes, compacted_to }) => {
                 metrics.record(replies.len(), started.elapsed());
                 let answers = replies.into_iter().zip(outcomes).collect();
-                let (revision, compacted) = (state.revision, state.compacted);
+                let (revision, compacted) = (state.revision, state.index.read().compacted());
                 if !syncer.send(Committed { answers, changes, revision, compacted }) {
                     break;
                 }
-                if compacts {
+                if compacted_to.is_some() {
                     reclaim_space(&state.conn);
                 }
             }
@@ -131,7 +130,8 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Proposal>, syncer: SyncerLink, m
 struct Applied {
     outcomes: Vec<Outcome>,
     changes: Vec<Change>,
-    compacts: bool,
+    /// The revision a compaction in it compacted to.
+    compacted_to: Option<i64>,
 }
 
 /// Applies `first` and what else is queued in one transaction, and keeps taking proposals while the
@@ -147,8 +147,7 @@ fn transaction(
 ) -> rusqlite::Result<Applied> {
     let tx = state.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut revision = state.revision;
-    let mut compacted_to = None;
-    let mut applied = Applied { outcomes: Vec::new(), changes: Vec::new(), compacts: false };
+    let mut applied = Applied { outcomes: Vec::new(), changes: Vec::new(), compacted_to: None };
     let mut next = Some(first);
     loop {
         while let Some(proposal) = next.take().or_else(|| (replies.len() < MAX_BATCH).then(|| rx.try_recv().ok())?) {
@@ -165,8 +164,7 @@ fn transaction(
                 }
                 // Compaction writes no key; its outcome carries the revision it ran at.
                 Ok(None) => {
-                    compacted_to = compaction;
-                    applied.compacts = true;
+                    applied.compacted_to = compaction;
                     let record = Record {
                         key: String::new(),
                         value: Default::default(),
@@ -186,9 +184,8 @@ fn transaction(
     }
     tx.commit()?;
     state.revision = revision;
-    if let Some(target) = compacted_to {
+    if let Some(target) = applied.compacted_to {
         state.index.write().compact(target);
-        state.compacted = target;
     }
     Ok(applied)
 }

@@ -22,7 +22,7 @@ pub(super) struct Version {
 #[derive(Debug, Default)]
 pub(super) struct KeyIndex {
     keys: BTreeMap<String, Vec<Version>>,
-    /// Revisions at or below this have been compacted: the index can no longer answer reads there.
+    /// The revision history was last compacted to: reads below it cannot be answered.
     compacted: i64,
 }
 
@@ -48,6 +48,10 @@ impl KeyIndex {
                 self.keys.insert(key.to_string(), vec![version]);
             }
         }
+    }
+
+    pub fn compacted(&self) -> i64 {
+        self.compacted
     }
 
     /// Whether reads at `revision` can be answered; if not, the compacted revision.

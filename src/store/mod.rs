@@ -92,8 +92,7 @@ impl Store {
         let metrics = applier::Metrics::default();
         let (proposals, rx) = mpsc::channel(4096);
         let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone())?;
-        let state =
-            applier::State { conn, index: index.clone(), revision: counters.revision, compacted: counters.compacted };
+        let state = applier::State { conn, index: index.clone(), revision: counters.revision };
         applier::spawn(state, rx, syncer, metrics.clone())?;
         let readers = read::Readers::new(path.to_path_buf(), hub.clone(), index);
         Ok(Store { inner: Arc::new(Inner { proposals, readers, hub, metrics }) })

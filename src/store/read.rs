@@ -246,15 +246,22 @@ mod tests {
     use super::*;
     use crate::store::index::KeyIndex;
 
-    #[tokio::test]
-    async fn a_watch_racing_a_compaction_is_told_to_relist_rather_than_lose_previous_values() {
+    /// A store file whose history holds `/r/a` created at 1 (value "1") and updated at 2 (value "2"),
+    /// with its index; readers are built over it with whatever hub a test needs.
+    fn two_versions_of_a() -> (tempfile::TempDir, PathBuf, SharedIndex) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
         let conn = schema::open_writer(&path).expect("open");
         conn.execute_batch("INSERT INTO history VALUES (1, '/r/a', 0, 1, x'31'), (2, '/r/a', 1, 1, x'32');")
             .expect("rows");
-        // The backlog's snapshot predates a compaction to 2 that the index has already applied.
         let index = SharedIndex::new(KeyIndex::load(&conn, 0).expect("index"));
+        (dir, path, index)
+    }
+
+    #[tokio::test]
+    async fn a_watch_racing_a_compaction_is_told_to_relist_rather_than_lose_previous_values() {
+        let (_dir, path, index) = two_versions_of_a();
+        // The backlog's snapshot predates a compaction to 2 that the index has already applied.
         index.write().compact(2);
         let readers = Readers::new(path, Hub::new(2, 0), index);
         let watch = readers.watch("/r/".into(), 0).await;
@@ -263,13 +270,8 @@ mod tests {
 
     #[tokio::test]
     async fn reads_stop_at_the_durable_revision() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.db");
-        let conn = schema::open_writer(&path).expect("open");
+        let (_dir, path, index) = two_versions_of_a();
         // Revision 2 is committed but not yet fsynced: the durable revision is still 1.
-        conn.execute_batch("INSERT INTO history VALUES (1, '/r/a', 0, 1, x'31'), (2, '/r/a', 1, 1, x'32');")
-            .expect("rows");
-        let index = SharedIndex::new(KeyIndex::load(&conn, 0).expect("index"));
         let hub = Hub::new(1, 0);
         let readers = Readers::new(path, hub.clone(), index);
         let value = |r: Option<Record>| r.map(|r| (r.value, r.mod_revision));

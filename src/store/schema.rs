@@ -106,4 +106,20 @@ mod tests {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
         assert_eq!(mode, "wal");
     }
+
+    #[test]
+    fn opening_folds_commits_left_in_the_wal_into_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let wal = dir.path().join("state.db-wal");
+        let first = open_writer(&path).expect("first open");
+        first.execute_batch("INSERT INTO history VALUES (1, '/r/a', 0, 1, x'31');").expect("commit");
+        // As after a crash: the commit is in the WAL, not yet in the database file.
+        assert!(std::fs::metadata(&wal).expect("wal").len() > 0);
+        let second = open_writer(&path).expect("second open");
+        assert_eq!(std::fs::metadata(&wal).expect("wal").len(), 0, "checkpointed and truncated at open");
+        let rows: i64 = second.query_row("SELECT COUNT(*) FROM history", [], |r| r.get(0)).expect("count");
+        assert_eq!(rows, 1);
+        drop(first);
+    }
 }

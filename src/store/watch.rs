@@ -89,9 +89,9 @@ impl Hub {
         }))
     }
 
-    /// Publishes a committed batch.
-    /// The revision advances before the events go out: a watch that subscribes and then reads the
-    /// revision gets each event either from its backlog (at or below that revision) or live.
+    /// Publishes a durable batch. The revision advances before the events go out: a watch that subscribes
+    /// and then reads the revision gets each event either from its backlog (at or below that revision) or
+    /// live.
     pub fn publish(&self, changes: Vec<Change>, revision: i64, compacted: i64) {
         self.0.compacted.store(compacted, Ordering::Release);
         self.0.revision.store(revision, Ordering::Release);
