@@ -38,7 +38,7 @@ pub async fn server_side_apply(
         Err(e) if e.code == 404 => {
             let now = object::now_rfc3339();
             let obj = managed::apply(res, &json!({}), &applied, applied.clone(), &manager, force, &now)?;
-            Ok((rest.create(res, ns, obj, ctx).await?, StatusCode::CREATED))
+            Ok((rest.create(res, ns, obj, ctx).await?.object, StatusCode::CREATED))
         }
         Err(e) => Err(e),
         Ok(_) => {

@@ -62,7 +62,7 @@ pub async fn serve(
             let mut ctx = query.write(user_agent(headers))?;
             let obj = negotiate::decode_body(headers, &body)?;
             let created = rest.create(res, ns, obj, &mut ctx).await?;
-            Ok(negotiate::json_response(StatusCode::CREATED, &created, &ctx.warnings))
+            Ok(negotiate::json_bytes_response(StatusCode::CREATED, created.json, &ctx.warnings))
         }
         ("create", Some(name)) if sub == Some("binding") => {
             let mut ctx = query.write(user_agent(headers))?;

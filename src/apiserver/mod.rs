@@ -9,6 +9,7 @@ mod discovery;
 mod fields;
 mod handlers;
 mod health;
+mod json;
 mod metrics;
 mod negotiate;
 pub mod object;

@@ -162,11 +162,15 @@ fn depth(v: &Value) -> usize {
 
 /// A JSON response.
 pub fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> axum::response::Response {
+    json_bytes_response(code, super::json::to_json(value), warnings)
+}
+
+/// A JSON response of already encoded `body`.
+pub fn json_bytes_response(code: StatusCode, body: Vec<u8>, warnings: &[String]) -> axum::response::Response {
     let mut builder = http::Response::builder().status(code).header(http::header::CONTENT_TYPE, "application/json");
     for w in warnings {
         builder = builder.header("Warning", format!("299 - {w:?}"));
     }
-    let body = super::object::to_json(value);
     builder.body(axum::body::Body::from(body)).unwrap_or_else(|_| ApiError::internal("response").into_response_body())
 }
 

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use crate::core::registry::ResourceInfo;
 use crate::store::Record;
 
+use super::json::to_json;
 use super::status::{ApiError, ApiResult};
 
 /// The store key of one object.
@@ -47,6 +48,26 @@ pub fn with_revision(mut obj: Value, revision: i64) -> Value {
     obj
 }
 
+/// An object as a write left it: its value, with resourceVersion, and the same as JSON, encoded once.
+pub struct Written {
+    pub object: Value,
+    pub json: Vec<u8>,
+}
+
+impl Written {
+    /// `object` as stored at `revision`, where `stored` is its encoding (see [`encode`]).
+    pub fn stored(object: Value, stored: &[u8], revision: i64) -> Written {
+        let object = with_revision(object, revision);
+        let json = super::json::with_revision(stored, revision).unwrap_or_else(|| to_json(&object));
+        Written { object, json }
+    }
+
+    /// `object` as a dry run left it.
+    pub fn unstored(object: Value) -> Written {
+        Written { json: to_json(&object), object }
+    }
+}
+
 /// Encodes an object for the store, without its resourceVersion.
 pub fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
     if obj.pointer("/metadata/resourceVersion").is_none() {
@@ -57,26 +78,6 @@ pub fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
         meta.remove("resourceVersion");
     }
     Ok(to_json(&obj))
-}
-
-/// Serializes `value` through a per-thread buffer that keeps its capacity, then copies it out at its
-/// exact size: one allocation per document instead of one per doubling of a growing buffer.
-pub fn to_json(value: &Value) -> Vec<u8> {
-    /// A buffer grown past this (a large list) is given back rather than kept by the thread.
-    const KEEP: usize = 256 << 10;
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SCRATCH.with_borrow_mut(|buf| {
-        buf.clear();
-        // A serde_json::Value always serializes: its map keys are strings and it holds no NaN.
-        let _ = serde_json::to_writer(&mut *buf, value);
-        let out = buf.to_vec();
-        if buf.capacity() > KEEP {
-            *buf = Vec::new();
-        }
-        out
-    })
 }
 
 /// The object's metadata map (created if missing or not an object).

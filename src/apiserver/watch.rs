@@ -233,5 +233,12 @@ fn decoded(event: &crate::store::Event) -> ApiResult<&Value> {
 
 /// The event's object as JSON, rendered once for all watchers.
 fn rendered(event: &crate::store::Event) -> ApiResult<Bytes> {
-    cached(&event.rendered, || Ok(Bytes::from(object::to_json(decoded(event)?)))).cloned()
+    cached(&event.rendered, || {
+        let (stored, revision) = (&event.record.value, event.record.mod_revision);
+        match super::json::with_revision(stored, revision) {
+            Some(json) => Ok(Bytes::from(json)),
+            None => Ok(Bytes::from(super::json::to_json(decoded(event)?))),
+        }
+    })
+    .cloned()
 }

@@ -84,12 +84,16 @@ pub(super) struct State {
 }
 
 /// Starts the applier thread, which hands each committed transaction to `syncer`.
-pub(super) fn spawn(state: State, rx: mpsc::Receiver<Proposal>, syncer: SyncerLink, metrics: Metrics) -> Result<()> {
+pub(super) fn spawn(
+    state: State,
+    rx: mpsc::Receiver<Proposal>,
+    syncer: SyncerLink,
+    metrics: Metrics,
+) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tug-store-applier".into())
         .spawn(move || run(state, rx, syncer, metrics))
-        .map_err(|e| StoreError::DataDir { path: "applier thread".into(), source: e })?;
-    Ok(())
+        .map_err(|e| StoreError::DataDir { path: "applier thread".into(), source: e })
 }
 
 /// How long the applier waits for the syncer before looking at the queue again.

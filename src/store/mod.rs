@@ -74,9 +74,22 @@ pub struct Store {
 
 struct Inner {
     proposals: mpsc::Sender<Proposal>,
+    /// Joined on drop, so that the file is released when the last handle goes (a reopen does not race
+    /// the old connection's close).
+    applier: Option<std::thread::JoinHandle<()>>,
     readers: read::Readers,
     hub: watch::Hub,
     metrics: applier::Metrics,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Replacing the only sender closes the queue: the applier finishes what it holds and exits.
+        drop(std::mem::replace(&mut self.proposals, mpsc::channel(1).0));
+        if let Some(applier) = self.applier.take() {
+            let _ = applier.join();
+        }
+    }
 }
 
 impl Store {
@@ -93,9 +106,9 @@ impl Store {
         let (proposals, rx) = mpsc::channel(4096);
         let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone())?;
         let state = applier::State { conn, index: index.clone(), revision: counters.revision };
-        applier::spawn(state, rx, syncer, metrics.clone())?;
+        let applier = Some(applier::spawn(state, rx, syncer, metrics.clone())?);
         let readers = read::Readers::new(path.to_path_buf(), hub.clone(), index);
-        Ok(Store { inner: Arc::new(Inner { proposals, readers, hub, metrics }) })
+        Ok(Store { inner: Arc::new(Inner { proposals, applier, readers, hub, metrics }) })
     }
 
     /// Applies one write command; returns the written record (for a delete: the last value, at the

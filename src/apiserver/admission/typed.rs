@@ -74,25 +74,50 @@ pub fn normalize(res: &ResourceInfo, obj: &Value) -> Result<Value, String> {
 /// `spec.containers[0].bogus`). Fields sent as null are not unknown: they were simply unset.
 pub fn unknown_fields(input: &Value, output: &Value) -> Vec<String> {
     let mut found = Vec::new();
-    collect_unknown(input, output, String::new(), &mut found);
+    collect_unknown(input, output, &mut Vec::new(), &mut found);
     found
 }
 
-fn collect_unknown(input: &Value, output: &Value, path: String, found: &mut Vec<String>) {
+/// One step of the path to a field: a map key or a list index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Renders a path as `spec.containers[0].bogus`; only called for the (rare) unknown field.
+fn render(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn collect_unknown<'a>(input: &'a Value, output: &Value, path: &mut Vec<Step<'a>>, found: &mut Vec<String>) {
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                path.push(Step::Key(k));
                 match b.get(k) {
-                    Some(w) => collect_unknown(v, w, child, found),
+                    Some(w) => collect_unknown(v, w, path, found),
                     None if v.is_null() => {}
-                    None => found.push(child),
+                    None => found.push(render(path)),
                 }
+                path.pop();
             }
         }
         (Value::Array(a), Value::Array(b)) => {
             for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                collect_unknown(v, w, format!("{path}[{i}]"), found);
+                path.push(Step::Index(i));
+                collect_unknown(v, w, path, found);
+                path.pop();
             }
         }
         _ => {}

@@ -7,7 +7,7 @@ use crate::core::registry::ResourceInfo;
 use crate::store::{Command, CommandError};
 
 use super::{check_type, reconcile_namespace, Rest, WriteContext};
-use crate::apiserver::object;
+use crate::apiserver::object::{self, Written};
 use crate::apiserver::status::{ApiError, ApiResult, FieldError};
 
 /// Upstream's alphabet for generated name suffixes (no vowels, no confusable digits).
@@ -29,7 +29,7 @@ impl Rest {
         path_ns: Option<&str>,
         mut obj: Value,
         ctx: &mut WriteContext,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Written> {
         check_type(res, &mut obj)?;
         let ns = reconcile_namespace(res, path_ns, &mut obj)?;
         if object::resource_version(&obj).is_some() {
@@ -44,12 +44,12 @@ impl Rest {
         ctx.track(res, None, &mut obj, None);
         let _allocation = self.allocate(res, &mut obj, None).await?;
         if ctx.dry_run {
-            return Ok(obj);
+            return Ok(Written::unstored(obj));
         }
         let key = object::key(res, ns.as_deref(), &name);
         let value = object::encode(&obj)?;
         match self.store.apply(Command::Create { key, value }).await? {
-            Ok(record) => Ok(object::with_revision(obj, record.mod_revision)),
+            Ok(record) => Ok(Written::stored(obj, &record.value, record.mod_revision)),
             Err(CommandError::AlreadyExists { .. }) => Err(ApiError::already_exists(res, &name)),
             Err(other) => Err(ApiError::internal(other)),
         }

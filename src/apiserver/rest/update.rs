@@ -77,7 +77,7 @@ impl Rest {
                     && crate::apiserver::admission::allows_create_on_update(res) =>
             {
                 object::meta_mut(&mut obj).remove("resourceVersion");
-                Ok((self.create(res, path_ns, obj, ctx).await?, true))
+                Ok((self.create(res, path_ns, obj, ctx).await?.object, true))
             }
             other => other.map(|u| (u, false)),
         }
