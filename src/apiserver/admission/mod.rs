@@ -51,13 +51,12 @@ impl Admission {
         old: Option<&Value>,
         ctx: &mut WriteContext,
     ) -> ApiResult<()> {
-        let normalized = typed::normalize(res, obj).map_err(|e| {
+        let (normalized, unknown) = typed::normalize(res, std::mem::take(obj)).map_err(|e| {
             ApiError::bad_request(format!(
                 "{} in version {:?} cannot be handled as a {}: {e}",
                 res.kind, res.version, res.kind
             ))
         })?;
-        let unknown = typed::unknown_fields(obj, &normalized);
         match ctx.field_validation {
             FieldValidation::Strict if !unknown.is_empty() => {
                 let list = unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ");

@@ -1,6 +1,6 @@
 //! Decoding built-in kinds through their k8s-openapi types, as upstream decodes into Go structs: a value
-//! of the wrong type is a 400, unknown fields are dropped (and reported for `fieldValidation`), and what
-//! is stored is the typed re-encoding.
+//! of the wrong type is a 400, unknown fields are dropped (and reported for `fieldValidation`, as the
+//! decoder meets them), and what is stored is the typed re-encoding.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,14 +15,32 @@ use k8s_openapi::api::{
     scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
-fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
-    // Deserializing from a reference avoids copying the whole object first.
-    let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
-    serde_json::to_value(&typed).map_err(|e| e.to_string())
+/// What decoding found: the typed re-encoding and the unknown fields, as dotted paths
+/// (`spec.containers[0].bogus`).
+pub type Normalized = (Value, Vec<String>);
+
+fn round_trip<T: DeserializeOwned + Serialize>(obj: Value) -> Result<Normalized, String> {
+    let mut unknown = Vec::new();
+    // Decoding the owned value moves its strings into the typed object instead of copying them.
+    let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render(&path))).map_err(|e| e.to_string())?;
+    Ok((serde_json::to_value(&typed).map_err(|e| e.to_string())?, unknown))
+}
+
+fn render(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", render(parent)),
+        Path::Map { parent, key } => match render(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => render(parent),
+    }
 }
 
 /// Re-encodes `obj` through the typed model of `res`; unknown kinds pass through unchanged.
-pub fn normalize(res: &ResourceInfo, obj: &Value) -> Result<Value, String> {
+pub fn normalize(res: &ResourceInfo, obj: Value) -> Result<Normalized, String> {
     match (res.group, res.kind) {
         ("", "Namespace") => round_trip::<core::Namespace>(obj),
         ("", "Pod") => round_trip::<core::Pod>(obj),
@@ -66,61 +84,7 @@ pub fn normalize(res: &ResourceInfo, obj: &Value) -> Result<Value, String> {
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             round_trip::<certificates::CertificateSigningRequest>(obj)
         }
-        _ => Ok(obj.clone()),
-    }
-}
-
-/// The fields of `input` that the typed re-encoding `output` dropped, as dotted paths (`spec.foo`,
-/// `spec.containers[0].bogus`). Fields sent as null are not unknown: they were simply unset.
-pub fn unknown_fields(input: &Value, output: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    collect_unknown(input, output, &mut Vec::new(), &mut found);
-    found
-}
-
-/// One step of the path to a field: a map key or a list index.
-enum Step<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-/// Renders a path as `spec.containers[0].bogus`; only called for the (rare) unknown field.
-fn render(path: &[Step]) -> String {
-    let mut out = String::new();
-    for step in path {
-        match step {
-            Step::Key(k) if out.is_empty() => out.push_str(k),
-            Step::Key(k) => {
-                out.push('.');
-                out.push_str(k);
-            }
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
-fn collect_unknown<'a>(input: &'a Value, output: &Value, path: &mut Vec<Step<'a>>, found: &mut Vec<String>) {
-    match (input, output) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                path.push(Step::Key(k));
-                match b.get(k) {
-                    Some(w) => collect_unknown(v, w, path, found),
-                    None if v.is_null() => {}
-                    None => found.push(render(path)),
-                }
-                path.pop();
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                path.push(Step::Index(i));
-                collect_unknown(v, w, path, found);
-                path.pop();
-            }
-        }
-        _ => {}
+        _ => Ok((obj, Vec::new())),
     }
 }
 
@@ -135,15 +99,16 @@ mod tests {
         let pods = registry::find("", "v1", "pods").expect("pods");
         let input = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
             "spec": {"containers": [{"name": "c", "image": "busybox", "imagee": "typo"}], "nodeName": null}});
-        let out = normalize(pods, &input).expect("normalize");
+        let (out, unknown) = normalize(pods, input).expect("normalize");
         assert_eq!(out["spec"]["containers"][0]["image"], "busybox");
-        assert_eq!(unknown_fields(&input, &out), ["metadata.bogus", "spec.containers[0].imagee"]);
+        assert_eq!(out["metadata"].get("bogus"), None);
+        assert_eq!(unknown, ["metadata.bogus", "spec.containers[0].imagee"]);
     }
 
     #[test]
     fn wrong_types_are_errors() {
         let deploy = registry::find("apps", "v1", "deployments").expect("deployments");
         let input = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three"}});
-        assert!(normalize(deploy, &input).is_err());
+        assert!(normalize(deploy, input).is_err());
     }
 }

@@ -46,12 +46,13 @@ fn item_key(merge_key: &str, item: &Value) -> Option<String> {
 }
 
 impl FieldSet {
-    /// The fields `obj` sets, for the kind rooted at (group, version, kind).
-    pub fn of(obj: &Value, group: &str, version: &str, kind: &str) -> FieldSet {
+    /// The fields `obj` sets, for the kind rooted at (group, version, kind), under the field paths `keep`
+    /// accepts: a field it refuses is not descended.
+    pub fn of(obj: &Value, group: &str, version: &str, kind: &str, keep: Keep) -> FieldSet {
         let root = strategic_meta::table().ok().and_then(|t| t.root(group, version, kind));
         let mut set = FieldSet::default();
         if let Some(map) = obj.as_object() {
-            walk_map(map, root, &mut Vec::new(), &mut set.0);
+            Walk { keep, out: &mut set.0 }.map(map, root, &mut Vec::new());
         }
         set
     }
@@ -114,49 +115,64 @@ impl FieldSet {
     }
 }
 
-fn walk_map(map: &Map<String, Value>, node: Option<Node>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-    for (key, value) in map {
-        path.push(format!("f:{key}"));
-        walk_value(key, value, node, path, out);
-        path.pop();
-    }
+/// Which field paths a walk keeps (and descends into).
+pub type Keep<'a> = &'a dyn Fn(&[String]) -> bool;
+
+/// One walk over an object, collecting the leaf paths it keeps.
+struct Walk<'a> {
+    keep: Keep<'a>,
+    out: &'a mut BTreeSet<FieldPath>,
 }
 
-fn walk_value(key: &str, value: &Value, parent: Option<Node>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-    match value {
-        Value::Object(m) if !m.is_empty() => {
-            let child = parent.map(|n| n.field(key).0);
-            walk_map(m, child, path, out);
+impl Walk<'_> {
+    fn map(&mut self, map: &Map<String, Value>, node: Option<Node>, path: &mut FieldPath) {
+        for (key, value) in map {
+            path.push(format!("f:{key}"));
+            if (self.keep)(path) {
+                self.value(key, value, node, path);
+            }
+            path.pop();
         }
-        Value::Array(items) if !items.is_empty() => match list_kind(parent, key) {
-            (child, ListKind::Associative(merge_key)) if items.iter().all(|i| item_key(&merge_key, i).is_some()) => {
-                for item in items {
-                    let Some(k) = item_key(&merge_key, item) else {
-                        continue;
-                    };
-                    path.push(k);
-                    path.push(".".into());
-                    out.insert(path.clone());
-                    path.pop();
-                    if let Some(m) = item.as_object() {
-                        walk_map(m, child, path, out);
+    }
+
+    fn value(&mut self, key: &str, value: &Value, parent: Option<Node>, path: &mut FieldPath) {
+        match value {
+            Value::Object(m) if !m.is_empty() => {
+                let child = parent.map(|n| n.field(key).0);
+                self.map(m, child, path);
+            }
+            Value::Array(items) if !items.is_empty() => match list_kind(parent, key) {
+                (child, ListKind::Associative(merge_key))
+                    if items.iter().all(|i| item_key(&merge_key, i).is_some()) =>
+                {
+                    for item in items {
+                        let Some(k) = item_key(&merge_key, item) else {
+                            continue;
+                        };
+                        path.push(k);
+                        path.push(".".into());
+                        self.out.insert(path.clone());
+                        path.pop();
+                        if let Some(m) = item.as_object() {
+                            self.map(m, child, path);
+                        }
+                        path.pop();
                     }
-                    path.pop();
                 }
-            }
-            (_, ListKind::Set) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
-                for item in items {
-                    path.push(format!("v:{item}"));
-                    out.insert(path.clone());
-                    path.pop();
+                (_, ListKind::Set) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+                    for item in items {
+                        path.push(format!("v:{item}"));
+                        self.out.insert(path.clone());
+                        path.pop();
+                    }
                 }
-            }
+                _ => {
+                    self.out.insert(path.clone());
+                }
+            },
             _ => {
-                out.insert(path.clone());
+                self.out.insert(path.clone());
             }
-        },
-        _ => {
-            out.insert(path.clone());
         }
     }
 }
@@ -248,7 +264,7 @@ mod tests {
     #[test]
     fn containers_are_keyed_by_name_and_round_trip() {
         let d = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
-        let set = FieldSet::of(&d, "apps", "v1", "Deployment");
+        let set = FieldSet::of(&d, "apps", "v1", "Deployment", &|_| true);
         let paths: Vec<String> = set.0.iter().map(|p| display(p)).collect();
         assert!(paths.contains(&".spec.replicas".to_string()));
         assert!(paths.contains(&".spec.template.spec.containers[name=\"web\"].image".to_string()), "{paths:?}");
@@ -266,9 +282,9 @@ mod tests {
     #[test]
     fn finalizers_are_a_set_and_unknown_lists_are_atomic() {
         let cm = json!({"metadata": {"finalizers": ["a", "b"]}, "data": {"k": "v"}});
-        let set = FieldSet::of(&cm, "", "v1", "ConfigMap");
+        let set = FieldSet::of(&cm, "", "v1", "ConfigMap", &|_| true);
         assert!(set.0.contains(&vec!["f:metadata".to_string(), "f:finalizers".into(), "v:\"a\"".into()]));
-        let custom = FieldSet::of(&json!({"spec": {"items": [1, 2]}}), "example.com", "v1", "Widget");
+        let custom = FieldSet::of(&json!({"spec": {"items": [1, 2]}}), "example.com", "v1", "Widget", &|_| true);
         assert_eq!(custom.0.len(), 1);
     }
 }

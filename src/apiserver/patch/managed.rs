@@ -81,25 +81,29 @@ const SYSTEM_META: &[&str] = &[
     "f:selfLink",
 ];
 
-/// Whether a path is tracked for writes to `subresource` (None = the main resource).
-fn tracked(path: &FieldPath, subresource: Option<&str>) -> bool {
+/// Whether a path (or a prefix of one) can be owned by any write: never apiVersion, kind or
+/// server-maintained metadata.
+fn ownable(path: &[String]) -> bool {
     let first = path.first().map(String::as_str).unwrap_or("");
     if matches!(first, "f:apiVersion" | "f:kind") {
         return false;
     }
-    if first == "f:metadata" && path.get(1).is_some_and(|p| SYSTEM_META.contains(&p.as_str())) {
-        return false;
-    }
-    match subresource {
-        Some("status") => first == "f:status",
-        _ => first != "f:status",
-    }
+    !(first == "f:metadata" && path.get(1).is_some_and(|p| SYSTEM_META.contains(&p.as_str())))
+}
+
+/// Whether a path (or a prefix of one) is tracked for writes to `subresource` (None = the main
+/// resource).
+fn tracked(path: &[String], subresource: Option<&str>) -> bool {
+    let first = path.first().map(String::as_str).unwrap_or("");
+    ownable(path)
+        && match subresource {
+            Some("status") => first == "f:status",
+            _ => first != "f:status",
+        }
 }
 
 fn owned_fields(res: &ResourceInfo, obj: &Value, subresource: Option<&str>) -> FieldSet {
-    let mut set = FieldSet::of(obj, res.group, res.version, res.kind);
-    set.retain(|p| tracked(p, subresource));
-    set
+    FieldSet::of(obj, res.group, res.version, res.kind, &|p| tracked(p, subresource))
 }
 
 fn without_managed_fields(obj: &Value) -> Value {
@@ -218,20 +222,27 @@ pub fn track_update(
     now: &str,
 ) {
     let mut list = old.map(entries).unwrap_or_default();
-    let all_now = FieldSet::of(new, res.group, res.version, res.kind);
-    let changed: FieldSet = FieldSet(
-        all_now
-            .0
-            .iter()
-            .filter(|p| tracked(p, subresource))
-            .filter(|p| old.is_none_or(|o| fieldset::value_at(o, p) != fieldset::value_at(new, p)))
-            .cloned()
-            .collect(),
-    );
-    for entry in list.iter_mut() {
-        entry.fields = entry.fields.difference(&changed);
-        entry.fields.retain(|p| all_now.0.contains(p));
-    }
+    // Every ownable field, whichever write owns it: other managers' fields that are gone are dropped.
+    let all_now = FieldSet::of(new, res.group, res.version, res.kind, &ownable);
+    let changed = match old {
+        None => FieldSet(all_now.0.into_iter().filter(|p| tracked(p, subresource)).collect()),
+        Some(old) => {
+            let changed = FieldSet(
+                all_now
+                    .0
+                    .iter()
+                    .filter(|p| tracked(p, subresource))
+                    .filter(|p| fieldset::value_at(old, p) != fieldset::value_at(new, p))
+                    .cloned()
+                    .collect(),
+            );
+            for entry in list.iter_mut() {
+                entry.fields = entry.fields.difference(&changed);
+                entry.fields.retain(|p| all_now.0.contains(p));
+            }
+            changed
+        }
+    };
     if !changed.is_empty() {
         let mine = list.iter_mut().find(|e| e.is(manager, "Update", subresource));
         match mine {
