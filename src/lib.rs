@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cli;
 pub mod config;
+pub mod controllers;
 pub mod core;
 pub mod fsutil;
 pub mod pki;

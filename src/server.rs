@@ -1,6 +1,7 @@
 //! `tug server`: opens the store, makes or loads the certificates, starts the API server on its listener,
 //! writes the admin kubeconfig, creates the objects every cluster has, and runs until SIGTERM/SIGINT.
 
+use crate::controllers::ControlLoops;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,11 +25,13 @@ pub struct RunningServer {
     pub kubeconfig: PathBuf,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    control_loops: ControlLoops,
 }
 
 impl RunningServer {
     /// Stops serving and waits for the listener to close.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        self.control_loops.stop();
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
@@ -109,6 +112,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = apiserver::router(state.clone());
+    let loops_client =
+        crate::controllers::client::in_process(app.clone(), crate::controllers::client::controller_manager());
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -130,10 +135,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     bootstrap::run(&state.rest, cfg.service_cidr, advertise, port)
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
+    let control_loops = ControlLoops::start(loops_client, tls_files.ca_cert_pem.clone());
     state.set_ready();
     store.spawn_compactor(cfg.compaction);
     tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");
-    Ok(RunningServer { port, state, kubeconfig: cfg.kubeconfig_path.clone(), shutdown, task })
+    Ok(RunningServer { port, state, kubeconfig: cfg.kubeconfig_path.clone(), shutdown, task, control_loops })
 }
 
 /// Runs the server until SIGTERM or SIGINT.

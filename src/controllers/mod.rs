@@ -1,0 +1,50 @@
+//! The control loops of kube-controller-manager, each a tokio task over the in-process client (see
+//! [`client`]) built on kube-rs's runtime (watcher, reflector, Controller). One file per controller.
+
+pub mod client;
+mod pods;
+mod replicaset;
+mod service_account;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+
+pub use service_account::ROOT_CA_CONFIGMAP;
+
+/// The running control loops; dropping this stops them.
+pub struct ControlLoops {
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl ControlLoops {
+    /// Starts every control loop against `client`; `ca_pem` is the cluster CA they publish.
+    pub fn start(client: kube::Client, ca_pem: String) -> ControlLoops {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(service_account::run(client.clone(), ca_pem));
+        tasks.spawn(replicaset::run(client));
+        ControlLoops { tasks }
+    }
+
+    /// Stops every loop.
+    pub fn stop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// The error policy of every loop: log, then try again shortly (the API server is in-process, so errors
+/// are conflicts and races that a fresh read resolves).
+fn retry_later<K>(_: Arc<K>, error: &kube::Error, _: Arc<impl Sized>) -> Action {
+    tracing::debug!(%error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// A create that lost a race with another writer of the same name is not an error.
+fn ignore_conflict<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,302 @@
+//! ReplicaSet controller (upstream's replicaset controller): keeps `spec.replicas` active pods made from
+//! the template, adopts matching pods nobody controls, releases owned pods whose labels stopped
+//! matching, deletes surplus pods in upstream's order (unscheduled, pending, not ready, … first), and
+//! reports status. Expectations (the pods it just created or deleted) hold the next sync back until the
+//! pod cache has seen them, so a lagging cache never makes it create twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::pods;
+
+/// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
+const BURST: usize = 500;
+/// Expectations not met by then are given up (the cache missed an event or a write failed silently).
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Pods a sync created (by name) or deleted (by uid) that the cache has yet to show.
+struct Expected {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    deadline: Instant,
+}
+
+struct Context {
+    client: Client,
+    pods: Store<Pod>,
+    expectations: Mutex<HashMap<ObjectRef<ReplicaSet>, Expected>>,
+}
+
+/// Runs until the client's server goes away.
+pub async fn run(client: Client) {
+    let (pod_cache, writer) = reflector::store();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
+    let replica_sets = controller.store();
+    let context = Arc::new(Context { client, pods: pod_cache, expectations: Mutex::default() });
+    controller
+        .watches_stream(pod_events, move |pod| interested(&replica_sets, &pod))
+        .run(reconcile, super::retry_later, context)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// The ReplicaSets a pod change concerns: its controller, or for a pod nobody controls every ReplicaSet
+/// of its namespace that selects it (a candidate for adoption).
+fn interested(replica_sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(owner) = pods::controller_of(pod) {
+        return match owner.kind.as_str() {
+            "ReplicaSet" => vec![ObjectRef::new(&owner.name).within(&ns)],
+            _ => vec![],
+        };
+    }
+    replica_sets
+        .state()
+        .iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|rs| selector(rs).is_some_and(|s| s.matches(pod.labels())))
+        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
+        .collect()
+}
+
+fn selector(rs: &ReplicaSet) -> Option<Selector> {
+    let selector = rs.spec.as_ref()?.selector.clone();
+    // An empty selector would select every pod; validation refuses it, and so do we.
+    if selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+    {
+        return None;
+    }
+    Selector::try_from(selector).ok()
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, kube::Error> {
+    let key = ObjectRef::from_obj(rs.as_ref());
+    if !expectations_met(&context, &key) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let (Some(ns), Some(selector)) = (rs.namespace(), selector(&rs)) else {
+        return Ok(Action::await_change());
+    };
+    let api: Api<Pod> = Api::namespaced(context.client.clone(), &ns);
+    let owned = claim_pods(&rs, &selector, &context.pods, &api).await?;
+    let mut active: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let wanted = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    if rs.metadata.deletion_timestamp.is_none() {
+        if active.len() < wanted {
+            let created = create_pods(&rs, &api, (wanted - active.len()).min(BURST)).await;
+            expect(&context, key.clone(), created.0, Vec::new());
+            created.1?;
+        } else if active.len() > wanted {
+            pods::rank_for_deletion(&mut active);
+            let surplus = &active[..(active.len() - wanted).min(BURST)];
+            let deleted = delete_pods(&api, surplus).await;
+            expect(&context, key.clone(), Vec::new(), deleted.0);
+            deleted.1?;
+        }
+    }
+    let min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let status = status(&rs, &owned, min_ready);
+    if rs.status.as_ref() != Some(&status) {
+        let rs_api: Api<ReplicaSet> = Api::namespaced(context.client.clone(), &ns);
+        let patch = Patch::Merge(json!({"status": status}));
+        rs_api.patch_status(&rs.name_any(), &PatchParams::default(), &patch).await?;
+    }
+    // A pod ready but not yet available becomes available without an event: look again then.
+    Ok(match pods::next_availability(owned.iter(), min_ready) {
+        Some(wait) => Action::requeue(wait),
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+/// The pods `rs` controls after adopting matching orphans and releasing owned pods that stopped matching.
+async fn claim_pods(
+    rs: &ReplicaSet,
+    selector: &Selector,
+    cache: &Store<Pod>,
+    api: &Api<Pod>,
+) -> kube::Result<Vec<Pod>> {
+    let (ns, uid) = (rs.namespace(), rs.uid());
+    let mut owned = Vec::new();
+    for pod in cache.state().iter().filter(|p| p.namespace() == ns) {
+        let matches = selector.matches(pod.labels());
+        match pods::controller_of(pod) {
+            Some(owner) if Some(&owner.uid) == uid.as_ref() => {
+                if matches {
+                    owned.push(pod.as_ref().clone());
+                } else {
+                    set_owners(api, pod, pod.owner_references().iter().filter(|o| o.uid != owner.uid).cloned()).await?;
+                }
+            }
+            None if matches && pods::is_active(pod) && rs.metadata.deletion_timestamp.is_none() => {
+                let Some(mine) = rs.controller_owner_ref(&()) else { continue };
+                let adopted = set_owners(api, pod, pod.owner_references().iter().cloned().chain([mine])).await?;
+                owned.extend(adopted);
+            }
+            _ => {}
+        }
+    }
+    Ok(owned)
+}
+
+/// Replaces a pod's ownerReferences, guarded by its uid and resourceVersion (a pod that changed since
+/// the cache saw it makes this sync fail and run again). None when the pod is gone.
+async fn set_owners(
+    api: &Api<Pod>,
+    pod: &Pod,
+    owners: impl Iterator<Item = OwnerReference>,
+) -> kube::Result<Option<Pod>> {
+    let owners: Vec<OwnerReference> = owners.collect();
+    let patch =
+        json!({"metadata": {"ownerReferences": owners, "uid": pod.uid(), "resourceVersion": pod.resource_version()}});
+    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+        Ok(pod) => Ok(Some(pod)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates up to `count` pods in batches of 1, 2, 4, … (upstream's slow start: a failing template
+/// fails once, not `count` times). Returns the names created and the first error.
+async fn create_pods(rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> (Vec<String>, kube::Result<()>) {
+    let pod = pods::from_template(
+        rs.spec.as_ref().and_then(|s| s.template.clone()),
+        &rs.name_any(),
+        rs.controller_owner_ref(&()),
+    );
+    let params = PostParams::default();
+    let mut created = Vec::new();
+    let mut batch = 1;
+    while created.len() < count {
+        let size = batch.min(count - created.len());
+        let results = futures::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
+        for result in results {
+            match result {
+                Ok(pod) => created.push(pod.name_any()),
+                Err(e) => return (created, Err(e)),
+            }
+        }
+        batch *= 2;
+    }
+    (created, Ok(()))
+}
+
+/// Deletes `surplus`; returns the uids deleted and the first error.
+async fn delete_pods(api: &Api<Pod>, surplus: &[&Pod]) -> (Vec<String>, kube::Result<()>) {
+    let (params, names): (DeleteParams, Vec<String>) =
+        (DeleteParams::default(), surplus.iter().map(|p| p.name_any()).collect());
+    let results = futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
+    let mut deleted = Vec::new();
+    for (pod, result) in surplus.iter().zip(results) {
+        match result {
+            Ok(_) => deleted.extend(pod.uid()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return (deleted, Err(e)),
+        }
+    }
+    (deleted, Ok(()))
+}
+
+fn expect(context: &Context, key: ObjectRef<ReplicaSet>, created: Vec<String>, deleted: Vec<String>) {
+    if created.is_empty() && deleted.is_empty() {
+        return;
+    }
+    let expected = Expected { created, deleted, deadline: Instant::now() + EXPECTATION_TIMEOUT };
+    context.expectations.lock().unwrap_or_else(|e| e.into_inner()).insert(key, expected);
+}
+
+/// Whether the pod cache shows every pod the last sync of `key` created, and none it deleted.
+fn expectations_met(context: &Context, key: &ObjectRef<ReplicaSet>) -> bool {
+    let mut expectations = context.expectations.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(expected) = expectations.get(key) else {
+        return true;
+    };
+    let ns = key.namespace.clone().unwrap_or_default();
+    let seen = |name: &String| context.pods.get(&ObjectRef::new(name).within(&ns)).is_some();
+    let gone = |uid: &String| {
+        !context.pods.state().iter().any(|p| p.uid().as_ref() == Some(uid) && p.metadata.deletion_timestamp.is_none())
+    };
+    let met = expected.created.iter().all(seen) && expected.deleted.iter().all(gone);
+    if met || Instant::now() > expected.deadline {
+        expectations.remove(key);
+        return true;
+    }
+    false
+}
+
+/// The status a sync reports: counts over the active pods it controls.
+fn status(rs: &ReplicaSet, owned: &[Pod], min_ready_seconds: i32) -> ReplicaSetStatus {
+    let template_labels = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let active: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
+    ReplicaSetStatus {
+        replicas: active.len() as i32,
+        fully_labeled_replicas: Some(count(&|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)))),
+        ready_replicas: Some(count(&pods::is_ready)),
+        available_replicas: Some(count(&|p| pods::is_available(p, min_ready_seconds, jiff::Timestamp::now()))),
+        observed_generation: rs.metadata.generation,
+        conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
+        terminating_replicas: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rs(selector: serde_json::Value) -> ReplicaSet {
+        serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1", "generation": 3},
+            "spec": {"selector": selector, "template": {"metadata": {"labels": {"app": "web", "tier": "front"}}}}}),
+        )
+        .expect("rs")
+    }
+
+    fn pod(labels: serde_json::Value, ready: bool) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "labels": labels},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                "lastTransitionTime": "2020-01-01T00:00:00Z"}]}}))
+        .expect("pod")
+    }
+
+    #[test]
+    fn an_empty_selector_selects_nothing() {
+        assert!(selector(&rs(json!({}))).is_none());
+        assert!(selector(&rs(json!({"matchLabels": {"app": "web"}}))).is_some());
+    }
+
+    #[test]
+    fn status_counts_active_pods_by_label_and_readiness() {
+        let owned = [pod(json!({"app": "web", "tier": "front"}), true), pod(json!({"app": "web"}), false)];
+        let status = status(&rs(json!({"matchLabels": {"app": "web"}})), &owned, 0);
+        assert_eq!(status.replicas, 2);
+        assert_eq!(status.fully_labeled_replicas, Some(1));
+        assert_eq!(status.ready_replicas, Some(1));
+        assert_eq!(status.available_replicas, Some(1));
+        assert_eq!(status.observed_generation, Some(3));
+    }
+}

@@ -1,0 +1,112 @@
+//! The server's control loops, driven as a user would: real kubectl against the real binary.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{jsonpath, kubectl, kubectls, TugServer};
+
+/// Polls `check` until it returns true, for up to 30 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_namespace_gets_a_default_service_account_and_the_root_ca() {
+    let server = TugServer::start();
+    let bin = &kubectls()[0];
+    kubectl(bin, &server, &["create", "namespace", "team-a"], None).ok();
+    eventually("team-a has its default ServiceAccount", || {
+        kubectl(bin, &server, &["get", "serviceaccount", "default", "-n", "team-a"], None).code == 0
+    });
+    let ca = std::fs::read_to_string(server.data_dir().join("server/tls/server-ca.crt")).expect("CA");
+    let published = || jsonpath(bin, &server, &["configmap", "kube-root-ca.crt", "-n", "team-a"], "{.data.ca\\.crt}");
+    eventually("team-a has the root CA", || {
+        kubectl(bin, &server, &["get", "cm", "kube-root-ca.crt", "-n", "team-a"], None).code == 0
+    });
+    assert_eq!(published().trim(), ca.trim());
+    // Deleted or edited, both come back as they were.
+    kubectl(bin, &server, &["delete", "serviceaccount", "default", "-n", "team-a"], None).ok();
+    kubectl(
+        bin,
+        &server,
+        &["patch", "cm", "kube-root-ca.crt", "-n", "team-a", "-p", r#"{"data":{"ca.crt":"forged"}}"#],
+        None,
+    )
+    .ok();
+    eventually("the ServiceAccount is recreated", || {
+        kubectl(bin, &server, &["get", "serviceaccount", "default", "-n", "team-a"], None).code == 0
+    });
+    eventually("the CA is restored", || published().trim() == ca.trim());
+}
+
+const REPLICA_SET: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx
+"#;
+
+/// Names of the pods labelled app=web, and how many of them `web` controls. (Pods on no node are deleted
+/// at once, so none lingers terminating.)
+fn web_pods(bin: &std::path::Path, server: &TugServer) -> (Vec<String>, usize) {
+    let out = jsonpath(
+        bin,
+        server,
+        &["pods", "-l", "app=web"],
+        "{range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].name}{\"\\n\"}{end}",
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    let owned = lines.iter().filter(|l| l.ends_with(" web")).count();
+    (lines.iter().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect(), owned)
+}
+
+#[test]
+fn a_replica_set_keeps_its_pods_adopts_orphans_and_scales_down() {
+    let server = TugServer::start();
+    let bin = &kubectls()[0];
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(REPLICA_SET)).ok();
+    eventually("3 pods owned by web", || {
+        let (now, owned) = web_pods(bin, &server);
+        now.len() == 3 && owned == 3
+    });
+    eventually("status.replicas is 3", || jsonpath(bin, &server, &["rs", "web"], "{.status.replicas}") == "3");
+    assert_eq!(jsonpath(bin, &server, &["rs", "web"], "{.status.observedGeneration}"), "1");
+
+    // A deleted pod is replaced.
+    let (names, _) = web_pods(bin, &server);
+    kubectl(bin, &server, &["delete", "pod", &names[0]], None).ok();
+    eventually("a replacement pod", || {
+        let (now, owned) = web_pods(bin, &server);
+        owned == 3 && now.len() == 3 && !now.contains(&names[0])
+    });
+
+    // A matching pod nobody controls is adopted; the surplus is then deleted.
+    kubectl(bin, &server, &["run", "stray", "--image=nginx", "--labels=app=web"], None).ok();
+    eventually("3 pods again, all owned", || {
+        let (now, owned) = web_pods(bin, &server);
+        now.len() == 3 && owned == 3
+    });
+
+    // Scaling down deletes pods; scaling to zero deletes them all.
+    kubectl(bin, &server, &["scale", "rs", "web", "--replicas=1"], None).ok();
+    eventually("1 pod", || web_pods(bin, &server).0.len() == 1);
+    kubectl(bin, &server, &["scale", "rs", "web", "--replicas=0"], None).ok();
+    eventually("no pods", || web_pods(bin, &server).0.is_empty());
+    eventually("status.replicas is 0", || jsonpath(bin, &server, &["rs", "web"], "{.status.replicas}") == "0");
+}
