@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 
@@ -387,10 +387,10 @@ async fn main() {
     // Footprint on a fresh server holding exactly 10,000 objects.
     let server = TugServer::start();
     let api: Api<ConfigMap> = Api::namespaced(kube_client(&server).await, "default");
-    tug_creates(&api, "fill", 16, 10_000, json!({})).await;
+    tug_creates(&api, "fill", 16, 10_000, json!({"fill": "yes"})).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let full_rss = proc_status_kib(server.pid(), "VmRSS:");
-    let listed = api.list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0);
+    let listed = api.list(&ListParams::default().labels("fill=yes")).await.map(|l| l.items.len()).unwrap_or(0);
     assert_eq!(listed, 10_000);
     let after_list = proc_status_kib(server.pid(), "VmRSS:");
     let peak = proc_status_kib(server.pid(), "VmHWM:");
