@@ -1,7 +1,6 @@
 //! `tug server`: opens the store, makes or loads the certificates, starts the API server on its listener,
 //! writes the admin kubeconfig, creates the objects every cluster has, and runs until SIGTERM/SIGINT.
 
-use crate::controllers::ControlLoops;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use crate::apiserver::admission::Admission;
 use crate::apiserver::rest::{Rest, ServiceNetwork};
 use crate::apiserver::{self, serve, ApiState};
 use crate::config::ServerConfig;
+use crate::controllers::{client, ControlLoops};
 use crate::store::Store;
 
 mod bootstrap;
@@ -112,8 +112,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = apiserver::router(state.clone());
-    let loops_client =
-        crate::controllers::client::in_process(app.clone(), crate::controllers::client::controller_manager());
+    let loops_client = client::in_process(app.clone(), client::controller_manager());
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;

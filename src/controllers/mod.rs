@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-pub use service_account::ROOT_CA_CONFIGMAP;
-
 /// The running control loops; dropping this stops them.
 pub struct ControlLoops {
     tasks: tokio::task::JoinSet<()>,

@@ -27,10 +27,10 @@ const BURST: usize = 500;
 /// Expectations not met by then are given up (the cache missed an event or a write failed silently).
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Pods a sync created (by name) or deleted (by uid) that the cache has yet to show.
+/// Pods a sync created (by name) or deleted (by name and uid) that the cache has yet to show.
 struct Expected {
     created: Vec<String>,
-    deleted: Vec<String>,
+    deleted: Vec<(String, String)>,
     deadline: Instant,
 }
 
@@ -198,15 +198,15 @@ async fn create_pods(rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> (Vec<Stri
     (created, Ok(()))
 }
 
-/// Deletes `surplus`; returns the uids deleted and the first error.
-async fn delete_pods(api: &Api<Pod>, surplus: &[&Pod]) -> (Vec<String>, kube::Result<()>) {
+/// Deletes `surplus`; returns the names and uids deleted and the first error.
+async fn delete_pods(api: &Api<Pod>, surplus: &[&Pod]) -> (Vec<(String, String)>, kube::Result<()>) {
     let (params, names): (DeleteParams, Vec<String>) =
         (DeleteParams::default(), surplus.iter().map(|p| p.name_any()).collect());
     let results = futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
     let mut deleted = Vec::new();
-    for (pod, result) in surplus.iter().zip(results) {
+    for ((pod, name), result) in surplus.iter().zip(names).zip(results) {
         match result {
-            Ok(_) => deleted.extend(pod.uid()),
+            Ok(_) => deleted.extend(pod.uid().map(|uid| (name, uid))),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return (deleted, Err(e)),
         }
@@ -214,7 +214,7 @@ async fn delete_pods(api: &Api<Pod>, surplus: &[&Pod]) -> (Vec<String>, kube::Re
     (deleted, Ok(()))
 }
 
-fn expect(context: &Context, key: ObjectRef<ReplicaSet>, created: Vec<String>, deleted: Vec<String>) {
+fn expect(context: &Context, key: ObjectRef<ReplicaSet>, created: Vec<String>, deleted: Vec<(String, String)>) {
     if created.is_empty() && deleted.is_empty() {
         return;
     }
@@ -229,9 +229,10 @@ fn expectations_met(context: &Context, key: &ObjectRef<ReplicaSet>) -> bool {
         return true;
     };
     let ns = key.namespace.clone().unwrap_or_default();
-    let seen = |name: &String| context.pods.get(&ObjectRef::new(name).within(&ns)).is_some();
-    let gone = |uid: &String| {
-        !context.pods.state().iter().any(|p| p.uid().as_ref() == Some(uid) && p.metadata.deletion_timestamp.is_none())
+    let cached = |name: &str| context.pods.get(&ObjectRef::new(name).within(&ns));
+    let seen = |name: &String| cached(name).is_some();
+    let gone = |(name, uid): &(String, String)| {
+        cached(name).is_none_or(|p| p.uid().as_ref() != Some(uid) || p.metadata.deletion_timestamp.is_some())
     };
     let met = expected.created.iter().all(seen) && expected.deleted.iter().all(gone);
     if met || Instant::now() > expected.deadline {

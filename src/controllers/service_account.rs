@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use kube::Client;
 
 /// The ConfigMap every namespace gets with the cluster CA.
-pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 
 struct Context {
     client: Client,

@@ -224,25 +224,19 @@ pub fn track_update(
     let mut list = old.map(entries).unwrap_or_default();
     // Every ownable field, whichever write owns it: other managers' fields that are gone are dropped.
     let all_now = FieldSet::of(new, res.group, res.version, res.kind, &ownable);
-    let changed = match old {
-        None => FieldSet(all_now.0.into_iter().filter(|p| tracked(p, subresource)).collect()),
-        Some(old) => {
-            let changed = FieldSet(
-                all_now
-                    .0
-                    .iter()
-                    .filter(|p| tracked(p, subresource))
-                    .filter(|p| fieldset::value_at(old, p) != fieldset::value_at(new, p))
-                    .cloned()
-                    .collect(),
-            );
-            for entry in list.iter_mut() {
-                entry.fields = entry.fields.difference(&changed);
-                entry.fields.retain(|p| all_now.0.contains(p));
-            }
-            changed
-        }
-    };
+    let changed = FieldSet(
+        all_now
+            .0
+            .iter()
+            .filter(|p| tracked(p, subresource))
+            .filter(|p| old.is_none_or(|o| fieldset::value_at(o, p) != fieldset::value_at(new, p)))
+            .cloned()
+            .collect(),
+    );
+    for entry in list.iter_mut() {
+        entry.fields = entry.fields.difference(&changed);
+        entry.fields.retain(|p| all_now.0.contains(p));
+    }
     if !changed.is_empty() {
         let mine = list.iter_mut().find(|e| e.is(manager, "Update", subresource));
         match mine {
