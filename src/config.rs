@@ -29,6 +29,12 @@ pub fn parse_cli(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     let Some((sub, sub_matches)) = matches.subcommand() else {
         return Cli::from_arg_matches(&matches);
     };
+    let has_config_file = Cli::command()
+        .find_subcommand(sub)
+        .is_some_and(|command| command.get_arguments().any(|arg| arg.get_id() == "config"));
+    if !has_config_file {
+        return Cli::from_arg_matches(&matches);
+    }
     let explicit = sub_matches.value_source("config") != Some(ValueSource::DefaultValue);
     let path = sub_matches.get_one::<PathBuf>("config").cloned().unwrap_or_default();
     let file_args = match config_file_args(sub, &path, explicit, sub_matches) {

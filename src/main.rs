@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tug::{cli, config, server};
+use tug::{cli, config, server, simulator};
 
 use clap::error::ErrorKind;
 
@@ -34,16 +34,29 @@ fn main() -> ExitCode {
                 Err(e) => return usage_error(&e.to_string()),
             };
             init_logging(args.debug);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return fatal(&anyhow::anyhow!("cannot start the runtime: {e}")),
-            };
-            match runtime.block_on(server::run(cfg)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fatal(&e),
-            }
+            run(server::run(cfg))
         }
         cli::Command::Agent(_) => usage_error("tug agent is not implemented yet"),
+        cli::Command::Simulate(args) => {
+            let fleet = match simulator::Fleet::from_args(args) {
+                Ok(fleet) => fleet,
+                Err(e) => return usage_error(&e),
+            };
+            init_logging(false);
+            run(simulator::run(fleet))
+        }
+    }
+}
+
+/// Runs `main` to completion on a multi-threaded runtime.
+fn run(main: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fatal(&anyhow::anyhow!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&e),
     }
 }
 

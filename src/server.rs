@@ -13,7 +13,7 @@ use crate::apiserver::admission::Admission;
 use crate::apiserver::rest::{Rest, ServiceNetwork};
 use crate::apiserver::{self, serve, ApiState};
 use crate::config::ServerConfig;
-use crate::controllers::{client, ControlLoops};
+use crate::controllers::ControlLoops;
 use crate::store::Store;
 
 mod bootstrap;
@@ -112,7 +112,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = apiserver::router(state.clone());
-    let loops_client = client::in_process(app.clone(), client::controller_manager());
+    let loops_app = app.clone();
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -134,7 +134,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     bootstrap::run(&state.rest, cfg.service_cidr, advertise, port)
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
-    let control_loops = ControlLoops::start(loops_client, tls_files.ca_cert_pem.clone());
+    let control_loops = ControlLoops::start(loops_app, tls_files.ca_cert_pem.clone());
     state.set_ready();
     store.spawn_compactor(cfg.compaction);
     tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");

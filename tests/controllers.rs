@@ -2,18 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{jsonpath, kubectl, kubectls, TugServer};
-
-/// Polls `check` until it returns true, for up to 30 s.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{eventually, jsonpath, kubectl, kubectls, TugServer};
 
 #[test]
 fn every_namespace_gets_a_default_service_account_and_the_root_ca() {

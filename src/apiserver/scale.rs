@@ -133,7 +133,7 @@ pub async fn bind(
     if node.is_empty() {
         return Err(ApiError::invalid(res, name, vec![FieldError::required("target.name", "")]));
     }
-    rest.guaranteed_update(res, ns, name, UpdateOptions::MAIN, ctx, |mut pod| {
+    rest.guaranteed_update(res, ns, name, UpdateOptions::WHOLE, ctx, |mut pod| {
         let node = node.clone();
         async move {
             let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
@@ -152,17 +152,14 @@ pub async fn bind(
                 ));
             }
             pod["spec"]["nodeName"] = json!(node);
+            let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()});
+            let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conditions: Vec<Value> =
+                conditions.into_iter().filter(|c| c.get("type") != Some(&json!("PodScheduled"))).collect();
+            conditions.push(condition);
+            pod["status"]["conditions"] = json!(conditions);
             Ok(pod)
         }
-    })
-    .await?;
-    rest.guaranteed_update(res, ns, name, UpdateOptions::STATUS, ctx, |mut pod| async move {
-        let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()});
-        let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c.get("type") != Some(&json!("PodScheduled"))).collect();
-        conditions.push(condition);
-        pod["status"]["conditions"] = json!(conditions);
-        Ok(pod)
     })
     .await?;
     Ok(())

@@ -3,9 +3,11 @@
 
 mod agent;
 mod server;
+mod simulate;
 
 pub use agent::AgentArgs;
 pub use server::ServerArgs;
+pub use simulate::SimulateArgs;
 
 use clap::{Parser, Subcommand};
 
@@ -24,4 +26,7 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
+    /// Run simulated nodes against a server (like kwok): they register, heartbeat and run pods on paper,
+    /// to rehearse a fleet or exercise the control plane without containerd.
+    Simulate(SimulateArgs),
 }

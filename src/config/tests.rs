@@ -7,7 +7,7 @@ fn server(argv: &[&str]) -> Result<ServerConfig, String> {
     let argv = std::iter::once("tug").chain(argv.iter().copied()).map(OsString::from).collect();
     match parse_cli(argv).map_err(|e| e.to_string())?.command {
         Command::Server(args) => ServerConfig::from_args(*args).map_err(|e| e.to_string()),
-        Command::Agent(_) => Err("agent".into()),
+        Command::Agent(_) | Command::Simulate(_) => Err("not a server".into()),
     }
 }
 

@@ -12,6 +12,11 @@ pub fn controller_manager() -> User {
     User { name: "system:kube-controller-manager".into(), groups: vec!["system:authenticated".into()] }
 }
 
+/// The identity of the built-in scheduler (upstream's kube-scheduler user).
+pub fn scheduler() -> User {
+    User { name: "system:kube-scheduler".into(), groups: vec!["system:authenticated".into()] }
+}
+
 /// A client whose requests `app` serves directly, as `user`.
 pub fn in_process(app: axum::Router, user: User) -> kube::Client {
     let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {

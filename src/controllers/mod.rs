@@ -1,5 +1,6 @@
 //! The control loops of kube-controller-manager, each a tokio task over the in-process client (see
-//! [`client`]) built on kube-rs's runtime (watcher, reflector, Controller). One file per controller.
+//! [`client`]) built on kube-rs's runtime (watcher, reflector, Controller), one file per controller;
+//! [`ControlLoops`] also runs the scheduler beside them.
 
 pub mod client;
 mod pods;
@@ -11,17 +12,20 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-/// The running control loops; dropping this stops them.
+/// The running control loops and scheduler; dropping this stops them.
 pub struct ControlLoops {
     tasks: tokio::task::JoinSet<()>,
 }
 
 impl ControlLoops {
-    /// Starts every control loop against `client`; `ca_pem` is the cluster CA they publish.
-    pub fn start(client: kube::Client, ca_pem: String) -> ControlLoops {
+    /// Starts every control loop and the scheduler against the API router `app`, each as its upstream
+    /// identity; `ca_pem` is the cluster CA they publish.
+    pub fn start(app: axum::Router, ca_pem: String) -> ControlLoops {
+        let controllers = client::in_process(app.clone(), client::controller_manager());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(service_account::run(client.clone(), ca_pem));
-        tasks.spawn(replicaset::run(client));
+        tasks.spawn(service_account::run(controllers.clone(), ca_pem));
+        tasks.spawn(replicaset::run(controllers));
+        tasks.spawn(crate::scheduler::run(client::in_process(app, client::scheduler())));
         ControlLoops { tasks }
     }
 
@@ -39,7 +43,7 @@ fn retry_later<K>(_: Arc<K>, error: &kube::Error, _: Arc<impl Sized>) -> Action 
 }
 
 /// A create that lost a race with another writer of the same name is not an error.
-fn ignore_conflict<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+pub(crate) fn ignore_conflict<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
     match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),

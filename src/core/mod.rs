@@ -1,5 +1,6 @@
-//! Pure Kubernetes concepts with no I/O: the resource registry, selectors and name validation.
+//! Pure Kubernetes concepts with no I/O: the resource registry, selectors, quantities and name validation.
 
+pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod validation;

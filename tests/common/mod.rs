@@ -104,6 +104,58 @@ impl Drop for TugServer {
     }
 }
 
+/// `tug simulate` run against a server: simulated nodes until dropped or stopped.
+pub struct Simulator {
+    child: Option<Child>,
+}
+
+impl Simulator {
+    /// Starts `tug simulate --kubeconfig <server's> <args…>`; its log goes to `simulate-<n>.log` in the
+    /// server's data dir.
+    pub fn start(server: &TugServer, args: &[&str]) -> Simulator {
+        let log_path = (0..).map(|n| server.data_dir().join(format!("simulate-{n}.log"))).find(|p| !p.exists());
+        let log = std::fs::File::create(log_path.expect("a free log name")).expect("simulator log");
+        let child = Command::new(server_binary())
+            .arg("simulate")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tug simulate");
+        Simulator { child: Some(child) }
+    }
+
+    /// Kills the simulator (its nodes stop heartbeating).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `check` until it returns true, for up to `limit`.
+pub fn eventually_within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `check` until it returns true, for up to 30 s.
+pub fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(30), what, check)
+}
+
 /// Whether missing prerequisites must fail rather than skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

@@ -51,6 +51,9 @@ pub fn on_create(res: &ResourceInfo, obj: &mut Value) {
             m.remove("status");
         }
     }
+    if (res.group, res.kind) == ("", "Pod") {
+        defaults_pod::default_toleration_seconds(obj);
+    }
     let status = match (res.group, res.kind) {
         ("", "Pod") => json!({"phase": "Pending", "qosClass": defaults_pod::qos_class(obj)}),
         ("", "Namespace") => json!({"phase": "Active"}),

@@ -61,6 +61,31 @@ fn container(c: &mut Value) {
     });
 }
 
+/// How long a new pod stays on a node that is not ready or unreachable before it is evicted, unless it
+/// says otherwise (upstream's DefaultTolerationSeconds admission plugin).
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Adds the not-ready and unreachable NoExecute tolerations a new pod lacks (DefaultTolerationSeconds).
+pub fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let tolerated = t.get("key").and_then(Value::as_str).unwrap_or("");
+            (effect.is_empty() || effect == "NoExecute") && (tolerated.is_empty() || tolerated == key)
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+        }
+    }
+}
+
 /// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests count as tagged).
 pub fn pull_policy(image: &str) -> &'static str {
     if image.contains('@') {
@@ -105,6 +130,23 @@ pub fn qos_class(pod: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+        let mut pod = json!({"spec": {"containers": [], "tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+        default_toleration_seconds(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        let mut tolerates_all = json!({"spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut tolerates_all);
+        assert_eq!(tolerates_all["spec"]["tolerations"], json!([{"operator": "Exists"}]));
+    }
 
     #[test]
     fn pull_policy_follows_the_tag() {

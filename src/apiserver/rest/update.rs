@@ -21,6 +21,8 @@ pub enum UpdateKind {
     Main,
     /// `/status`: status only.
     Status,
+    /// Spec and status in one write, for the server's own subresources (`pods/binding`).
+    Whole,
 }
 
 /// How a guaranteed update treats conflicts and which part of the object it may change.
@@ -36,6 +38,8 @@ impl UpdateOptions {
     pub const MAIN: UpdateOptions = UpdateOptions { pinned: false, kind: UpdateKind::Main };
     /// Retry on conflicts, change status only.
     pub const STATUS: UpdateOptions = UpdateOptions { pinned: false, kind: UpdateKind::Status };
+    /// Retry on conflicts, change spec and status together.
+    pub const WHOLE: UpdateOptions = UpdateOptions { pinned: false, kind: UpdateKind::Whole };
 }
 
 /// Metadata only the server sets; carried over from the stored object on every update.
@@ -152,7 +156,7 @@ impl Rest {
             }
             return desired;
         }
-        if has_status {
+        if has_status && kind == UpdateKind::Main {
             match current.get("status") {
                 Some(s) => desired["status"] = s.clone(),
                 None => {
