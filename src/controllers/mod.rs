@@ -2,7 +2,9 @@
 //! [`client`]) built on kube-rs's runtime (watcher, reflector, Controller), one file per controller;
 //! [`ControlLoops`] also runs the scheduler beside them.
 
+mod claim;
 pub mod client;
+mod deployment;
 mod pods;
 mod replicaset;
 mod service_account;
@@ -24,7 +26,8 @@ impl ControlLoops {
         let controllers = client::in_process(app.clone(), client::controller_manager());
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(service_account::run(controllers.clone(), ca_pem));
-        tasks.spawn(replicaset::run(controllers));
+        tasks.spawn(replicaset::run(controllers.clone()));
+        tasks.spawn(deployment::run(controllers));
         tasks.spawn(crate::scheduler::run(client::in_process(app, client::scheduler())));
         ControlLoops { tasks }
     }

@@ -1,5 +1,5 @@
-//! What the workload controllers ask of pods, with upstream's rules: who controls a pod, whether it is
-//! active, ready or available, the order surplus pods are deleted in, and a pod made from a template.
+//! What the workload controllers ask of pods, with upstream's rules: whether a pod is active, ready or
+//! available, the order surplus pods are deleted in, and a pod made from a template.
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -8,12 +8,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
-use kube::ResourceExt;
-
-/// The owner reference marked as controller, if any.
-pub fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
-    pod.owner_references().iter().find(|o| o.controller == Some(true))
-}
 
 fn phase(pod: &Pod) -> &str {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
@@ -107,6 +101,7 @@ pub fn from_template(template: Option<PodTemplateSpec>, prefix: &str, owner: Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
     use serde_json::json;
 
     fn pod(name: &str, node: Option<&str>, phase: &str, ready_at: Option<&str>, restarts: i32, created: &str) -> Pod {
@@ -165,6 +160,6 @@ mod tests {
         let owner = OwnerReference { controller: Some(true), name: "web".into(), ..Default::default() };
         let pod = from_template(None, "web-abc", Some(owner));
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-abc-"));
-        assert_eq!(controller_of(&pod).map(|o| o.name.as_str()), Some("web"));
+        assert_eq!(super::super::claim::controller_of(&pod).map(|o| o.name.as_str()), Some("web"));
     }
 }

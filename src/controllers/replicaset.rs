@@ -4,23 +4,22 @@
 //! reports status. Expectations (the pods it just created or deleted) hold the next sync back until the
 //! pod cache has seen them, so a lagging cache never makes it create twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::core::{Selector, SelectorExt};
+use kube::core::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use super::pods;
+use super::{claim, pods};
 
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
@@ -51,40 +50,14 @@ pub async fn run(client: Client) {
     let replica_sets = controller.store();
     let context = Arc::new(Context { client, pods: pod_cache, expectations: Mutex::default() });
     controller
-        .watches_stream(pod_events, move |pod| interested(&replica_sets, &pod))
+        .watches_stream(pod_events, move |pod| claim::interested(&replica_sets, &pod, "ReplicaSet", selector))
         .run(reconcile, super::retry_later, context)
         .for_each(|_| futures::future::ready(()))
         .await;
 }
 
-/// The ReplicaSets a pod change concerns: its controller, or for a pod nobody controls every ReplicaSet
-/// of its namespace that selects it (a candidate for adoption).
-fn interested(replica_sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(owner) = pods::controller_of(pod) {
-        return match owner.kind.as_str() {
-            "ReplicaSet" => vec![ObjectRef::new(&owner.name).within(&ns)],
-            _ => vec![],
-        };
-    }
-    replica_sets
-        .state()
-        .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|rs| selector(rs).is_some_and(|s| s.matches(pod.labels())))
-        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-        .collect()
-}
-
 fn selector(rs: &ReplicaSet) -> Option<Selector> {
-    let selector = rs.spec.as_ref()?.selector.clone();
-    // An empty selector would select every pod; validation refuses it, and so do we.
-    if selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
-    {
-        return None;
-    }
-    Selector::try_from(selector).ok()
+    claim::selector_of(&rs.spec.as_ref()?.selector)
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, kube::Error> {
@@ -96,7 +69,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action,
         return Ok(Action::await_change());
     };
     let api: Api<Pod> = Api::namespaced(context.client.clone(), &ns);
-    let owned = claim_pods(&rs, &selector, &context.pods, &api).await?;
+    let owned = claim::claim(rs.as_ref(), &selector, context.pods.state().into_iter(), &api, pods::is_active).await?;
     let mut active: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
     let wanted = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
     if rs.metadata.deletion_timestamp.is_none() {
@@ -124,53 +97,6 @@ async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action,
         Some(wait) => Action::requeue(wait),
         None => Action::requeue(Duration::from_secs(300)),
     })
-}
-
-/// The pods `rs` controls after adopting matching orphans and releasing owned pods that stopped matching.
-async fn claim_pods(
-    rs: &ReplicaSet,
-    selector: &Selector,
-    cache: &Store<Pod>,
-    api: &Api<Pod>,
-) -> kube::Result<Vec<Pod>> {
-    let (ns, uid) = (rs.namespace(), rs.uid());
-    let mut owned = Vec::new();
-    for pod in cache.state().iter().filter(|p| p.namespace() == ns) {
-        let matches = selector.matches(pod.labels());
-        match pods::controller_of(pod) {
-            Some(owner) if Some(&owner.uid) == uid.as_ref() => {
-                if matches {
-                    owned.push(pod.as_ref().clone());
-                } else {
-                    set_owners(api, pod, pod.owner_references().iter().filter(|o| o.uid != owner.uid).cloned()).await?;
-                }
-            }
-            None if matches && pods::is_active(pod) && rs.metadata.deletion_timestamp.is_none() => {
-                let Some(mine) = rs.controller_owner_ref(&()) else { continue };
-                let adopted = set_owners(api, pod, pod.owner_references().iter().cloned().chain([mine])).await?;
-                owned.extend(adopted);
-            }
-            _ => {}
-        }
-    }
-    Ok(owned)
-}
-
-/// Replaces a pod's ownerReferences, guarded by its uid and resourceVersion (a pod that changed since
-/// the cache saw it makes this sync fail and run again). None when the pod is gone.
-async fn set_owners(
-    api: &Api<Pod>,
-    pod: &Pod,
-    owners: impl Iterator<Item = OwnerReference>,
-) -> kube::Result<Option<Pod>> {
-    let owners: Vec<OwnerReference> = owners.collect();
-    let patch =
-        json!({"metadata": {"ownerReferences": owners, "uid": pod.uid(), "resourceVersion": pod.resource_version()}});
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-        Ok(pod) => Ok(Some(pod)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Creates up to `count` pods in batches of 1, 2, 4, … (upstream's slow start: a failing template
@@ -282,12 +208,6 @@ mod tests {
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
                 "lastTransitionTime": "2020-01-01T00:00:00Z"}]}}))
         .expect("pod")
-    }
-
-    #[test]
-    fn an_empty_selector_selects_nothing() {
-        assert!(selector(&rs(json!({}))).is_none());
-        assert!(selector(&rs(json!({"matchLabels": {"app": "web"}}))).is_some());
     }
 
     #[test]
