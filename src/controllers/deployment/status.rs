@@ -97,11 +97,12 @@ pub fn is_complete(d: &Deployment, status: &DeploymentStatus) -> bool {
 
 /// Whether `new` shows progress over `old` (more updated, ready or available replicas, or fewer old).
 fn progressed(old: &DeploymentStatus, new: &DeploymentStatus) -> bool {
-    let old_pods = |s: &DeploymentStatus| s.replicas.unwrap_or(0) - s.updated_replicas.unwrap_or(0);
-    new.updated_replicas > old.updated_replicas
+    let n = |count: Option<i32>| count.unwrap_or(0);
+    let old_pods = |s: &DeploymentStatus| n(s.replicas) - n(s.updated_replicas);
+    n(new.updated_replicas) > n(old.updated_replicas)
         || old_pods(new) < old_pods(old)
-        || new.ready_replicas > old.ready_replicas
-        || new.available_replicas > old.available_replicas
+        || n(new.ready_replicas) > n(old.ready_replicas)
+        || n(new.available_replicas) > n(old.available_replicas)
 }
 
 /// Updates the Progressing condition of `next` (computed from `d`'s current status); returns how long
