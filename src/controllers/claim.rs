@@ -106,7 +106,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
     let owners: Vec<OwnerReference> = owners.collect();
-    let patch = json!({"metadata": {"ownerReferences": owners, "uid": object.uid(), "resourceVersion": object.resource_version()}});
+    let patch = json!({"metadata": {"ownerReferences": super::list_or_null(&owners), "uid": object.uid(), "resourceVersion": object.resource_version()}});
     match api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
         Ok(object) => Ok(Some(object)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),

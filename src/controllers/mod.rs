@@ -5,6 +5,7 @@
 mod claim;
 pub mod client;
 mod deployment;
+mod garbage_collector;
 mod pods;
 mod replicaset;
 mod service_account;
@@ -27,7 +28,8 @@ impl ControlLoops {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(service_account::run(controllers.clone(), ca_pem));
         tasks.spawn(replicaset::run(controllers.clone()));
-        tasks.spawn(deployment::run(controllers));
+        tasks.spawn(deployment::run(controllers.clone()));
+        tasks.spawn(garbage_collector::run(controllers));
         tasks.spawn(crate::scheduler::run(client::in_process(app, client::scheduler())));
         ControlLoops { tasks }
     }
@@ -51,5 +53,14 @@ pub(crate) fn ignore_conflict<T>(result: Result<T, kube::Error>) -> Result<(), k
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// A list for a merge patch: an emptied list is removed, as upstream never serializes one.
+fn list_or_null<T: serde::Serialize>(list: &[T]) -> serde_json::Value {
+    if list.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(list)
     }
 }
