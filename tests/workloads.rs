@@ -1,6 +1,6 @@
-//! Deployments and the garbage collector on simulated nodes, driven as a user would: real kubectl
-//! (`create deployment`, `set image`, `rollout status|history|undo|pause|resume|restart`, `scale`,
-//! `delete --cascade=…`) against the real binary.
+//! Deployments, the garbage collector and namespace deletion on simulated nodes, driven as a user
+//! would: real kubectl (`create deployment`, `set image`, `rollout status|history|undo|pause|resume|
+//! restart`, `scale`, `delete --cascade=…`, `delete namespace`) against the real binary.
 
 mod common;
 
@@ -23,8 +23,9 @@ fn rollout_status(bin: &Path, server: &TugServer, deployment: &str) -> String {
     kubectl(bin, server, &["rollout", "status", &target, "--timeout=60s"], None).ok().stdout
 }
 
+/// Names of the objects of `kind` matching `selector`, in every namespace.
 fn names(bin: &Path, server: &TugServer, kind: &str, selector: &str) -> Vec<String> {
-    let out = jsonpath(bin, server, &[kind, "-l", selector], "{.items[*].metadata.name}");
+    let out = jsonpath(bin, server, &[kind, "-A", "-l", selector], "{.items[*].metadata.name}");
     out.split_whitespace().map(str::to_string).collect()
 }
 
@@ -151,4 +152,41 @@ fn deletion_propagates_in_the_background_in_the_foreground_or_not_at_all() {
     assert_eq!(kubectl(bin, &server, &["get", "cm", "child"], None).code, 0, "a live owner keeps its dependent");
     kubectl(bin, &server, &["delete", "secret", "owner"], None).ok();
     eventually("the child goes with its owner", || kubectl(bin, &server, &["get", "cm", "child"], None).code != 0);
+}
+
+#[test]
+fn deleting_a_namespace_empties_it_then_removes_it() {
+    let (server, _nodes) = cluster();
+    let bin = &kubectls()[0];
+    kubectl(bin, &server, &["create", "namespace", "team"], None).ok();
+    kubectl(bin, &server, &["create", "deployment", "web", "-n", "team", "--image=nginx", "--replicas=2"], None).ok();
+    let held =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: team, finalizers: [example.com/hold]}\n";
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(held)).ok();
+    kubectl(bin, &server, &["rollout", "status", "-n", "team", "deployment/web", "--timeout=60s"], None).ok();
+
+    kubectl(bin, &server, &["delete", "namespace", "team", "--wait=false"], None).ok();
+    eventually("only the held ConfigMap is left, and the namespace says so", || {
+        let message = jsonpath(
+            bin,
+            &server,
+            &["namespace", "team"],
+            r#"{.status.conditions[?(@.type=="NamespaceFinalizersRemaining")].message}"#,
+        );
+        message.contains("example.com/hold in 1 resource instances")
+            && names(bin, &server, "pods", "app=web").is_empty()
+    });
+    assert_eq!(jsonpath(bin, &server, &["namespace", "team"], "{.status.phase}"), "Terminating");
+    assert!(kubectl(bin, &server, &["get", "deployments", "-n", "team", "-o", "name"], None).ok().stdout.is_empty());
+    let refused = kubectl(bin, &server, &["create", "configmap", "late", "-n", "team"], None);
+    assert!(refused.stderr.contains("because it is being terminated"), "{}", refused.stderr);
+
+    kubectl(
+        bin,
+        &server,
+        &["patch", "configmap", "held", "-n", "team", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#],
+        None,
+    )
+    .ok();
+    kubectl(bin, &server, &["wait", "--for=delete", "namespace/team", "--timeout=30s"], None).ok();
 }

@@ -59,7 +59,7 @@ fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'st
     match sub {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
-        Subresource::Status => (res.group, res.version, res.kind),
+        Subresource::Status | Subresource::Finalize => (res.group, res.version, res.kind),
     }
 }
 

@@ -80,6 +80,7 @@ pub async fn serve(
             let (written, created) = match sub {
                 Some("scale") => (scale::update(rest, res, ns, name, &obj, &mut ctx).await?, false),
                 Some("status") => rest.update(res, ns, name, obj, UpdateKind::Status, &mut ctx).await?,
+                Some("finalize") => rest.update(res, ns, name, obj, UpdateKind::Finalize, &mut ctx).await?,
                 _ => rest.update(res, ns, name, obj, UpdateKind::Main, &mut ctx).await?,
             };
             let code = if created { StatusCode::CREATED } else { StatusCode::OK };

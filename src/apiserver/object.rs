@@ -119,6 +119,13 @@ pub fn labels(obj: &Value) -> Map<String, Value> {
     obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
+/// Whether anything still holds an object marked for deletion: finalizers, or for a namespace the
+/// finalizers in its spec.
+pub fn deletion_held(obj: &Value) -> bool {
+    let spec_finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    !finalizers(obj).is_empty() || (obj.get("kind").and_then(Value::as_str) == Some("Namespace") && spec_finalizers)
+}
+
 /// The finalizers.
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.get("metadata")

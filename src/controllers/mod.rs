@@ -6,6 +6,7 @@ mod claim;
 pub mod client;
 mod deployment;
 mod garbage_collector;
+mod namespace;
 mod pods;
 mod replicaset;
 mod service_account;
@@ -29,7 +30,8 @@ impl ControlLoops {
         tasks.spawn(service_account::run(controllers.clone(), ca_pem));
         tasks.spawn(replicaset::run(controllers.clone()));
         tasks.spawn(deployment::run(controllers.clone()));
-        tasks.spawn(garbage_collector::run(controllers));
+        tasks.spawn(garbage_collector::run(controllers.clone()));
+        tasks.spawn(namespace::run(controllers));
         tasks.spawn(crate::scheduler::run(client::in_process(app, client::scheduler())));
         ControlLoops { tasks }
     }
@@ -62,5 +64,16 @@ fn list_or_null<T: serde::Serialize>(list: &[T]) -> serde_json::Value {
         serde_json::Value::Null
     } else {
         serde_json::json!(list)
+    }
+}
+
+/// The kube-rs description of a resource the registry serves, for dynamic clients.
+fn api_resource(res: &crate::core::registry::ResourceInfo) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: res.group.into(),
+        version: res.version.into(),
+        api_version: res.api_version(),
+        kind: res.kind.into(),
+        plural: res.plural.into(),
     }
 }

@@ -13,6 +13,8 @@ pub enum Subresource {
     Scale,
     /// `/binding`: pods only, create assigns the pod to a node.
     Binding,
+    /// `/finalize`: namespaces only, update changes spec.finalizers alone.
+    Finalize,
 }
 
 impl Subresource {
@@ -22,6 +24,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -30,6 +33,7 @@ impl Subresource {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding => &["create"],
+            Subresource::Finalize => &["update"],
         }
     }
 }
@@ -82,7 +86,7 @@ impl ResourceInfo {
     }
 }
 
-use Subresource::{Binding, Scale, Status};
+use Subresource::{Binding, Finalize, Scale, Status};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -105,7 +109,7 @@ macro_rules! resource {
 /// Every resource tug serves, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
-    resource!("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, &[Status]),
+    resource!("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, &[Status, Finalize]),
     resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding]),
     resource!("", "v1", "Service", "services", true, &["svc"], ALL, &[Status]),
     resource!("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, &[]),

@@ -1,6 +1,7 @@
 //! Delete: preconditions, propagation policy (orphan and foreground become finalizers, as upstream),
-//! graceful deletion of scheduled pods, and deletionTimestamp while finalizers remain; the object is
-//! removed from the store only when nothing holds it.
+//! graceful deletion of scheduled pods, and deletionTimestamp while finalizers remain (for a namespace,
+//! also its spec finalizers, with phase Terminating); the object is removed from the store only when
+//! nothing holds it.
 
 use serde_json::{json, Value};
 
@@ -89,7 +90,10 @@ impl Rest {
                 _ => {}
             }
             let grace = self.admission.grace_period(res, &current, opts.grace_period_seconds);
-            if finalizers.is_empty() && grace == 0 {
+            let namespace = res.group.is_empty() && res.kind == "Namespace";
+            let held_by_spec =
+                namespace && object::deletion_held(&json!({"kind": "Namespace", "spec": current.get("spec")}));
+            if finalizers.is_empty() && grace == 0 && !held_by_spec {
                 if ctx.dry_run {
                     return Ok(Deleted::Gone(current));
                 }
@@ -114,7 +118,15 @@ impl Rest {
                     meta.insert("generation".into(), json!(g + 1));
                 }
             }
-            meta.insert("finalizers".into(), json!(finalizers));
+            if finalizers.is_empty() {
+                meta.remove("finalizers");
+            } else {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
+            if namespace {
+                // The namespace controller empties it and then removes its spec finalizer.
+                marked["status"]["phase"] = json!("Terminating");
+            }
             if ctx.dry_run {
                 return Ok(Deleted::Pending(marked));
             }

@@ -23,6 +23,8 @@ pub enum UpdateKind {
     Status,
     /// Spec and status in one write, for the server's own subresources (`pods/binding`).
     Whole,
+    /// `namespaces/<name>/finalize`: spec.finalizers only.
+    Finalize,
 }
 
 /// How a guaranteed update treats conflicts and which part of the object it may change.
@@ -117,13 +119,17 @@ impl Rest {
             }
             let mut next = self.prepare_update(res, &current, desired, opts.kind);
             self.admission.admit(res, &mut next, Some(&current), ctx)?;
-            let subresource = (opts.kind == UpdateKind::Status).then_some("status");
+            let subresource = match opts.kind {
+                UpdateKind::Status => Some("status"),
+                UpdateKind::Finalize => Some("finalize"),
+                _ => None,
+            };
             ctx.track(res, Some(&current), &mut next, subresource);
             let _allocation = self.allocate(res, &mut next, Some(&current)).await?;
             if unchanged(&current, &next) || ctx.dry_run {
                 return Ok(next);
             }
-            if object::is_terminating(&next) && object::finalizers(&next).is_empty() {
+            if object::is_terminating(&next) && !object::deletion_held(&next) {
                 return self.finish_deletion(res, name, &key, record.mod_revision).await;
             }
             let value = object::encode(&next)?;
@@ -155,6 +161,31 @@ impl Rest {
                 }
             }
             return desired;
+        }
+        if kind == UpdateKind::Finalize {
+            // Only the namespace finalizers change.
+            let finalizers = desired.pointer("/spec/finalizers").cloned();
+            desired = current.clone();
+            match finalizers {
+                Some(f) => desired["spec"]["finalizers"] = f,
+                None => {
+                    if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+            return desired;
+        }
+        if res.kind == "Namespace" && res.group.is_empty() && kind == UpdateKind::Main {
+            // spec.finalizers change through /finalize alone (upstream's namespace strategy).
+            match current.pointer("/spec/finalizers") {
+                Some(f) => desired["spec"]["finalizers"] = f.clone(),
+                None => {
+                    if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
         }
         if has_status && kind == UpdateKind::Main {
             match current.get("status") {

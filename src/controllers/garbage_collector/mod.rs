@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::list_or_null;
+use super::{api_resource, list_or_null};
 use crate::core::registry::{self, ResourceInfo};
 use graph::{Graph, Item};
 
@@ -69,16 +69,6 @@ struct Collector {
 
 fn watched_resources() -> impl Iterator<Item = &'static ResourceInfo> {
     registry::RESOURCES.iter().filter(|r| r.kind != "Event")
-}
-
-fn api_resource(res: &ResourceInfo) -> ApiResource {
-    ApiResource {
-        group: res.group.into(),
-        version: res.version.into(),
-        api_version: res.api_version(),
-        kind: res.kind.into(),
-        plural: res.plural.into(),
-    }
 }
 
 fn api(client: &Client, res: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {
