@@ -137,6 +137,7 @@ pub struct ServerConfig {
     pub token: Option<String>,
     pub disable_agent: bool,
     pub compaction: CompactionPolicy,
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 fn is_root() -> bool {
@@ -208,6 +209,9 @@ impl ServerConfig {
                 "must be at least 1",
             ));
         }
+        if args.node_monitor_grace_period.is_zero() {
+            return Err(invalid("node-monitor-grace-period", "0s", "must be positive"));
+        }
         if args.datastore_compact_interval.is_zero() {
             return Err(invalid("datastore-compact-interval", "0s", "must be positive"));
         }
@@ -231,6 +235,7 @@ impl ServerConfig {
                 keep_revisions: args.datastore_compact_keep_revisions,
                 keep_age: args.datastore_compact_keep_age,
             },
+            node_monitor_grace_period: args.node_monitor_grace_period,
         })
     }
 }

@@ -13,7 +13,7 @@ use crate::apiserver::admission::Admission;
 use crate::apiserver::rest::{Rest, ServiceNetwork};
 use crate::apiserver::{self, serve, ApiState};
 use crate::config::ServerConfig;
-use crate::controllers::ControlLoops;
+use crate::controllers::{ControlLoops, Settings};
 use crate::store::Store;
 
 mod bootstrap;
@@ -134,7 +134,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     bootstrap::run(&state.rest, cfg.service_cidr, advertise, port)
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
-    let control_loops = ControlLoops::start(loops_app, tls_files.ca_cert_pem.clone());
+    let settings = Settings {
+        ca_pem: tls_files.ca_cert_pem.clone(),
+        cluster_cidr: cfg.cluster_cidr,
+        node_monitor_grace_period: cfg.node_monitor_grace_period,
+    };
+    let control_loops = ControlLoops::start(loops_app, settings);
     state.set_ready();
     store.spawn_compactor(cfg.compaction);
     tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");

@@ -149,3 +149,55 @@ fn simulate_refuses_bad_flags_in_one_line() {
         assert!(stderr.contains(names), "{stderr}");
     }
 }
+
+#[test]
+fn a_silent_node_goes_unknown_is_tainted_and_its_pods_are_evicted_after_their_toleration() {
+    let server = TugServer::start_with(&["--node-monitor-grace-period", "3s"]);
+    let bin = &kubectls()[0];
+    let mut lost = Simulator::start(&server, &["--nodes", "1", "--name-prefix", "lost-", "--heartbeat", "1s"]);
+    eventually("lost-0 has a podCIDR", || !jsonpath(bin, &server, &["node", "lost-0"], "{.spec.podCIDR}").is_empty());
+    let cidr = jsonpath(bin, &server, &["node", "lost-0"], "{.spec.podCIDR}");
+    assert!(cidr.starts_with("10.42.") && cidr.ends_with("/24"), "{cidr}");
+    let quick = pod_yaml(
+        "quick",
+        "100m",
+        "  tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]\n",
+    );
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&quick)).ok();
+    kubectl(bin, &server, &["run", "patient", "--image=nginx"], None).ok();
+    eventually("both run", || phase(bin, &server, "quick") == "Running" && phase(bin, &server, "patient") == "Running");
+    let ip = jsonpath(bin, &server, &["pod", "quick"], "{.status.podIP}");
+    let prefix = cidr.trim_end_matches("0/24");
+    assert!(ip.starts_with(prefix), "pod IP {ip} from the node's {cidr}");
+
+    lost.stop();
+    eventually("lost-0 is Unknown and tainted unreachable", || {
+        let ready = jsonpath(bin, &server, &["node", "lost-0"], r#"{.status.conditions[?(@.type=="Ready")].status}"#);
+        let taints = jsonpath(bin, &server, &["node", "lost-0"], "{.spec.taints[*].key}");
+        ready == "Unknown" && taints.contains("node.kubernetes.io/unreachable")
+    });
+    let listed = kubectl(bin, &server, &["get", "node", "lost-0"], None).ok().stdout;
+    assert!(listed.contains("NotReady"), "{listed}");
+    eventually("the pods are marked not ready", || {
+        jsonpath(bin, &server, &["pod", "patient"], r#"{.status.conditions[?(@.type=="Ready")].status}"#) == "False"
+    });
+    eventually("quick is evicted after its 2 s toleration", || {
+        !jsonpath(bin, &server, &["pod", "quick"], "{.metadata.deletionTimestamp}").is_empty()
+    });
+    let described = kubectl(bin, &server, &["describe", "pod", "quick"], None).ok().stdout;
+    assert!(described.contains("TaintManagerEviction"), "{described}");
+    assert!(
+        jsonpath(bin, &server, &["pod", "patient"], "{.metadata.deletionTimestamp}").is_empty(),
+        "patient tolerates the unreachable taint for the default 300 s"
+    );
+
+    // The node comes back: Ready again and untainted.
+    let _back = Simulator::start(&server, &["--nodes", "1", "--name-prefix", "lost-", "--heartbeat", "1s"]);
+    eventually("lost-0 is Ready and untainted again", || {
+        let ready = jsonpath(bin, &server, &["node", "lost-0"], r#"{.status.conditions[?(@.type=="Ready")].status}"#);
+        ready == "True" && jsonpath(bin, &server, &["node", "lost-0"], "{.spec.taints}").is_empty()
+    });
+    // Deleting the node removes its pods.
+    kubectl(bin, &server, &["delete", "node", "lost-0"], None).ok();
+    eventually("patient is gone with its node", || kubectl(bin, &server, &["get", "pod", "patient"], None).code != 0);
+}

@@ -56,6 +56,10 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_KUBECONFIG_MODE", default_value = "0600", help_heading = "Client")]
     pub write_kubeconfig_mode: String,
 
+    /// How long a node may go without heartbeat before it is marked NotReady (Unknown) and tainted
+    #[arg(long, env = "TUG_NODE_MONITOR_GRACE_PERIOD", default_value = "50s", value_parser = humantime::parse_duration, help_heading = "Cluster")]
+    pub node_monitor_grace_period: std::time::Duration,
+
     /// IPv4 network CIDR to use for pod IPs
     #[arg(long, env = "TUG_CLUSTER_CIDR", default_value = "10.42.0.0/16", help_heading = "Networking")]
     pub cluster_cidr: String,

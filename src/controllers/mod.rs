@@ -7,6 +7,8 @@ pub mod client;
 mod deployment;
 mod garbage_collector;
 mod namespace;
+mod node_ipam;
+mod node_lifecycle;
 mod pods;
 mod replicaset;
 mod service_account;
@@ -16,6 +18,16 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
+/// What the loops need to know of the cluster.
+pub struct Settings {
+    /// The cluster CA, published in every namespace.
+    pub ca_pem: String,
+    /// Node podCIDRs are carved from this.
+    pub cluster_cidr: ipnet::IpNet,
+    /// Silence after which a node is marked Unknown.
+    pub node_monitor_grace_period: Duration,
+}
+
 /// The running control loops and scheduler; dropping this stops them.
 pub struct ControlLoops {
     tasks: tokio::task::JoinSet<()>,
@@ -23,11 +35,13 @@ pub struct ControlLoops {
 
 impl ControlLoops {
     /// Starts every control loop and the scheduler against the API router `app`, each as its upstream
-    /// identity; `ca_pem` is the cluster CA they publish.
-    pub fn start(app: axum::Router, ca_pem: String) -> ControlLoops {
+    /// identity.
+    pub fn start(app: axum::Router, settings: Settings) -> ControlLoops {
         let controllers = client::in_process(app.clone(), client::controller_manager());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(service_account::run(controllers.clone(), ca_pem));
+        tasks.spawn(service_account::run(controllers.clone(), settings.ca_pem));
+        tasks.spawn(node_lifecycle::run(controllers.clone(), settings.node_monitor_grace_period));
+        tasks.spawn(node_ipam::run(controllers.clone(), settings.cluster_cidr));
         tasks.spawn(replicaset::run(controllers.clone()));
         tasks.spawn(deployment::run(controllers.clone()));
         tasks.spawn(garbage_collector::run(controllers.clone()));

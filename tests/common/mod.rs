@@ -17,13 +17,20 @@ pub struct TugServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    flags: Vec<String>,
 }
 
 impl TugServer {
     /// Starts a server on a free port.
     pub fn start() -> TugServer {
+        TugServer::start_with(&[])
+    }
+
+    /// Starts a server on a free port with extra `tug server` flags.
+    pub fn start_with(flags: &[&str]) -> TugServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = TugServer { dir, port: 0, child: None };
+        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut server = TugServer { dir, port: 0, child: None, flags };
         server.launch(0);
         server
     }
@@ -55,6 +62,7 @@ impl TugServer {
             .args(["--https-listen-port", &port.to_string()])
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
