@@ -31,7 +31,9 @@ fn env_count(name: &str, default: usize) -> usize {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -72,7 +74,9 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let prober = tokio::spawn(probe(nodes.clone(), "sim-0".into(), stop.clone()));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let mut events = std::pin::pin!(watcher(pods, watcher::Config::default().labels("app=bench")).default_backoff().applied_objects());
+    let mut events = std::pin::pin!(watcher(pods, watcher::Config::default().labels("app=bench"))
+        .default_backoff()
+        .applied_objects());
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "bench"},
         "spec": {"replicas": pod_count, "selector": {"matchLabels": {"app": "bench"}},
@@ -81,9 +85,13 @@ async fn main() {
     }))
     .expect("deployment");
     let started = Instant::now();
-    Api::<Deployment>::namespaced(client.clone(), "default").create(&PostParams::default(), &deployment).await.expect("create");
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create");
 
-    let (mut created, mut bound, mut running) = (std::collections::HashSet::new(), std::collections::HashSet::new(), std::collections::HashSet::new());
+    let (mut created, mut bound, mut running) =
+        (std::collections::HashSet::new(), std::collections::HashSet::new(), std::collections::HashSet::new());
     let (mut first_bind, mut last_bind, mut last_create, mut all_running) = (None, None, None, None);
     let mut peak_rss = idle_rss;
     let deadline = started + Duration::from_secs(600);
@@ -100,7 +108,10 @@ async fn main() {
                 last_bind = Some(now);
             }
         }
-        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && running.insert(name) && running.len() == pod_count {
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            && running.insert(name)
+            && running.len() == pod_count
+        {
             all_running = Some(now);
         }
         if created.len() % 500 == 0 {
@@ -111,9 +122,15 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
     let mut latencies = prober.await.expect("prober");
     latencies.sort_unstable();
-    let pick = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     let secs = |d: Option<Duration>| d.map_or("not reached".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
-    let rate = |n: usize, d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.0}/s", n as f64 / d.as_secs_f64().max(1e-9)));
+    let rate = |n: usize, d: Option<Duration>| {
+        d.map_or("-".to_string(), |d| format!("{:.0}/s", n as f64 / d.as_secs_f64().max(1e-9)))
+    };
     let bind_window = first_bind.zip(last_bind).map(|(a, b)| b.saturating_sub(a));
 
     println!("\n## Scheduling: {node_count} simulated nodes, one Deployment of {pod_count} replicas\n");
@@ -126,6 +143,11 @@ async fn main() {
     println!("| all pods Running | {} | < 30 s |", secs(all_running));
     println!("| server RSS idle with the nodes | {:.1} MiB | |", idle_rss as f64 / 1024.0);
     println!("| server RSS peak during the rollout | {:.1} MiB | < 500 MB |", peak_rss as f64 / 1024.0);
-    println!("| API GET p50 / p99 during the churn ({} probes) | {:.1} / {:.1} ms | p99 < 1 s (aim 100 ms) |", latencies.len(), pick(0.5), pick(0.99));
+    println!(
+        "| API GET p50 / p99 during the churn ({} probes) | {:.1} / {:.1} ms | p99 < 1 s (aim 100 ms) |",
+        latencies.len(),
+        pick(0.5),
+        pick(0.99)
+    );
     println!("\n(counts seen: {} created, {} bound, {} running)", created.len(), bound.len(), running.len());
 }
