@@ -2,7 +2,7 @@
 //! same event on the same object within ten minutes bumps `count` and `lastTimestamp` on the one Event
 //! instead of writing a new one, and a per-object token bucket (burst 25, one more every five minutes)
 //! drops the rest, so a hot loop cannot flood the store. Events are written through the API, and are
-//! best effort: a failed write is logged, never retried.
+//! best effort: a failed write is logged, never retried (a repeat whose Event is missing writes it anew).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,9 +47,14 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn take(&mut self, now: Instant) -> bool {
+    /// The tokens there are at `now`.
+    fn tokens_at(&self, now: Instant) -> f64 {
         let refilled = now.duration_since(self.at).as_secs_f64() / REFILL_EVERY.as_secs_f64();
-        self.tokens = (self.tokens + refilled).min(BURST);
+        (self.tokens + refilled).min(BURST)
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens = self.tokens_at(now);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -104,16 +109,25 @@ impl Recorder {
         let now = jiff::Timestamp::now();
         let write = self.decide(&object, &format!("{object}\n{}\n{reason}\n{message}", kind.as_str()), now);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let result = match write {
+        let (name, count) = match write {
             Write::Drop => return,
-            Write::Bump(name, count) => {
-                let patch = Patch::Merge(json!({"count": count, "lastTimestamp": Time(now)}));
-                api.patch(&name, &PatchParams::default(), &patch).await.map(drop)
-            }
-            Write::Create(name) => {
+            Write::Bump(name, count) => (name, count),
+            Write::Create(name) => (name, 1),
+        };
+        let bump = Patch::Merge(json!({"count": count, "lastTimestamp": Time(now)}));
+        let bumped =
+            if count > 1 { Some(api.patch(&name, &PatchParams::default(), &bump).await.map(drop)) } else { None };
+        let result = match bumped {
+            Some(Err(kube::Error::Api(status))) if status.code == 404 => None,
+            other => other,
+        };
+        // New, or its first write was lost or has since been deleted: write it whole.
+        let result = match result {
+            Some(result) => result,
+            None => {
                 let event = Event {
                     metadata: kube::api::ObjectMeta {
-                        name: Some(name),
+                        name: Some(name.clone()),
                         namespace: Some(namespace),
                         ..Default::default()
                     },
@@ -121,7 +135,7 @@ impl Recorder {
                     reason: Some(reason.to_string()),
                     message: Some(message.to_string()),
                     type_: Some(kind.as_str().to_string()),
-                    count: Some(1),
+                    count: Some(count),
                     first_timestamp: Some(Time(now)),
                     last_timestamp: Some(Time(now)),
                     source: Some(EventSource { component: Some(self.component.to_string()), host: None }),
@@ -129,7 +143,13 @@ impl Recorder {
                     reporting_instance: Some(self.component.to_string()),
                     ..Default::default()
                 };
-                api.create(&PostParams::default(), &event).await.map(drop)
+                match api.create(&PostParams::default(), &event).await {
+                    // A repeat raced the first write of it: bump what that wrote.
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        api.patch(&name, &PatchParams::default(), &bump).await.map(drop)
+                    }
+                    other => other.map(drop),
+                }
             }
         };
         if let Err(error) = result {
@@ -147,7 +167,7 @@ impl Recorder {
         }
         if memory.seen.len() > MEMORY {
             memory.seen.retain(|_, s| instant.duration_since(s.at) < DEDUPE_WINDOW);
-            memory.buckets.retain(|_, b| b.tokens < BURST);
+            memory.buckets.retain(|_, b| b.tokens_at(instant) < BURST);
         }
         match memory.seen.get_mut(key) {
             Some(seen) if instant.duration_since(seen.at) < DEDUPE_WINDOW => {

@@ -197,6 +197,20 @@ fn conflicts_duplicates_and_invalid_names_are_refused_as_upstream_does() {
         let named = missing_ns.stderr.contains("configmaps \"x\" not found")
             || missing_ns.stderr.contains("namespaces \"nowhere\" not found");
         assert!(named, "{}", missing_ns.stderr);
+        let pod = |name: &str, cpu: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: nginx\n    resources:\n      requests:\n        cpu: {cpu}\n")
+        };
+        let quantity = kubectl(&bin, &server, &["create", "-f", "-"], Some(&pod("bad-cpu", "1x")));
+        assert_ne!(quantity.code, 0);
+        assert!(
+            quantity.stderr.contains("spec.containers[0].resources.requests[cpu]: Invalid value"),
+            "{}",
+            quantity.stderr
+        );
+        let number = format!("cpu-{}", version_tag(&bin));
+        kubectl(&bin, &server, &["create", "-f", "-"], Some(&pod(&number, "1"))).ok();
+        let cpu = jsonpath(&bin, &server, &["pod", &number], "{.spec.containers[0].resources.requests.cpu}");
+        assert_eq!(cpu, "1", "a number in YAML is kept as a quantity");
         let unknown_field = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict-check\ndatta: {}\n";
         let strict = kubectl(&bin, &server, &["create", "-f", "-"], Some(unknown_field));
         assert_ne!(strict.code, 0, "kubectl validates strictly by default");

@@ -133,9 +133,15 @@ pub async fn bind(
     if node.is_empty() {
         return Err(ApiError::invalid(res, name, vec![FieldError::required("target.name", "")]));
     }
+    let expected_uid = binding.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     rest.guaranteed_update(res, ns, name, UpdateOptions::WHOLE, ctx, |mut pod| {
-        let node = node.clone();
+        let (node, expected_uid) = (node.clone(), expected_uid.clone());
         async move {
+            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+            if !expected_uid.is_empty() && uid != expected_uid {
+                let message = format!("Precondition failed: UID in precondition: {expected_uid}, UID in object meta: {uid}");
+                return Err(ApiError::conflict(res, name, &message));
+            }
             let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
             if !assigned.is_empty() {
                 return Err(ApiError::conflict(

@@ -6,7 +6,6 @@ pub fn parse_milli(s: &str) -> Result<i128, String> {
     let invalid = || {
         format!("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s:?}")
     };
-    let s = s.trim();
     let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
     let (number, suffix) = s.split_at(number_end);
     let (negative, digits) = match number.as_bytes().first() {
@@ -23,14 +22,15 @@ pub fn parse_milli(s: &str) -> Result<i128, String> {
     // value = digits × base^exponent / 10^fraction_len; kept exact in i128 until the final rounding up.
     let mantissa: i128 = format!("{whole}{fraction}").parse().map_err(|_| invalid())?;
     let mut numerator = mantissa.checked_mul(1000).ok_or_else(invalid)?;
-    let mut denominator: i128 = 10i128.pow(fraction.len().min(30) as u32);
+    let fraction_len = u32::try_from(fraction.len()).map_err(|_| invalid())?;
+    let mut denominator = 10i128.checked_pow(fraction_len).ok_or_else(invalid)?;
     if exponent >= 0 {
         numerator =
             numerator.checked_mul(base.checked_pow(exponent as u32).ok_or_else(invalid)?).ok_or_else(invalid)?;
     } else {
         denominator = denominator.checked_mul(base.pow(exponent.unsigned_abs())).ok_or_else(invalid)?;
     }
-    let milli = (numerator + denominator - 1) / denominator;
+    let milli = numerator / denominator + i128::from(numerator % denominator != 0);
     Ok(if negative { -milli } else { milli })
 }
 
@@ -94,12 +94,13 @@ mod tests {
         assert_eq!(parse_milli("1n"), Ok(1));
         assert_eq!(parse_milli("100u"), Ok(1));
         assert_eq!(parse_milli("0.0001"), Ok(1));
+        assert_eq!(parse_milli(&format!("0.{}1", "0".repeat(33))), Ok(1));
         assert_eq!(parse_whole("1m"), Ok(1));
     }
 
     #[test]
     fn refuses_what_upstream_refuses() {
-        for bad in ["", "m", "1x", "1..2", "1.2.3", "Gi", "1Gb", "--1", "1e", "1e99"] {
+        for bad in ["", "m", "1x", "1..2", "1.2.3", "Gi", "1Gb", "--1", "1e", "1e99", " 1", "1 "] {
             assert!(parse_milli(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -11,7 +11,7 @@ mod queue;
 mod resources;
 mod scores;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,8 +49,9 @@ struct Scheduler {
     recorder: Arc<Recorder>,
     cache: Cache,
     queue: Queue,
-    /// Pods counted against the node chosen for them while their bind is in flight.
-    assumed: HashSet<String>,
+    /// Pods (by key, with their uid) counted against the node chosen for them from the moment it is chosen
+    /// until the watch shows them bound or gone.
+    assumed: HashMap<String, Option<String>>,
     /// Where the next search starts, so the sampled nodes rotate.
     next_start: usize,
     random: u64,
@@ -73,7 +74,7 @@ pub async fn run(client: Client) {
         client,
         cache: Cache::default(),
         queue: Queue::default(),
-        assumed: HashSet::new(),
+        assumed: HashMap::new(),
         next_start: 0,
         random: seed | 1,
         nodes_synced: false,
@@ -156,7 +157,10 @@ impl Scheduler {
             }
             watcher::Event::InitDone => {
                 self.cache.retain_pods(&self.relisted_pods);
+                self.queue.retain(&self.relisted_pods);
+                self.assumed.retain(|key, _| self.relisted_pods.contains(key));
                 self.pods_synced = true;
+                self.queue.cluster_changed();
             }
             watcher::Event::Apply(pod) => self.pod_changed(pod),
             watcher::Event::Delete(pod) => {
@@ -183,9 +187,11 @@ impl Scheduler {
             } else {
                 self.cache.place(&key, &pod, &node);
             }
+        } else if self.assumed.contains_key(&key) {
+            // Its bind is in flight or done: this is an older view of it, and the watch will show it bound.
         } else if wants_this_scheduler(&pod) {
             self.queue.upsert(&key, Arc::new(pod));
-        } else if !self.assumed.contains(&key) {
+        } else {
             self.queue.remove(&key);
         }
     }
@@ -241,7 +247,7 @@ impl Scheduler {
             self.next_start = (self.next_start + examined) % node_count;
         }
         self.cache.place(&key, &pod, &chosen);
-        self.assumed.insert(key.clone());
+        self.assumed.insert(key.clone(), pod.uid());
         self.bind(key, pod, chosen);
     }
 
@@ -268,24 +274,27 @@ impl Scheduler {
     }
 
     fn on_bound(&mut self, bound: Bound) {
+        // A namesake may have replaced the pod meanwhile: only a result for the pod still assumed counts.
+        let current = self.assumed.get(&bound.key) == Some(&bound.pod.uid());
         match bound.result {
             Ok(()) => {
-                self.queue.remove(&bound.key);
+                if current {
+                    self.queue.remove(&bound.key);
+                }
                 let message = format!("Successfully assigned {} to {}", bound.key, bound.node);
                 self.recorder.emit(reference(&bound.pod), EventType::Normal, "Scheduled", message);
             }
+            Err(_) if !current => {}
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
                 // Gone, or bound by someone else: the pod watch brings the truth.
                 self.queue.remove(&bound.key);
-                if self.assumed.remove(&bound.key) {
-                    self.cache.forget(&bound.key);
-                }
+                self.assumed.remove(&bound.key);
+                self.cache.forget(&bound.key);
             }
             Err(error) => {
                 tracing::debug!(%error, pod = bound.key, "binding failed; will retry");
-                if self.assumed.remove(&bound.key) {
-                    self.cache.forget(&bound.key);
-                }
+                self.assumed.remove(&bound.key);
+                self.cache.forget(&bound.key);
                 self.queue.retry(&bound.key, Instant::now());
             }
         }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Unschedulable pods are retried this long after their last attempt even if nothing seems to change.
-const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(60);
+const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
@@ -35,8 +35,22 @@ struct Pending {
 #[derive(Default)]
 pub struct Queue {
     ready: BinaryHeap<(i32, Reverse<u64>, String)>,
+    /// When backing-off and unschedulable pods are due, soonest first; an entry whose pod has moved on
+    /// since is skipped when it comes up.
+    waiting: BinaryHeap<Reverse<(Instant, String)>>,
     pending: HashMap<String, Pending>,
     next_seq: u64,
+}
+
+impl State {
+    /// When a waiting pod is due to be tried again.
+    fn due(self) -> Option<Instant> {
+        match self {
+            State::BackingOff(until) => Some(until),
+            State::Unschedulable(since) => Some(since + UNSCHEDULABLE_RETRY),
+            State::Active(_) | State::InFlight => None,
+        }
+    }
 }
 
 fn priority(pod: &Pod) -> i32 {
@@ -96,51 +110,65 @@ impl Queue {
         None
     }
 
+    /// Puts a pending pod in a waiting `state`.
+    fn wait(&mut self, key: &str, state: State) {
+        if let (Some(entry), Some(due)) = (self.pending.get_mut(key), state.due()) {
+            entry.state = state;
+            self.waiting.push(Reverse((due, key.to_string())));
+        }
+    }
+
     /// No node fits the pod: it waits for the cluster to change.
     pub fn unschedulable(&mut self, key: &str, now: Instant) {
         if let Some(entry) = self.pending.get_mut(key) {
-            entry.state = State::Unschedulable(now);
             entry.failed_at = Some(now);
+            self.wait(key, State::Unschedulable(now));
         }
     }
 
     /// Binding failed: try again after the backoff.
     pub fn retry(&mut self, key: &str, now: Instant) {
         if let Some(entry) = self.pending.get_mut(key) {
-            entry.state = State::BackingOff(now + Self::backoff(entry.attempts));
             entry.failed_at = Some(now);
+            let until = now + Self::backoff(entry.attempts);
+            self.wait(key, State::BackingOff(until));
         }
+    }
+
+    /// Forgets every pod not in `keep` (after a relist showed they are gone).
+    pub fn retain(&mut self, keep: &std::collections::HashSet<String>) {
+        self.pending.retain(|key, _| keep.contains(key));
     }
 
     /// Something changed that may let unschedulable pods fit: each is tried once its backoff ends.
     pub fn cluster_changed(&mut self) {
-        for entry in self.pending.values_mut() {
-            if let State::Unschedulable(at) = entry.state {
-                entry.state = State::BackingOff(entry.failed_at.unwrap_or(at) + Self::backoff(entry.attempts));
-            }
+        let waiting: Vec<(String, Instant)> = self
+            .pending
+            .iter()
+            .filter_map(|(key, entry)| match entry.state {
+                State::Unschedulable(at) => {
+                    Some((key.clone(), entry.failed_at.unwrap_or(at) + Self::backoff(entry.attempts)))
+                }
+                _ => None,
+            })
+            .collect();
+        for (key, until) in waiting {
+            self.wait(&key, State::BackingOff(until));
         }
     }
 
     /// Moves pods whose wait is over to the ready heap; returns when the next wait ends.
     pub fn flush(&mut self, now: Instant) -> Option<Instant> {
-        let mut due = Vec::new();
-        let mut next: Option<Instant> = None;
-        for (key, entry) in &self.pending {
-            let until = match entry.state {
-                State::BackingOff(until) => until,
-                State::Unschedulable(since) => since + UNSCHEDULABLE_RETRY,
-                _ => continue,
-            };
-            if until <= now {
-                due.push(key.clone());
-            } else {
-                next = Some(next.map_or(until, |n| n.min(until)));
+        while let Some(Reverse((due, _))) = self.waiting.peek() {
+            if *due > now {
+                return Some(*due);
+            }
+            let Some(Reverse((due, key))) = self.waiting.pop() else { break };
+            if self.pending.get(&key).and_then(|e| e.state.due()) == Some(due) {
+                self.activate(&key);
             }
         }
-        for key in due {
-            self.activate(&key);
-        }
-        next
+        None
     }
 
     pub fn has_ready(&self) -> bool {

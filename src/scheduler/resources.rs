@@ -51,10 +51,11 @@ impl Resources {
     }
 
     fn subtract(&mut self, other: &Resources) {
-        self.milli_cpu -= other.milli_cpu;
-        self.memory -= other.memory;
+        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
         for (name, amount) in &other.other {
-            *self.other.entry(name.clone()).or_default() -= amount;
+            let entry = self.other.entry(name.clone()).or_default();
+            *entry = entry.saturating_sub(*amount);
         }
         self.other.retain(|_, amount| *amount != 0);
     }
@@ -102,7 +103,7 @@ impl PodDemand {
             if init.restart_policy.as_deref() == Some("Always") {
                 sidecars.add(&requests(init));
                 let (cpu, memory) = scoring(init);
-                scoring_total = (scoring_total.0 + cpu, scoring_total.1 + memory);
+                scoring_total = (scoring_total.0.saturating_add(cpu), scoring_total.1.saturating_add(memory));
             } else {
                 let mut during = requests(init);
                 during.add(&sidecars);
@@ -113,28 +114,28 @@ impl PodDemand {
         for container in &spec.containers {
             total.add(&requests(container));
             let (cpu, memory) = scoring(container);
-            scoring_total = (scoring_total.0 + cpu, scoring_total.1 + memory);
+            scoring_total = (scoring_total.0.saturating_add(cpu), scoring_total.1.saturating_add(memory));
         }
         total.max(&init_peak);
         let overhead = Resources::from_map(spec.overhead.as_ref());
         total.add(&overhead);
         PodDemand {
-            scoring_milli_cpu: scoring_total.0.max(init_peak.milli_cpu) + overhead.milli_cpu,
-            scoring_memory: scoring_total.1.max(init_peak.memory) + overhead.memory,
+            scoring_milli_cpu: scoring_total.0.max(init_peak.milli_cpu).saturating_add(overhead.milli_cpu),
+            scoring_memory: scoring_total.1.max(init_peak.memory).saturating_add(overhead.memory),
             requests: total,
         }
     }
 
     pub fn add_to(&self, sum: &mut PodDemand) {
         sum.requests.add(&self.requests);
-        sum.scoring_milli_cpu += self.scoring_milli_cpu;
-        sum.scoring_memory += self.scoring_memory;
+        sum.scoring_milli_cpu = sum.scoring_milli_cpu.saturating_add(self.scoring_milli_cpu);
+        sum.scoring_memory = sum.scoring_memory.saturating_add(self.scoring_memory);
     }
 
     pub fn subtract_from(&self, sum: &mut PodDemand) {
         sum.requests.subtract(&self.requests);
-        sum.scoring_milli_cpu -= self.scoring_milli_cpu;
-        sum.scoring_memory -= self.scoring_memory;
+        sum.scoring_milli_cpu = sum.scoring_milli_cpu.saturating_sub(self.scoring_milli_cpu);
+        sum.scoring_memory = sum.scoring_memory.saturating_sub(self.scoring_memory);
     }
 }
 

@@ -130,8 +130,9 @@ fn needs_status(node: &Node) -> bool {
 }
 
 async fn renew(api: &Api<Lease>, nodes: &Api<Node>, name: &str) -> Result<(), kube::Error> {
-    let now = jiff::Timestamp::now();
-    let patch = Patch::Merge(json!({"spec": {"holderIdentity": name, "renewTime": now.to_string()}}));
+    // A MicroTime: always six fractional digits, as the kubelet writes it.
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let patch = Patch::Merge(json!({"spec": {"holderIdentity": name, "renewTime": now}}));
     match api.patch(name, &PatchParams::default(), &patch).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -139,7 +140,7 @@ async fn renew(api: &Api<Lease>, nodes: &Api<Node>, name: &str) -> Result<(), ku
             let lease: Lease = serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [
                     {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]},
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now.to_string()},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now},
             }))
             .map_err(kube::Error::SerdeError)?;
             crate::controllers::ignore_conflict(api.create(&PostParams::default(), &lease).await)

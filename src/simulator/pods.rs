@@ -26,6 +26,9 @@ const EXIT_CODE_ANNOTATION: &str = "tug.dev/simulate-exit-code";
 const RUN_SECONDS_ANNOTATION: &str = "tug.dev/simulate-run-seconds";
 /// Status writes in flight at once.
 const CONCURRENCY: usize = 128;
+/// A failed write is tried again after this, doubling up to the cap, until the pod is gone.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 struct Kubelets {
     client: Client,
@@ -49,11 +52,19 @@ pub async fn run(client: Client, fleet: Arc<Fleet>, nodes: Store<Node>) {
         next_address: Mutex::default(),
         writes: Semaphore::new(CONCURRENCY),
     });
+    let mut relisted = HashSet::new();
     watcher(Api::<Pod>::all(client), watcher::Config::default())
         .default_backoff()
         .for_each(|event| {
             match event {
+                Ok(watcher::Event::Init) => relisted.clear(),
+                Ok(watcher::Event::InitDone) => {
+                    // Pods deleted while the watch was down never sent their Delete: forget them now.
+                    let mut handled = kubelets.handled.lock().unwrap_or_else(|e| e.into_inner());
+                    handled.retain(|key| relisted.contains(key.trim_end_matches("/delete")));
+                }
                 Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                    relisted.extend(pod.uid());
                     if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| ours.contains(n)) {
                         kubelets.clone().observe(pod);
                     }
@@ -64,7 +75,6 @@ pub async fn run(client: Client, fleet: Arc<Fleet>, nodes: Store<Node>) {
                     handled.remove(&format!("{uid}/delete"));
                     handled.remove(&uid);
                 }
-                Ok(_) => {}
                 Err(error) => tracing::debug!(%error, "simulator pod watch"),
             }
             futures::future::ready(())
@@ -102,10 +112,10 @@ impl Kubelets {
             return;
         }
         tokio::spawn(async move {
-            let result = if terminating { self.delete(&pod).await } else { self.start_and_run(&pod, running).await };
-            if let Err(error) = result {
-                tracing::debug!(%error, pod = pod.name_any(), "simulated kubelet: write failed; retrying on the next event");
-                self.handled.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            if terminating {
+                self.delete(&pod).await
+            } else {
+                self.start_and_run(&pod, running).await
             }
         });
     }
@@ -114,44 +124,64 @@ impl Kubelets {
         Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default())
     }
 
-    async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
-        let _permit = self.writes.acquire().await;
+    /// Runs `write` until it succeeds or finds the pod gone (404, or 409 for a namesake), backing off
+    /// between failures, with at most `CONCURRENCY` writes in flight.
+    async fn persist<F: std::future::Future<Output = Result<(), kube::Error>>>(
+        &self,
+        pod: &Pod,
+        write: impl Fn() -> F,
+    ) {
+        let mut delay = RETRY_FIRST;
+        loop {
+            let result = {
+                let _permit = self.writes.acquire().await;
+                write().await
+            };
+            match result {
+                Ok(()) => return,
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return,
+                Err(error) => {
+                    tracing::debug!(%error, pod = pod.name_any(), "simulated kubelet: write failed; retrying")
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_CAP);
+        }
+    }
+
+    async fn delete(&self, pod: &Pod) {
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions { uid: pod.uid(), resource_version: None }),
             ..DeleteParams::default()
         };
-        match self.api(pod).delete(&pod.name_any(), &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-            Err(e) => Err(e),
-        }
+        let api = self.api(pod);
+        self.persist(pod, || async { api.delete(&pod.name_any(), &params).await.map(drop) }).await;
     }
 
-    async fn start_and_run(&self, pod: &Pod, already_running: bool) -> Result<(), kube::Error> {
+    async fn start_and_run(&self, pod: &Pod, already_running: bool) {
         let started = jiff::Timestamp::now();
         if !already_running {
             tokio::time::sleep(self.fleet.start_delay).await;
             let address = self.address_for(pod);
-            self.write_status(pod, running_status(pod, address, started)).await?;
+            self.write_status(pod, running_status(pod, address, started)).await;
         }
         let Some(code) = exit_code(pod) else {
-            return Ok(());
+            return;
         };
         let seconds = pod.annotations().get(RUN_SECONDS_ANNOTATION).and_then(|s| s.trim().parse::<f64>().ok());
-        let run_for =
-            seconds.filter(|s| s.is_finite() && *s >= 0.0).map_or(self.fleet.run_time, Duration::from_secs_f64);
+        let run_for = seconds.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(self.fleet.run_time);
         tokio::time::sleep(run_for).await;
         self.write_status(pod, exited_status(pod, code, started)).await
     }
 
-    async fn write_status(&self, pod: &Pod, status: Value) -> Result<(), kube::Error> {
-        let _permit = self.writes.acquire().await;
+    async fn write_status(&self, pod: &Pod, status: Value) {
         let patch = Patch::Merge(json!({"status": status}));
-        match self.api(pod).patch_status(&pod.name_any(), &PatchParams::default(), &patch).await {
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            other => other.map(drop),
-        }
+        let api = self.api(pod);
+        self.persist(pod, || async {
+            api.patch_status(&pod.name_any(), &PatchParams::default(), &patch).await.map(drop)
+        })
+        .await;
     }
 
     /// The next address of the node's podCIDR (none while the node has no podCIDR).
@@ -161,7 +191,8 @@ impl Kubelets {
         let cidr: IpNet = node.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?;
         let mut next = self.next_address.lock().unwrap_or_else(|e| e.into_inner());
         let counter = next.entry(node_name).or_insert(0);
-        let hosts = cidr.hosts().count().clamp(1, 65_534) as u32;
+        let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+        let hosts = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX).saturating_sub(2).clamp(1, 65_534) as u32;
         // .1 is the node's own bridge address, as on a real node.
         let index = 1 + (*counter % hosts.saturating_sub(1).max(1));
         *counter += 1;

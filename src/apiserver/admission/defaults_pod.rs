@@ -39,6 +39,12 @@ fn container(c: &mut Value) {
     default_at(c, &["terminationMessagePath"], json!("/dev/termination-log"));
     default_at(c, &["terminationMessagePolicy"], json!("File"));
     default_at(c, &["resources"], json!({}));
+    for amounts in ["requests", "limits"] {
+        if let Some(map) = c.pointer_mut(&format!("/resources/{amounts}")).and_then(Value::as_object_mut) {
+            // `cpu: 1` in YAML arrives as a number; a quantity is a string.
+            map.values_mut().filter(|v| v.is_number()).for_each(|v| *v = json!(v.to_string()));
+        }
+    }
     let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
     default_at(c, &["imagePullPolicy"], json!(pull_policy(&image)));
     each_in(c, &["ports"], |p| default_at(p, &["protocol"], json!("TCP")));
@@ -70,7 +76,10 @@ pub fn default_toleration_seconds(pod: &mut Value) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let tolerations = spec.entry("tolerations").or_insert(Value::Null);
+    if tolerations.is_null() {
+        *tolerations = json!([]);
+    }
     let Some(list) = tolerations.as_array_mut() else {
         return;
     };

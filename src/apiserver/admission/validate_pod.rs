@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::apiserver::status::FieldError;
-use crate::core::validation;
+use crate::core::{quantity, validation};
 
 /// Validates the pod spec `spec` found at `field`.
 pub fn pod_spec(spec: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) {
@@ -35,6 +35,7 @@ pub fn pod_spec(spec: Option<&Value>, field: &str, errors: &mut Vec<FieldError>)
             if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
                 errors.push(FieldError::required(format!("{at}.image"), ""));
             }
+            resources(c.get("resources"), &at, errors);
             for (j, p) in c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default().iter().enumerate() {
                 let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=65535).contains(&port) {
@@ -57,6 +58,26 @@ pub fn pod_spec(spec: Option<&Value>, field: &str, errors: &mut Vec<FieldError>)
     }
 }
 
+/// Requests and limits must be quantities, and not negative.
+fn resources(resources: Option<&Value>, container: &str, errors: &mut Vec<FieldError>) {
+    for amounts in ["requests", "limits"] {
+        let Some(map) = resources.and_then(|r| r.get(amounts)).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, amount) in map {
+            let field = format!("{container}.resources.{amounts}[{name}]");
+            match amount.as_str().map(quantity::parse_milli) {
+                Some(Ok(milli)) if milli < 0 => {
+                    errors.push(FieldError::invalid(field, amount, "must be greater than or equal to 0"))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(message)) => errors.push(FieldError::invalid(field, amount, &message)),
+                None => errors.push(FieldError::invalid(field, amount, "must be a quantity string")),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +92,19 @@ mod tests {
         let mut errors = Vec::new();
         pod_spec(Some(&json!({"restartPolicy": "Sometimes"})), "spec", &mut errors);
         assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn refuses_malformed_and_negative_quantities() {
+        let mut errors = Vec::new();
+        let resources = json!({"requests": {"cpu": "1x", "memory": "-1Gi"}, "limits": {"cpu": "2"}});
+        let spec =
+            json!({"restartPolicy": "Always", "containers": [{"name": "c", "image": "x", "resources": resources}]});
+        pod_spec(Some(&spec), "spec", &mut errors);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.containers[0].resources.requests[cpu]", "spec.containers[0].resources.requests[memory]"]
+        );
     }
 }
