@@ -190,3 +190,44 @@ fn deleting_a_namespace_empties_it_then_removes_it() {
     .ok();
     kubectl(bin, &server, &["wait", "--for=delete", "namespace/team", "--timeout=30s"], None).ok();
 }
+
+#[test]
+fn drain_evicts_what_the_disruption_budget_allows_and_uncordon_reopens_the_node() {
+    let (server, _nodes) = cluster();
+    for bin in &kubectls() {
+        let app = format!("web-{}", bin.extension().and_then(|e| e.to_str()).unwrap_or("default").replace('.', "-"));
+        kubectl(bin, &server, &["create", "deployment", &app, "--image=nginx", "--replicas=3"], None).ok();
+        assert!(rollout_status(bin, &server, &app).contains("successfully rolled out"));
+        let selector = format!("app={app}");
+        let budget = format!("{app}-budget");
+        kubectl(bin, &server, &["create", "pdb", &budget, "--selector", &selector, "--min-available=3"], None).ok();
+        eventually("the budget counts three healthy pods", || {
+            jsonpath(bin, &server, &["pdb", &budget], "{.status.currentHealthy}/{.status.disruptionsAllowed}") == "3/0"
+        });
+        let node = jsonpath(bin, &server, &["pods", "-l", &selector], "{.items[0].spec.nodeName}");
+        let drain =
+            ["drain", node.as_str(), "--ignore-daemonsets", "--pod-selector", selector.as_str(), "--timeout=12s"];
+
+        let refused = kubectl(bin, &server, &drain, None);
+        assert_ne!(refused.code, 0, "the budget allows no disruption");
+        let said = format!("{}{}", refused.stdout, refused.stderr);
+        assert!(said.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{said}");
+        assert_eq!(jsonpath(bin, &server, &["node", &node], "{.spec.unschedulable}"), "true", "drain cordons first");
+
+        kubectl(bin, &server, &["patch", "pdb", &budget, "--type=merge", "-p", r#"{"spec":{"minAvailable":2}}"#], None)
+            .ok();
+        let drained = kubectl(bin, &server, &drain, None).ok();
+        assert!(drained.stdout.contains(&format!("node/{node} drained")), "{}", drained.stdout);
+        let on_node = |bin: &Path| {
+            let nodes = jsonpath(bin, &server, &["pods", "-l", &selector], "{.items[*].spec.nodeName}");
+            nodes.split_whitespace().filter(|n| *n == node).count()
+        };
+        assert_eq!(on_node(bin), 0, "nothing of the app is left on the drained node");
+        assert!(rollout_status(bin, &server, &app).contains("successfully rolled out"), "the evicted pod is replaced");
+
+        kubectl(bin, &server, &["uncordon", &node], None).ok();
+        assert_eq!(jsonpath(bin, &server, &["node", &node], "{.spec.unschedulable}"), "");
+        kubectl(bin, &server, &["delete", "deployment", &app], None).ok();
+        kubectl(bin, &server, &["delete", "pdb", &budget], None).ok();
+    }
+}

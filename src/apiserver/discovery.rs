@@ -59,6 +59,7 @@ fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'st
     match sub {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
+        Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Status | Subresource::Finalize => (res.group, res.version, res.kind),
     }
 }
@@ -85,7 +86,8 @@ pub fn resource_list(group: &str, version: &str) -> Value {
                 "kind": kind,
                 "verbs": sub.verbs(),
             });
-            if *sub == Subresource::Scale {
+            // A kind from another group says which (kubectl drain finds policy/v1 Eviction this way).
+            if !g.is_empty() && g != r.group {
                 entry["group"] = json!(g);
                 entry["version"] = json!(v);
             }

@@ -1,5 +1,5 @@
 //! HTTP verbs on resources: maps method + path + query onto the REST layer and renders the answer
-//! (object, list or Table; Scale views; bindings).
+//! (object, list or Table; Scale views; bindings; evictions).
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -13,7 +13,7 @@ use super::query::Query;
 use super::request::ResourcePath;
 use super::rest::{DeleteOptions, Deleted, Rest, UpdateKind, UpdateOptions, WriteContext};
 use super::status::{ApiError, ApiResult};
-use super::{object, scale, watch};
+use super::{eviction, object, scale, watch};
 
 type Response = axum::response::Response;
 
@@ -64,10 +64,14 @@ pub async fn serve(
             let created = rest.create(res, ns, obj, &mut ctx).await?;
             Ok(negotiate::json_bytes_response(StatusCode::CREATED, created.json, &ctx.warnings))
         }
-        ("create", Some(name)) if sub == Some("binding") => {
+        ("create", Some(name)) if sub == Some("binding") || sub == Some("eviction") => {
             let mut ctx = query.write(user_agent(headers))?;
-            let binding = negotiate::decode_body(headers, &body)?;
-            scale::bind(rest, res, ns, name, &binding, &mut ctx).await?;
+            let body = negotiate::decode_body(headers, &body)?;
+            if sub == Some("binding") {
+                scale::bind(rest, res, ns, name, &body, &mut ctx).await?;
+            } else {
+                eviction::evict(rest, res, ns, name, &body, &ctx).await?;
+            }
             Ok(negotiate::json_response(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -6,6 +6,7 @@ pub mod admission;
 mod apply;
 pub mod auth;
 mod discovery;
+mod eviction;
 mod fields;
 mod handlers;
 mod health;

@@ -50,10 +50,20 @@ where
             false => vec![],
         };
     }
-    owners
+    selecting(owners, object, selector)
+}
+
+/// The objects of `store` in `object`'s namespace whose selector matches it.
+pub fn selecting<O, K>(store: &Store<O>, object: &K, selector: impl Fn(&O) -> Option<Selector>) -> Vec<ObjectRef<O>>
+where
+    O: Resource<DynamicType = ()> + Clone,
+    K: Resource,
+{
+    let ns = object.meta().namespace.as_deref();
+    store
         .state()
         .iter()
-        .filter(|owner| owner.meta().namespace.as_deref() == Some(ns.as_str()))
+        .filter(|owner| owner.meta().namespace.as_deref() == ns)
         .filter(|owner| selector(owner.as_ref()).is_some_and(|s| s.matches(object.labels())))
         .map(|owner| ObjectRef::from_obj(owner.as_ref()))
         .collect()

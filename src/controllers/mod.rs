@@ -5,6 +5,7 @@
 mod claim;
 pub mod client;
 mod deployment;
+mod disruption;
 mod garbage_collector;
 mod namespace;
 mod node_ipam;
@@ -45,6 +46,7 @@ impl ControlLoops {
         tasks.spawn(replicaset::run(controllers.clone()));
         tasks.spawn(deployment::run(controllers.clone()));
         tasks.spawn(garbage_collector::run(controllers.clone()));
+        tasks.spawn(disruption::run(controllers.clone()));
         tasks.spawn(namespace::run(controllers));
         tasks.spawn(crate::scheduler::run(client::in_process(app, client::scheduler())));
         ControlLoops { tasks }

@@ -15,6 +15,8 @@ pub enum Subresource {
     Binding,
     /// `/finalize`: namespaces only, update changes spec.finalizers alone.
     Finalize,
+    /// `/eviction`: pods only, create deletes the pod if its disruption budget allows.
+    Eviction,
 }
 
 impl Subresource {
@@ -25,6 +27,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -32,7 +35,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding => &["create"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
         }
     }
@@ -86,7 +89,7 @@ impl ResourceInfo {
     }
 }
 
-use Subresource::{Binding, Finalize, Scale, Status};
+use Subresource::{Binding, Eviction, Finalize, Scale, Status};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -110,7 +113,7 @@ macro_rules! resource {
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     resource!("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, &[Status, Finalize]),
-    resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding]),
+    resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding, Eviction]),
     resource!("", "v1", "Service", "services", true, &["svc"], ALL, &[Status]),
     resource!("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, &[]),
     resource!("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, &[]),
