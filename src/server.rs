@@ -135,6 +135,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
     let settings = Settings {
+        identity: crate::controllers::leader::identity(&server_dir)?,
         ca_pem: tls_files.ca_cert_pem.clone(),
         cluster_cidr: cfg.cluster_cidr,
         node_monitor_grace_period: cfg.node_monitor_grace_period,

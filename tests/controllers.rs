@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{eventually, jsonpath, kubectl, kubectls, TugServer};
+use std::time::Duration;
+
+use common::{eventually, eventually_within, jsonpath, kubectl, kubectls, TugServer};
 
 #[test]
 fn every_namespace_gets_a_default_service_account_and_the_root_ca() {
@@ -98,4 +100,40 @@ fn a_replica_set_keeps_its_pods_adopts_orphans_and_scales_down() {
     kubectl(bin, &server, &["scale", "rs", "web", "--replicas=0"], None).ok();
     eventually("no pods", || web_pods(bin, &server).0.is_empty());
     eventually("status.replicas is 0", || jsonpath(bin, &server, &["rs", "web"], "{.status.replicas}") == "0");
+}
+
+#[test]
+fn the_loops_run_under_a_lease_that_a_restarted_server_keeps_and_an_intruder_interrupts() {
+    let mut server = TugServer::start();
+    let bin = &kubectls()[0];
+    let identity = std::fs::read_to_string(server.data_dir().join("server").join("identity")).expect("identity");
+    let holder = |server: &TugServer, lease: &str| {
+        jsonpath(bin, server, &["lease", "-n", "kube-system", lease], "{.spec.holderIdentity}")
+    };
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        eventually("the server leads", || holder(&server, lease) == identity);
+    }
+
+    let intruder = r#"{"spec":{"holderIdentity":"intruder"}}"#;
+    kubectl(
+        bin,
+        &server,
+        &["patch", "lease", "-n", "kube-system", "kube-controller-manager", "--type=merge", "-p", intruder],
+        None,
+    )
+    .ok();
+    eventually_within(Duration::from_secs(60), "the server stops, waits the lease out, then leads again", || {
+        server.log().contains("lost the lease") && holder(&server, "kube-controller-manager") == identity
+    });
+    let transitions =
+        jsonpath(bin, &server, &["lease", "-n", "kube-system", "kube-controller-manager"], "{.spec.leaseTransitions}");
+    assert_eq!(transitions, "1", "taken back from the intruder once");
+
+    server.kill_and_restart();
+    assert_eq!(holder(&server, "kube-controller-manager"), identity, "the same server keeps its identity");
+    kubectl(bin, &server, &["create", "deployment", "after-restart", "--image=nginx", "--replicas=0"], None).ok();
+    // The lease lasts 15 s: acting well before then shows the server took its own lease straight back.
+    eventually_within(Duration::from_secs(10), "the restarted server's controllers act at once", || {
+        jsonpath(bin, &server, &["deployment", "after-restart"], "{.status.observedGeneration}") == "1"
+    });
 }

@@ -7,6 +7,7 @@ pub mod client;
 mod deployment;
 mod disruption;
 mod garbage_collector;
+pub mod leader;
 mod namespace;
 mod node_ipam;
 mod node_lifecycle;
@@ -20,7 +21,10 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 
 /// What the loops need to know of the cluster.
+#[derive(Clone)]
 pub struct Settings {
+    /// This server's identity as a Lease holder (see [`leader::identity`]).
+    pub identity: String,
     /// The cluster CA, published in every namespace.
     pub ca_pem: String,
     /// Node podCIDRs are carved from this.
@@ -36,19 +40,21 @@ pub struct ControlLoops {
 
 impl ControlLoops {
     /// Starts every control loop and the scheduler against the API router `app`, each as its upstream
-    /// identity.
+    /// identity, each group only while this server holds its Lease (`kube-controller-manager`,
+    /// `kube-scheduler`), as upstream's components do.
     pub fn start(app: axum::Router, settings: Settings) -> ControlLoops {
         let controllers = client::in_process(app.clone(), client::controller_manager());
+        let scheduler = client::in_process(app, client::scheduler());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(service_account::run(controllers.clone(), settings.ca_pem));
-        tasks.spawn(node_lifecycle::run(controllers.clone(), settings.node_monitor_grace_period));
-        tasks.spawn(node_ipam::run(controllers.clone(), settings.cluster_cidr));
-        tasks.spawn(replicaset::run(controllers.clone()));
-        tasks.spawn(deployment::run(controllers.clone()));
-        tasks.spawn(garbage_collector::run(controllers.clone()));
-        tasks.spawn(disruption::run(controllers.clone()));
-        tasks.spawn(namespace::run(controllers));
-        tasks.spawn(crate::scheduler::run(client::in_process(app, client::scheduler())));
+        let identity = settings.identity.clone();
+        let lead = controllers.clone();
+        tasks.spawn(leader::run_while_leader(lead, "kube-controller-manager", identity.clone(), move || {
+            controller_manager(controllers.clone(), settings.clone())
+        }));
+        let lead = scheduler.clone();
+        tasks.spawn(leader::run_while_leader(lead, "kube-scheduler", identity, move || {
+            crate::scheduler::run(scheduler.clone())
+        }));
         ControlLoops { tasks }
     }
 
@@ -56,6 +62,20 @@ impl ControlLoops {
     pub fn stop(&mut self) {
         self.tasks.abort_all();
     }
+}
+
+/// Every loop of kube-controller-manager; they stop together when this is dropped.
+async fn controller_manager(client: kube::Client, settings: Settings) {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(service_account::run(client.clone(), settings.ca_pem));
+    tasks.spawn(node_lifecycle::run(client.clone(), settings.node_monitor_grace_period));
+    tasks.spawn(node_ipam::run(client.clone(), settings.cluster_cidr));
+    tasks.spawn(replicaset::run(client.clone()));
+    tasks.spawn(deployment::run(client.clone()));
+    tasks.spawn(garbage_collector::run(client.clone()));
+    tasks.spawn(disruption::run(client.clone()));
+    tasks.spawn(namespace::run(client));
+    tasks.join_all().await;
 }
 
 /// The error policy of every loop: log, then try again shortly (the API server is in-process, so errors
