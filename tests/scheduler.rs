@@ -201,3 +201,38 @@ fn a_silent_node_goes_unknown_is_tainted_and_its_pods_are_evicted_after_their_to
     kubectl(bin, &server, &["delete", "node", "lost-0"], None).ok();
     eventually("patient is gone with its node", || kubectl(bin, &server, &["get", "pod", "patient"], None).code != 0);
 }
+
+#[test]
+fn anti_affinity_spreads_a_deployment_and_pod_affinity_follows_it() {
+    let (server, _plain, _tainted) = cluster();
+    let bin = &kubectls()[0];
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: solo\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: solo}\n  template:\n    metadata:\n      labels: {app: solo}\n    spec:\n      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - topologyKey: kubernetes.io/hostname\n            labelSelector: {matchLabels: {app: solo}}\n      containers:\n      - name: app\n        image: nginx\n";
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(deployment)).ok();
+    let pods_of = |selector: &str, path: &str| jsonpath(bin, &server, &["pods", "-l", selector], path);
+    eventually("two replicas run, one per plain node, and the third waits", || {
+        let phases = pods_of("app=solo", "{.items[*].status.phase}");
+        phases.split_whitespace().filter(|p| *p == "Running").count() == 2
+            && phases.split_whitespace().filter(|p| *p == "Pending").count() == 1
+    });
+    let nodes = pods_of("app=solo", "{.items[*].spec.nodeName}");
+    let mut nodes: Vec<&str> = nodes.split_whitespace().collect();
+    nodes.sort();
+    assert_eq!(nodes, ["sim-0", "sim-1"]);
+    let message = pods_of("app=solo", r#"{.items[*].status.conditions[?(@.reason=="Unschedulable")].message}"#);
+    assert_eq!(
+        message,
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: edge}, 2 node(s) didn't match pod anti-affinity rules."
+    );
+
+    let follower = pod_yaml(
+        "follower",
+        "100m",
+        "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: kubernetes.io/hostname\n        labelSelector: {matchLabels: {app: solo}}\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: tier\n        labelSelector: {matchLabels: {app: nothing-matches}}\n",
+    );
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&follower)).ok();
+    eventually("the follower runs beside a solo pod", || phase(bin, &server, "follower") == "Running");
+    assert!(nodes.contains(&node_of(bin, &server, "follower").as_str()));
+
+    kubectl(bin, &server, &["scale", "deployment/solo", "--replicas=2"], None).ok();
+    eventually("scaled down, nothing waits", || !pods_of("app=solo", "{.items[*].status.phase}").contains("Pending"));
+}

@@ -1,6 +1,7 @@
 //! The scheduler's view of the cluster: every node with what its placed pods request, the host ports they
 //! hold and how many there are, kept from the node and pod watches plus the pods it has just assumed
-//! onto a node and is still binding (upstream's scheduler cache with assumed pods).
+//! onto a node and is still binding (upstream's scheduler cache with assumed pods), and what the topology
+//! rules need of each placed pod.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::resources::{Allocatable, PodDemand};
+use super::topology::{PlacedPod, Placements};
 
 /// A host port a pod holds: conflicts with the same protocol and port on the same or a wildcard address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,6 +65,7 @@ struct Placed {
     node: String,
     demand: PodDemand,
     ports: Vec<HostPort>,
+    topology: PlacedPod,
 }
 
 /// Nodes by name, and the pods counted against them by namespace/name.
@@ -70,6 +73,8 @@ struct Placed {
 pub struct Cache {
     nodes: BTreeMap<String, NodeInfo>,
     placed: HashMap<String, Placed>,
+    /// How many placed pods have required anti-affinity (which every newcomer must respect).
+    with_anti_affinity: usize,
 }
 
 impl Cache {
@@ -100,10 +105,23 @@ impl Cache {
         self.nodes.iter().filter(|(_, info)| info.node.is_some()).map(|(name, info)| (name.as_str(), info))
     }
 
+    /// Whether some placed pod has required anti-affinity.
+    pub fn has_anti_affinity(&self) -> bool {
+        self.with_anti_affinity > 0
+    }
+
+    /// Every placed pod on a node the watch has shown, with that node.
+    pub fn placements(&self) -> Placements<'_> {
+        let node = |p: &Placed| self.nodes.get(&p.node).and_then(|info| info.node.as_deref());
+        self.placed.values().filter_map(|p| Some((node(p)?, &p.topology))).collect()
+    }
+
     /// Counts `pod` against `node` (replacing whatever was counted for it before).
     pub fn place(&mut self, key: &str, pod: &Pod, node: &str) {
         self.forget(key);
-        let placed = Placed { node: node.to_string(), demand: PodDemand::of(pod), ports: HostPort::of(pod) };
+        let topology = PlacedPod::of(pod);
+        self.with_anti_affinity += usize::from(!topology.anti_affinity.is_empty());
+        let placed = Placed { node: node.to_string(), demand: PodDemand::of(pod), ports: HostPort::of(pod), topology };
         let info = self.nodes.entry(node.to_string()).or_default();
         placed.demand.add_to(&mut info.requested);
         info.pod_count += 1;
@@ -116,6 +134,7 @@ impl Cache {
     /// Stops counting the pod; returns the node it was counted against.
     pub fn forget(&mut self, key: &str) -> Option<String> {
         let placed = self.placed.remove(key)?;
+        self.with_anti_affinity -= usize::from(!placed.topology.anti_affinity.is_empty());
         let Some(info) = self.nodes.get_mut(&placed.node) else {
             return Some(placed.node);
         };

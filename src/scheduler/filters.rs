@@ -1,5 +1,5 @@
 //! The filters that decide whether a pod fits a node, in upstream's plugin order (NodeUnschedulable,
-//! TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), each failing with upstream's reason text
+//! TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, PodTopologySpread, InterPodAffinity), each failing with upstream's reason text
 //! so the FailedScheduling message reads as kube-scheduler's does.
 
 use std::collections::BTreeMap;
@@ -9,17 +9,20 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use super::affinity;
 use super::cache::{HostPort, NodeInfo};
 use super::resources::PodDemand;
+use super::topology::Rules;
 
 /// What the filters need of the pod, computed once per scheduling attempt.
 pub struct Candidate<'a> {
     pub pod: &'a Pod,
     pub demand: PodDemand,
     pub ports: Vec<HostPort>,
+    /// Spread and pod affinity, when the pod or a placed pod has such rules.
+    pub topology: Option<Rules<'a>>,
 }
 
 impl<'a> Candidate<'a> {
-    pub fn new(pod: &'a Pod) -> Candidate<'a> {
-        Candidate { pod, demand: PodDemand::of(pod), ports: HostPort::of(pod) }
+    pub fn new(pod: &'a Pod, topology: Option<Rules<'a>>) -> Candidate<'a> {
+        Candidate { pod, demand: PodDemand::of(pod), ports: HostPort::of(pod), topology }
     }
 }
 
@@ -44,7 +47,8 @@ pub fn fits(candidate: &Candidate, node: &Node, info: &NodeInfo) -> Result<(), V
     if info.port_conflict(&candidate.ports) {
         return one("node(s) didn't have free ports for the requested pod ports");
     }
-    resources_fit(&candidate.demand, info)
+    resources_fit(&candidate.demand, info)?;
+    candidate.topology.as_ref().map_or(Ok(()), |rules| rules.fits(node).map_err(|reason| vec![reason]))
 }
 
 /// NodeResourcesFit: pod count, then every requested resource against what is left.
@@ -111,7 +115,7 @@ mod tests {
             cache.place(&format!("ns/{i}"), p, "n");
         }
         let (_, info) = cache.nodes().next().unwrap();
-        fits(&Candidate::new(pod), &node, info)
+        fits(&Candidate::new(pod, None), &node, info)
     }
 
     #[test]

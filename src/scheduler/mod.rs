@@ -10,6 +10,7 @@ mod filters;
 mod queue;
 mod resources;
 mod scores;
+mod topology;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::pin;
@@ -216,8 +217,14 @@ impl Scheduler {
         let Some((key, pod)) = self.queue.pop() else {
             return;
         };
-        let candidate = Candidate::new(&pod);
         let nodes: Vec<(&str, &cache::NodeInfo)> = self.cache.nodes().collect();
+        let concerned = topology::has_rules(&pod) || self.cache.has_anti_affinity();
+        let placements = if concerned { self.cache.placements() } else { Vec::new() };
+        let rules = concerned.then(|| {
+            let all: Vec<&Node> = nodes.iter().filter_map(|(_, info)| info.node.as_deref()).collect();
+            topology::Rules::new(&pod, &all, &placements)
+        });
+        let candidate = Candidate::new(&pod, rules);
         let enough = Self::enough_feasible(nodes.len());
         let mut feasible = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -241,7 +248,7 @@ impl Scheduler {
             return;
         }
         let random = self.random;
-        let chosen = feasible[scores::best(&candidate, &feasible, random)].name.to_string();
+        let chosen = feasible[scores::best(&candidate, &feasible, &placements, random)].name.to_string();
         self.next_random();
         if node_count > 0 {
             self.next_start = (self.next_start + examined) % node_count;
