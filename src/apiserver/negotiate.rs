@@ -182,10 +182,15 @@ impl ApiError {
 
 /// The PartialObjectMetadata of `obj`.
 pub fn partial(obj: &Value, beta: bool) -> Value {
+    partial_of_metadata(obj.get("metadata").cloned().unwrap_or(json!({})), beta)
+}
+
+/// A PartialObjectMetadata of `metadata`.
+pub fn partial_of_metadata(metadata: Value, beta: bool) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": if beta { "meta.k8s.io/v1beta1" } else { "meta.k8s.io/v1" },
-        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+        "metadata": metadata,
     })
 }
 

@@ -42,6 +42,22 @@ pub fn decode_at(bytes: &[u8], revision: i64) -> ApiResult<Value> {
     Ok(obj)
 }
 
+/// Decodes only the metadata of a stored record (with its resourceVersion), skipping the rest unparsed.
+pub fn decode_metadata(record: &Record) -> ApiResult<Value> {
+    #[derive(serde::Deserialize)]
+    struct MetadataOnly {
+        #[serde(default)]
+        metadata: Value,
+    }
+    let only: MetadataOnly =
+        serde_json::from_slice(&record.value).map_err(|e| ApiError::internal(format!("corrupt stored object: {e}")))?;
+    let mut metadata = only.metadata;
+    if let Some(meta) = metadata.as_object_mut() {
+        meta.insert("resourceVersion".into(), Value::String(record.mod_revision.to_string()));
+    }
+    Ok(metadata)
+}
+
 /// The object as written at `revision` (what decoding the stored record would give, without the parse).
 pub fn with_revision(mut obj: Value, revision: i64) -> Value {
     meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));

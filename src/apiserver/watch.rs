@@ -31,6 +31,10 @@ struct Renderer {
 impl Renderer {
     /// Renders a store event; plain JSON watchers share one serialization of the object.
     fn stored_event(&mut self, kind: &str, event: &crate::store::Event) -> ApiResult<Bytes> {
+        if let Output::Metadata { beta } = self.output {
+            let metadata = cached(&event.decoded_metadata, || object::decode_metadata(&event.record))?;
+            return Ok(line(&json!({"type": kind, "object": negotiate::partial_of_metadata(metadata.clone(), beta)})));
+        }
         if self.output != Output::Json {
             return Ok(self.event(kind, decoded(event)?.clone()));
         }

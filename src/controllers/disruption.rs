@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
@@ -17,8 +17,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -32,18 +32,14 @@ struct Context {
     pods: Store<Pod>,
 }
 
-/// Runs until the client's server goes away.
-pub async fn run(client: Client) {
-    let (pod_cache, writer) = reflector::store();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+/// Runs until the client's server goes away, following pods through the shared `pod_cache` and
+/// `pod_events`.
+pub async fn run(client: Client, pod_cache: Store<Pod>, pod_events: impl Stream<Item = Arc<Pod>> + Send + 'static) {
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let budgets = controller.store();
     let context = Arc::new(Context { client, pods: pod_cache });
     controller
-        .watches_stream(pod_events, move |pod| claim::selecting(&budgets, &pod, selector))
+        .watches_shared_stream(pod_events, move |pod| claim::selecting(&budgets, pod.as_ref(), selector))
         .run(reconcile, super::retry_later, context)
         .for_each(|_| futures::future::ready(()))
         .await;

@@ -7,6 +7,7 @@ pub mod client;
 mod deployment;
 mod disruption;
 mod garbage_collector;
+mod informer;
 pub mod leader;
 mod namespace;
 mod node_ipam;
@@ -67,14 +68,16 @@ impl ControlLoops {
 /// Every loop of kube-controller-manager; they stop together when this is dropped.
 async fn controller_manager(client: kube::Client, settings: Settings) {
     let mut tasks = tokio::task::JoinSet::new();
+    let (pods, feed_pods) = informer::Informer::new(kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()));
     tasks.spawn(service_account::run(client.clone(), settings.ca_pem));
     tasks.spawn(node_lifecycle::run(client.clone(), settings.node_monitor_grace_period));
     tasks.spawn(node_ipam::run(client.clone(), settings.cluster_cidr));
-    tasks.spawn(replicaset::run(client.clone()));
+    tasks.spawn(replicaset::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(deployment::run(client.clone()));
     tasks.spawn(garbage_collector::run(client.clone()));
-    tasks.spawn(disruption::run(client.clone()));
+    tasks.spawn(disruption::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(namespace::run(client));
+    tasks.spawn(feed_pods);
     tasks.join_all().await;
 }
 

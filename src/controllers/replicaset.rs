@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::Selector;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -39,18 +39,16 @@ struct Context {
     expectations: Mutex<HashMap<ObjectRef<ReplicaSet>, Expected>>,
 }
 
-/// Runs until the client's server goes away.
-pub async fn run(client: Client) {
-    let (pod_cache, writer) = reflector::store();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+/// Runs until the client's server goes away, following pods through the shared `pod_cache` and
+/// `pod_events`.
+pub async fn run(client: Client, pod_cache: Store<Pod>, pod_events: impl Stream<Item = Arc<Pod>> + Send + 'static) {
     let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let replica_sets = controller.store();
     let context = Arc::new(Context { client, pods: pod_cache, expectations: Mutex::default() });
     controller
-        .watches_stream(pod_events, move |pod| claim::interested(&replica_sets, &pod, "ReplicaSet", selector))
+        .watches_shared_stream(pod_events, move |pod| {
+            claim::interested(&replica_sets, pod.as_ref(), "ReplicaSet", selector)
+        })
         .run(reconcile, super::retry_later, context)
         .for_each(|_| futures::future::ready(()))
         .await;

@@ -33,8 +33,10 @@ pub struct Event {
     pub prev: Option<Bytes>,
     /// Caches for the API server, filled by the first watcher that needs them and shared by all the
     /// others (upstream's watch cache caches decoded objects and serializations the same way): the
-    /// decoded value, the decoded previous value, and the JSON rendering.
+    /// decoded value, the decoded previous value, the JSON rendering, and the decoded metadata alone
+    /// (for metadata-only watchers, such as the garbage collector's, which need nothing more).
     pub decoded: std::sync::OnceLock<serde_json::Value>,
+    pub decoded_metadata: std::sync::OnceLock<serde_json::Value>,
     pub decoded_prev: std::sync::OnceLock<serde_json::Value>,
     pub rendered: std::sync::OnceLock<Bytes>,
 }
@@ -53,6 +55,7 @@ impl Event {
             record,
             prev,
             decoded: Default::default(),
+            decoded_metadata: Default::default(),
             decoded_prev: Default::default(),
             rendered: Default::default(),
         }
