@@ -137,3 +137,22 @@ fn the_loops_run_under_a_lease_that_a_restarted_server_keeps_and_an_intruder_int
         jsonpath(bin, &server, &["deployment", "after-restart"], "{.status.observedGeneration}") == "1"
     });
 }
+
+#[test]
+fn each_node_gets_its_own_pod_cidr_and_a_deleted_nodes_block_is_reused() {
+    let server = TugServer::start();
+    let bin = &kubectls()[0];
+    let cidr = |node: &str| jsonpath(bin, &server, &["node", node], "{.spec.podCIDR}");
+    let mut first = common::Simulator::start(&server, &["--nodes", "2"]);
+    eventually("both nodes get a block", || !cidr("sim-0").is_empty() && !cidr("sim-1").is_empty());
+    let mut blocks = [cidr("sim-0"), cidr("sim-1")];
+    blocks.sort();
+    assert_eq!(blocks, ["10.42.0.0/24", "10.42.1.0/24"]);
+    let freed = cidr("sim-0");
+
+    first.stop();
+    kubectl(bin, &server, &["delete", "node", "sim-0"], None).ok();
+    let _later = common::Simulator::start(&server, &["--nodes", "1", "--name-prefix", "later-"]);
+    eventually("the new node gets a block", || !cidr("later-0").is_empty());
+    assert_eq!(cidr("later-0"), freed, "the deleted node's block is handed out again");
+}

@@ -1,6 +1,6 @@
 //! Node IPAM (upstream's range allocator): every node without a podCIDR gets the first free block of
 //! the cluster CIDR (/24 for IPv4, /64 for IPv6, as upstream's default node-cidr-mask-size), written to
-//! spec.podCIDR and spec.podCIDRs.
+//! spec.podCIDR and spec.podCIDRs. A deleted node's block is free again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,8 @@ struct Context {
     client: Client,
     cluster_cidr: IpNet,
     nodes: Store<Node>,
-    /// Blocks handed out by this process, so concurrent syncs never hand out one twice.
+    /// Blocks handed out by this process that the node cache does not show yet, so concurrent syncs
+    /// never hand out one twice.
     handed_out: Mutex<HashSet<IpNet>>,
 }
 
@@ -37,18 +38,19 @@ fn block_size(cluster: &IpNet) -> u8 {
 }
 
 async fn reconcile(node: Arc<Node>, context: Arc<Context>) -> Result<Action, kube::Error> {
-    if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some_and(|c| !c.is_empty()) {
+    if let Some(held) = node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).filter(|c| !c.is_empty()) {
+        // The node holds its block now: deleting the node frees it.
+        if let Ok(block) = held.parse::<IpNet>() {
+            context.handed_out.lock().unwrap_or_else(|e| e.into_inner()).remove(&block);
+        }
         return Ok(Action::await_change());
     }
     let block = {
         let mut handed_out = context.handed_out.lock().unwrap_or_else(|e| e.into_inner());
-        let in_use: HashSet<IpNet> = context
-            .nodes
-            .state()
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok())
-            .chain(handed_out.iter().copied())
-            .collect();
+        let assigned: HashSet<IpNet> =
+            context.nodes.state().iter().filter_map(|n| n.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()).collect();
+        handed_out.retain(|block| !assigned.contains(block));
+        let in_use: HashSet<IpNet> = assigned.iter().chain(handed_out.iter()).copied().collect();
         let Some(block) = first_free(&context.cluster_cidr, &in_use) else {
             tracing::warn!(node = node.name_any(), cidr = %context.cluster_cidr, "no podCIDR left for the node");
             return Ok(Action::await_change());
