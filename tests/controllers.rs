@@ -156,3 +156,35 @@ fn each_node_gets_its_own_pod_cidr_and_a_deleted_nodes_block_is_reused() {
     eventually("the new node gets a block", || !cidr("later-0").is_empty());
     assert_eq!(cidr("later-0"), freed, "the deleted node's block is handed out again");
 }
+
+#[test]
+fn a_replication_controller_keeps_its_pods_and_scales() {
+    let server = TugServer::start();
+    let _nodes = common::Simulator::start(&server, &["--nodes", "2"]);
+    let rc = "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: legacy\nspec:\n  replicas: 3\n  selector: {app: legacy}\n  template:\n    metadata:\n      labels: {app: legacy}\n    spec:\n      containers:\n      - name: app\n        image: nginx\n";
+    for bin in &kubectls() {
+        kubectl(bin, &server, &["apply", "-f", "-"], Some(rc)).ok();
+        eventually("three ready replicas", || {
+            jsonpath(bin, &server, &["rc", "legacy"], "{.status.readyReplicas}") == "3"
+        });
+        let pods =
+            jsonpath(bin, &server, &["pods", "-l", "app=legacy"], "{.items[*].metadata.ownerReferences[0].kind}");
+        assert_eq!(pods, "ReplicationController ReplicationController ReplicationController");
+        kubectl(bin, &server, &["scale", "rc", "legacy", "--replicas=1"], None).ok();
+        eventually("one replica left", || {
+            jsonpath(bin, &server, &["pods", "-l", "app=legacy"], "{.items[*].metadata.name}")
+                .split_whitespace()
+                .count()
+                == 1
+        });
+        let table = kubectl(bin, &server, &["get", "rc", "legacy"], None).ok().stdout;
+        assert!(
+            table.contains("legacy") && table.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("1")),
+            "{table}"
+        );
+        kubectl(bin, &server, &["delete", "rc", "legacy"], None).ok();
+        eventually("its pods go with it", || {
+            jsonpath(bin, &server, &["pods", "-l", "app=legacy"], "{.items[*].metadata.name}").is_empty()
+        });
+    }
+}

@@ -14,11 +14,14 @@ mod node_ipam;
 mod node_lifecycle;
 mod pods;
 mod replicaset;
+mod replicated;
 mod service_account;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::runtime::controller::Action;
 
 /// What the loops need to know of the cluster.
@@ -68,11 +71,12 @@ impl ControlLoops {
 /// Every loop of kube-controller-manager; they stop together when this is dropped.
 async fn controller_manager(client: kube::Client, settings: Settings) {
     let mut tasks = tokio::task::JoinSet::new();
-    let (pods, feed_pods) = informer::Informer::new(kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()));
+    let (pods, feed_pods) = informer::Informer::new(kube::Api::<Pod>::all(client.clone()));
     tasks.spawn(service_account::run(client.clone(), settings.ca_pem));
     tasks.spawn(node_lifecycle::run(client.clone(), settings.node_monitor_grace_period));
     tasks.spawn(node_ipam::run(client.clone(), settings.cluster_cidr));
-    tasks.spawn(replicaset::run(client.clone(), pods.store(), pods.subscribe()));
+    tasks.spawn(replicaset::run::<ReplicaSet>(client.clone(), pods.store(), pods.subscribe()));
+    tasks.spawn(replicaset::run::<ReplicationController>(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(deployment::run(client.clone()));
     tasks.spawn(garbage_collector::run(client.clone()));
     tasks.spawn(disruption::run(client.clone(), pods.store(), pods.subscribe()));
