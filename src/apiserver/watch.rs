@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::core::registry::ResourceInfo;
 use crate::store::{EventKind, StoreError, WatchError};
 
+use super::fields;
 use super::negotiate::{self, IncludeObject, Output};
 use super::object;
 use super::query::Query;
@@ -195,7 +196,7 @@ fn streaming(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> axum::respons
 
 /// The event a watcher with `filter` sees for a store event, if any.
 /// The event type a watcher with `filter` sees for a store event, if any. Without selectors nothing is
-/// decoded; with them, the object and its previous value are matched.
+/// decoded; with them, the selectable parts of the object and of its previous value are matched.
 fn classify(res: &ResourceInfo, filter: &ListQuery, event: &crate::store::Event) -> ApiResult<Option<&'static str>> {
     if filter.labels.is_none() && filter.fields.is_none() {
         return Ok(Some(match event.kind {
@@ -204,11 +205,10 @@ fn classify(res: &ResourceInfo, filter: &ListQuery, event: &crate::store::Event)
             EventKind::Deleted => "DELETED",
         }));
     }
-    let now = filter.matches(res, decoded(event)?);
+    let part = |bytes: &[u8]| object::decode_at(bytes, event.record.mod_revision).map(|v| fields::selectable(res, &v));
+    let now = filter.matches(res, cached(&event.selectable, || part(&event.record.value))?);
     let before = match &event.prev {
-        Some(prev) => {
-            filter.matches(res, cached(&event.decoded_prev, || object::decode_at(prev, event.record.mod_revision))?)
-        }
+        Some(prev) => filter.matches(res, cached(&event.selectable_prev, || part(prev))?),
         None => false,
     };
     Ok(match event.kind {

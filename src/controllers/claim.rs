@@ -69,7 +69,8 @@ where
         .collect()
 }
 
-/// The objects among `candidates` that `owner` controls once it has adopted and released by `selector`.
+/// The objects among `candidates` that `owner` controls once it has adopted and released by `selector`
+/// (shared with the cache, not copied: a ReplicaSet may own thousands of pods).
 /// `adoptable` says whether an orphan may be adopted (upstream adopts only active pods).
 pub async fn claim<O, K>(
     owner: &O,
@@ -77,7 +78,7 @@ pub async fn claim<O, K>(
     candidates: impl Iterator<Item = Arc<K>>,
     api: &Api<K>,
     adoptable: impl Fn(&K) -> bool,
-) -> kube::Result<Vec<K>>
+) -> kube::Result<Vec<Arc<K>>>
 where
     O: Resource<DynamicType = ()>,
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
@@ -89,7 +90,7 @@ where
         match controller_of(object.as_ref()) {
             Some(controller) if Some(&controller.uid) == uid.as_ref() => {
                 if matches {
-                    owned.push(object.as_ref().clone());
+                    owned.push(object);
                 } else {
                     let rest = object.owner_references().iter().filter(|o| o.uid != controller.uid).cloned();
                     set_owners(api, object.as_ref(), rest).await?;
@@ -97,8 +98,9 @@ where
             }
             None if matches && adoptable(&object) && owner.meta().deletion_timestamp.is_none() => {
                 let Some(mine) = owner.controller_owner_ref(&()) else { continue };
-                let adopted = set_owners(api, object.as_ref(), object.owner_references().iter().cloned().chain([mine]));
-                owned.extend(adopted.await?);
+                let owners = object.owner_references().iter().cloned().chain([mine]);
+                let adopted = set_owners(api, object.as_ref(), owners);
+                owned.extend(adopted.await?.map(Arc::new));
             }
             _ => {}
         }

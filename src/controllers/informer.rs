@@ -35,7 +35,11 @@ where
         let (touched, _) = broadcast::channel(BUFFER);
         let sender = touched.clone();
         let feed = async move {
-            let events = watcher(api, watcher::Config::default()).default_backoff();
+            // No loop reads managedFields, often the larger half of an object: not kept (as upstream's
+            // informers trim them).
+            let events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|obj: &mut K| obj.meta_mut().managed_fields = None);
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {
                 match event {

@@ -180,8 +180,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_lease_renewed_by_its_holder_is_not_expired_until_it_stays_still_for_its_duration() {
+    #[tokio::test]
+    async fn a_lease_renewed_by_its_holder_is_not_expired_until_it_stays_still_for_its_duration() {
         let mut c = candidate("me");
         let lease = held_by("other", "1");
         c.observe(&lease);
@@ -193,8 +193,8 @@ mod tests {
         assert!(!c.expired(&lease), "a renewal restarts the clock");
     }
 
-    #[test]
-    fn taking_a_lease_from_another_holder_counts_a_transition() {
+    #[tokio::test]
+    async fn taking_a_lease_from_another_holder_counts_a_transition() {
         let c = candidate("me");
         let now = MicroTime(jiff::Timestamp::now());
         let taken = c.spec(held_by("other", "1").spec, now.clone());

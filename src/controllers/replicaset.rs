@@ -66,7 +66,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, context: Arc<Context<K>>) -> Resul
     };
     let api: Api<Pod> = Api::namespaced(context.client.clone(), &ns);
     let owned = claim::claim(rs.as_ref(), &selector, context.pods.state().into_iter(), &api, pods::is_active).await?;
-    let mut active: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let mut active: Vec<&Pod> = owned.iter().map(AsRef::as_ref).filter(|p| pods::is_active(p)).collect();
     let wanted = rs.replicas().max(0) as usize;
     if rs.meta().deletion_timestamp.is_none() {
         if active.len() < wanted {
@@ -89,7 +89,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, context: Arc<Context<K>>) -> Resul
         owner_api.patch_status(&rs.name_any(), &PatchParams::default(), &patch).await?;
     }
     // A pod ready but not yet available becomes available without an event: look again then.
-    Ok(match pods::next_availability(owned.iter(), min_ready) {
+    Ok(match pods::next_availability(owned.iter().map(AsRef::as_ref), min_ready) {
         Some(wait) => Action::requeue(wait),
         None => Action::requeue(Duration::from_secs(300)),
     })
@@ -176,9 +176,9 @@ struct Counts {
     observed_generation: Option<i64>,
 }
 
-fn status<K: Replicated>(rs: &K, owned: &[Pod], min_ready_seconds: i32) -> Counts {
+fn status<K: Replicated>(rs: &K, owned: &[Arc<Pod>], min_ready_seconds: i32) -> Counts {
     let template_labels = rs.template().and_then(|t| t.metadata).and_then(|m| m.labels).unwrap_or_default();
-    let active: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let active: Vec<&Pod> = owned.iter().map(AsRef::as_ref).filter(|p| pods::is_active(p)).collect();
     let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
     Counts {
         replicas: active.len() as i32,
@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn status_counts_active_pods_by_label_and_readiness() {
-        let owned = [pod(json!({"app": "web", "tier": "front"}), true), pod(json!({"app": "web"}), false)];
+        let owned =
+            [pod(json!({"app": "web", "tier": "front"}), true), pod(json!({"app": "web"}), false)].map(Arc::new);
         let status = status(&rs(json!({"matchLabels": {"app": "web"}})), &owned, 0);
         assert_eq!(status.replicas, 2);
         assert_eq!(status.fully_labeled_replicas, 1);

@@ -66,7 +66,10 @@ struct Scheduler {
 /// Runs until the client's server goes away.
 pub async fn run(client: Client) {
     let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();
-    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
+    // managedFields are never read here and are often the larger half of a pod: not kept.
+    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|pod| pod.metadata.managed_fields = None);
     let (mut nodes, mut pods) = (pin!(nodes), pin!(pods));
     let (bound, mut bind_results) = mpsc::unbounded_channel();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);

@@ -33,11 +33,14 @@ pub struct Event {
     pub prev: Option<Bytes>,
     /// Caches for the API server, filled by the first watcher that needs them and shared by all the
     /// others (upstream's watch cache caches decoded objects and serializations the same way): the
-    /// decoded value, the decoded previous value, the JSON rendering, and the decoded metadata alone
-    /// (for metadata-only watchers, such as the garbage collector's, which need nothing more).
+    /// decoded value (only Table watchers need it whole), the JSON rendering, the decoded metadata
+    /// alone (for metadata-only watchers, such as the garbage collector's), and the parts of the value
+    /// and of the previous value that selectors read (for watchers with selectors). Only small parts
+    /// are kept for the common cases, as the ring holds thousands of events.
     pub decoded: std::sync::OnceLock<serde_json::Value>,
     pub decoded_metadata: std::sync::OnceLock<serde_json::Value>,
-    pub decoded_prev: std::sync::OnceLock<serde_json::Value>,
+    pub selectable: std::sync::OnceLock<serde_json::Value>,
+    pub selectable_prev: std::sync::OnceLock<serde_json::Value>,
     pub rendered: std::sync::OnceLock<Bytes>,
 }
 
@@ -56,7 +59,8 @@ impl Event {
             prev,
             decoded: Default::default(),
             decoded_metadata: Default::default(),
-            decoded_prev: Default::default(),
+            selectable: Default::default(),
+            selectable_prev: Default::default(),
             rendered: Default::default(),
         }
     }

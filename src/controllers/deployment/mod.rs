@@ -111,6 +111,7 @@ async fn reconcile(d: Arc<Deployment>, context: Arc<Context>) -> Result<Action, 
     };
     let api: Api<ReplicaSet> = Api::namespaced(context.client.clone(), &ns);
     let owned = claim::claim(d.as_ref(), &selector, context.replica_sets.state().into_iter(), &api, |_| true).await?;
+    let owned: Vec<ReplicaSet> = owned.iter().map(|rs| rs.as_ref().clone()).collect();
     let mut sync = Sync { context: &context, d: &d, api, new: None, old: Vec::new(), progressing: None };
     if d.metadata.deletion_timestamp.is_some() {
         sync.split(owned);
