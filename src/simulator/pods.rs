@@ -1,7 +1,8 @@
 //! What the simulated kubelets do with the pods bound to their nodes: after the start delay a pod is
 //! Running and Ready with an address from its node's podCIDR; a pod that exits (one of a Job, or one
-//! annotated `tug.dev/simulate-exit-code`) ends Succeeded or Failed after its run time; a pod being
-//! deleted is removed at once, as a kubelet does once its containers are stopped.
+//! annotated `tug.dev/simulate-exit-code`) ends Succeeded or Failed after its run time; a pod annotated
+//! `tug.dev/simulate-ready: "false"` runs but is not ready; a pod being deleted is removed at once, as a
+//! kubelet does once its containers are stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -24,6 +25,9 @@ use super::Fleet;
 const EXIT_CODE_ANNOTATION: &str = "tug.dev/simulate-exit-code";
 /// How long such a pod runs, in seconds (overrides --run-time).
 const RUN_SECONDS_ANNOTATION: &str = "tug.dev/simulate-run-seconds";
+/// `"false"` keeps a running pod not ready (as a failing readiness probe would); changing it later
+/// changes the pod's readiness.
+const READY_ANNOTATION: &str = "tug.dev/simulate-ready";
 /// Status writes in flight at once.
 const CONCURRENCY: usize = 128;
 /// A failed write is tried again after this, doubling up to the cap, until the pod is gone.
@@ -104,6 +108,10 @@ impl Kubelets {
             return;
         }
         let running = phase(&pod) == "Running";
+        if running && !terminating && crate::controllers::pods::is_ready(&pod) != wants_ready(&pod) {
+            tokio::spawn(async move { self.write_status(&pod, readiness_status(&pod, jiff::Timestamp::now())).await });
+            return;
+        }
         if running && exit_code(&pod).is_none() && !terminating {
             return;
         }
@@ -200,6 +208,36 @@ impl Kubelets {
     }
 }
 
+/// Whether the pod should report ready (unless annotated otherwise, it does).
+fn wants_ready(pod: &Pod) -> bool {
+    pod.annotations().get(READY_ANNOTATION).is_none_or(|v| v.trim() != "false")
+}
+
+/// The status change that makes a running pod's readiness what its annotation asks.
+fn readiness_status(pod: &Pod, at: jiff::Timestamp) -> Value {
+    let ready = if wants_ready(pod) { "True" } else { "False" };
+    let current = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let conditions: Vec<Value> = current
+        .iter()
+        .map(|c| match c.type_.as_str() {
+            "Ready" | "ContainersReady" => condition(&c.type_, ready, at),
+            _ => serde_json::to_value(c).unwrap_or_default(),
+        })
+        .collect();
+    let statuses: Vec<Value> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut c| {
+            c.ready = wants_ready(pod);
+            serde_json::to_value(c).unwrap_or_default()
+        })
+        .collect();
+    json!({"conditions": conditions, "containerStatuses": statuses})
+}
+
 fn condition(kind: &str, status: &str, at: jiff::Timestamp) -> Value {
     json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": at})
 }
@@ -213,14 +251,16 @@ fn container_status(pod: &Pod, name: &str, image: &str, ready: bool, state: Valu
     json!({
         "name": name, "image": image, "imageID": format!("simulated://{image}"),
         "containerID": format!("simulated://{}-{name}", pod.uid().unwrap_or_default()),
-        "ready": ready, "started": ready, "restartCount": 0, "state": state,
+        "ready": ready, "started": state.get("running").is_some(), "restartCount": 0, "state": state,
     })
 }
 
 fn running_status(pod: &Pod, address: Option<IpAddr>, at: jiff::Timestamp) -> Value {
     let statuses: Vec<Value> = container_names(pod)
         .iter()
-        .map(|(name, image)| container_status(pod, name, image, true, json!({"running": {"startedAt": at}})))
+        .map(|(name, image)| {
+            container_status(pod, name, image, wants_ready(pod), json!({"running": {"startedAt": at}}))
+        })
         .collect();
     let mut status = json!({
         "phase": "Running",
@@ -228,8 +268,8 @@ fn running_status(pod: &Pod, address: Option<IpAddr>, at: jiff::Timestamp) -> Va
         "conditions": [
             condition("PodReadyToStartContainers", "True", at),
             condition("Initialized", "True", at),
-            condition("Ready", "True", at),
-            condition("ContainersReady", "True", at),
+            condition("Ready", if wants_ready(pod) { "True" } else { "False" }, at),
+            condition("ContainersReady", if wants_ready(pod) { "True" } else { "False" }, at),
             condition("PodScheduled", "True", at),
         ],
         "containerStatuses": statuses,
