@@ -7,6 +7,18 @@ use tug::{cli, config, server, simulator};
 
 use clap::error::ErrorKind;
 
+/// jemalloc rather than glibc's malloc: under pod churn the server spent ~30% of its CPU in malloc/free
+/// (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options: freed memory goes back to the system within a second, purged by a background
+/// thread, so a burst of work does not leave the server holding its peak (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides these).
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_OPTIONS: &[u8; 85] =
+    b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn main() -> ExitCode {
     let cli = match config::parse_cli(std::env::args_os().collect()) {
         Ok(cli) => cli,
