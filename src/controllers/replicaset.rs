@@ -2,41 +2,30 @@
 //! for ReplicationControllers; see [`Replicated`]): keeps `spec.replicas` active pods made from
 //! the template, adopts matching pods nobody controls, releases owned pods whose labels stopped
 //! matching, deletes surplus pods in upstream's order (unscheduled, pending, not ready, … first), and
-//! reports status. Expectations (the pods it just created or deleted) hold the next sync back until the
-//! pod cache has seen them, so a lagging cache never makes it create twice.
+//! reports status, creating and deleting through [`pod_control`] with its expectations.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use super::pod_control::{self, Expectations};
 use super::replicated::Replicated;
 use super::{claim, pods};
 
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
-/// Expectations not met by then are given up (the cache missed an event or a write failed silently).
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Pods a sync created (by name) or deleted (by name and uid) that the cache has yet to show.
-struct Expected {
-    created: Vec<String>,
-    deleted: Vec<(String, String)>,
-    deadline: Instant,
-}
-
 struct Context<K: Replicated> {
     client: Client,
     pods: Store<Pod>,
-    expectations: Mutex<HashMap<ObjectRef<K>, Expected>>,
+    expectations: Expectations<K>,
 }
 
 /// Runs until the client's server goes away, following pods through the shared `pod_cache` and
@@ -48,7 +37,7 @@ pub async fn run<K: Replicated>(
 ) {
     let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let owners = controller.store();
-    let context = Arc::new(Context { client, pods: pod_cache, expectations: Mutex::default() });
+    let context = Arc::new(Context { client, pods: pod_cache, expectations: Expectations::default() });
     controller
         .watches_shared_stream(pod_events, move |pod| claim::interested(&owners, pod.as_ref(), K::KIND, K::selector))
         .run(reconcile, super::retry_later, context)
@@ -58,7 +47,7 @@ pub async fn run<K: Replicated>(
 
 async fn reconcile<K: Replicated>(rs: Arc<K>, context: Arc<Context<K>>) -> Result<Action, kube::Error> {
     let key = ObjectRef::from_obj(rs.as_ref());
-    if !expectations_met(&context, &key) {
+    if !context.expectations.met(&key, &context.pods) {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let (Some(ns), Some(selector)) = (rs.namespace(), rs.selector()) else {
@@ -70,14 +59,15 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, context: Arc<Context<K>>) -> Resul
     let wanted = rs.replicas().max(0) as usize;
     if rs.meta().deletion_timestamp.is_none() {
         if active.len() < wanted {
-            let created = create_pods(rs.as_ref(), &api, (wanted - active.len()).min(BURST)).await;
-            expect(&context, key.clone(), created.0, Vec::new());
+            let pod = pods::from_template(rs.template(), &rs.name_any(), rs.controller_owner_ref(&()));
+            let created = pod_control::create(&api, vec![pod; (wanted - active.len()).min(BURST)]).await;
+            context.expectations.expect(key.clone(), created.0, Vec::new());
             created.1?;
         } else if active.len() > wanted {
             pods::rank_for_deletion(&mut active);
             let surplus = &active[..(active.len() - wanted).min(BURST)];
-            let deleted = delete_pods(&api, surplus).await;
-            expect(&context, key.clone(), Vec::new(), deleted.0);
+            let deleted = pod_control::delete(&api, surplus).await;
+            context.expectations.expect(key.clone(), Vec::new(), deleted.0);
             deleted.1?;
         }
     }
@@ -93,76 +83,6 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, context: Arc<Context<K>>) -> Resul
         Some(wait) => Action::requeue(wait),
         None => Action::requeue(Duration::from_secs(300)),
     })
-}
-
-/// Creates up to `count` pods in batches of 1, 2, 4, … (upstream's slow start: a failing template
-/// fails once, not `count` times). Returns the names created and the first error.
-async fn create_pods<K: Replicated>(rs: &K, api: &Api<Pod>, count: usize) -> (Vec<String>, kube::Result<()>) {
-    let pod = pods::from_template(rs.template(), &rs.name_any(), rs.controller_owner_ref(&()));
-    let params = PostParams::default();
-    let mut created = Vec::new();
-    let mut batch = 1;
-    while created.len() < count {
-        let size = batch.min(count - created.len());
-        let results = futures::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
-        for result in results {
-            match result {
-                Ok(pod) => created.push(pod.name_any()),
-                Err(e) => return (created, Err(e)),
-            }
-        }
-        batch *= 2;
-    }
-    (created, Ok(()))
-}
-
-/// Deletes `surplus`; returns the names and uids deleted and the first error.
-async fn delete_pods(api: &Api<Pod>, surplus: &[&Pod]) -> (Vec<(String, String)>, kube::Result<()>) {
-    let (params, names): (DeleteParams, Vec<String>) =
-        (DeleteParams::default(), surplus.iter().map(|p| p.name_any()).collect());
-    let results = futures::future::join_all(names.iter().map(|name| api.delete(name, &params))).await;
-    let mut deleted = Vec::new();
-    for ((pod, name), result) in surplus.iter().zip(names).zip(results) {
-        match result {
-            Ok(_) => deleted.extend(pod.uid().map(|uid| (name, uid))),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return (deleted, Err(e)),
-        }
-    }
-    (deleted, Ok(()))
-}
-
-fn expect<K: Replicated>(
-    context: &Context<K>,
-    key: ObjectRef<K>,
-    created: Vec<String>,
-    deleted: Vec<(String, String)>,
-) {
-    if created.is_empty() && deleted.is_empty() {
-        return;
-    }
-    let expected = Expected { created, deleted, deadline: Instant::now() + EXPECTATION_TIMEOUT };
-    context.expectations.lock().unwrap_or_else(|e| e.into_inner()).insert(key, expected);
-}
-
-/// Whether the pod cache shows every pod the last sync of `key` created, and none it deleted.
-fn expectations_met<K: Replicated>(context: &Context<K>, key: &ObjectRef<K>) -> bool {
-    let mut expectations = context.expectations.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(expected) = expectations.get(key) else {
-        return true;
-    };
-    let ns = key.namespace.clone().unwrap_or_default();
-    let cached = |name: &str| context.pods.get(&ObjectRef::new(name).within(&ns));
-    let seen = |name: &String| cached(name).is_some();
-    let gone = |(name, uid): &(String, String)| {
-        cached(name).is_none_or(|p| p.uid().as_ref() != Some(uid) || p.metadata.deletion_timestamp.is_some())
-    };
-    let met = expected.created.iter().all(seen) && expected.deleted.iter().all(gone);
-    if met || Instant::now() > expected.deadline {
-        expectations.remove(key);
-        return true;
-    }
-    false
 }
 
 /// The status a sync reports: counts over the active pods it controls (the same fields for both kinds).

@@ -195,8 +195,13 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
 
 fn job(obj: &mut Value, spec: &[&str]) {
     let at = |field: &'static str| [spec, &[field]].concat();
+    // Both default to 1 only when both are unset: parallelism alone makes a work-queue Job.
+    let path = |field: &str| format!("/{}/{field}", spec.join("/"));
+    let neither = [path("parallelism"), path("completions")].iter().all(|p| obj.pointer(p).is_none_or(Value::is_null));
+    if neither {
+        default_at(obj, &at("completions"), json!(1));
+    }
     default_at(obj, &at("parallelism"), json!(1));
-    default_at(obj, &at("completions"), json!(1));
     default_at(obj, &at("backoffLimit"), json!(6));
     default_at(obj, &at("completionMode"), json!("NonIndexed"));
     default_at(obj, &at("suspend"), json!(false));
