@@ -67,3 +67,28 @@ fn jobs_complete_fail_and_expire_as_upstream_jobs_do() {
             && jsonpath(bin, &server, &["pods", "-l", "job-name=brief"], "{.items[*].metadata.name}").is_empty()
     });
 }
+
+#[test]
+fn a_cronjob_creates_a_job_each_minute_and_bad_schedules_are_refused() {
+    let server = TugServer::start();
+    let _nodes = Simulator::start(&server, &["--nodes", "1", "--run-time", "300ms"]);
+    let bin = &kubectls()[0];
+    let refused =
+        kubectl(bin, &server, &["create", "cronjob", "bad", "--image=busybox", "--schedule=61 * * * *"], None);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("spec.schedule: Invalid value: \"61 * * * *\""), "{}", refused.stderr);
+
+    kubectl(bin, &server, &["create", "cronjob", "tick", "--image=busybox", "--schedule=*/1 * * * *"], None).ok();
+    eventually_within(Duration::from_secs(75), "the next minute starts a job", || {
+        !jsonpath(bin, &server, &["jobs"], "{.items[*].metadata.ownerReferences[0].name}").is_empty()
+    });
+    let job = jsonpath(bin, &server, &["jobs"], "{.items[0].metadata.name}");
+    assert!(job.starts_with("tick-"), "{job}");
+    kubectl(bin, &server, &["wait", "--for=condition=complete", &format!("job/{job}"), "--timeout=60s"], None).ok();
+    eventually("the cronjob records its schedule and success", || {
+        !jsonpath(bin, &server, &["cronjob", "tick"], "{.status.lastScheduleTime}").is_empty()
+            && !jsonpath(bin, &server, &["cronjob", "tick"], "{.status.lastSuccessfulTime}").is_empty()
+    });
+    let events = kubectl(bin, &server, &["describe", "cronjob", "tick"], None).ok().stdout;
+    assert!(events.contains(&format!("Created job {job}")), "{events}");
+}

@@ -4,6 +4,7 @@
 
 mod claim;
 pub mod client;
+mod cronjob;
 mod deployment;
 mod disruption;
 mod endpoints;
@@ -85,6 +86,7 @@ async fn controller_manager(client: kube::Client, settings: Settings) {
     tasks.spawn(disruption::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(endpoints::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(job::run(client.clone(), pods.store(), pods.subscribe()));
+    tasks.spawn(cronjob::run(client.clone()));
     tasks.spawn(namespace::run(client));
     tasks.spawn(feed_pods);
     tasks.join_all().await;

@@ -86,6 +86,16 @@ pub fn kind(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
             let schedule = obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("");
             if schedule.is_empty() {
                 errors.push(FieldError::required("spec.schedule", ""));
+            } else if schedule.contains("TZ") {
+                let detail = "cannot use TZ or CRON_TZ in schedule, use timeZone field instead";
+                errors.push(FieldError::invalid("spec.schedule", &json!(schedule), detail));
+            } else if let Err(detail) = crate::core::cron::Schedule::parse(schedule) {
+                errors.push(FieldError::invalid("spec.schedule", &json!(schedule), detail));
+            }
+            if let Some(zone) = obj.pointer("/spec/timeZone").and_then(Value::as_str) {
+                if jiff::tz::TimeZone::get(zone).is_err() {
+                    errors.push(FieldError::invalid("spec.timeZone", &json!(zone), "unknown time zone"));
+                }
             }
             let spec = obj.pointer("/spec/jobTemplate/spec/template/spec");
             validate_pod::pod_spec(spec, "spec.jobTemplate.spec.template.spec", &mut errors);
