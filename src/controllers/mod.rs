@@ -5,6 +5,7 @@
 mod claim;
 pub mod client;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod disruption;
 mod endpoints;
@@ -87,6 +88,7 @@ async fn controller_manager(client: kube::Client, settings: Settings) {
     tasks.spawn(endpoints::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(job::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(cronjob::run(client.clone()));
+    tasks.spawn(daemonset::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(namespace::run(client));
     tasks.spawn(feed_pods);
     tasks.join_all().await;

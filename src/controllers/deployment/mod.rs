@@ -5,8 +5,8 @@
 //! while paused, trims history to revisionHistoryLimit, and reports status and the Available and
 //! Progressing conditions that `kubectl rollout` reads.
 
-mod plan;
-mod revision;
+pub(crate) mod plan;
+pub(crate) mod revision;
 mod status;
 
 use std::sync::Arc;
