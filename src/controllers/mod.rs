@@ -21,6 +21,7 @@ pub(crate) mod pods;
 mod replicaset;
 mod replicated;
 mod service_account;
+mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,7 @@ async fn controller_manager(client: kube::Client, settings: Settings) {
     tasks.spawn(job::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(cronjob::run(client.clone()));
     tasks.spawn(daemonset::run(client.clone(), pods.store(), pods.subscribe()));
+    tasks.spawn(statefulset::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(namespace::run(client));
     tasks.spawn(feed_pods);
     tasks.join_all().await;
