@@ -43,6 +43,15 @@ fn a_daemonset_runs_on_every_eligible_node_and_rolls_out_updates() {
         images.split_whitespace().count() == 4 && images.split_whitespace().all(|i| i == "agent:2")
     });
     assert_eq!(nodes_of(bin, &server), ["late-0", "sim-0", "sim-1", "sim-2"]);
+
+    let history = kubectl(bin, &server, &["rollout", "history", "ds/agent"], None).ok().stdout;
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+    kubectl(bin, &server, &["rollout", "undo", "ds/agent"], None).ok();
+    kubectl(bin, &server, &["rollout", "status", "ds/agent", "--timeout=90s"], None).ok();
+    eventually("undo brings the old image back on every node", || {
+        let images = jsonpath(bin, &server, &["pods", "-l", "app=agent"], "{.items[*].spec.containers[0].image}");
+        images.split_whitespace().count() == 4 && images.split_whitespace().all(|i| i == "agent:1")
+    });
 }
 
 const STATEFULSET: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  serviceName: web\n  replicas: 3\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      containers:\n      - name: db\n        image: db:1\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources:\n        requests: {storage: 1Gi}\n";
@@ -85,4 +94,15 @@ fn a_statefulset_starts_in_order_keeps_its_claims_scales_down_from_the_top_and_u
     let image = |pod: &str| jsonpath(bin, &server, &["pod", pod], "{.spec.containers[0].image}");
     eventually("only web-2 is updated", || image("web-2") == "db:2");
     assert_eq!((image("web-0"), image("web-1")), ("db:1".to_string(), "db:1".to_string()));
+
+    // A pod below the partition that is recreated keeps the current (old) revision's template.
+    let uid = jsonpath(bin, &server, &["pod", "web-0"], "{.metadata.uid}");
+    kubectl(bin, &server, &["delete", "pod", "web-0"], None).ok();
+    eventually("web-0 comes back", || {
+        let now = jsonpath(bin, &server, &["pod", "web-0"], "{.metadata.uid}");
+        !now.is_empty() && now != uid
+    });
+    assert_eq!(image("web-0"), "db:1");
+    let history = kubectl(bin, &server, &["rollout", "history", "sts/web"], None).ok().stdout;
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
 }

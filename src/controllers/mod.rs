@@ -10,6 +10,7 @@ mod deployment;
 mod disruption;
 mod endpoints;
 mod garbage_collector;
+mod history;
 mod informer;
 mod job;
 pub mod leader;

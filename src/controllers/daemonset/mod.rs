@@ -2,12 +2,12 @@
 //! (`placement.rs`), none elsewhere, a failed one replaced; RollingUpdate replaces pods of an older
 //! template (told apart by the `controller-revision-hash` label) at most `maxUnavailable` at a time,
 //! OnDelete only when a pod is deleted; and the status counts kubectl's `rollout status` reads. Nodes
-//! joining, leaving or changing labels and taints trigger a sync of every DaemonSet. (Rollback through
-//! ControllerRevisions is not there yet.)
+//! joining, leaving or changing labels and taints trigger a sync of every DaemonSet. Each template is
+//! kept as a ControllerRevision (`history.rs`), which `kubectl rollout history|undo` use.
 
 mod placement;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +23,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::deployment::{plan, revision};
+use super::history::{self, REVISION_LABEL};
 use super::pod_control::{self, Expectations};
 use super::{claim, pods};
-
-/// The label carrying the template revision a pod was made from.
-const REVISION_LABEL: &str = "controller-revision-hash";
 
 struct Context {
     client: Client,
@@ -90,6 +88,13 @@ async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, 
     let api: Api<Pod> = Api::namespaced(context.client.clone(), &ns);
     let owned = claim::claim(ds.as_ref(), &selector, context.pods.state().into_iter(), &api, pods::is_active).await?;
     let hash = revision::template_hash(&spec.template, ds.status.as_ref().and_then(|s| s.collision_count));
+    let in_use: BTreeSet<String> = owned
+        .iter()
+        .filter_map(|p| p.labels().get(REVISION_LABEL))
+        .map(|h| history::revision_name(ds.as_ref(), h))
+        .collect();
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    history::record(&context.client, ds.as_ref(), &spec.template, &hash, limit, &in_use).await?;
     let template = template_pod(&ds, &hash);
     let nodes = context.nodes.state();
     let mut by_node: HashMap<String, Vec<&Pod>> = HashMap::new();

@@ -4,15 +4,17 @@
 //! same name, owned as persistentVolumeClaimRetentionPolicy says.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+};
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
+use crate::controllers::history::REVISION_LABEL;
 use crate::controllers::pods;
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// The ordinal of one of the set's pods, from its name.
 pub fn ordinal_of(set: &StatefulSet, pod: &Pod) -> Option<i32> {
@@ -26,11 +28,11 @@ pub fn claim_name(set: &StatefulSet, claim: &str, ordinal: i32) -> String {
     format!("{claim}-{}-{ordinal}", set.name_any())
 }
 
-/// The pod for `ordinal`, made from the current template and labelled with `revision`.
-pub fn pod(set: &StatefulSet, ordinal: i32, revision: &str) -> Pod {
+/// The pod for `ordinal`, made from `template` of revision `revision`.
+pub fn pod(set: &StatefulSet, ordinal: i32, revision: &str, template: &PodTemplateSpec) -> Pod {
     let spec = set.spec.as_ref();
     let name = format!("{}-{ordinal}", set.name_any());
-    let mut pod = pods::from_template(spec.map(|s| s.template.clone()), &set.name_any(), set.controller_owner_ref(&()));
+    let mut pod = pods::from_template(Some(template.clone()), &set.name_any(), set.controller_owner_ref(&()));
     pod.metadata.generate_name = None;
     pod.metadata.name = Some(name.clone());
     let labels = pod.metadata.labels.get_or_insert_with(Default::default);
@@ -118,7 +120,8 @@ mod tests {
     #[test]
     fn pods_have_stable_names_hostnames_and_their_own_claims() {
         let set = set();
-        let pod = pod(&set, 2, "web-abc");
+        let template = set.spec.as_ref().expect("spec").template.clone();
+        let pod = pod(&set, 2, "web-abc", &template);
         assert_eq!(pod.name_any(), "web-2");
         assert_eq!(pod.labels().get(POD_INDEX_LABEL).map(String::as_str), Some("2"));
         let spec = pod.spec.expect("spec");

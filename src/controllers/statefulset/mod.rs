@@ -3,19 +3,19 @@
 //! them one at a time in ordinal order, each once the one before is Running and Ready, and removes
 //! surplus ones from the highest ordinal down, one at a time; Parallel does both at once. RollingUpdate
 //! replaces pods of an older template from the highest ordinal down to `partition`, one at a time,
-//! waiting for each to be ready; OnDelete only when a pod is deleted. Revisions are named
-//! `<set>-<template hash>` (no ControllerRevision objects yet, so a pod below the partition that is
-//! recreated gets the new template).
+//! waiting for each to be ready; OnDelete only when a pod is deleted. Templates are kept as
+//! ControllerRevisions `<set>-<hash>` (`history.rs`): a pod below the partition that is recreated gets
+//! the current revision's template, and `kubectl rollout history|undo` work.
 
 mod identity;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, PodTemplateSpec};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -24,6 +24,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::deployment::revision;
+use super::history::{self, REVISION_LABEL};
 use super::pod_control::{self, Expectations};
 use super::{claim, pods};
 use crate::events::{EventType, Recorder};
@@ -64,7 +65,7 @@ fn running_and_ready(pod: &Pod) -> bool {
 }
 
 fn revision_of(pod: &Pod) -> Option<&str> {
-    pod.labels().get(identity::REVISION_LABEL).map(String::as_str)
+    pod.labels().get(REVISION_LABEL).map(String::as_str)
 }
 
 /// What one sync does: at most the pods to create (with their claims) and to delete.
@@ -84,7 +85,16 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
     };
     let api: Api<Pod> = Api::namespaced(context.client.clone(), &ns);
     let owned = claim::claim(set.as_ref(), &selector, context.pods.state().into_iter(), &api, pods::is_active).await?;
-    let update_revision = format!("{}-{}", set.name_any(), revision::template_hash(&spec.template, None));
+    let hash = revision::template_hash(&spec.template, set.status.as_ref().and_then(|s| s.collision_count));
+    let update_revision = history::revision_name(set.as_ref(), &hash);
+    let in_use: BTreeSet<String> = owned.iter().filter_map(|p| revision_of(p).map(str::to_string)).collect();
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    let revisions = history::record(&context.client, set.as_ref(), &spec.template, &hash, limit, &in_use).await?;
+    let current = set.status.as_ref().and_then(|s| s.current_revision.clone()).filter(|c| *c != update_revision);
+    let current = current.and_then(|name| {
+        let template = revisions.iter().find(|r| r.name_any() == name).and_then(history::template_of)?;
+        Some((name, template))
+    });
     let mut by_ordinal: BTreeMap<i32, &Pod> = BTreeMap::new();
     for pod in &owned {
         if let Some(ordinal) = identity::ordinal_of(&set, pod) {
@@ -93,7 +103,12 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
     }
     let plan = plan(&set, &by_ordinal, &update_revision);
     if set.metadata.deletion_timestamp.is_none() {
-        apply(&context, &set, &api, &key, &plan, &update_revision).await?;
+        let partition_start = partition_start(&set);
+        let revision_for = |ordinal: i32| match &current {
+            Some((name, template)) if ordinal < partition_start => (name.clone(), template.clone()),
+            _ => (update_revision.clone(), spec.template.clone()),
+        };
+        apply(&context, &set, &api, &key, &plan, &revision_for).await?;
     }
     let status = status(&set, &by_ordinal, &update_revision);
     if set.status.as_ref() != Some(&status) {
@@ -101,6 +116,18 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         sets.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The lowest ordinal a rolling update replaces: ordinals.start plus the partition.
+fn partition_start(set: &StatefulSet) -> i32 {
+    let spec = set.spec.as_ref();
+    let start = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0).max(0);
+    let partition = spec
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    start + partition.max(0)
 }
 
 /// Decides the creations and deletions of one sync.
@@ -142,12 +169,8 @@ fn plan<'a>(set: &StatefulSet, by_ordinal: &BTreeMap<i32, &'a Pod>, update_revis
     let rolling = spec.and_then(|s| s.update_strategy.as_ref()).is_none_or(|s| s.type_.as_deref() != Some("OnDelete"));
     let all_ready = wanted.clone().all(|o| by_ordinal.get(&o).is_some_and(|p| running_and_ready(p)));
     if rolling && all_ready && !terminating {
-        let partition = spec
-            .and_then(|s| s.update_strategy.as_ref())
-            .and_then(|s| s.rolling_update.as_ref())
-            .and_then(|r| r.partition)
-            .unwrap_or(0);
-        let outdated = wanted.rev().filter(|o| *o >= start + partition).filter_map(|o| by_ordinal.get(&o).copied());
+        let from = partition_start(set);
+        let outdated = wanted.rev().filter(|o| *o >= from).filter_map(|o| by_ordinal.get(&o).copied());
         plan.delete.extend(outdated.filter(|p| revision_of(p) != Some(update_revision)).take(1));
     }
     plan
@@ -159,7 +182,7 @@ async fn apply(
     api: &Api<Pod>,
     key: &ObjectRef<StatefulSet>,
     plan: &Plan<'_>,
-    update_revision: &str,
+    revision_for: &(dyn Fn(i32) -> (String, PodTemplateSpec) + Sync),
 ) -> kube::Result<()> {
     let claims: Api<PersistentVolumeClaim> =
         Api::namespaced(context.client.clone(), &set.namespace().unwrap_or_default());
@@ -170,7 +193,14 @@ async fn apply(
             created?;
         }
     }
-    let new_pods = plan.create.iter().map(|o| identity::pod(set, *o, update_revision)).collect();
+    let new_pods = plan
+        .create
+        .iter()
+        .map(|o| {
+            let (revision, template) = revision_for(*o);
+            identity::pod(set, *o, &revision, &template)
+        })
+        .collect();
     let created = pod_control::create(api, new_pods).await;
     let deleted = pod_control::delete(api, &plan.delete).await;
     for name in &created.0 {
@@ -230,7 +260,7 @@ mod tests {
     }
 
     fn pod(ordinal: i32, ready: bool, revision: &str) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": format!("web-{ordinal}"), "labels": {identity::REVISION_LABEL: revision}},
+        serde_json::from_value(json!({"metadata": {"name": format!("web-{ordinal}"), "labels": {REVISION_LABEL: revision}},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}))
         .expect("pod")
     }
