@@ -97,7 +97,9 @@ fn a_statefulset_starts_in_order_keeps_its_claims_scales_down_from_the_top_and_u
 
     // A pod below the partition that is recreated keeps the current (old) revision's template.
     let uid = jsonpath(bin, &server, &["pod", "web-0"], "{.metadata.uid}");
-    kubectl(bin, &server, &["delete", "pod", "web-0"], None).ok();
+    // Without --wait=false kubectl can wait forever: a simulated node removes the pod at once, and if the
+    // controller recreates web-0 before kubectl's watch lists it, kubectl never sees the name disappear.
+    kubectl(bin, &server, &["delete", "pod", "web-0", "--wait=false"], None).ok();
     eventually("web-0 comes back", || {
         let now = jsonpath(bin, &server, &["pod", "web-0"], "{.metadata.uid}");
         !now.is_empty() && now != uid
@@ -105,4 +107,12 @@ fn a_statefulset_starts_in_order_keeps_its_claims_scales_down_from_the_top_and_u
     assert_eq!(image("web-0"), "db:1");
     let history = kubectl(bin, &server, &["rollout", "history", "sts/web"], None).ok().stdout;
     assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+
+    // whenScaled: Delete hands the claim of a scaled-away pod to it; the collector removes both.
+    let retention = r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}"#;
+    kubectl(bin, &server, &["patch", "sts", "web", "-p", retention], None).ok();
+    kubectl(bin, &server, &["scale", "sts/web", "--replicas=2"], None).ok();
+    eventually("data-web-2 leaves with web-2", || {
+        jsonpath(bin, &server, &["pvc"], "{.items[*].metadata.name}") == "data-web-0 data-web-1"
+    });
 }

@@ -218,9 +218,13 @@ fn kubectl_default(kubeconfig: &Path, args: &[&str]) -> Output {
     Command::new(bin).env("KUBECONFIG", kubeconfig).args(args).output().expect("run kubectl")
 }
 
+/// How long one kubectl run may take before it is killed (exit code 124), so a hang fails the test.
+const KUBECTL_TIMEOUT: &str = "120s";
+
 /// Runs `kubectl` (`bin`) with `args` against `server`, with `stdin` fed if given.
 pub fn kubectl(bin: &Path, server: &TugServer, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new("timeout");
+    cmd.arg(KUBECTL_TIMEOUT).arg(bin);
     cmd.env("KUBECONFIG", server.kubeconfig()).env_remove("KUBECTL_EXTERNAL_DIFF").args(args);
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

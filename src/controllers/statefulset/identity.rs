@@ -16,6 +16,19 @@ use crate::controllers::pods;
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
+/// The ordinals the set keeps: `ordinals.start` and the `replicas` after it.
+pub fn wanted(set: &StatefulSet) -> std::ops::Range<i32> {
+    let spec = set.spec.as_ref();
+    let start = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0).max(0);
+    start..start + spec.and_then(|s| s.replicas).unwrap_or(1).max(0)
+}
+
+/// Whether `persistentVolumeClaimRetentionPolicy.whenScaled` is Delete.
+pub fn claims_leave_with_scaled_pods(set: &StatefulSet) -> bool {
+    let policy = set.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    policy.and_then(|p| p.when_scaled.as_deref()) == Some("Delete")
+}
+
 /// The ordinal of one of the set's pods, from its name.
 pub fn ordinal_of(set: &StatefulSet, pod: &Pod) -> Option<i32> {
     let name = pod.name_any();

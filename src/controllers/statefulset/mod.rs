@@ -5,7 +5,9 @@
 //! replaces pods of an older template from the highest ordinal down to `partition`, one at a time,
 //! waiting for each to be ready; OnDelete only when a pod is deleted. Templates are kept as
 //! ControllerRevisions `<set>-<hash>` (`history.rs`): a pod below the partition that is recreated gets
-//! the current revision's template, and `kubectl rollout history|undo` work.
+//! the current revision's template, and `kubectl rollout history|undo` work. With
+//! `persistentVolumeClaimRetentionPolicy.whenScaled: Delete` the claims of a pod scaled away are handed
+//! to that pod, so the garbage collector removes them after it.
 
 mod identity;
 
@@ -120,22 +122,20 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
 
 /// The lowest ordinal a rolling update replaces: ordinals.start plus the partition.
 fn partition_start(set: &StatefulSet) -> i32 {
-    let spec = set.spec.as_ref();
-    let start = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0).max(0);
-    let partition = spec
+    let partition = set
+        .spec
+        .as_ref()
         .and_then(|s| s.update_strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref())
         .and_then(|r| r.partition)
         .unwrap_or(0);
-    start + partition.max(0)
+    identity::wanted(set).start + partition.max(0)
 }
 
 /// Decides the creations and deletions of one sync.
 fn plan<'a>(set: &StatefulSet, by_ordinal: &BTreeMap<i32, &'a Pod>, update_revision: &str) -> Plan<'a> {
     let spec = set.spec.as_ref();
-    let start = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0).max(0);
-    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1).max(0);
-    let wanted = start..start + replicas;
+    let wanted = identity::wanted(set);
     let parallel = spec.and_then(|s| s.pod_management_policy.as_deref()) == Some("Parallel");
     let mut plan = Plan::default();
     let terminating = by_ordinal.values().any(|p| p.metadata.deletion_timestamp.is_some());
@@ -202,6 +202,15 @@ async fn apply(
         })
         .collect();
     let created = pod_control::create(api, new_pods).await;
+    if identity::claims_leave_with_scaled_pods(set) {
+        for pod in plan
+            .delete
+            .iter()
+            .filter(|p| identity::ordinal_of(set, p).is_some_and(|o| !identity::wanted(set).contains(&o)))
+        {
+            hand_claims_to(&claims, set, pod).await?;
+        }
+    }
     let deleted = pod_control::delete(api, &plan.delete).await;
     for name in &created.0 {
         let message = format!("create Pod {name} in StatefulSet {} successful", set.name_any());
@@ -214,6 +223,28 @@ async fn apply(
     context.expectations.expect(key.clone(), created.0, deleted.0);
     created.1?;
     deleted.1
+}
+
+/// `whenScaled: Delete`: the claims of a pod scaled away become the pod's alone, so the garbage
+/// collector removes them once the pod is gone.
+async fn hand_claims_to(claims: &Api<PersistentVolumeClaim>, set: &StatefulSet, pod: &Pod) -> kube::Result<()> {
+    let Some(ordinal) = identity::ordinal_of(set, pod) else { return Ok(()) };
+    let pod_ref = pod.controller_owner_ref(&()).map(|mut r| {
+        r.controller = None;
+        r.block_owner_deletion = None;
+        r
+    });
+    for template in identity::claims(set, ordinal) {
+        let Some(claim) = claims.get_opt(&template.name_any()).await? else { continue };
+        let mut owners: Vec<_> =
+            claim.owner_references().iter().filter(|o| Some(&o.uid) != set.uid().as_ref()).cloned().collect();
+        owners.extend(pod_ref.clone().filter(|r| !owners.iter().any(|o| o.uid == r.uid)));
+        if owners.as_slice() != claim.owner_references() {
+            let patch = json!({"metadata": {"ownerReferences": owners, "resourceVersion": claim.resource_version()}});
+            claims.patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        }
+    }
+    Ok(())
 }
 
 fn status(set: &StatefulSet, by_ordinal: &BTreeMap<i32, &Pod>, update_revision: &str) -> StatefulSetStatus {
