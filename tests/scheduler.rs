@@ -233,6 +233,19 @@ fn anti_affinity_spreads_a_deployment_and_pod_affinity_follows_it() {
     eventually("the follower runs beside a solo pod", || phase(bin, &server, "follower") == "Running");
     assert!(nodes.contains(&node_of(bin, &server, "follower").as_str()));
 
+    // A namespaceSelector with labels reaches the solo pods from another namespace.
+    kubectl(bin, &server, &["label", "namespace", "default", "team=solo-owners"], None).ok();
+    kubectl(bin, &server, &["create", "namespace", "visitors"], None).ok();
+    let guest = pod_yaml(
+        "guest",
+        "100m",
+        "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: kubernetes.io/hostname\n        labelSelector: {matchLabels: {app: solo}}\n        namespaceSelector: {matchLabels: {team: solo-owners}}\n",
+    );
+    kubectl(bin, &server, &["apply", "-n", "visitors", "-f", "-"], Some(&guest)).ok();
+    let guest_at = |path: &str| jsonpath(bin, &server, &["pod", "guest", "-n", "visitors"], path);
+    eventually("the guest runs beside a solo pod", || guest_at("{.status.phase}") == "Running");
+    assert!(nodes.contains(&guest_at("{.spec.nodeName}").as_str()));
+
     kubectl(bin, &server, &["scale", "deployment/solo", "--replicas=2"], None).ok();
     eventually("scaled down, nothing waits", || !pods_of("app=solo", "{.items[*].status.phase}").contains("Pending"));
 }

@@ -1,7 +1,7 @@
 //! The scheduler's view of the cluster: every node with what its placed pods request, the host ports they
 //! hold and how many there are, kept from the node and pod watches plus the pods it has just assumed
 //! onto a node and is still binding (upstream's scheduler cache with assumed pods), and what the topology
-//! rules need of each placed pod.
+//! rules need of each placed pod and of each namespace (its labels).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::resources::{Allocatable, PodDemand};
-use super::topology::{PlacedPod, Placements};
+use super::topology::{NamespaceLabels, PlacedPod, Placements};
 
 /// A host port a pod holds: conflicts with the same protocol and port on the same or a wildcard address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,6 +75,7 @@ pub struct Cache {
     placed: HashMap<String, Placed>,
     /// How many placed pods have required anti-affinity (which every newcomer must respect).
     with_anti_affinity: usize,
+    namespace_labels: NamespaceLabels,
 }
 
 impl Cache {
@@ -98,6 +99,23 @@ impl Cache {
                 self.nodes.remove(name);
             }
         }
+    }
+
+    /// Records a namespace's labels; true when they changed.
+    pub fn set_namespace_labels(&mut self, name: String, labels: BTreeMap<String, String>) -> bool {
+        self.namespace_labels.insert(name, labels.clone()).is_none_or(|old| old != labels)
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespace_labels.remove(name);
+    }
+
+    pub fn retain_namespaces(&mut self, names: &std::collections::HashSet<String>) {
+        self.namespace_labels.retain(|name, _| names.contains(name));
+    }
+
+    pub fn namespace_labels(&self) -> &NamespaceLabels {
+        &self.namespace_labels
     }
 
     /// The nodes the watch has shown, in name order.

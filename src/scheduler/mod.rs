@@ -1,8 +1,9 @@
-//! The scheduler (kube-scheduler's work) as one task: it watches nodes and pods into its cache, takes
-//! the pods that name `default-scheduler` and no node from its queue one at a time, filters the nodes
-//! (a sample of them in large clusters, as upstream's percentageOfNodesToScore), scores the ones that
-//! fit, assumes the pod onto the best and binds it through `pods/binding` in the background. A pod no
-//! node fits gets a PodScheduled=False condition and a FailedScheduling event with upstream's message.
+//! The scheduler (kube-scheduler's work) as one task: it watches nodes, pods and namespaces' labels into
+//! its cache, takes the pods that name `default-scheduler` and no node from its queue one at a time,
+//! filters the nodes (a sample of them in large clusters, as upstream's percentageOfNodesToScore),
+//! scores the ones that fit, assumes the pod onto the best and binds it through `pods/binding` in the
+//! background. A pod no node fits gets a PodScheduled=False condition and a FailedScheduling event
+//! with upstream's message.
 
 pub mod affinity;
 mod cache;
@@ -18,8 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -58,8 +60,10 @@ struct Scheduler {
     random: u64,
     nodes_synced: bool,
     pods_synced: bool,
+    namespaces_synced: bool,
     relisted_nodes: HashSet<String>,
     relisted_pods: HashSet<String>,
+    relisted_namespaces: HashSet<String>,
     bound: mpsc::UnboundedSender<Bound>,
 }
 
@@ -70,7 +74,10 @@ pub async fn run(client: Client) {
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(|pod| pod.metadata.managed_fields = None);
-    let (mut nodes, mut pods) = (pin!(nodes), pin!(pods));
+    // Namespace labels, for affinity terms' namespaceSelector.
+    let namespaces = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+    let namespaces = watcher(namespaces, watcher::Config::default()).default_backoff();
+    let (mut nodes, mut pods, mut namespaces) = (pin!(nodes), pin!(pods), pin!(namespaces));
     let (bound, mut bind_results) = mpsc::unbounded_channel();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
     let mut scheduler = Scheduler {
@@ -83,13 +90,18 @@ pub async fn run(client: Client) {
         random: seed | 1,
         nodes_synced: false,
         pods_synced: false,
+        namespaces_synced: false,
         relisted_nodes: HashSet::new(),
         relisted_pods: HashSet::new(),
+        relisted_namespaces: HashSet::new(),
         bound,
     };
     loop {
         let wake = scheduler.queue.flush(Instant::now()).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let can_schedule = scheduler.nodes_synced && scheduler.pods_synced && scheduler.queue.has_ready();
+        let can_schedule = scheduler.nodes_synced
+            && scheduler.pods_synced
+            && scheduler.namespaces_synced
+            && scheduler.queue.has_ready();
         tokio::select! {
             event = nodes.next() => match event {
                 Some(Ok(event)) => scheduler.on_node_event(event),
@@ -99,6 +111,11 @@ pub async fn run(client: Client) {
             event = pods.next() => match event {
                 Some(Ok(event)) => scheduler.on_pod_event(event),
                 Some(Err(error)) => tracing::debug!(%error, "scheduler pod watch"),
+                None => return,
+            },
+            event = namespaces.next() => match event {
+                Some(Ok(event)) => scheduler.on_namespace_event(event),
+                Some(Err(error)) => tracing::debug!(%error, "scheduler namespace watch"),
                 None => return,
             },
             Some(bound) = bind_results.recv() => scheduler.on_bound(bound),
@@ -148,6 +165,30 @@ impl Scheduler {
 
     fn node_changed(&mut self, node: Node) {
         if self.cache.set_node(Arc::new(node)) {
+            self.queue.cluster_changed();
+        }
+    }
+
+    fn on_namespace_event(&mut self, event: watcher::Event<PartialObjectMeta<Namespace>>) {
+        match event {
+            watcher::Event::Init => self.relisted_namespaces.clear(),
+            watcher::Event::InitApply(namespace) => {
+                self.relisted_namespaces.insert(namespace.name_any());
+                self.namespace_changed(namespace);
+            }
+            watcher::Event::InitDone => {
+                self.cache.retain_namespaces(&self.relisted_namespaces);
+                self.namespaces_synced = true;
+                self.queue.cluster_changed();
+            }
+            watcher::Event::Apply(namespace) => self.namespace_changed(namespace),
+            watcher::Event::Delete(namespace) => self.cache.remove_namespace(&namespace.name_any()),
+        }
+    }
+
+    fn namespace_changed(&mut self, namespace: PartialObjectMeta<Namespace>) {
+        let name = namespace.name_any();
+        if self.cache.set_namespace_labels(name, namespace.metadata.labels.unwrap_or_default()) {
             self.queue.cluster_changed();
         }
     }
@@ -225,7 +266,7 @@ impl Scheduler {
         let placements = if concerned { self.cache.placements() } else { Vec::new() };
         let rules = concerned.then(|| {
             let all: Vec<&Node> = nodes.iter().filter_map(|(_, info)| info.node.as_deref()).collect();
-            topology::Rules::new(&pod, &all, &placements)
+            topology::Rules::new(&pod, &all, &placements, self.cache.namespace_labels())
         });
         let candidate = Candidate::new(&pod, rules);
         let enough = Self::enough_feasible(nodes.len());

@@ -86,15 +86,23 @@ struct Term<'a> {
 }
 
 impl<'a> Term<'a> {
-    /// `owner` states the term; its namespace is the default. An empty namespaceSelector means every
-    /// namespace; one with labels is not supported (the scheduler does not follow namespaces) and adds
-    /// none.
-    fn new(term: &'a PodAffinityTerm, owner_namespace: &'a str, owner: Option<&Pod>) -> Term<'a> {
-        let listed: BTreeSet<&str> = term.namespaces.iter().flatten().map(String::as_str).collect();
+    /// `owner` states the term; its namespace is the default. The term means the namespaces it lists
+    /// and those whose labels its namespaceSelector matches; an empty namespaceSelector means every
+    /// namespace.
+    fn new(
+        term: &'a PodAffinityTerm,
+        owner_namespace: &'a str,
+        owner: Option<&Pod>,
+        namespace_labels: &'a NamespaceLabels,
+    ) -> Term<'a> {
+        let mut listed: BTreeSet<&str> = term.namespaces.iter().flatten().map(String::as_str).collect();
         let everywhere = term.namespace_selector.as_ref().is_some_and(|s| {
             s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
                 && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
         });
+        if let Some(chosen) = term.namespace_selector.as_ref().and_then(|s| Selector::try_from(s.clone()).ok()) {
+            listed.extend(namespace_labels.iter().filter(|(_, l)| chosen.matches(l)).map(|(n, _)| n.as_str()));
+        }
         let namespaces = match (everywhere, listed.is_empty() && term.namespace_selector.is_none()) {
             (true, _) => None,
             (false, true) => Some(BTreeSet::from([owner_namespace])),
@@ -116,6 +124,9 @@ impl<'a> Term<'a> {
 fn domain<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
+
+/// Each namespace's labels, for affinity terms' namespaceSelector.
+pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
 
 /// The placed pods with the node each is on.
 pub type Placements<'a> = Vec<(&'a Node, &'a PlacedPod)>;
@@ -145,7 +156,12 @@ pub struct Rules<'a> {
 
 impl<'a> Rules<'a> {
     /// The rules for `pod` among the `placed` pods of `nodes`.
-    pub fn new(pod: &'a Pod, nodes: &[&'a Node], placed: &Placements<'a>) -> Rules<'a> {
+    pub fn new(
+        pod: &'a Pod,
+        nodes: &[&'a Node],
+        placed: &Placements<'a>,
+        namespace_labels: &'a NamespaceLabels,
+    ) -> Rules<'a> {
         let constraints = pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_deref()).unwrap_or_default();
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
         let (hard, soft): (Vec<_>, Vec<_>) = constraints.iter().partition(|c| c.when_unsatisfiable == "DoNotSchedule");
@@ -161,7 +177,7 @@ impl<'a> Rules<'a> {
         let affinity = required_terms(pod, true)
             .iter()
             .map(|t| {
-                let term = Term::new(t, namespace, Some(pod));
+                let term = Term::new(t, namespace, Some(pod), namespace_labels);
                 let domains = domains_matching(&term);
                 let anywhere = placed.iter().any(|(_, p)| term.matches(&p.namespace, &p.labels));
                 (term.topology_key, (anywhere || !own_matches(&term)).then_some(domains))
@@ -170,14 +186,14 @@ impl<'a> Rules<'a> {
         let anti_affinity = required_terms(pod, false)
             .iter()
             .map(|t| {
-                let term = Term::new(t, namespace, Some(pod));
+                let term = Term::new(t, namespace, Some(pod), namespace_labels);
                 (term.topology_key, domains_matching(&term))
             })
             .collect();
         let mut rejected_by_existing = BTreeSet::new();
         for (node, placed_pod) in placed.iter().filter(|(_, p)| !p.anti_affinity.is_empty()) {
             for t in &placed_pod.anti_affinity {
-                let term = Term::new(t, &placed_pod.namespace, None);
+                let term = Term::new(t, &placed_pod.namespace, None, namespace_labels);
                 if term.matches(namespace, pod.labels()) {
                     rejected_by_existing.extend(domain(node, &t.topology_key).map(|d| (t.topology_key.as_str(), d)));
                 }
@@ -185,7 +201,7 @@ impl<'a> Rules<'a> {
         }
         let preferred = preferred_terms(pod)
             .into_iter()
-            .map(|(weight, t)| (weight, t.topology_key.as_str(), Term::new(t, namespace, Some(pod))))
+            .map(|(weight, t)| (weight, t.topology_key.as_str(), Term::new(t, namespace, Some(pod), namespace_labels)))
             .collect();
         Rules {
             hard_spread: hard.into_iter().map(spread).collect(),
@@ -311,10 +327,19 @@ mod tests {
 
     /// Which of `nodes` the pod may go to, given pods placed as (node index, pod).
     fn allowed(nodes: &[Node], placed: &[(usize, Pod)], candidate: &Pod) -> Vec<String> {
+        allowed_among(nodes, placed, candidate, &NamespaceLabels::new())
+    }
+
+    fn allowed_among(
+        nodes: &[Node],
+        placed: &[(usize, Pod)],
+        candidate: &Pod,
+        labels: &NamespaceLabels,
+    ) -> Vec<String> {
         let placed_pods: Vec<(usize, PlacedPod)> = placed.iter().map(|(i, p)| (*i, PlacedPod::of(p))).collect();
         let placements: Placements = placed_pods.iter().map(|(i, p)| (&nodes[*i], p)).collect();
         let all: Vec<&Node> = nodes.iter().collect();
-        let rules = Rules::new(candidate, &all, &placements);
+        let rules = Rules::new(candidate, &all, &placements, labels);
         nodes.iter().filter(|n| rules.fits(n).is_ok()).map(|n| n.name_any()).collect()
     }
 
@@ -362,5 +387,29 @@ mod tests {
         assert_eq!(allowed(&nodes, &placed, &pod(json!({"app": "cache"}), near_web.clone())), ["c"]);
         assert!(allowed(&nodes, &[], &pod(json!({"app": "cache"}), near_web.clone())).is_empty());
         assert_eq!(allowed(&nodes, &[], &pod(web(), near_web)), ["a", "b", "c"], "the first of its own group");
+    }
+
+    #[test]
+    fn a_namespace_selector_with_labels_means_the_namespaces_it_matches() {
+        let nodes = [node("a", "z1"), node("b", "z2")];
+        let in_namespace = |namespace: &str| {
+            let mut p = pod(web(), json!({}));
+            p.metadata.namespace = Some(namespace.into());
+            p
+        };
+        let placed = [(0, in_namespace("shop")), (1, in_namespace("lab"))];
+        let labels: NamespaceLabels = [
+            ("shop".to_string(), BTreeMap::from([("env".to_string(), "prod".to_string())])),
+            ("lab".to_string(), BTreeMap::from([("env".to_string(), "test".to_string())])),
+        ]
+        .into();
+        let away_from_prod = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}},
+             "namespaceSelector": {"matchLabels": {"env": "prod"}}}]}}});
+        assert_eq!(allowed_among(&nodes, &placed, &pod(web(), away_from_prod), &labels), ["b"]);
+        let away_from_all = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}},
+             "namespaceSelector": {}}]}}});
+        assert!(allowed_among(&nodes, &placed, &pod(web(), away_from_all), &labels).is_empty());
     }
 }
