@@ -10,7 +10,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(build-essential pkg-config ca-certificates curl iproute2 iptables protobuf-compiler libprotobuf-dev
-          containerd runc containernetworking-plugins etcd-server etcd-client procps)
+          containerd runc containernetworking-plugins busybox-static etcd-server etcd-client procps)
 need=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
