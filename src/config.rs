@@ -13,6 +13,7 @@ use ipnet::IpNet;
 
 use crate::cli::{Cli, ServerArgs};
 use crate::store::CompactionPolicy;
+pub use node::{parse_labels, NodeConfig};
 
 /// A problem with the flags or the config file; shown as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,8 @@ pub struct ServerConfig {
     pub cluster_domain: String,
     pub token: Option<String>,
     pub disable_agent: bool,
+    /// The in-process agent's node (unused with --disable-agent).
+    pub node: NodeConfig,
     pub compaction: CompactionPolicy,
     pub node_monitor_grace_period: std::time::Duration,
 }
@@ -215,6 +218,12 @@ impl ServerConfig {
         if args.datastore_compact_interval.is_zero() {
             return Err(invalid("datastore-compact-interval", "0s", "must be positive"));
         }
+        // Without an agent the node's flags do not matter, even a host name that is no node name.
+        let node = match NodeConfig::from_args(args.node) {
+            Ok(node) => node,
+            Err(_) if args.disable_agent => NodeConfig::default(),
+            Err(e) => return Err(e),
+        };
         Ok(ServerConfig {
             data_dir,
             bind_address: args.bind_address,
@@ -230,6 +239,7 @@ impl ServerConfig {
             cluster_domain: domain,
             token: args.token,
             disable_agent: args.disable_agent,
+            node,
             compaction: CompactionPolicy {
                 interval: args.datastore_compact_interval,
                 keep_revisions: args.datastore_compact_keep_revisions,
@@ -239,6 +249,9 @@ impl ServerConfig {
         })
     }
 }
+
+#[path = "config/node.rs"]
+mod node;
 
 #[cfg(test)]
 #[path = "config/tests.rs"]

@@ -1,6 +1,10 @@
 //! tug as a library: every part of the distribution, used by the `tug` binary and by the integration
 //! tests, which start servers in-process.
 
+/// The Kubernetes version tug serves, as its API server's gitVersion and its kubelet's version.
+pub const KUBERNETES_VERSION_OF_TUG: &str = concat!("v1.33.0+tug", env!("CARGO_PKG_VERSION"));
+
+pub mod agent;
 pub mod apiserver;
 pub mod cli;
 pub mod config;
@@ -8,6 +12,7 @@ pub mod controllers;
 pub mod core;
 pub mod events;
 pub mod fsutil;
+pub mod kubelet;
 pub mod pki;
 pub mod scheduler;
 pub mod server;

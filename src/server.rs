@@ -26,9 +26,15 @@ pub struct RunningServer {
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     control_loops: ControlLoops,
+    app: axum::Router,
 }
 
 impl RunningServer {
+    /// An in-process API client acting as `user`.
+    pub fn client_as(&self, user: crate::apiserver::auth::User) -> kube::Client {
+        crate::controllers::client::in_process(self.app.clone(), user)
+    }
+
     /// Stops serving and waits for the listener to close.
     pub async fn stop(mut self) {
         self.control_loops.stop();
@@ -38,7 +44,7 @@ impl RunningServer {
 }
 
 /// Addresses of this host's interfaces (loopback excluded), for the serving certificate.
-fn host_addresses() -> Vec<IpAddr> {
+pub(crate) fn host_addresses() -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return vec![];
     };
@@ -113,6 +119,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = apiserver::router(state.clone());
     let loops_app = app.clone();
+    let agent_app = app.clone();
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -144,20 +151,56 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     state.set_ready();
     store.spawn_compactor(cfg.compaction);
     tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");
-    Ok(RunningServer { port, state, kubeconfig: cfg.kubeconfig_path.clone(), shutdown, task, control_loops })
+    Ok(RunningServer {
+        port,
+        state,
+        kubeconfig: cfg.kubeconfig_path.clone(),
+        shutdown,
+        task,
+        control_loops,
+        app: agent_app,
+    })
 }
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
-    if !cfg.disable_agent {
-        tracing::warn!("the in-process node agent is not implemented yet; running the control plane only");
-    }
-    let server = start(cfg).await?;
+    let server = start(cfg.clone()).await?;
+    let agent = match cfg.disable_agent {
+        true => None,
+        false => {
+            let client = server.client_as(crate::apiserver::auth::User {
+                name: format!("system:node:{}", cfg.node.name),
+                groups: vec!["system:nodes".into(), "system:authenticated".into()],
+            });
+            Some(crate::agent::Agent::start(agent_config(&cfg), client).await?)
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
     }
+    if let Some(agent) = agent {
+        agent.stop().await;
+    }
     server.stop().await;
     Ok(())
+}
+
+/// The in-process agent's settings: the node's flags, its address the advertised one by default.
+fn agent_config(cfg: &ServerConfig) -> crate::agent::AgentConfig {
+    let address = cfg.node.ip.or(cfg.advertise_address).or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4));
+    let mut labels =
+        std::collections::BTreeMap::from([("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())]);
+    labels.extend(cfg.node.labels.clone());
+    crate::agent::AgentConfig {
+        data_dir: cfg.data_dir.clone(),
+        node: crate::kubelet::node::Identity {
+            name: cfg.node.name.clone(),
+            address,
+            labels,
+            data_dir: cfg.data_dir.clone(),
+        },
+        container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
+    }
 }

@@ -13,7 +13,7 @@ pub fn version() -> Value {
     json!({
         "major": "1",
         "minor": KUBE_MINOR,
-        "gitVersion": format!("v1.{KUBE_MINOR}.0+tug{}", env!("CARGO_PKG_VERSION")),
+        "gitVersion": crate::KUBERNETES_VERSION_OF_TUG,
         "gitCommit": "",
         "gitTreeState": "clean",
         "buildDate": "",

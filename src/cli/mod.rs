@@ -2,10 +2,12 @@
 //! `TUG_*` environment variable, grouped by category in `--help`.
 
 mod agent;
+mod node;
 mod server;
 mod simulate;
 
 pub use agent::AgentArgs;
+pub use node::NodeArgs;
 pub use server::ServerArgs;
 pub use simulate::SimulateArgs;
 

@@ -87,4 +87,7 @@ pub struct ServerArgs {
     /// Do not run a node agent in the server process
     #[arg(long, env = "TUG_DISABLE_AGENT", help_heading = "Components")]
     pub disable_agent: bool,
+
+    #[command(flatten)]
+    pub node: super::NodeArgs,
 }

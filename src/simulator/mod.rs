@@ -62,12 +62,7 @@ impl Fleet {
         if args.heartbeat.is_zero() {
             return Err("invalid --heartbeat \"0s\": must be greater than zero".into());
         }
-        let mut labels = BTreeMap::new();
-        for label in &args.node_labels {
-            let (key, value) =
-                label.split_once('=').ok_or_else(|| format!("invalid --node-label {label:?}: want key=value"))?;
-            labels.insert(key.to_string(), value.to_string());
-        }
+        let labels = crate::config::parse_labels("node-label", &args.node_labels).map_err(|e| e.to_string())?;
         let taints = args.node_taints.iter().map(|t| parse_taint(t)).collect::<Result<Vec<_>, _>>()?;
         Ok(Fleet {
             kubeconfig,

@@ -17,8 +17,6 @@ use serde_json::{json, Value};
 
 use super::Fleet;
 
-/// How long a Lease is good for without renewal (the kubelet's default).
-const LEASE_DURATION_SECONDS: i32 = 40;
 /// An unchanged status is posted again this often (the kubelet's nodeStatusReportFrequency).
 const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
 /// Registrations and renewals in flight at once.
@@ -57,7 +55,7 @@ fn status(fleet: &Fleet, name: &str) -> Value {
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "simulated", "osImage": "tug simulated node",
-            "containerRuntimeVersion": "simulated://1.0", "kubeletVersion": concat!("v1.33.0-tug.", env!("CARGO_PKG_VERSION")),
+            "containerRuntimeVersion": "simulated://1.0", "kubeletVersion": crate::KUBERNETES_VERSION_OF_TUG,
             "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH,
         },
     })
@@ -100,7 +98,7 @@ pub async fn heartbeat(client: Client, fleet: &Fleet, known: Store<Node>) {
             .for_each_concurrent(CONCURRENCY, |name| {
                 let (api, nodes, known) = (api.clone(), nodes.clone(), known.clone());
                 async move {
-                    if let Err(error) = renew(&api, &nodes, &name).await {
+                    if let Err(error) = crate::kubelet::lease::renew(&api, &nodes, &name).await {
                         tracing::warn!(%error, node = name, "could not renew the node's lease");
                     }
                     let cached = known.get(&kube::runtime::reflector::ObjectRef::new(&name));
@@ -127,24 +125,4 @@ fn needs_status(node: &Node) -> bool {
             > jiff::SignedDuration::from_secs(STATUS_REPORT_EVERY.as_secs() as i64)
     });
     ready.status != "True" || stale
-}
-
-async fn renew(api: &Api<Lease>, nodes: &Api<Node>, name: &str) -> Result<(), kube::Error> {
-    // A MicroTime: always six fractional digits, as the kubelet writes it.
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    let patch = Patch::Merge(json!({"spec": {"holderIdentity": name, "renewTime": now}}));
-    match api.patch(name, &PatchParams::default(), &patch).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            let node = nodes.get(name).await?;
-            let lease: Lease = serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]},
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now},
-            }))
-            .map_err(kube::Error::SerdeError)?;
-            crate::controllers::ignore_conflict(api.create(&PostParams::default(), &lease).await)
-        }
-        Err(e) => Err(e),
-    }
 }

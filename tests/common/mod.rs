@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ pub struct TugServer {
     pub port: u16,
     child: Option<Child>,
     flags: Vec<String>,
+    /// Whether the server runs its node agent (containerd and the kubelet).
+    agent: bool,
 }
 
 impl TugServer {
@@ -28,9 +32,23 @@ impl TugServer {
 
     /// Starts a server on a free port with extra `tug server` flags.
     pub fn start_with(flags: &[&str]) -> TugServer {
+        TugServer::launched(flags, false, &[])
+    }
+
+    /// Starts a server with its node agent (root, containerd), `images` placed in its images dir first.
+    pub fn start_with_agent(flags: &[&str], images: &[PathBuf]) -> TugServer {
+        TugServer::launched(flags, true, images)
+    }
+
+    fn launched(flags: &[&str], agent: bool, images: &[PathBuf]) -> TugServer {
         let dir = tempfile::tempdir().expect("tempdir");
+        let images_dir = dir.path().join("agent").join("images");
+        std::fs::create_dir_all(&images_dir).expect("images dir");
+        for image in images {
+            std::fs::copy(image, images_dir.join(image.file_name().expect("image file name"))).expect("copy image");
+        }
         let flags = flags.iter().map(|f| f.to_string()).collect();
-        let mut server = TugServer { dir, port: 0, child: None, flags };
+        let mut server = TugServer { dir, port: 0, child: None, flags, agent };
         server.launch(0);
         server
     }
@@ -56,7 +74,8 @@ impl TugServer {
             .open(self.dir.path().join("server.log"))
             .expect("log");
         let child = Command::new(server_binary())
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
+            .args(["server", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
+            .args((!self.agent).then_some("--disable-agent"))
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(["--https-listen-port", &port.to_string()])
@@ -92,6 +111,22 @@ impl TugServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Stops the server with SIGTERM, as a service manager does, and waits for it to exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
     /// Kills the process with SIGKILL (no chance to flush anything) and starts it again on the same port.
     pub fn kill_and_restart(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -105,7 +140,11 @@ impl TugServer {
 
 impl Drop for TugServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if self.agent {
+            node::kill_containers(self.dir.path());
+            self.terminate();
+            node::clean_up(self.dir.path());
+        } else if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -1,0 +1,26 @@
+//! Flags of the node a server or agent runs (`tug server` without --disable-agent, `tug agent`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// The node's own flags.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Node name (default: the host name, lowercased)
+    #[arg(long, env = "TUG_NODE_NAME", help_heading = "Agent/Node")]
+    pub node_name: Option<String>,
+
+    /// IP address to advertise for the node (default: the host's first IPv4 address)
+    #[arg(long, env = "TUG_NODE_IP", help_heading = "Agent/Node")]
+    pub node_ip: Option<IpAddr>,
+
+    /// Labels to register the node with, key=value
+    #[arg(long = "node-label", env = "TUG_NODE_LABEL", value_delimiter = ',', help_heading = "Agent/Node")]
+    pub node_labels: Vec<String>,
+
+    /// Use this CRI socket instead of starting containerd
+    #[arg(long, env = "TUG_CONTAINER_RUNTIME_ENDPOINT", help_heading = "Agent/Runtime")]
+    pub container_runtime_endpoint: Option<PathBuf>,
+}

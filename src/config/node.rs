@@ -1,0 +1,49 @@
+//! The node's validated settings, shared by `tug server` (its in-process agent) and `tug agent`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::{invalid, ConfigError};
+use crate::cli::NodeArgs;
+use crate::core::validation::{is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
+
+/// Who the node is and which runtime it drives.
+#[derive(Debug, Clone, Default)]
+pub struct NodeConfig {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub container_runtime_endpoint: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    pub fn from_args(args: NodeArgs) -> Result<NodeConfig, ConfigError> {
+        let name = match args.node_name {
+            Some(name) => name,
+            None => hostname::get().map(|h| h.to_string_lossy().to_ascii_lowercase()).unwrap_or_default(),
+        };
+        if let Some(problem) = is_dns1123_subdomain(&name).into_iter().next() {
+            return Err(invalid("node-name", &name, format!("{problem}; set --node-name")));
+        }
+        Ok(NodeConfig {
+            name,
+            ip: args.node_ip,
+            labels: parse_labels("node-label", &args.node_labels)?,
+            container_runtime_endpoint: args.container_runtime_endpoint,
+        })
+    }
+}
+
+/// `key=value` labels, each key and value checked as the API checks them.
+pub fn parse_labels(flag: &'static str, labels: &[String]) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut parsed = BTreeMap::new();
+    for label in labels {
+        let (key, value) = label.split_once('=').ok_or_else(|| invalid(flag, label, "want key=value"))?;
+        if let Some(problem) = is_qualified_name(key).into_iter().chain(is_valid_label_value(value)).next() {
+            return Err(invalid(flag, label, problem));
+        }
+        parsed.insert(key.to_string(), value.to_string());
+    }
+    Ok(parsed)
+}

@@ -1,0 +1,75 @@
+//! The kubelet's work, embedded in the agent: registering the Node, keeping its Lease fresh and its
+//! status true from the machine and the container runtime (CRI). Pod workers come on top of this.
+
+pub mod cri;
+pub mod lease;
+pub mod machine;
+pub mod node;
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+use serde_json::json;
+use tokio::sync::watch;
+
+use cri::{Cri, RuntimeHealth};
+use node::{Identity, Reporter};
+
+/// How long to wait before retrying a failed registration.
+const REGISTER_RETRY: Duration = Duration::from_secs(2);
+
+/// The runtime's health, or not ready with the reason it could not be asked.
+async fn health(cri: &mut Cri) -> RuntimeHealth {
+    cri.health().await.unwrap_or_else(|error| RuntimeHealth {
+        runtime_ready: false,
+        network_ready: false,
+        message: format!("container runtime is down: {error}"),
+    })
+}
+
+/// Registers the node, then heartbeats until `stop` turns true.
+pub async fn run(client: Client, identity: Identity, mut cri: Cri, mut stop: watch::Receiver<bool>) {
+    let runtime_version = match cri.version().await {
+        Ok(version) => version.as_node_info(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the container runtime's version");
+            String::new()
+        }
+    };
+    let mut reporter = Reporter::new(identity, runtime_version);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    loop {
+        let health = health(&mut cri).await;
+        match node::register(&nodes, &mut reporter, &health).await {
+            Ok(()) => break,
+            Err(error) => tracing::warn!(%error, node = reporter.name(), "cannot register the node; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REGISTER_RETRY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+    tracing::info!(node = reporter.name(), "node registered");
+    let mut tick = tokio::time::interval(node::STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(error) = lease::renew(&leases, &nodes, reporter.name()).await {
+            tracing::warn!(%error, node = reporter.name(), "cannot renew the node's lease");
+        }
+        let health = health(&mut cri).await;
+        if let Some(status) = reporter.due(&health) {
+            let patch = Patch::Strategic(json!({"status": status}));
+            if let Err(error) = nodes.patch_status(reporter.name(), &PatchParams::default(), &patch).await {
+                tracing::warn!(%error, node = reporter.name(), "cannot post the node's status");
+            }
+        }
+    }
+}
