@@ -9,6 +9,23 @@ use std::time::Duration;
 use common::node;
 use common::{eventually_within, jsonpath, kubectl, kubectls, TugServer};
 
+/// The server's node, Ready, named `edge-test` and reached at 127.0.0.1.
+fn ready_node() -> TugServer {
+    let server = TugServer::start_with_agent(&["--node-name", "edge-test", "--node-ip", "127.0.0.1"], node::images());
+    let bin = &kubectls()[0];
+    eventually_within(Duration::from_secs(60), "the node is Ready", || {
+        kubectl(
+            bin,
+            &server,
+            &["get", "node", "edge-test", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#],
+            None,
+        )
+        .stdout
+            == "True"
+    });
+    server
+}
+
 fn containerd_pid(server: &TugServer) -> Option<u32> {
     let config = server.data_dir().join("agent/containerd/config.toml");
     let output = std::process::Command::new("pgrep")
@@ -23,6 +40,7 @@ fn the_servers_node_runs_containerd_imports_the_images_and_becomes_ready() {
     if !node::available() {
         return;
     }
+    let _one_node_at_a_time = node::exclusive();
     let mut server =
         TugServer::start_with_agent(&["--node-name", "edge-test", "--node-ip", "127.0.0.1"], node::images());
     let bin = &kubectls()[0];
@@ -71,4 +89,65 @@ fn the_servers_node_runs_containerd_imports_the_images_and_becomes_ready() {
     let status = server.terminate().expect("server exit status");
     assert!(status.success(), "{status:?}\n{}", server.log());
     assert!(containerd_pid(&server).is_none(), "containerd outlived tug");
+}
+
+/// `kubectl get pod <name> -o jsonpath=<path>`.
+fn pod_field(server: &TugServer, name: &str, path: &str) -> String {
+    jsonpath(&kubectls()[0], server, &["pod", name], path)
+}
+
+#[test]
+fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let server = ready_node();
+    let bin = &kubectls()[0];
+    let wait = Duration::from_secs(60);
+    let busybox = "--image=tug.local/busybox:1";
+    let serve = "echo hello-from-tug > /tmp/index.html && exec httpd -f -p 8080 -h /tmp";
+    kubectl(bin, &server, &["run", "web", busybox, "--env=WHO=tug", "--", "sh", "-c", serve], None).ok();
+    kubectl(bin, &server, &["run", "crash", busybox, "--", "sh", "-c", "exit 3"], None).ok();
+    kubectl(bin, &server, &["run", "done", busybox, "--restart=Never", "--", "sh", "-c", "exit 0"], None).ok();
+    kubectl(bin, &server, &["run", "failed", busybox, "--restart=Never", "--", "sh", "-c", "exit 7"], None).ok();
+
+    // A server in a pod answers on its pod IP.
+    eventually_within(wait, "web is Ready", || {
+        pod_field(&server, "web", "{.status.containerStatuses[0].ready}") == "true"
+    });
+    assert_eq!(pod_field(&server, "web", "{.status.phase}"), "Running");
+    let ip = pod_field(&server, "web", "{.status.podIP}");
+    assert!(ip.starts_with("10.42."), "pod IP {ip:?}");
+    assert_eq!(pod_field(&server, "web", "{.status.hostIP}"), "127.0.0.1");
+    let page = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("http://{ip}:8080/index.html")])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&page.stdout).trim(), "hello-from-tug", "{page:?}");
+    let listed = kubectl(bin, &server, &["get", "pod", "web"], None).ok().stdout;
+    assert!(listed.contains("1/1") && listed.contains("Running"), "{listed}");
+
+    // Restart policies: a crashing container restarts with back-off, Never pods end by exit code.
+    eventually_within(wait, "crash restarts and backs off", || {
+        pod_field(&server, "crash", "{.status.containerStatuses[0].restartCount}").parse::<i32>().unwrap_or(0) >= 1
+            && pod_field(&server, "crash", "{.status.containerStatuses[0].state.waiting.reason}") == "CrashLoopBackOff"
+    });
+    assert_eq!(pod_field(&server, "crash", "{.status.containerStatuses[0].lastState.terminated.exitCode}"), "3");
+    eventually_within(wait, "done succeeds", || pod_field(&server, "done", "{.status.phase}") == "Succeeded");
+    eventually_within(wait, "failed fails", || pod_field(&server, "failed", "{.status.phase}") == "Failed");
+    assert_eq!(pod_field(&server, "failed", "{.status.containerStatuses[0].state.terminated.exitCode}"), "7");
+    let listed = kubectl(bin, &server, &["get", "pods"], None).ok().stdout;
+    assert!(
+        listed.contains("Completed") && listed.contains("Error") && listed.contains("CrashLoopBackOff"),
+        "{listed}"
+    );
+
+    // Deleting a pod stops and removes its containers, then the object.
+    let uid = pod_field(&server, "web", "{.metadata.uid}");
+    kubectl(bin, &server, &["delete", "pod", "web", "--grace-period=2"], None).ok();
+    assert!(kubectl(bin, &server, &["get", "pod", "web"], None).code != 0, "web is gone once delete returns");
+    let left =
+        node::ctr(server.data_dir(), &["containers", "ls", "-q", &format!("labels.\"io.kubernetes.pod.uid\"=={uid}")]);
+    assert!(left.trim().is_empty(), "containers left behind: {left}");
 }

@@ -1,10 +1,12 @@
 //! The kubelet's work, embedded in the agent: registering the Node, keeping its Lease fresh and its
-//! status true from the machine and the container runtime (CRI). Pod workers come on top of this.
+//! status true from the machine and the container runtime (CRI), and running the node's pods
+//! (`pods/`).
 
 pub mod cri;
 pub mod lease;
 pub mod machine;
 pub mod node;
+pub mod pods;
 
 use std::time::Duration;
 
@@ -39,6 +41,8 @@ pub async fn run(client: Client, identity: Identity, mut cri: Cri, mut stop: wat
             String::new()
         }
     };
+    let host_ip = identity.address.map(|ip| ip.to_string()).unwrap_or_default();
+    let logs_root = identity.data_dir.join("agent").join("pod-logs");
     let mut reporter = Reporter::new(identity, runtime_version);
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
@@ -54,6 +58,15 @@ pub async fn run(client: Client, identity: Identity, mut cri: Cri, mut stop: wat
         }
     }
     tracing::info!(node = reporter.name(), "node registered");
+    let context = std::sync::Arc::new(pods::Context {
+        client: nodes.clone().into_client(),
+        cri: cri.clone(),
+        node_name: reporter.name().to_string(),
+        host_ip: host_ip.clone(),
+        logs_root,
+        recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
+    });
+    tokio::spawn(pods::run(context, stop.clone()));
     let mut tick = tokio::time::interval(node::STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

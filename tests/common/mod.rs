@@ -140,9 +140,17 @@ impl TugServer {
 
 impl Drop for TugServer {
     fn drop(&mut self) {
-        if self.agent {
+        if self.agent && self.child.is_some() {
+            // The kubelet tears the pods down (their network too), then what is left is killed.
+            let kubectl = kubectls().into_iter().next().expect("a kubectl");
+            let _ = Command::new(kubectl)
+                .env("KUBECONFIG", self.kubeconfig())
+                .args(["delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--timeout=60s"])
+                .output();
             node::kill_containers(self.dir.path());
             self.terminate();
+            node::clean_up(self.dir.path());
+        } else if self.agent {
             node::clean_up(self.dir.path());
         } else if let Some(mut child) = self.child.take() {
             let _ = child.kill();

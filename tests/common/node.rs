@@ -4,7 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// Held by each node test: nodes of one host share its network namespace (the `cni0` bridge, the
+/// first podCIDR), so they run one at a time.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Whether this machine can run a node; when it cannot, the test fails under CI and is skipped
 /// (with the reason printed) otherwise.

@@ -1,0 +1,162 @@
+//! The kubelet's pods: a watch of the pods bound to this node, and one worker per pod that syncs it
+//! against the runtime (`sync.rs`) whenever the pod changes and every second (to see containers exit),
+//! posts its status when it changed (`status.rs`), and when the pod is being deleted stops its
+//! containers within the grace period, removes its sandbox and then the Pod object (grace 0, the uid
+//! as precondition), as upstream's kubelet does.
+
+pub mod spec;
+pub mod status;
+pub mod sync;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::events::{EventType, Recorder};
+use crate::kubelet::cri::Cri;
+
+/// How often a pod is synced when nothing tells the worker to.
+const RESYNC: Duration = Duration::from_secs(1);
+/// The grace period when the pod names none (the API's default).
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// What every pod worker shares.
+pub struct Context {
+    pub client: Client,
+    pub cri: Cri,
+    pub node_name: String,
+    pub host_ip: String,
+    /// Where the runtime writes container logs: `<logs_root>/<ns>_<pod>_<uid>/<container>/<attempt>.log`.
+    pub logs_root: PathBuf,
+    pub recorder: Arc<Recorder>,
+}
+
+impl Context {
+    pub fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: String) {
+        let mut reference: ObjectReference = pod.object_ref(&());
+        reference.resource_version = None;
+        self.recorder.emit(reference, kind, reason, message);
+    }
+}
+
+/// Watches the node's pods and runs their workers until `stop` turns true.
+pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let api: Api<Pod> = Api::all(context.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", context.node_name));
+    let mut events = pin!(watcher(api, config).default_backoff());
+    let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => event,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "kubelet pod watch");
+                    continue;
+                }
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        workers.retain(|_, sender| !sender.is_closed());
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let uid = pod.uid().unwrap_or_default();
+                match workers.get(&uid) {
+                    Some(sender) => {
+                        let _ = sender.send(Some(Arc::new(pod)));
+                    }
+                    None => {
+                        let (sender, receiver) = watch::channel(Some(Arc::new(pod)));
+                        tokio::spawn(work(context.clone(), receiver));
+                        workers.insert(uid, sender);
+                    }
+                }
+            }
+            // Gone from the API without the kubelet's part (a forced delete): its worker tears it down.
+            watcher::Event::Delete(pod) => {
+                if let Some(sender) = workers.get(&pod.uid().unwrap_or_default()) {
+                    let _ = sender.send(None);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// One pod's worker: syncs until the pod is gone.
+async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
+    let mut last_status = None;
+    let mut stopped_terminal = false;
+    let mut last_uid = String::new();
+    loop {
+        let Some(pod) = updates.borrow_and_update().clone() else {
+            if let Err(status) = sync::tear_down(&context, &last_uid, Duration::ZERO, true).await {
+                tracing::warn!(%status, uid = last_uid, "cannot remove a deleted pod's containers");
+            }
+            return;
+        };
+        last_uid = pod.uid().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
+        let uid = pod.uid().unwrap_or_default();
+        if pod.metadata.deletion_timestamp.is_some() {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .map_or(DEFAULT_GRACE, |s| Duration::from_secs(s.max(0) as u64));
+            context.event(&pod, EventType::Normal, "Killing", "Stopping pod".to_string());
+            match sync::tear_down(&context, &uid, grace, true).await {
+                Ok(()) => {
+                    let preconditions = Preconditions { uid: Some(uid.clone()), resource_version: None };
+                    let params = DeleteParams {
+                        grace_period_seconds: Some(0),
+                        preconditions: Some(preconditions),
+                        ..Default::default()
+                    };
+                    if let Err(error) = api.delete(&pod.name_any(), &params).await {
+                        tracing::debug!(%error, pod = pod.name_any(), "could not remove the deleted pod");
+                    }
+                    return;
+                }
+                Err(status) => tracing::warn!(%status, pod = pod.name_any(), "cannot stop the pod's containers yet"),
+            }
+        } else if matches!(phase(&pod), "Succeeded" | "Failed") {
+            if !stopped_terminal {
+                stopped_terminal = sync::tear_down(&context, &uid, Duration::ZERO, false).await.is_ok();
+            }
+        } else {
+            match sync::sync(&context, &pod).await {
+                Ok(observed) => {
+                    let status = status::compute(&pod, &observed, jiff::Timestamp::now());
+                    if last_status.as_ref() != Some(&status) {
+                        let patch = Patch::Strategic(json!({"status": status}));
+                        match api.patch_status(&pod.name_any(), &PatchParams::default(), &patch).await {
+                            Ok(_) => last_status = Some(status),
+                            Err(error) => {
+                                tracing::debug!(%error, pod = pod.name_any(), "could not post the pod's status")
+                            }
+                        }
+                    }
+                }
+                Err(status) => tracing::warn!(%status, pod = pod.name_any(), "pod sync failed"),
+            }
+        }
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}

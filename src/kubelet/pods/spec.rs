@@ -1,0 +1,294 @@
+//! From a Pod to what the CRI is asked to run: the sandbox config (metadata, hostname, log directory,
+//! DNS, host ports, host namespaces) and each container's config (image, command and args with
+//! `$(VAR)` expanded, working dir, env from values and the pod's own fields, labels the kubelet finds
+//! it by again, log path). Pure: everything the CRI needs is computed here from the Pod.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, KeyValue, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
+};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use kube::ResourceExt;
+
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const POD_UID: &str = "io.kubernetes.pod.uid";
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// The labels that tie a sandbox to its pod.
+pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
+    HashMap::from([
+        (POD_NAME.to_string(), pod.name_any()),
+        (POD_NAMESPACE.to_string(), pod.namespace().unwrap_or_default()),
+        (POD_UID.to_string(), pod.uid().unwrap_or_default()),
+    ])
+}
+
+/// The directory of the pod's logs: `<logs_root>/<namespace>_<name>_<uid>`.
+pub fn log_directory(logs_root: &Path, pod: &Pod) -> String {
+    let dir = format!("{}_{}_{}", pod.namespace().unwrap_or_default(), pod.name_any(), pod.uid().unwrap_or_default());
+    logs_root.join(dir).to_string_lossy().into_owned()
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+}
+
+/// The sandbox for attempt `attempt` of the pod.
+pub fn sandbox_config(pod: &Pod, attempt: u32, logs_root: &Path, dns: Option<DnsConfig>) -> PodSandboxConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let hostname = if host_network(pod) {
+        String::new()
+    } else {
+        spec.hostname.clone().unwrap_or_else(|| pod.name_any()).chars().take(63).collect()
+    };
+    let port_mappings = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| PortMapping {
+            protocol: protocol(p.protocol.as_deref()) as i32,
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or(0),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect();
+    let node_or_pod = |host: bool| if host { NamespaceMode::Node } else { NamespaceMode::Pod } as i32;
+    let namespaces = NamespaceOption {
+        network: node_or_pod(host_network(pod)),
+        pid: if spec.host_pid.unwrap_or(false) {
+            NamespaceMode::Node as i32
+        } else if spec.share_process_namespace.unwrap_or(false) {
+            NamespaceMode::Pod as i32
+        } else {
+            NamespaceMode::Container as i32
+        },
+        ipc: node_or_pod(spec.host_ipc.unwrap_or(false)),
+        ..Default::default()
+    };
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            namespace: pod.namespace().unwrap_or_default(),
+            attempt,
+        }),
+        hostname,
+        log_directory: log_directory(logs_root, pod),
+        dns_config: dns,
+        port_mappings,
+        labels: pod_labels(pod),
+        annotations: pod.annotations().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn protocol(name: Option<&str>) -> Protocol {
+    match name {
+        Some("UDP") => Protocol::Udp,
+        Some("SCTP") => Protocol::Sctp,
+        _ => Protocol::Tcp,
+    }
+}
+
+/// The value of a `fieldRef` the kubelet resolves from the pod itself.
+fn field_value(pod: &Pod, path: &str, node_name: &str, host_ip: &str, pod_ip: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => Some(node_name.to_string()),
+        "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
+        "status.hostIP" => Some(host_ip.to_string()),
+        "status.podIP" | "status.podIPs" => Some(pod_ip.to_string()),
+        _ => {
+            let (map, key) = path.strip_suffix("']")?.split_once("['")?;
+            match map {
+                "metadata.labels" => meta.labels.as_ref()?.get(key).cloned(),
+                "metadata.annotations" => meta.annotations.as_ref()?.get(key).cloned(),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Where the pod runs, for env values that name it.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub node_name: String,
+    pub host_ip: String,
+    pub pod_ip: String,
+}
+
+/// The container's environment: `value`s (with `$(VAR)` of earlier entries expanded) and `fieldRef`s.
+/// Values from ConfigMaps and Secrets are resolved by the caller and passed in `resolved`.
+pub fn environment(
+    pod: &Pod,
+    container: &Container,
+    at: &Placement,
+    resolved: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in container.env.iter().flatten() {
+        let EnvVar { name, value, value_from } = var;
+        let value = match (value, value_from) {
+            (Some(value), _) => Some(expand(value, &env)),
+            (None, Some(from)) => match &from.field_ref {
+                Some(field) => field_value(pod, &field.field_path, &at.node_name, &at.host_ip, &at.pod_ip),
+                None => resolved.get(name).cloned(),
+            },
+            (None, None) => Some(String::new()),
+        };
+        if let Some(value) = value {
+            env.retain(|(n, _)| n != name);
+            env.push((name.clone(), value));
+        }
+    }
+    env
+}
+
+/// `$(VAR)` replaced by VAR's value where VAR is defined, `$$` by `$`, anything else kept as written
+/// (upstream's expansion rules).
+pub fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match env.iter().rev().find(|(n, _)| n == name) {
+                        Some((_, value)) => out.push_str(value),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Attempt `attempt` of `container`, with its environment already resolved.
+pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(String, String)]) -> ContainerConfig {
+    let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, env)).collect();
+    let mut labels = pod_labels(pod);
+    labels.insert(CONTAINER_NAME.to_string(), container.name.clone());
+    let security = container.security_context.as_ref();
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: container.name.clone(), attempt }),
+        image: Some(ImageSpec { image: container.image.clone().unwrap_or_default(), ..Default::default() }),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs: env.iter().map(|(key, value)| KeyValue { key: key.clone(), value: value.clone() }).collect(),
+        labels,
+        log_path: format!("{}/{attempt}.log", container.name),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+                readonly_rootfs: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+                no_new_privs: security.and_then(|s| s.allow_privilege_escalation) == Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "tug.local/busybox:1",
+                "command": ["sh", "-c"], "args": ["echo $(GREETING) $$(HOME) $(MISSING)"],
+                "env": [{"name": "GREETING", "value": "hello"},
+                        {"name": "WHO", "value": "$(GREETING) world"},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn expansion_follows_upstreams_rules() {
+        let env = vec![("A".to_string(), "1".to_string())];
+        assert_eq!(expand("$(A)-$(B)-$$(A)-$-$(", &env), "1-$(B)-$(A)-$-$(");
+    }
+
+    #[test]
+    fn the_environment_resolves_values_and_the_pods_own_fields() {
+        let pod = pod();
+        let at = Placement { node_name: "n".into(), host_ip: "10.0.0.1".into(), pod_ip: "10.42.0.5".into() };
+        let env = environment(&pod, &pod.spec.as_ref().expect("spec").containers[0], &at, &BTreeMap::new());
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("WHO"), Some("hello world"));
+        assert_eq!(get("POD"), Some("web-1"));
+        assert_eq!(get("APP"), Some("web"));
+        assert_eq!(get("IP"), Some("10.42.0.5"));
+    }
+
+    #[test]
+    fn the_container_config_carries_expanded_args_labels_and_log_path() {
+        let pod = pod();
+        let container = &pod.spec.as_ref().expect("spec").containers[0];
+        let env = vec![("GREETING".to_string(), "hello".to_string())];
+        let config = container_config(&pod, container, 2, &env);
+        assert_eq!(config.args, ["echo hello $(HOME) $(MISSING)"]);
+        assert_eq!(config.labels[CONTAINER_NAME], "app");
+        assert_eq!(config.labels[POD_UID], "u-1");
+        assert_eq!(config.log_path, "app/2.log");
+        assert_eq!(config.metadata.expect("metadata").attempt, 2);
+    }
+
+    #[test]
+    fn the_sandbox_maps_host_ports_and_names_its_log_directory() {
+        let config = sandbox_config(&pod(), 0, Path::new("/var/log/pods"), None);
+        assert_eq!(config.hostname, "web-1");
+        assert_eq!(config.log_directory, "/var/log/pods/shop_web-1_u-1");
+        assert_eq!(config.port_mappings.len(), 1);
+        assert_eq!(config.port_mappings[0].host_port, 8080);
+        let namespaces = config.linux.and_then(|l| l.security_context).and_then(|s| s.namespace_options).expect("ns");
+        assert_eq!(namespaces.network, NamespaceMode::Pod as i32);
+    }
+}

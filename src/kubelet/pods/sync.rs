@@ -1,0 +1,282 @@
+//! One idempotent sync of a pod against the CRI, and its teardown. A sync looks at what the runtime
+//! has for the pod (found again by the pod-uid label, so nothing is lost when tug restarts), makes the
+//! sandbox if there is no ready one, then per container: starts it, leaves it running, restarts it as
+//! the restart policy says (attempt + 1, after CrashLoopBackOff's delay: 10 s doubling to 5 min, reset
+//! after 10 min of running), or pulls its image first. It returns what it saw, for the status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use k8s_cri::v1::{
+    ContainerFilter, ContainerState, ContainerStatusRequest, CreateContainerRequest, ImageSpec, ImageStatusRequest,
+    ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter, PodSandboxState, PodSandboxStatusRequest,
+    PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
+};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::ResourceExt;
+
+use super::spec::{self, Placement, POD_UID};
+use super::status::{ContainerView, Observed};
+use super::Context;
+use crate::events::EventType;
+use crate::kubelet::cri::Cri;
+
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long before exiting restarts without delay.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+type CriResult<T> = Result<T, tonic::Status>;
+
+/// CrashLoopBackOff's delay before attempt `attempt + 1`.
+pub fn backoff(attempt: u32) -> Duration {
+    BACKOFF_START.saturating_mul(1 << attempt.min(8)).min(BACKOFF_MAX)
+}
+
+fn should_restart(restart_policy: &str, exit_code: i32) -> bool {
+    match restart_policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+fn now_nanos() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+/// The pod's sandboxes (newest attempt last).
+async fn sandboxes(cri: &mut Cri, uid: &str) -> CriResult<Vec<k8s_cri::v1::PodSandbox>> {
+    let filter =
+        PodSandboxFilter { label_selector: HashMap::from([(POD_UID.into(), uid.into())]), ..Default::default() };
+    let mut items =
+        cri.runtime.list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) }).await?.into_inner().items;
+    items.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+    Ok(items)
+}
+
+/// The statuses of the pod's containers in every sandbox, grouped by name, oldest attempt first.
+async fn containers(cri: &mut Cri, uid: &str) -> CriResult<BTreeMap<String, Vec<k8s_cri::v1::ContainerStatus>>> {
+    let filter =
+        ContainerFilter { label_selector: HashMap::from([(POD_UID.into(), uid.into())]), ..Default::default() };
+    let listed = cri.runtime.list_containers(ListContainersRequest { filter: Some(filter) }).await?.into_inner();
+    let mut by_name: BTreeMap<String, Vec<k8s_cri::v1::ContainerStatus>> = BTreeMap::new();
+    for container in listed.containers {
+        let request = ContainerStatusRequest { container_id: container.id.clone(), verbose: false };
+        let Ok(response) = cri.runtime.container_status(request).await else { continue };
+        if let Some(status) = response.into_inner().status {
+            let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            by_name.entry(name).or_default().push(status);
+        }
+    }
+    for attempts in by_name.values_mut() {
+        attempts.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+    }
+    Ok(by_name)
+}
+
+/// Makes the runtime run what the pod asks for; returns what it then shows.
+pub async fn sync(context: &Context, pod: &Pod) -> CriResult<Observed> {
+    let mut cri = context.cri.clone();
+    let uid = pod.uid().unwrap_or_default();
+    let known = sandboxes(&mut cri, &uid).await?;
+    let ready = known.iter().rev().find(|s| s.state == PodSandboxState::SandboxReady as i32);
+    let sandbox_id = match ready {
+        Some(sandbox) => sandbox.id.clone(),
+        None => {
+            let attempt = known.last().and_then(|s| s.metadata.as_ref()).map_or(0, |m| m.attempt + 1);
+            let config = spec::sandbox_config(pod, attempt, &context.logs_root, None);
+            let request = RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
+            match cri.runtime.run_pod_sandbox(request).await {
+                Ok(response) => response.into_inner().pod_sandbox_id,
+                Err(status) => {
+                    let message = format!("Failed to create pod sandbox: {}", status.message());
+                    context.event(pod, EventType::Warning, "FailedCreatePodSandBox", message);
+                    return Ok(waiting_all(pod, context, "ContainerCreating"));
+                }
+            }
+        }
+    };
+    let sandbox = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
+        .await?
+        .into_inner()
+        .status;
+    let pod_ip = sandbox.as_ref().and_then(|s| s.network.as_ref()).map(|n| n.ip.clone()).filter(|ip| !ip.is_empty());
+    let sandbox_config = spec::sandbox_config(pod, 0, &context.logs_root, None);
+    let placement = Placement {
+        node_name: context.node_name.clone(),
+        host_ip: context.host_ip.clone(),
+        pod_ip: pod_ip.clone().unwrap_or_default(),
+    };
+    let mut attempts = containers(&mut cri, &uid).await?;
+    let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+    let mut views = BTreeMap::new();
+    for container in pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default() {
+        let mut history = attempts.remove(&container.name).unwrap_or_default();
+        let current = history.pop();
+        let previous = history.pop();
+        let waiting = match &current {
+            Some(c) if c.state == ContainerState::ContainerRunning as i32 => None,
+            Some(c) if c.state == ContainerState::ContainerCreated as i32 => {
+                start(context, pod, &c.id, &container.name).await;
+                None
+            }
+            Some(c) if c.state == ContainerState::ContainerExited as i32 => {
+                let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt);
+                if !should_restart(&restart_policy, c.exit_code) {
+                    None
+                } else {
+                    let ran = Duration::from_nanos((c.finished_at - c.started_at).max(0) as u64);
+                    let delay = if ran >= BACKOFF_RESET { Duration::ZERO } else { backoff(attempt) };
+                    let waited = Duration::from_nanos((now_nanos() - c.finished_at).max(0) as u64);
+                    if waited < delay {
+                        let message = format!(
+                            "back-off {}s restarting failed container={} pod={}",
+                            delay.as_secs(),
+                            container.name,
+                            pod.name_any()
+                        );
+                        Some(("CrashLoopBackOff".to_string(), message))
+                    } else {
+                        if let Some(old) = &previous {
+                            let _ = cri
+                                .runtime
+                                .remove_container(RemoveContainerRequest { container_id: old.id.clone() })
+                                .await;
+                        }
+                        let env = spec::environment(pod, &container, &placement, &BTreeMap::new());
+                        create_and_start(context, pod, &sandbox_id, &sandbox_config, &container, attempt + 1, &env)
+                            .await
+                    }
+                }
+            }
+            _ => {
+                let env = spec::environment(pod, &container, &placement, &BTreeMap::new());
+                create_and_start(context, pod, &sandbox_id, &sandbox_config, &container, 0, &env).await
+            }
+        };
+        views.insert(container.name.clone(), ContainerView { current, previous, waiting });
+    }
+    // What the loop started is seen running by the next sync; the status shows it as created.
+    Ok(Observed { pod_ip, sandbox_ready: true, host_ip: context.host_ip.clone(), containers: views })
+}
+
+/// Every container waiting for `reason` (the sandbox could not be made).
+fn waiting_all(pod: &Pod, context: &Context, reason: &str) -> Observed {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    Observed {
+        pod_ip: None,
+        sandbox_ready: false,
+        host_ip: context.host_ip.clone(),
+        containers: containers
+            .iter()
+            .map(|c| {
+                (c.name.clone(), ContainerView { waiting: Some((reason.into(), String::new())), ..Default::default() })
+            })
+            .collect(),
+    }
+}
+
+async fn start(context: &Context, pod: &Pod, id: &str, name: &str) {
+    let mut cri = context.cri.clone();
+    match cri.runtime.start_container(StartContainerRequest { container_id: id.to_string() }).await {
+        Ok(_) => context.event(pod, EventType::Normal, "Started", format!("Started container {name}")),
+        Err(status) => {
+            context.event(pod, EventType::Warning, "Failed", format!("Error: {}", status.message()));
+        }
+    }
+}
+
+/// Ensures the image, creates attempt `attempt` of the container and starts it; the waiting reason
+/// when that could not be done.
+async fn create_and_start(
+    context: &Context,
+    pod: &Pod,
+    sandbox_id: &str,
+    sandbox_config: &k8s_cri::v1::PodSandboxConfig,
+    container: &Container,
+    attempt: u32,
+    env: &[(String, String)],
+) -> Option<(String, String)> {
+    let mut cri = context.cri.clone();
+    let image = container.image.clone().unwrap_or_default();
+    let spec = ImageSpec { image: image.clone(), ..Default::default() };
+    let present = cri
+        .images
+        .image_status(ImageStatusRequest { image: Some(spec.clone()), verbose: false })
+        .await
+        .is_ok_and(|r| r.into_inner().image.is_some());
+    if !present {
+        let pull = PullImageRequest { image: Some(spec), auth: None, sandbox_config: Some(sandbox_config.clone()) };
+        if let Err(status) = cri.images.pull_image(pull).await {
+            let message = format!("Failed to pull image {image:?}: {}", status.message());
+            context.event(pod, EventType::Warning, "Failed", message.clone());
+            return Some(("ErrImagePull".into(), message));
+        }
+        context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
+    }
+    let config = spec::container_config(pod, container, attempt, env);
+    let request = CreateContainerRequest {
+        pod_sandbox_id: sandbox_id.to_string(),
+        config: Some(config),
+        sandbox_config: Some(sandbox_config.clone()),
+    };
+    match cri.runtime.create_container(request).await {
+        Ok(response) => {
+            context.event(pod, EventType::Normal, "Created", format!("Created container {}", container.name));
+            start(context, pod, &response.into_inner().container_id, &container.name).await;
+            Some(("ContainerCreating".into(), String::new()))
+        }
+        Err(status) => {
+            let message = status.message().to_string();
+            context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
+            Some(("CreateContainerError".into(), message))
+        }
+    }
+}
+
+/// Stops the pod's containers (each given `grace` to exit after SIGTERM) and its sandboxes. With
+/// `remove`, the sandboxes and containers are removed as well.
+pub async fn tear_down(context: &Context, pod_uid: &str, grace: Duration, remove: bool) -> CriResult<()> {
+    let mut cri = context.cri.clone();
+    let running = containers(&mut cri, pod_uid).await?;
+    let stops = running.values().flatten().filter(|c| c.state == ContainerState::ContainerRunning as i32).map(|c| {
+        let mut cri = cri.clone();
+        let request = StopContainerRequest { container_id: c.id.clone(), timeout: grace.as_secs() as i64 };
+        async move { cri.runtime.stop_container(request).await }
+    });
+    for result in futures::future::join_all(stops).await {
+        result?;
+    }
+    for sandbox in sandboxes(&mut cri, pod_uid).await? {
+        cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.id.clone() }).await?;
+        if remove {
+            cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.id }).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_backoff_doubles_from_ten_seconds_to_five_minutes() {
+        assert_eq!(backoff(0), Duration::from_secs(10));
+        assert_eq!(backoff(1), Duration::from_secs(20));
+        assert_eq!(backoff(4), Duration::from_secs(160));
+        assert_eq!(backoff(5), Duration::from_secs(300));
+        assert_eq!(backoff(40), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn restart_policies_decide_by_exit_code() {
+        assert!(should_restart("Always", 0));
+        assert!(should_restart("OnFailure", 1) && !should_restart("OnFailure", 0));
+        assert!(!should_restart("Never", 1));
+    }
+}
