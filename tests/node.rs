@@ -102,7 +102,7 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         return;
     }
     let _one_node_at_a_time = node::exclusive();
-    let server = ready_node();
+    let mut server = ready_node();
     let bin = &kubectls()[0];
     let wait = Duration::from_secs(60);
     let busybox = "--image=tug.local/busybox:1";
@@ -120,13 +120,29 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     let ip = pod_field(&server, "web", "{.status.podIP}");
     assert!(ip.starts_with("10.42."), "pod IP {ip:?}");
     assert_eq!(pod_field(&server, "web", "{.status.hostIP}"), "127.0.0.1");
-    let page = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "5", &format!("http://{ip}:8080/index.html")])
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&page.stdout).trim(), "hello-from-tug", "{page:?}");
+    let page = || {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "2", &format!("http://{ip}:8080/index.html")])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    // The host may still hold a neighbour entry for an earlier pod with this address: allow it to expire.
+    eventually_within(wait, "web answers on its pod IP", || page() == "hello-from-tug");
     let listed = kubectl(bin, &server, &["get", "pod", "web"], None).ok().stdout;
     assert!(listed.contains("1/1") && listed.contains("Running"), "{listed}");
+
+    // tug killed and started again finds its containers running: same container, no restart.
+    let container = pod_field(&server, "web", "{.status.containerStatuses[0].containerID}");
+    server.kill_and_restart();
+    eventually_within(wait, "the node reports again", || {
+        node::ctr(server.data_dir(), &["version"]).contains("Server:")
+            && pod_field(&server, "web", "{.status.containerStatuses[0].ready}") == "true"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pod_field(&server, "web", "{.status.containerStatuses[0].containerID}"), container);
+    assert_eq!(pod_field(&server, "web", "{.status.containerStatuses[0].restartCount}"), "0");
+    assert_eq!(page(), "hello-from-tug", "still serving after the restart");
 
     // Restart policies: a crashing container restarts with back-off, Never pods end by exit code.
     eventually_within(wait, "crash restarts and backs off", || {
@@ -142,6 +158,23 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         listed.contains("Completed") && listed.contains("Error") && listed.contains("CrashLoopBackOff"),
         "{listed}"
     );
+
+    // Init containers run to success first; one that fails ends a pod that never restarts.
+    let with_init = |name: &str, restart: &str, init: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {restart}\n  initContainers:\n  - name: setup\n    image: tug.local/busybox:1\n    command: [sh, -c, '{init}']\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sleep, '3600']\n")
+    };
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&with_init("initialized", "Always", "sleep 1"))).ok();
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&with_init("initfails", "Never", "exit 1"))).ok();
+    eventually_within(wait, "initialized runs after its init container", || {
+        pod_field(&server, "initialized", "{.status.phase}") == "Running"
+    });
+    assert_eq!(
+        pod_field(&server, "initialized", "{.status.initContainerStatuses[0].state.terminated.reason}"),
+        "Completed"
+    );
+    eventually_within(wait, "initfails fails", || pod_field(&server, "initfails", "{.status.phase}") == "Failed");
+    let listed = kubectl(bin, &server, &["get", "pod", "initfails"], None).ok().stdout;
+    assert!(listed.contains("Init:Error"), "{listed}");
 
     // Deleting a pod stops and removes its containers, then the object.
     let uid = pod_field(&server, "web", "{.metadata.uid}");

@@ -23,6 +23,13 @@ pub struct ContainerView {
 }
 
 impl ContainerView {
+    /// The view of a container's attempts (oldest first), waiting for `waiting` if given.
+    pub fn of(mut history: Vec<ContainerStatus>, waiting: Option<(String, String)>) -> ContainerView {
+        let current = history.pop();
+        let previous = history.pop();
+        ContainerView { current, previous, waiting }
+    }
+
     pub fn restart_count(&self) -> i32 {
         self.current.as_ref().and_then(|c| c.metadata.as_ref()).map_or(0, |m| m.attempt as i32)
     }
@@ -30,6 +37,11 @@ impl ContainerView {
     fn running(&self) -> bool {
         self.waiting.is_none()
             && self.current.as_ref().is_some_and(|c| c.state == ContainerState::ContainerRunning as i32)
+    }
+
+    /// Whether it ran to a zero exit (and is not about to run again).
+    pub fn succeeded(&self) -> bool {
+        self.waiting.is_none() && self.exited().is_some_and(|e| e.exit_code == 0)
     }
 
     fn exited(&self) -> Option<&ContainerStatus> {
@@ -43,6 +55,9 @@ pub struct Observed {
     pub pod_ip: Option<String>,
     pub sandbox_ready: bool,
     pub host_ip: String,
+    /// Whether every init container has succeeded.
+    pub initialized: bool,
+    pub init_containers: BTreeMap<String, ContainerView>,
     pub containers: BTreeMap<String, ContainerView>,
 }
 
@@ -163,8 +178,26 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
     let views: Vec<&ContainerView> =
         spec.containers.iter().map(|c| observed.containers.get(&c.name).unwrap_or(&empty)).collect();
     let statuses: Vec<Value> = spec.containers.iter().zip(&views).map(|(c, v)| container_status(c, v)).collect();
+    let init_containers = spec.init_containers.clone().unwrap_or_default();
+    let not_reached = ContainerView::of(Vec::new(), Some(("PodInitializing".into(), String::new())));
+    let init_statuses: Vec<Value> = init_containers
+        .iter()
+        .map(|c| {
+            let view = observed.init_containers.get(&c.name).unwrap_or(&not_reached);
+            let mut status = container_status(c, view);
+            // An init container is ready once it has succeeded.
+            status["ready"] = json!(view.succeeded());
+            status
+        })
+        .collect();
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let phase = phase(restart_policy, &views);
+    let init_failed =
+        observed.init_containers.values().any(|v| v.waiting.is_none() && v.exited().is_some_and(|e| e.exit_code != 0));
+    let phase = match (observed.initialized, init_failed && restart_policy == "Never") {
+        (true, _) => phase(restart_policy, &views),
+        (false, true) => "Failed",
+        (false, false) => "Pending",
+    };
     let all_ready = !views.is_empty() && views.iter().all(|v| v.running());
     let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
     let condition = |kind: &str, holds: bool, reason: Option<&str>| {
@@ -182,9 +215,18 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
     };
     let not_ready: Vec<&str> =
         spec.containers.iter().zip(&views).filter(|(_, v)| !v.running()).map(|(c, _)| c.name.as_str()).collect();
+    let incomplete: Vec<&str> = init_containers
+        .iter()
+        .filter(|c| !observed.init_containers.get(&c.name).is_some_and(ContainerView::succeeded))
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut initialized = condition("Initialized", observed.initialized, Some("ContainersNotInitialized"));
+    if !observed.initialized {
+        initialized["message"] = json!(format!("containers with incomplete status: [{}]", incomplete.join(" ")));
+    }
     let mut conditions = vec![
         condition("PodReadyToStartContainers", observed.sandbox_ready, None),
-        condition("Initialized", true, None),
+        initialized,
         condition("ContainersReady", all_ready, Some("ContainersNotReady")),
         condition("Ready", all_ready, Some("ContainersNotReady")),
     ];
@@ -202,6 +244,7 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
         "phase": phase,
         "conditions": conditions,
         "containerStatuses": statuses,
+        "initContainerStatuses": init_statuses,
         "hostIP": observed.host_ip,
         "hostIPs": [{"ip": observed.host_ip}],
         "startTime": start_time,
@@ -243,6 +286,8 @@ mod tests {
             pod_ip: Some("10.42.0.9".into()),
             sandbox_ready: true,
             host_ip: "192.0.2.1".into(),
+            initialized: true,
+            init_containers: BTreeMap::new(),
             containers: BTreeMap::from([("app".to_string(), view)]),
         }
     }
@@ -301,6 +346,33 @@ mod tests {
         let status = compute(&pod("Always"), &observed(creating), at());
         assert_eq!(status["phase"], "Pending");
         assert_eq!(status["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+    }
+
+    #[test]
+    fn a_pod_waits_for_its_init_containers_and_fails_with_one_that_fails_when_it_never_restarts() {
+        let mut pod = pod("Never");
+        pod.spec.as_mut().expect("spec").init_containers =
+            Some(vec![serde_json::from_value(json!({"name": "setup", "image": "tug.local/busybox:1"})).expect("init")]);
+        let app_waits = ContainerView::of(Vec::new(), Some(("PodInitializing".into(), String::new())));
+        let mut running = observed(app_waits);
+        running.initialized = false;
+        running.init_containers = BTreeMap::from([(
+            "setup".to_string(),
+            ContainerView::of(vec![cri(ContainerState::ContainerRunning, 0, 0)], None),
+        )]);
+        let status = compute(&pod, &running, at());
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(status["conditions"][1]["status"], "False");
+        assert_eq!(status["conditions"][1]["message"], "containers with incomplete status: [setup]");
+        assert_eq!(status["initContainerStatuses"][0]["state"]["running"]["startedAt"], "2023-11-14T22:13:20Z");
+        assert_eq!(status["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing");
+
+        let mut failed = running.clone();
+        failed.init_containers = BTreeMap::from([(
+            "setup".to_string(),
+            ContainerView::of(vec![cri(ContainerState::ContainerExited, 0, 1)], None),
+        )]);
+        assert_eq!(compute(&pod, &failed, at())["phase"], "Failed");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One idempotent sync of a pod against the CRI, and its teardown. A sync looks at what the runtime
 //! has for the pod (found again by the pod-uid label, so nothing is lost when tug restarts), makes the
-//! sandbox if there is no ready one, then per container: starts it, leaves it running, restarts it as
+//! sandbox if there is no ready one, runs the init containers one by one to success, then per
+//! container: starts it, leaves it running, restarts it as
 //! the restart policy says (attempt + 1, after CrashLoopBackOff's delay: 10 s doubling to 5 min, reset
 //! after 10 min of running), or pulls its image first. It returns what it saw, for the status.
 
@@ -113,12 +114,68 @@ pub async fn sync(context: &Context, pod: &Pod) -> CriResult<Observed> {
     };
     let mut attempts = containers(&mut cri, &uid).await?;
     let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+    let launch =
+        Launch { context, pod, sandbox_id: &sandbox_id, sandbox_config: &sandbox_config, placement: &placement };
+    let spec = pod.spec.clone().unwrap_or_default();
+    // Init containers one at a time, each to success; a failed one is retried unless the pod never
+    // restarts.
+    let init_policy = if restart_policy == "Never" { "Never" } else { "OnFailure" };
+    let mut init_views = BTreeMap::new();
+    let mut initialized = true;
+    for init in spec.init_containers.iter().flatten() {
+        let history = attempts.remove(&init.name).unwrap_or_default();
+        let finished = ContainerView::of(history.clone(), None);
+        let succeeded = finished.succeeded();
+        let view = if succeeded { finished } else { launch.advance(init, history, init_policy).await };
+        init_views.insert(init.name.clone(), view);
+        if !succeeded {
+            initialized = false;
+            break;
+        }
+    }
     let mut views = BTreeMap::new();
-    for container in pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default() {
-        let mut history = attempts.remove(&container.name).unwrap_or_default();
-        let current = history.pop();
-        let previous = history.pop();
-        let waiting = match &current {
+    for container in &spec.containers {
+        let history = attempts.remove(&container.name).unwrap_or_default();
+        let view = if initialized {
+            launch.advance(container, history, &restart_policy).await
+        } else {
+            ContainerView::of(history, Some(("PodInitializing".into(), String::new())))
+        };
+        views.insert(container.name.clone(), view);
+    }
+    // What this sync started is seen running by the next one; until then its status says created.
+    Ok(Observed {
+        pod_ip,
+        sandbox_ready: true,
+        host_ip: context.host_ip.clone(),
+        initialized,
+        init_containers: init_views,
+        containers: views,
+    })
+}
+
+/// What starting a container of the pod needs.
+struct Launch<'a> {
+    context: &'a Context,
+    pod: &'a Pod,
+    sandbox_id: &'a str,
+    sandbox_config: &'a k8s_cri::v1::PodSandboxConfig,
+    placement: &'a Placement,
+}
+
+impl Launch<'_> {
+    /// Moves one container on: starts a created one, restarts an exited one as `restart_policy` says
+    /// (after CrashLoopBackOff's delay), creates a missing one. `history` is its attempts, oldest first.
+    async fn advance(
+        &self,
+        container: &Container,
+        history: Vec<k8s_cri::v1::ContainerStatus>,
+        restart_policy: &str,
+    ) -> ContainerView {
+        let (context, pod) = (self.context, self.pod);
+        let mut view = ContainerView::of(history, None);
+        let env = || spec::environment(pod, container, self.placement, &BTreeMap::new());
+        view.waiting = match &view.current {
             Some(c) if c.state == ContainerState::ContainerRunning as i32 => None,
             Some(c) if c.state == ContainerState::ContainerCreated as i32 => {
                 start(context, pod, &c.id, &container.name).await;
@@ -126,42 +183,87 @@ pub async fn sync(context: &Context, pod: &Pod) -> CriResult<Observed> {
             }
             Some(c) if c.state == ContainerState::ContainerExited as i32 => {
                 let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt);
-                if !should_restart(&restart_policy, c.exit_code) {
+                let ran = Duration::from_nanos((c.finished_at - c.started_at).max(0) as u64);
+                let delay = if ran >= BACKOFF_RESET { Duration::ZERO } else { backoff(attempt) };
+                let waited = Duration::from_nanos((now_nanos() - c.finished_at).max(0) as u64);
+                if !should_restart(restart_policy, c.exit_code) {
                     None
+                } else if waited < delay {
+                    let message = format!(
+                        "back-off {}s restarting failed container={} pod={}",
+                        delay.as_secs(),
+                        container.name,
+                        pod.name_any()
+                    );
+                    context.event(pod, EventType::Warning, "BackOff", "Back-off restarting failed container".into());
+                    Some(("CrashLoopBackOff".to_string(), message))
                 } else {
-                    let ran = Duration::from_nanos((c.finished_at - c.started_at).max(0) as u64);
-                    let delay = if ran >= BACKOFF_RESET { Duration::ZERO } else { backoff(attempt) };
-                    let waited = Duration::from_nanos((now_nanos() - c.finished_at).max(0) as u64);
-                    if waited < delay {
-                        let message = format!(
-                            "back-off {}s restarting failed container={} pod={}",
-                            delay.as_secs(),
-                            container.name,
-                            pod.name_any()
-                        );
-                        Some(("CrashLoopBackOff".to_string(), message))
-                    } else {
-                        if let Some(old) = &previous {
-                            let _ = cri
-                                .runtime
-                                .remove_container(RemoveContainerRequest { container_id: old.id.clone() })
-                                .await;
-                        }
-                        let env = spec::environment(pod, &container, &placement, &BTreeMap::new());
-                        create_and_start(context, pod, &sandbox_id, &sandbox_config, &container, attempt + 1, &env)
-                            .await
+                    if let Some(old) = &view.previous {
+                        let mut cri = context.cri.clone();
+                        let _ =
+                            cri.runtime.remove_container(RemoveContainerRequest { container_id: old.id.clone() }).await;
                     }
+                    self.create_and_start(container, attempt + 1, &env()).await
                 }
             }
-            _ => {
-                let env = spec::environment(pod, &container, &placement, &BTreeMap::new());
-                create_and_start(context, pod, &sandbox_id, &sandbox_config, &container, 0, &env).await
+            // Its creation was cut short (tug or containerd died meanwhile): replaced by the next attempt.
+            Some(c) => {
+                let mut cri = context.cri.clone();
+                let _ = cri.runtime.remove_container(RemoveContainerRequest { container_id: c.id.clone() }).await;
+                let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt + 1);
+                self.create_and_start(container, attempt, &env()).await
             }
+            None => self.create_and_start(container, 0, &env()).await,
         };
-        views.insert(container.name.clone(), ContainerView { current, previous, waiting });
+        view
     }
-    // What the loop started is seen running by the next sync; the status shows it as created.
-    Ok(Observed { pod_ip, sandbox_ready: true, host_ip: context.host_ip.clone(), containers: views })
+
+    /// Ensures the image, creates attempt `attempt` of the container and starts it; the waiting
+    /// reason when that could not be done.
+    async fn create_and_start(
+        &self,
+        container: &Container,
+        attempt: u32,
+        env: &[(String, String)],
+    ) -> Option<(String, String)> {
+        let (context, pod) = (self.context, self.pod);
+        let mut cri = context.cri.clone();
+        let image = container.image.clone().unwrap_or_default();
+        let spec = ImageSpec { image: image.clone(), ..Default::default() };
+        let present = cri
+            .images
+            .image_status(ImageStatusRequest { image: Some(spec.clone()), verbose: false })
+            .await
+            .is_ok_and(|r| r.into_inner().image.is_some());
+        if !present {
+            let pull =
+                PullImageRequest { image: Some(spec), auth: None, sandbox_config: Some(self.sandbox_config.clone()) };
+            if let Err(status) = cri.images.pull_image(pull).await {
+                let message = format!("Failed to pull image {image:?}: {}", status.message());
+                context.event(pod, EventType::Warning, "Failed", message.clone());
+                return Some(("ErrImagePull".into(), message));
+            }
+            context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
+        }
+        let config = spec::container_config(pod, container, attempt, env);
+        let request = CreateContainerRequest {
+            pod_sandbox_id: self.sandbox_id.to_string(),
+            config: Some(config),
+            sandbox_config: Some(self.sandbox_config.clone()),
+        };
+        match cri.runtime.create_container(request).await {
+            Ok(response) => {
+                context.event(pod, EventType::Normal, "Created", format!("Created container {}", container.name));
+                start(context, pod, &response.into_inner().container_id, &container.name).await;
+                Some(("ContainerCreating".into(), String::new()))
+            }
+            Err(status) => {
+                let message = status.message().to_string();
+                context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
+                Some(("CreateContainerError".into(), message))
+            }
+        }
+    }
 }
 
 /// Every container waiting for `reason` (the sandbox could not be made).
@@ -171,11 +273,11 @@ fn waiting_all(pod: &Pod, context: &Context, reason: &str) -> Observed {
         pod_ip: None,
         sandbox_ready: false,
         host_ip: context.host_ip.clone(),
+        initialized: pod.spec.as_ref().is_none_or(|s| s.init_containers.as_ref().is_none_or(Vec::is_empty)),
+        init_containers: BTreeMap::new(),
         containers: containers
             .iter()
-            .map(|c| {
-                (c.name.clone(), ContainerView { waiting: Some((reason.into(), String::new())), ..Default::default() })
-            })
+            .map(|c| (c.name.clone(), ContainerView::of(Vec::new(), Some((reason.into(), String::new())))))
             .collect(),
     }
 }
@@ -186,54 +288,6 @@ async fn start(context: &Context, pod: &Pod, id: &str, name: &str) {
         Ok(_) => context.event(pod, EventType::Normal, "Started", format!("Started container {name}")),
         Err(status) => {
             context.event(pod, EventType::Warning, "Failed", format!("Error: {}", status.message()));
-        }
-    }
-}
-
-/// Ensures the image, creates attempt `attempt` of the container and starts it; the waiting reason
-/// when that could not be done.
-async fn create_and_start(
-    context: &Context,
-    pod: &Pod,
-    sandbox_id: &str,
-    sandbox_config: &k8s_cri::v1::PodSandboxConfig,
-    container: &Container,
-    attempt: u32,
-    env: &[(String, String)],
-) -> Option<(String, String)> {
-    let mut cri = context.cri.clone();
-    let image = container.image.clone().unwrap_or_default();
-    let spec = ImageSpec { image: image.clone(), ..Default::default() };
-    let present = cri
-        .images
-        .image_status(ImageStatusRequest { image: Some(spec.clone()), verbose: false })
-        .await
-        .is_ok_and(|r| r.into_inner().image.is_some());
-    if !present {
-        let pull = PullImageRequest { image: Some(spec), auth: None, sandbox_config: Some(sandbox_config.clone()) };
-        if let Err(status) = cri.images.pull_image(pull).await {
-            let message = format!("Failed to pull image {image:?}: {}", status.message());
-            context.event(pod, EventType::Warning, "Failed", message.clone());
-            return Some(("ErrImagePull".into(), message));
-        }
-        context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
-    }
-    let config = spec::container_config(pod, container, attempt, env);
-    let request = CreateContainerRequest {
-        pod_sandbox_id: sandbox_id.to_string(),
-        config: Some(config),
-        sandbox_config: Some(sandbox_config.clone()),
-    };
-    match cri.runtime.create_container(request).await {
-        Ok(response) => {
-            context.event(pod, EventType::Normal, "Created", format!("Created container {}", container.name));
-            start(context, pod, &response.into_inner().container_id, &container.name).await;
-            Some(("ContainerCreating".into(), String::new()))
-        }
-        Err(status) => {
-            let message = status.message().to_string();
-            context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
-            Some(("CreateContainerError".into(), message))
         }
     }
 }
