@@ -117,6 +117,16 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let state = ApiState::new(rest, SocketAddr::new(advertise, port).to_string());
     let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    match apiserver::node_proxy::KubeletClient::new(
+        &tls_files.ca_cert_pem,
+        &tls_files.kubelet_client.cert_pem,
+        &tls_files.kubelet_client.key_pem,
+    ) {
+        Ok(client) => {
+            let _ = state.kubelet.set(client);
+        }
+        Err(error) => tracing::error!(%error, "no kubelet client: pods/log will not work"),
+    }
     let app = apiserver::router(state.clone());
     let loops_app = app.clone();
     let agent_app = app.clone();
@@ -172,7 +182,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                 name: format!("system:node:{}", cfg.node.name),
                 groups: vec!["system:nodes".into(), "system:authenticated".into()],
             });
-            Some(crate::agent::Agent::start(agent_config(&cfg), client).await?)
+            Some(crate::agent::Agent::start(agent_config(&cfg)?, client).await?)
         }
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -187,13 +197,19 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The in-process agent's settings: the node's flags, its address the advertised one by default.
-fn agent_config(cfg: &ServerConfig) -> crate::agent::AgentConfig {
+/// The in-process agent's settings: the node's flags, its address the advertised one by default, its
+/// kubelet's serving certificate issued here.
+fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig> {
     let address = cfg.node.ip.or(cfg.advertise_address).or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4));
+    let tls_dir = cfg.data_dir.join("server").join("tls");
+    let ips: Vec<IpAddr> = address.into_iter().chain([IpAddr::V4(Ipv4Addr::LOCALHOST)]).collect();
+    let serving =
+        crate::pki::ensure_kubelet_serving(&tls_dir, &cfg.data_dir.join("agent").join("tls"), &cfg.node.name, &ips)?;
+    let ca_pem = std::fs::read_to_string(tls_dir.join("server-ca.crt")).context("reading the cluster CA")?;
     let mut labels =
         std::collections::BTreeMap::from([("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())]);
     labels.extend(cfg.node.labels.clone());
-    crate::agent::AgentConfig {
+    Ok(crate::agent::AgentConfig {
         data_dir: cfg.data_dir.clone(),
         node: crate::kubelet::node::Identity {
             name: cfg.node.name.clone(),
@@ -202,5 +218,10 @@ fn agent_config(cfg: &ServerConfig) -> crate::agent::AgentConfig {
             data_dir: cfg.data_dir.clone(),
         },
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
-    }
+        kubelet_tls: crate::kubelet::server::KubeletTls {
+            ca_pem,
+            cert_pem: serving.cert_pem,
+            key_pem: serving.key_pem,
+        },
+    })
 }

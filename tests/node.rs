@@ -108,8 +108,14 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     let busybox = "--image=tug.local/busybox:1";
     let serve = "echo hello-from-tug > /tmp/index.html && exec httpd -f -p 8080 -h /tmp";
     kubectl(bin, &server, &["run", "web", busybox, "--env=WHO=tug", "--", "sh", "-c", serve], None).ok();
-    kubectl(bin, &server, &["run", "crash", busybox, "--", "sh", "-c", "exit 3"], None).ok();
-    kubectl(bin, &server, &["run", "done", busybox, "--restart=Never", "--", "sh", "-c", "exit 0"], None).ok();
+    kubectl(bin, &server, &["run", "crash", busybox, "--", "sh", "-c", "echo crashing; exit 3"], None).ok();
+    kubectl(
+        bin,
+        &server,
+        &["run", "done", busybox, "--restart=Never", "--env=WHO=ok", "--", "sh", "-c", "echo finished $WHO"],
+        None,
+    )
+    .ok();
     kubectl(bin, &server, &["run", "failed", busybox, "--restart=Never", "--", "sh", "-c", "exit 7"], None).ok();
 
     // A server in a pod answers on its pod IP.
@@ -152,6 +158,14 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     assert_eq!(pod_field(&server, "crash", "{.status.containerStatuses[0].lastState.terminated.exitCode}"), "3");
     eventually_within(wait, "done succeeds", || pod_field(&server, "done", "{.status.phase}") == "Succeeded");
     eventually_within(wait, "failed fails", || pod_field(&server, "failed", "{.status.phase}") == "Failed");
+
+    // kubectl logs goes through the API server to the kubelet: the current attempt, the previous one,
+    // and -f of a container that has ended returns rather than waits.
+    assert_eq!(kubectl(bin, &server, &["logs", "done"], None).ok().stdout, "finished ok\n");
+    assert_eq!(kubectl(bin, &server, &["logs", "-f", "done"], None).ok().stdout, "finished ok\n");
+    assert_eq!(kubectl(bin, &server, &["logs", "crash", "--previous"], None).ok().stdout, "crashing\n");
+    let wrong = kubectl(bin, &server, &["logs", "done", "-c", "nope"], None);
+    assert!(wrong.code != 0 && wrong.stderr.contains("container nope is not valid for pod done"), "{}", wrong.stderr);
     assert_eq!(pod_field(&server, "failed", "{.status.containerStatuses[0].state.terminated.exitCode}"), "7");
     let listed = kubectl(bin, &server, &["get", "pods"], None).ok().stdout;
     assert!(

@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub node: Identity,
     /// An existing CRI runtime's socket, instead of starting containerd.
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// What the kubelet's API serves with and trusts.
+    pub kubelet_tls: crate::kubelet::server::KubeletTls,
 }
 
 /// The running agent.
@@ -66,7 +68,7 @@ impl Agent {
         }
         let cri = Cri::connect(&socket).await?;
         let (stop, stopped) = watch::channel(false);
-        let kubelet = tokio::spawn(crate::kubelet::run(client, cfg.node, cri, stopped));
+        let kubelet = tokio::spawn(crate::kubelet::run(client, cfg.node, cfg.kubelet_tls, cri, stopped));
         Ok(Agent { containerd, stop, kubelet, network })
     }
 

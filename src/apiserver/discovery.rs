@@ -60,7 +60,7 @@ fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'st
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
-        Subresource::Status | Subresource::Finalize => (res.group, res.version, res.kind),
+        Subresource::Status | Subresource::Finalize | Subresource::Log => (res.group, res.version, res.kind),
     }
 }
 

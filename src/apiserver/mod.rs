@@ -13,6 +13,7 @@ mod health;
 mod json;
 mod metrics;
 mod negotiate;
+pub mod node_proxy;
 pub mod object;
 mod openapi;
 mod patch;
@@ -49,11 +50,19 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// `host:port` clients reach the server at.
     pub server_address: String,
+    /// How `pods/log` reaches kubelets; set once the server has its kubelet-client certificate.
+    pub kubelet: std::sync::OnceLock<node_proxy::KubeletClient>,
 }
 
 impl ApiState {
     pub fn new(rest: Rest, server_address: String) -> Arc<ApiState> {
-        Arc::new(ApiState { rest, metrics: metrics::Metrics::default(), ready: AtomicBool::new(false), server_address })
+        Arc::new(ApiState {
+            rest,
+            metrics: metrics::Metrics::default(),
+            ready: AtomicBool::new(false),
+            server_address,
+            kubelet: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn set_ready(&self) {
@@ -135,6 +144,10 @@ async fn serve_target(
             .map(|bytes| ([(http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
             .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         Target::OpenApiV2 => Ok(openapi_v2(&parts.headers)),
+        Target::Resource(path) if path.subresource.as_deref() == Some("log") => {
+            let (ns, name) = (path.namespace.as_deref().unwrap_or(""), path.name.as_deref().unwrap_or(""));
+            node_proxy::pod_log(&state.rest, state.kubelet.get(), ns, name, query).await
+        }
         Target::Resource(path) => {
             let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES).await.map_err(|_| {
                 ApiError::too_large(format!("the request body is larger than {} bytes", negotiate::MAX_BODY_BYTES))

@@ -17,6 +17,8 @@ pub enum Subresource {
     Finalize,
     /// `/eviction`: pods only, create deletes the pod if its disruption budget allows.
     Eviction,
+    /// `/log`: pods only, get streams a container's log from the node's kubelet.
+    Log,
 }
 
 impl Subresource {
@@ -28,6 +30,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Eviction => "eviction",
+            Subresource::Log => "log",
         }
     }
 
@@ -37,6 +40,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
+            Subresource::Log => &["get"],
         }
     }
 }
@@ -89,7 +93,7 @@ impl ResourceInfo {
     }
 }
 
-use Subresource::{Binding, Eviction, Finalize, Scale, Status};
+use Subresource::{Binding, Eviction, Finalize, Log, Scale, Status};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -113,7 +117,7 @@ macro_rules! resource {
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     resource!("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, &[Status, Finalize]),
-    resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding, Eviction]),
+    resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding, Eviction, Log]),
     resource!("", "v1", "Service", "services", true, &["svc"], ALL, &[Status]),
     resource!("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, &[]),
     resource!("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, &[]),

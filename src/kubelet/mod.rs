@@ -1,12 +1,14 @@
 //! The kubelet's work, embedded in the agent: registering the Node, keeping its Lease fresh and its
-//! status true from the machine and the container runtime (CRI), and running the node's pods
-//! (`pods/`).
+//! status true from the machine and the container runtime (CRI), running the node's pods (`pods/`) and
+//! serving the kubelet API (`server.rs`: container logs for `kubectl logs`).
 
 pub mod cri;
 pub mod lease;
+pub mod logs;
 pub mod machine;
 pub mod node;
 pub mod pods;
+pub mod server;
 
 use std::time::Duration;
 
@@ -33,7 +35,13 @@ async fn health(cri: &mut Cri) -> RuntimeHealth {
 }
 
 /// Registers the node, then heartbeats until `stop` turns true.
-pub async fn run(client: Client, identity: Identity, mut cri: Cri, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    client: Client,
+    identity: Identity,
+    tls: server::KubeletTls,
+    mut cri: Cri,
+    mut stop: watch::Receiver<bool>,
+) {
     let runtime_version = match cri.version().await {
         Ok(version) => version.as_node_info(),
         Err(error) => {
@@ -42,6 +50,8 @@ pub async fn run(client: Client, identity: Identity, mut cri: Cri, mut stop: wat
         }
     };
     let host_ip = identity.address.map(|ip| ip.to_string()).unwrap_or_default();
+    let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
+    tokio::spawn(server::run(api_address, tls, cri.clone(), stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");
     let mut reporter = Reporter::new(identity, runtime_version);
     let nodes: Api<Node> = Api::all(client.clone());

@@ -1,5 +1,6 @@
 //! The cluster's certificates: a CA (10 years) made on first start, and the leaves signed by it (the API
-//! server's serving certificate, the admin client certificate). Files live under `<data-dir>/server/tls`,
+//! server's serving certificate, the admin client certificate, the API server's client certificate
+//! towards kubelets, each kubelet's serving certificate). Files live under `<data-dir>/server/tls`,
 //! keys mode 0600. On restart everything is reused, except a leaf that is within 120 days of expiry or
 //! lacks a SAN now configured, which is re-issued.
 
@@ -35,6 +36,8 @@ pub struct ServerTls {
     pub ca_cert_pem: String,
     pub serving: Leaf,
     pub admin: Leaf,
+    /// The API server's client certificate towards kubelets (logs, exec, port-forward).
+    pub kubelet_client: Leaf,
     pub dir: PathBuf,
 }
 
@@ -65,5 +68,34 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
             server: false,
         },
     )?;
-    Ok(ServerTls { ca_cert_pem: ca.cert_pem().to_string(), serving, admin, dir: dir.to_path_buf() })
+    let kubelet_client = ca.ensure_leaf(
+        dir,
+        "client-kube-apiserver-kubelet",
+        &LeafSpec {
+            common_name: "kube-apiserver-kubelet-client".into(),
+            organizations: vec!["system:masters".into()],
+            dns_sans: vec![],
+            ip_sans: vec![],
+            server: false,
+        },
+    )?;
+    Ok(ServerTls { ca_cert_pem: ca.cert_pem().to_string(), serving, admin, kubelet_client, dir: dir.to_path_buf() })
+}
+
+/// The serving certificate of node `name`'s kubelet at `ips`, signed by the cluster CA of `ca_dir` and
+/// kept in `dir` (re-issued by the same rule as the server's leaves).
+pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAddr]) -> Result<Leaf> {
+    crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
+    let ca = Authority::load_or_create(ca_dir, "server-ca", "tug-server-ca")?;
+    ca.ensure_leaf(
+        dir,
+        "serving-kubelet",
+        &LeafSpec {
+            common_name: format!("system:node:{name}"),
+            organizations: vec!["system:nodes".into()],
+            dns_sans: vec![name.to_string()],
+            ip_sans: ips.to_vec(),
+            server: true,
+        },
+    )
 }

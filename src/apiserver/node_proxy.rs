@@ -1,0 +1,165 @@
+//! `pods/log`: the API server asks the kubelet of the pod's node (its InternalIP and kubelet port from
+//! the Node) over HTTPS with its kubelet-client certificate, checking the kubelet's certificate against
+//! the cluster CA, and streams the answer back, as upstream's API server does.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use super::query::Query;
+use super::rest::Rest;
+use super::status::{ApiError, ApiResult};
+use crate::core::registry;
+
+/// The log options the kubelet understands, passed on as given.
+const LOG_OPTIONS: &[&str] =
+    &["follow", "previous", "timestamps", "tailLines", "limitBytes", "sinceSeconds", "sinceTime"];
+
+/// How the API server reaches kubelets.
+pub struct KubeletClient {
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl KubeletClient {
+    /// Trusts kubelets whose certificates the cluster CA signed; authenticates with `cert_pem`/`key_pem`.
+    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<KubeletClient, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(ca.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        }
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| e.to_string())?;
+        Ok(KubeletClient { tls: Arc::new(config) })
+    }
+}
+
+/// Where a node's kubelet listens: its InternalIP and daemonEndpoints port.
+fn kubelet_address(node: &Value) -> Option<(String, u16)> {
+    let addresses = node["status"]["addresses"].as_array()?;
+    let ip = addresses.iter().find(|a| a["type"] == "InternalIP").and_then(|a| a["address"].as_str())?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().unwrap_or(10250);
+    Some((ip.to_string(), u16::try_from(port).ok()?))
+}
+
+/// The container a log request means: the one named, or the pod's only one.
+fn container_of(pod: &Value, name: &str, query: &Query) -> ApiResult<String> {
+    let names: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["spec"]["initContainers"].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    match query.get("container").filter(|c| !c.is_empty()) {
+        Some(container) if names.contains(&container) => Ok(container.to_string()),
+        Some(container) => Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}"))),
+        None if names.len() == 1 => Ok(names[0].to_string()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            names.join(" ")
+        ))),
+    }
+}
+
+/// GET pods/<name>/log.
+pub async fn pod_log(
+    rest: &Rest,
+    kubelet: Option<&KubeletClient>,
+    ns: &str,
+    name: &str,
+    query: &Query,
+) -> ApiResult<Response> {
+    let pods = registry::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not registered"))?;
+    let nodes = registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let pod = rest.get(pods, Some(ns), name).await?;
+    let container = container_of(&pod, name, query)?;
+    let node_name = pod["spec"]["nodeName"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
+    let node = rest.get(nodes, None, node_name).await?;
+    let (ip, port) = kubelet_address(&node)
+        .ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node_name} has no InternalIP")))?;
+    let kubelet = kubelet.ok_or_else(|| ApiError::new(503, "ServiceUnavailable", "no kubelet client is configured"))?;
+    let passed: Vec<(&str, &str)> = query.pairs().filter(|(k, _)| LOG_OPTIONS.contains(k)).collect();
+    let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(passed).finish();
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{encoded}");
+    let unreachable =
+        |e: String| ApiError::new(502, "BadGateway", format!("cannot reach the kubelet of node {node_name}: {e}"));
+    let response = get(kubelet, &ip, port, &path).await.map_err(unreachable)?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(ApiError::new(
+            status.as_u16(),
+            if status.as_u16() == 404 { "NotFound" } else { "BadRequest" },
+            message,
+        ));
+    }
+    let body = axum::body::Body::new(response.into_body());
+    Ok(([(http::header::CONTENT_TYPE, "text/plain")], body).into_response())
+}
+
+/// One HTTPS GET to a kubelet, the response body streamed.
+async fn get(
+    kubelet: &KubeletClient,
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let server_name = rustls::pki_types::ServerName::try_from(ip.to_string()).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect((ip, port)).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(kubelet.tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "kubelet connection ended");
+        }
+    });
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    sender.send_request(request).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_kubelet_is_reached_at_the_internal_ip_and_its_port() {
+        let node = json!({"status": {"addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "10.0.0.5"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}});
+        assert_eq!(kubelet_address(&node), Some(("10.0.0.5".to_string(), 10250)));
+        assert_eq!(kubelet_address(&json!({"status": {}})), None);
+    }
+
+    #[test]
+    fn a_pod_with_several_containers_needs_one_named() {
+        let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let error = container_of(&pod, "p", &Query::parse(None)).expect_err("ambiguous");
+        assert_eq!(error.message, "a container name must be specified for pod p, choose one of: [a b]");
+        assert_eq!(container_of(&pod, "p", &Query::parse(Some("container=b"))).expect("named"), "b");
+        let single = json!({"spec": {"containers": [{"name": "only"}]}});
+        assert_eq!(container_of(&single, "p", &Query::parse(None)).expect("only"), "only");
+    }
+}

@@ -1,0 +1,128 @@
+//! The kubelet's HTTPS API on port 10250, for the API server's proxy: `/healthz` and
+//! `/containerLogs/<namespace>/<pod>/<container>` with `kubectl logs`' options. Clients must present a
+//! certificate of the cluster CA (the API server's kubelet-client certificate).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+use k8s_cri::v1::{ContainerFilter, ContainerState, ContainerStatusRequest, ListContainersRequest};
+use tokio::sync::watch;
+
+use super::cri::Cri;
+use super::logs::{self, LogOptions};
+use super::pods::spec::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE};
+use crate::apiserver::auth::User;
+
+/// The kubelet's port (upstream's default).
+pub const PORT: u16 = 10250;
+
+/// The certificates the kubelet serves with and trusts.
+#[derive(Debug, Clone)]
+pub struct KubeletTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Serves on `address` until `stop` turns true.
+pub async fn run(address: SocketAddr, tls: KubeletTls, cri: Cri, mut stop: watch::Receiver<bool>) {
+    let config = match crate::apiserver::serve::tls_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "the kubelet API cannot start");
+            return;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, %address, "the kubelet API cannot listen; logs and exec will not work");
+            return;
+        }
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .layer(axum::middleware::from_fn(require_client_certificate))
+        .with_state(Arc::new(cri));
+    crate::apiserver::serve::serve(listener, config, app, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
+}
+
+async fn require_client_certificate(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.extensions().get::<User>().is_none() {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+    }
+    next.run(request).await
+}
+
+/// The log file of the container's newest attempt (or the one before, with `previous`).
+async fn log_file(
+    cri: &mut Cri,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    previous: bool,
+) -> Option<(String, String)> {
+    let labels = HashMap::from([
+        (POD_NAMESPACE.to_string(), namespace.to_string()),
+        (POD_NAME.to_string(), pod.to_string()),
+        (CONTAINER_NAME.to_string(), container.to_string()),
+    ]);
+    let filter = ContainerFilter { label_selector: labels, ..Default::default() };
+    let mut listed =
+        cri.runtime.list_containers(ListContainersRequest { filter: Some(filter) }).await.ok()?.into_inner().containers;
+    listed.sort_by_key(|c| c.created_at);
+    let chosen = listed.iter().rev().nth(usize::from(previous))?;
+    let status = cri
+        .runtime
+        .container_status(ContainerStatusRequest { container_id: chosen.id.clone(), verbose: false })
+        .await
+        .ok()?
+        .into_inner()
+        .status?;
+    Some((status.log_path, chosen.id.clone()))
+}
+
+async fn container_logs(
+    State(cri): State<Arc<Cri>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let options =
+        match LogOptions::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), jiff::Timestamp::now()) {
+            Ok(options) => options,
+            Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+        };
+    let mut client = (*cri).clone();
+    let Some((path, id)) = log_file(&mut client, &namespace, &pod, &container, options.previous).await else {
+        let what = if options.previous { "previous terminated container" } else { "container" };
+        let message = format!("{what} \"{container}\" in pod \"{pod}\" not found");
+        return (StatusCode::NOT_FOUND, message).into_response();
+    };
+    let running = move || {
+        let mut cri = (*cri).clone();
+        let id = id.clone();
+        async move {
+            let request = ContainerStatusRequest { container_id: id, verbose: false };
+            cri.runtime
+                .container_status(request)
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().status)
+                .is_some_and(|s| s.state == ContainerState::ContainerRunning as i32)
+        }
+    };
+    let body = axum::body::Body::from_stream(logs::stream(path.into(), options, running));
+    ([(http::header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
