@@ -198,3 +198,70 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         node::ctr(server.data_dir(), &["containers", "ls", "-q", &format!("labels.\"io.kubernetes.pod.uid\"=={uid}")]);
     assert!(left.trim().is_empty(), "containers left behind: {left}");
 }
+
+#[test]
+fn probes_gate_readiness_and_endpoints_and_restart_what_fails_liveness() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let server = ready_node();
+    let bin = &kubectls()[0];
+    let wait = Duration::from_secs(60);
+    // Ready only once /tmp/www/ready exists (after 4 s); alive only while /tmp/alive exists (removed
+    // after 6 s, so liveness fails and the container restarts, which makes both true again).
+    let pods = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+  labels: {app: slow}
+spec:
+  containers:
+  - name: app
+    image: tug.local/busybox:1
+    command: [sh, -c, 'mkdir -p /tmp/www; httpd -p 8080 -h /tmp/www; sleep 4; echo ok > /tmp/www/ready; exec sleep 3600']
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fragile
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: tug.local/busybox:1
+    command: [sh, -c, 'touch /tmp/alive; sleep 6; rm /tmp/alive; exec sleep 3600']
+    livenessProbe:
+      exec: {command: [cat, /tmp/alive]}
+      periodSeconds: 1
+      failureThreshold: 2
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: slow
+spec:
+  selector: {app: slow}
+  ports: [{port: 80, targetPort: http}]
+"#;
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(pods)).ok();
+    eventually_within(wait, "slow runs", || pod_field(&server, "slow", "{.status.phase}") == "Running");
+    let ready = || pod_field(&server, "slow", "{.status.containerStatuses[0].ready}");
+    let endpoints = || jsonpath(bin, &server, &["endpoints", "slow"], "{.subsets[*].addresses[*].ip}");
+    assert_eq!(ready(), "false", "not ready before its probe passes");
+    assert!(endpoints().is_empty(), "an unready pod is not an endpoint: {}", endpoints());
+    eventually_within(wait, "slow becomes ready", || ready() == "true");
+    let ip = pod_field(&server, "slow", "{.status.podIP}");
+    eventually_within(wait, "slow becomes an endpoint", || endpoints() == ip);
+
+    eventually_within(wait, "fragile is restarted after failing liveness", || {
+        pod_field(&server, "fragile", "{.status.containerStatuses[0].restartCount}").parse::<i32>().unwrap_or(0) >= 1
+    });
+    let events =
+        kubectl(bin, &server, &["get", "events", "--field-selector", "involvedObject.name=fragile"], None).ok().stdout;
+    assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
+}

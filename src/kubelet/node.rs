@@ -1,8 +1,8 @@
 //! The kubelet's Node: registered at start (taking over a Node of the same name left by an earlier run),
-//! then its status kept true: every [`STATUS_EVERY`] the machine and the runtime are read again and the
-//! status is posted when anything changed, or at least every [`STATUS_REPORT_EVERY`] (upstream's
-//! nodeStatusUpdateFrequency and nodeStatusReportFrequency). Conditions keep their transition time
-//! while their status holds.
+//! then its status kept true: every [`STATUS_EVERY`] the machine and the runtime are read again (cheap:
+//! /proc and one CRI call) and the status is posted only when anything changed, or at least every
+//! [`STATUS_REPORT_EVERY`] (upstream's nodeStatusReportFrequency), so a change such as the pod network
+//! coming up shows within a second. Conditions keep their transition time while their status holds.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use super::cri::RuntimeHealth;
 use super::machine::{self, Machine};
 
 /// How often the status is computed (and posted if changed).
-pub const STATUS_EVERY: Duration = Duration::from_secs(10);
+pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// An unchanged status is posted again this often.
 const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
 

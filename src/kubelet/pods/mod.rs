@@ -1,9 +1,11 @@
 //! The kubelet's pods: a watch of the pods bound to this node, and one worker per pod that syncs it
 //! against the runtime (`sync.rs`) whenever the pod changes and every second (to see containers exit),
-//! posts its status when it changed (`status.rs`), and when the pod is being deleted stops its
+//! runs the containers' probes (`probes.rs`: killing those that fail liveness), posts its status when it
+//! changed (`status.rs`), and when the pod is being deleted stops its
 //! containers within the grace period, removes its sandbox and then the Pod object (grace 0, the uid
 //! as precondition), as upstream's kubelet does.
 
+pub mod probes;
 pub mod spec;
 pub mod status;
 pub mod sync;
@@ -101,6 +103,8 @@ fn phase(pod: &Pod) -> &str {
 async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
     let mut last_status = None;
     let mut stopped_terminal = false;
+    let mut probes = probes::Probes::default();
+    let mut killed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut last_uid = String::new();
     loop {
         let Some(pod) = updates.borrow_and_update().clone() else {
@@ -139,7 +143,8 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
             }
         } else {
             match sync::sync(&context, &pod).await {
-                Ok(observed) => {
+                Ok(mut observed) => {
+                    probe(&context, &pod, &mut observed, &mut probes, &mut killed).await;
                     let status = status::compute(&pod, &observed, jiff::Timestamp::now());
                     if last_status.as_ref() != Some(&status) {
                         let patch = Patch::Strategic(json!({"status": status}));
@@ -157,6 +162,47 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
         tokio::select! {
             changed = updates.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+/// Runs the probes of the pod's running containers; marks the unready ones and kills (in the
+/// background, with the pod's grace period) those failing liveness or startup.
+async fn probe(
+    context: &Arc<Context>,
+    pod: &Arc<Pod>,
+    observed: &mut status::Observed,
+    probes: &mut probes::Probes,
+    killed: &mut std::collections::HashSet<String>,
+) {
+    let pod_ip = observed.pod_ip.clone().unwrap_or_default();
+    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
+    for container in &containers {
+        let Some(view) = observed.containers.get_mut(&container.name) else { continue };
+        let Some(current) =
+            view.current.clone().filter(|c| c.state == k8s_cri::v1::ContainerState::ContainerRunning as i32)
+        else {
+            continue;
+        };
+        let running_for = jiff::Timestamp::now().as_nanosecond() - i128::from(current.started_at);
+        let started_at = std::time::Instant::now()
+            .checked_sub(Duration::from_nanos(running_for.clamp(0, i128::from(u64::MAX)) as u64))
+            .unwrap_or_else(std::time::Instant::now);
+        let mut cri = context.cri.clone();
+        let verdict = probes.check(&mut cri, container, &current.id, &pod_ip, started_at).await;
+        view.unready = !verdict.ready;
+        view.unstarted = !verdict.started;
+        if let Some(why) = verdict.kill.filter(|_| killed.insert(current.id.clone())) {
+            context.event(pod, EventType::Warning, "Unhealthy", why);
+            let message = format!("Container {} failed its probe, will be restarted", container.name);
+            context.event(pod, EventType::Normal, "Killing", message);
+            let request = k8s_cri::v1::StopContainerRequest { container_id: current.id.clone(), timeout: grace as i64 };
+            tokio::spawn(async move {
+                if let Err(status) = cri.runtime.stop_container(request).await {
+                    tracing::warn!(%status, "cannot stop a container that failed its probe");
+                }
+            });
         }
     }
 }

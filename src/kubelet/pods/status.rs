@@ -20,6 +20,10 @@ pub struct ContainerView {
     /// Why it is not running, when the kubelet knows better than the runtime (CrashLoopBackOff,
     /// ErrImagePull, ContainerCreating…), with a message.
     pub waiting: Option<(String, String)>,
+    /// Running, but its readiness (or startup) probe does not pass.
+    pub unready: bool,
+    /// Running, but its startup probe has not passed yet.
+    pub unstarted: bool,
 }
 
 impl ContainerView {
@@ -27,7 +31,7 @@ impl ContainerView {
     pub fn of(mut history: Vec<ContainerStatus>, waiting: Option<(String, String)>) -> ContainerView {
         let current = history.pop();
         let previous = history.pop();
-        ContainerView { current, previous, waiting }
+        ContainerView { current, previous, waiting, unready: false, unstarted: false }
     }
 
     pub fn restart_count(&self) -> i32 {
@@ -37,6 +41,11 @@ impl ContainerView {
     fn running(&self) -> bool {
         self.waiting.is_none()
             && self.current.as_ref().is_some_and(|c| c.state == ContainerState::ContainerRunning as i32)
+    }
+
+    /// Running and passing its readiness probe.
+    pub fn ready(&self) -> bool {
+        self.running() && !self.unready
     }
 
     /// Whether it ran to a zero exit (and is not about to run again).
@@ -110,8 +119,8 @@ fn container_status(container: &Container, view: &ContainerView) -> Value {
         "name": container.name,
         "image": container.image.clone().unwrap_or_default(),
         "imageID": view.current.as_ref().map(|c| c.image_ref.clone()).unwrap_or_default(),
-        "ready": running,
-        "started": running,
+        "ready": view.ready(),
+        "started": running && !view.unstarted,
         "restartCount": view.restart_count(),
         "state": state,
         "lastState": last,
@@ -198,7 +207,7 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
         (false, true) => "Failed",
         (false, false) => "Pending",
     };
-    let all_ready = !views.is_empty() && views.iter().all(|v| v.running());
+    let all_ready = !views.is_empty() && views.iter().all(|v| v.ready());
     let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
     let condition = |kind: &str, holds: bool, reason: Option<&str>| {
         let status = if holds { "True" } else { "False" };
@@ -214,7 +223,7 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
         condition
     };
     let not_ready: Vec<&str> =
-        spec.containers.iter().zip(&views).filter(|(_, v)| !v.running()).map(|(c, _)| c.name.as_str()).collect();
+        spec.containers.iter().zip(&views).filter(|(_, v)| !v.ready()).map(|(c, _)| c.name.as_str()).collect();
     let incomplete: Vec<&str> = init_containers
         .iter()
         .filter(|c| !observed.init_containers.get(&c.name).is_some_and(ContainerView::succeeded))
@@ -317,6 +326,7 @@ mod tests {
             current: Some(cri(ContainerState::ContainerExited, 3, 1)),
             previous: Some(cri(ContainerState::ContainerExited, 2, 1)),
             waiting: Some(("CrashLoopBackOff".into(), "back-off 40s restarting failed container".into())),
+            ..Default::default()
         };
         let status = compute(&pod("Always"), &observed(view), at());
         let container = &status["containerStatuses"][0];

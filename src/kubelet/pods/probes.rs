@@ -1,0 +1,244 @@
+//! Container probes as upstream's kubelet runs them: startup, liveness and readiness, each exec (through
+//! the CRI's ExecSync), httpGet (2xx/3xx within the timeout) or tcpSocket (a connection), on their
+//! timing (initialDelaySeconds, periodSeconds, timeoutSeconds) and thresholds (successThreshold,
+//! failureThreshold). Until a startup probe succeeds the others wait; a container failing its liveness
+//! (or startup) probe is killed and restarted by its restart policy; readiness decides whether it counts
+//! as ready. Results are kept per container ID, so a new attempt starts afresh.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::ExecSyncRequest;
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::kubelet::cri::Cri;
+
+/// The three kinds, in the order they gate each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "Startup",
+            Kind::Liveness => "Liveness",
+            Kind::Readiness => "Readiness",
+        }
+    }
+}
+
+/// One probe's running tally.
+#[derive(Debug, Clone)]
+struct Tally {
+    next: Instant,
+    successes: i32,
+    failures: i32,
+    /// The verdict so far: None until the thresholds decide.
+    passing: Option<bool>,
+}
+
+/// What the probes say about a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Counts as ready (no readiness probe, or it passes, and startup has passed).
+    pub ready: bool,
+    /// Started (no startup probe, or it has passed).
+    pub started: bool,
+    /// Must be killed: its liveness or startup probe failed `failureThreshold` times in a row; the
+    /// message says which and why.
+    pub kill: Option<String>,
+}
+
+/// The probes' state for every container of one pod.
+#[derive(Debug, Default)]
+pub struct Probes {
+    tallies: HashMap<(String, Kind), Tally>,
+}
+
+fn probe_of(container: &Container, kind: Kind) -> Option<&Probe> {
+    match kind {
+        Kind::Startup => container.startup_probe.as_ref(),
+        Kind::Liveness => container.liveness_probe.as_ref(),
+        Kind::Readiness => container.readiness_probe.as_ref(),
+    }
+}
+
+fn seconds(value: Option<i32>, default: i32) -> Duration {
+    Duration::from_secs(value.unwrap_or(default).max(0) as u64)
+}
+
+/// A named or numbered port of the container.
+fn port_of(container: &Container, port: &IntOrString) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    }
+}
+
+/// Runs the probe once: Ok(()) when it passes, Err(why) when not.
+async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, probe: &Probe) -> Result<(), String> {
+    let timeout = seconds(probe.timeout_seconds, 1).max(Duration::from_secs(1));
+    if let Some(exec) = &probe.exec {
+        let request = ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: exec.command.clone().unwrap_or_default(),
+            timeout: timeout.as_secs() as i64,
+        };
+        let response = cri.runtime.exec_sync(request).await.map_err(|s| s.message().to_string())?.into_inner();
+        return match response.exit_code {
+            0 => Ok(()),
+            code => Err(format!("command exited with {code}: {}", String::from_utf8_lossy(&response.stdout).trim())),
+        };
+    }
+    if let Some(http) = &probe.http_get {
+        let port = port_of(container, &http.port).ok_or("no such port")?;
+        let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let path = http.path.clone().unwrap_or_else(|| "/".into());
+        return tokio::time::timeout(timeout, http_get(&host, port, &path))
+            .await
+            .map_err(|_| format!("Get \"http://{host}:{port}{path}\": context deadline exceeded"))?;
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let port = port_of(container, &tcp.port).ok_or("no such port")?;
+        let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
+            Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
+        };
+    }
+    Err("the probe has no handler tug supports (exec, httpGet, tcpSocket)".into())
+}
+
+async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
+    let url = format!("http://{host}:{port}{path}");
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("Get \"{url}\": {e}"))?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .header(http::header::USER_AGENT, concat!("kube-probe/", "1.33"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+    let status = response.status().as_u16();
+    if (200..400).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {status}"))
+    }
+}
+
+impl Probes {
+    /// Runs the probes of a running container that are due; its verdict now. `started_at` is when the
+    /// container started, for initialDelaySeconds.
+    pub async fn check(
+        &mut self,
+        cri: &mut Cri,
+        container: &Container,
+        id: &str,
+        pod_ip: &str,
+        started_at: Instant,
+    ) -> Verdict {
+        // A new attempt of the container starts its probes afresh.
+        let prefix = format!("{}/", container.name);
+        let current = format!("{prefix}{id}");
+        self.tallies.retain(|(known, _), _| !known.starts_with(&prefix) || *known == current);
+        let mut verdict = Verdict { ready: true, started: true, kill: None };
+        for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
+            let Some(probe) = probe_of(container, kind) else { continue };
+            if kind != Kind::Startup && !verdict.started {
+                if kind == Kind::Readiness {
+                    verdict.ready = false;
+                }
+                continue;
+            }
+            let key = (current.clone(), kind);
+            let tally = self.tallies.entry(key).or_insert_with(|| Tally {
+                next: started_at + seconds(probe.initial_delay_seconds, 0),
+                successes: 0,
+                failures: 0,
+                passing: None,
+            });
+            if Instant::now() >= tally.next {
+                tally.next = Instant::now() + seconds(probe.period_seconds, 10).max(Duration::from_secs(1));
+                match run_once(cri, container, id, pod_ip, probe).await {
+                    Ok(()) => {
+                        tally.successes += 1;
+                        tally.failures = 0;
+                        if tally.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                            tally.passing = Some(true);
+                        }
+                    }
+                    Err(why) => {
+                        tally.failures += 1;
+                        tally.successes = 0;
+                        if tally.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                            tally.passing = Some(false);
+                            if kind != Kind::Readiness {
+                                verdict.kill = Some(format!("{} probe failed: {why}", kind.name()));
+                            }
+                        }
+                    }
+                }
+            }
+            let passing = tally.passing.unwrap_or(false);
+            match kind {
+                Kind::Startup => verdict.started = passing,
+                Kind::Liveness => {}
+                Kind::Readiness => verdict.ready = passing,
+            }
+        }
+        verdict.ready &= verdict.started;
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ports_are_found_by_number_or_name() {
+        let container: Container =
+            serde_json::from_value(json!({"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}))
+                .expect("c");
+        assert_eq!(port_of(&container, &IntOrString::String("http".into())), Some(8080));
+        assert_eq!(port_of(&container, &IntOrString::Int(9000)), Some(9000));
+        assert_eq!(port_of(&container, &IntOrString::String("nope".into())), None);
+    }
+
+    #[tokio::test]
+    async fn an_http_probe_passes_on_2xx_and_3xx_only() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { return };
+                let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                    let status = if request.uri().path() == "/ok" { 200 } else { 503 };
+                    http::Response::builder().status(status).body(http_body_util::Empty::<bytes::Bytes>::new())
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service),
+                );
+            }
+        });
+        assert_eq!(http_get("127.0.0.1", port, "/ok").await, Ok(()));
+        assert_eq!(http_get("127.0.0.1", port, "/bad").await, Err("HTTP probe failed with statuscode: 503".into()));
+    }
+}
