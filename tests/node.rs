@@ -96,6 +96,20 @@ fn pod_field(server: &TugServer, name: &str, path: &str) -> String {
     jsonpath(&kubectls()[0], server, &["pod", name], path)
 }
 
+/// Waits up to a minute for the pod's phase; on time-out fails with the pod, the runtime's containers
+/// and the server's log.
+fn until_phase(server: &TugServer, pod: &str, phase: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pod_field(server, pod, "{.status.phase}") != phase {
+        if std::time::Instant::now() > deadline {
+            let yaml = kubectl(&kubectls()[0], server, &["get", "pod", pod, "-o", "yaml"], None).stdout;
+            let containers = node::ctr(server.data_dir(), &["containers", "ls"]);
+            panic!("{pod} did not reach {phase}:\n{yaml}\n{containers}\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     if !node::available() {
@@ -156,8 +170,8 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
             && pod_field(&server, "crash", "{.status.containerStatuses[0].state.waiting.reason}") == "CrashLoopBackOff"
     });
     assert_eq!(pod_field(&server, "crash", "{.status.containerStatuses[0].lastState.terminated.exitCode}"), "3");
-    eventually_within(wait, "done succeeds", || pod_field(&server, "done", "{.status.phase}") == "Succeeded");
-    eventually_within(wait, "failed fails", || pod_field(&server, "failed", "{.status.phase}") == "Failed");
+    until_phase(&server, "done", "Succeeded");
+    until_phase(&server, "failed", "Failed");
 
     // kubectl logs goes through the API server to the kubelet: the current attempt, the previous one,
     // and -f of a container that has ended returns rather than waits.
@@ -173,6 +187,31 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         "{listed}"
     );
 
+    // Environment from ConfigMaps and Secrets; a missing one holds the container back with the reason.
+    kubectl(
+        bin,
+        &server,
+        &["create", "configmap", "settings", "--from-literal=COLOR=blue", "--from-literal=SIZE=9"],
+        None,
+    )
+    .ok();
+    kubectl(bin, &server, &["create", "secret", "generic", "creds", "--from-literal=password=s3cret"], None).ok();
+    let configured = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: configured\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'echo $CFG_COLOR $CFG_SIZE $PASSWORD']\n    envFrom: [{prefix: CFG_, configMapRef: {name: settings}}]\n    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}]\n";
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(configured)).ok();
+    let unconfigured =
+        configured.replace("name: configured", "name: unconfigured").replace("name: settings", "name: missing");
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&unconfigured)).ok();
+    until_phase(&server, "configured", "Succeeded");
+    assert_eq!(kubectl(bin, &server, &["logs", "configured"], None).ok().stdout, "blue 9 s3cret\n");
+    eventually_within(wait, "unconfigured says why it waits", || {
+        pod_field(&server, "unconfigured", "{.status.containerStatuses[0].state.waiting.reason}")
+            == "CreateContainerConfigError"
+    });
+    assert_eq!(
+        pod_field(&server, "unconfigured", "{.status.containerStatuses[0].state.waiting.message}"),
+        "configmap \"missing\" not found"
+    );
+
     // Init containers run to success first; one that fails ends a pod that never restarts.
     let with_init = |name: &str, restart: &str, init: &str| {
         format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {restart}\n  initContainers:\n  - name: setup\n    image: tug.local/busybox:1\n    command: [sh, -c, '{init}']\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sleep, '3600']\n")
@@ -186,7 +225,7 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         pod_field(&server, "initialized", "{.status.initContainerStatuses[0].state.terminated.reason}"),
         "Completed"
     );
-    eventually_within(wait, "initfails fails", || pod_field(&server, "initfails", "{.status.phase}") == "Failed");
+    until_phase(&server, "initfails", "Failed");
     let listed = kubectl(bin, &server, &["get", "pod", "initfails"], None).ok().stdout;
     assert!(listed.contains("Init:Error"), "{listed}");
 

@@ -5,6 +5,7 @@
 //! containers within the grace period, removes its sandbox and then the Pod object (grace 0, the uid
 //! as precondition), as upstream's kubelet does.
 
+pub mod env;
 pub mod probes;
 pub mod spec;
 pub mod status;
@@ -104,6 +105,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
     let mut last_status = None;
     let mut stopped_terminal = false;
     let mut probes = probes::Probes::default();
+    let mut failed_sandboxes = 0;
     let mut killed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut last_uid = String::new();
     loop {
@@ -142,7 +144,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
                 stopped_terminal = sync::tear_down(&context, &uid, Duration::ZERO, false).await.is_ok();
             }
         } else {
-            match sync::sync(&context, &pod).await {
+            match sync::sync(&context, &pod, &mut failed_sandboxes).await {
                 Ok(mut observed) => {
                     probe(&context, &pod, &mut observed, &mut probes, &mut killed).await;
                     let status = status::compute(&pod, &observed, jiff::Timestamp::now());

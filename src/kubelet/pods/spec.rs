@@ -3,7 +3,7 @@
 //! `$(VAR)` expanded, working dir, env from values and the pod's own fields, labels the kubelet finds
 //! it by again, log path). Pure: everything the CRI needs is computed here from the Pod.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use k8s_cri::v1::{
@@ -12,6 +12,8 @@ use k8s_cri::v1::{
     PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+
+use super::env::Resolved;
 use kube::ResourceExt;
 
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
@@ -133,22 +135,21 @@ pub struct Placement {
     pub pod_ip: String,
 }
 
-/// The container's environment: `value`s (with `$(VAR)` of earlier entries expanded) and `fieldRef`s.
-/// Values from ConfigMaps and Secrets are resolved by the caller and passed in `resolved`.
-pub fn environment(
-    pod: &Pod,
-    container: &Container,
-    at: &Placement,
-    resolved: &BTreeMap<String, String>,
-) -> Vec<(String, String)> {
+/// The container's environment: first `envFrom` (as resolved), then `env`: `value`s (with `$(VAR)` of
+/// earlier entries expanded), `fieldRef`s, and ConfigMap and Secret keys (as resolved).
+pub fn environment(pod: &Pod, container: &Container, at: &Placement, resolved: &Resolved) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
+    for (name, value) in &resolved.sources {
+        env.retain(|(n, _)| n != name);
+        env.push((name.clone(), value.clone()));
+    }
     for var in container.env.iter().flatten() {
         let EnvVar { name, value, value_from } = var;
         let value = match (value, value_from) {
             (Some(value), _) => Some(expand(value, &env)),
             (None, Some(from)) => match &from.field_ref {
                 Some(field) => field_value(pod, &field.field_path, &at.node_name, &at.host_ip, &at.pod_ip),
-                None => resolved.get(name).cloned(),
+                None => resolved.refs.get(name).cloned(),
             },
             (None, None) => Some(String::new()),
         };
@@ -234,6 +235,7 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn pod() -> Pod {
         serde_json::from_value(json!({
@@ -244,7 +246,8 @@ mod tests {
                         {"name": "WHO", "value": "$(GREETING) world"},
                         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
-                        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "FROM_MAP", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}}],
                 "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}
         }))
         .expect("pod")
@@ -260,12 +263,18 @@ mod tests {
     fn the_environment_resolves_values_and_the_pods_own_fields() {
         let pod = pod();
         let at = Placement { node_name: "n".into(), host_ip: "10.0.0.1".into(), pod_ip: "10.42.0.5".into() };
-        let env = environment(&pod, &pod.spec.as_ref().expect("spec").containers[0], &at, &BTreeMap::new());
+        let resolved = Resolved {
+            refs: BTreeMap::from([("FROM_MAP".to_string(), "mapped".to_string())]),
+            sources: vec![("WHO".to_string(), "overridden by env".to_string()), ("EXTRA".to_string(), "x".to_string())],
+        };
+        let env = environment(&pod, &pod.spec.as_ref().expect("spec").containers[0], &at, &resolved);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("WHO"), Some("hello world"));
         assert_eq!(get("POD"), Some("web-1"));
         assert_eq!(get("APP"), Some("web"));
         assert_eq!(get("IP"), Some("10.42.0.5"));
+        assert_eq!(get("EXTRA"), Some("x"), "envFrom comes first");
+        assert_eq!(get("FROM_MAP"), Some("mapped"));
     }
 
     #[test]

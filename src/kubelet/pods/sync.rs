@@ -17,6 +17,7 @@ use k8s_cri::v1::{
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
 
+use super::env;
 use super::spec::{self, Placement, POD_UID};
 use super::status::{ContainerView, Observed};
 use super::Context;
@@ -77,8 +78,10 @@ async fn containers(cri: &mut Cri, uid: &str) -> CriResult<BTreeMap<String, Vec<
     Ok(by_name)
 }
 
-/// Makes the runtime run what the pod asks for; returns what it then shows.
-pub async fn sync(context: &Context, pod: &Pod) -> CriResult<Observed> {
+/// Makes the runtime run what the pod asks for; returns what it then shows. `failed_sandboxes` counts
+/// this worker's failed sandbox creations: each retry takes a new attempt number, since a creation cut
+/// short (tug or containerd killed meanwhile) can leave its name reserved in the runtime.
+pub async fn sync(context: &Context, pod: &Pod, failed_sandboxes: &mut u32) -> CriResult<Observed> {
     let mut cri = context.cri.clone();
     let uid = pod.uid().unwrap_or_default();
     let known = sandboxes(&mut cri, &uid).await?;
@@ -86,12 +89,14 @@ pub async fn sync(context: &Context, pod: &Pod) -> CriResult<Observed> {
     let sandbox_id = match ready {
         Some(sandbox) => sandbox.id.clone(),
         None => {
-            let attempt = known.last().and_then(|s| s.metadata.as_ref()).map_or(0, |m| m.attempt + 1);
+            let next = known.last().and_then(|s| s.metadata.as_ref()).map_or(0, |m| m.attempt + 1);
+            let attempt = next.max(*failed_sandboxes);
             let config = spec::sandbox_config(pod, attempt, &context.logs_root, None);
             let request = RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
             match cri.runtime.run_pod_sandbox(request).await {
                 Ok(response) => response.into_inner().pod_sandbox_id,
                 Err(status) => {
+                    *failed_sandboxes = attempt + 1;
                     let message = format!("Failed to create pod sandbox: {}", status.message());
                     context.event(pod, EventType::Warning, "FailedCreatePodSandBox", message);
                     return Ok(waiting_all(pod, context, "ContainerCreating"));
@@ -174,7 +179,6 @@ impl Launch<'_> {
     ) -> ContainerView {
         let (context, pod) = (self.context, self.pod);
         let mut view = ContainerView::of(history, None);
-        let env = || spec::environment(pod, container, self.placement, &BTreeMap::new());
         view.waiting = match &view.current {
             Some(c) if c.state == ContainerState::ContainerRunning as i32 => None,
             Some(c) if c.state == ContainerState::ContainerCreated as i32 => {
@@ -203,7 +207,7 @@ impl Launch<'_> {
                         let _ =
                             cri.runtime.remove_container(RemoveContainerRequest { container_id: old.id.clone() }).await;
                     }
-                    self.create_and_start(container, attempt + 1, &env()).await
+                    self.create_and_start(container, attempt + 1).await
                 }
             }
             // Its creation was cut short (tug or containerd died meanwhile): replaced by the next attempt.
@@ -211,22 +215,25 @@ impl Launch<'_> {
                 let mut cri = context.cri.clone();
                 let _ = cri.runtime.remove_container(RemoveContainerRequest { container_id: c.id.clone() }).await;
                 let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt + 1);
-                self.create_and_start(container, attempt, &env()).await
+                self.create_and_start(container, attempt).await
             }
-            None => self.create_and_start(container, 0, &env()).await,
+            None => self.create_and_start(container, 0).await,
         };
         view
     }
 
-    /// Ensures the image, creates attempt `attempt` of the container and starts it; the waiting
-    /// reason when that could not be done.
-    async fn create_and_start(
-        &self,
-        container: &Container,
-        attempt: u32,
-        env: &[(String, String)],
-    ) -> Option<(String, String)> {
+    /// Ensures the image and the environment's sources, creates attempt `attempt` of the container
+    /// and starts it; the waiting reason when that could not be done.
+    async fn create_and_start(&self, container: &Container, attempt: u32) -> Option<(String, String)> {
         let (context, pod) = (self.context, self.pod);
+        let resolved = match env::resolve(&context.client, &pod.namespace().unwrap_or_default(), container).await {
+            Ok(resolved) => resolved,
+            Err(message) => {
+                context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
+                return Some(("CreateContainerConfigError".into(), message));
+            }
+        };
+        let env = spec::environment(pod, container, self.placement, &resolved);
         let mut cri = context.cri.clone();
         let image = container.image.clone().unwrap_or_default();
         let spec = ImageSpec { image: image.clone(), ..Default::default() };
@@ -245,7 +252,7 @@ impl Launch<'_> {
             }
             context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
         }
-        let config = spec::container_config(pod, container, attempt, env);
+        let config = spec::container_config(pod, container, attempt, &env);
         let request = CreateContainerRequest {
             pod_sandbox_id: self.sandbox_id.to_string(),
             config: Some(config),

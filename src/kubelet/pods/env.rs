@@ -1,0 +1,70 @@
+//! The values a container's environment takes from the API: `env[].valueFrom` configMapKeyRef and
+//! secretKeyRef, and `envFrom` ConfigMaps and Secrets (with their prefix). A missing source that is not
+//! optional stops the container from being created, with upstream's CreateContainerConfigError message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
+use kube::{Api, Client};
+
+/// What the API supplies to one container's environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// `env[].valueFrom` values, by variable name.
+    pub refs: BTreeMap<String, String>,
+    /// `envFrom` variables, in order (later sources win).
+    pub sources: Vec<(String, String)>,
+}
+
+async fn config_map(client: &Client, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    Ok(found.map(|c| c.data.unwrap_or_default()))
+}
+
+async fn secret(client: &Client, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    Ok(found.map(|s| {
+        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect()
+    }))
+}
+
+/// Reads what `container`'s environment refers to in `namespace`.
+pub async fn resolve(client: &Client, namespace: &str, container: &Container) -> Result<Resolved, String> {
+    let mut resolved = Resolved::default();
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.clone().unwrap_or_default();
+        let (data, kind, name, optional) = if let Some(r) = &source.config_map_ref {
+            (config_map(client, namespace, &r.name).await?, "configmap", &r.name, r.optional.unwrap_or(false))
+        } else if let Some(r) = &source.secret_ref {
+            (secret(client, namespace, &r.name).await?, "secret", &r.name, r.optional.unwrap_or(false))
+        } else {
+            continue;
+        };
+        match data {
+            Some(data) => resolved.sources.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
+            None if optional => {}
+            None => return Err(format!("{kind} \"{name}\" not found")),
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let Some(from) = &var.value_from else { continue };
+        let (data, kind, name, key, optional) = if let Some(r) = &from.config_map_key_ref {
+            (config_map(client, namespace, &r.name).await?, "configmap", &r.name, &r.key, r.optional.unwrap_or(false))
+        } else if let Some(r) = &from.secret_key_ref {
+            (secret(client, namespace, &r.name).await?, "secret", &r.name, &r.key, r.optional.unwrap_or(false))
+        } else {
+            continue;
+        };
+        match (data.as_ref().and_then(|d| d.get(key)), data.is_some()) {
+            (Some(value), _) => {
+                resolved.refs.insert(var.name.clone(), value.clone());
+            }
+            _ if optional => {}
+            (None, true) => return Err(format!("couldn't find key {key} in {kind} {namespace}/{name}")),
+            (None, false) => return Err(format!("{kind} \"{name}\" not found")),
+        }
+    }
+    Ok(resolved)
+}
