@@ -152,7 +152,18 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     let listed = kubectl(bin, &server, &["get", "pod", "web"], None).ok().stdout;
     assert!(listed.contains("1/1") && listed.contains("Running"), "{listed}");
 
-    // tug killed and started again finds its containers running: same container, no restart.
+    // Restart policies: a crashing container restarts with back-off, Never pods end by exit code.
+    eventually_within(wait, "crash restarts and backs off", || {
+        pod_field(&server, "crash", "{.status.containerStatuses[0].restartCount}").parse::<i32>().unwrap_or(0) >= 1
+            && pod_field(&server, "crash", "{.status.containerStatuses[0].state.waiting.reason}") == "CrashLoopBackOff"
+    });
+    assert_eq!(pod_field(&server, "crash", "{.status.containerStatuses[0].lastState.terminated.exitCode}"), "3");
+    until_phase(&server, "done", "Succeeded");
+    until_phase(&server, "failed", "Failed");
+
+    // tug killed and started again (its containerd with it) finds its containers running: same
+    // container, no restart. (Pods are settled first: a container that ends while containerd is down
+    // is reported by containerd with exit code 255, reason Unknown.)
     let container = pod_field(&server, "web", "{.status.containerStatuses[0].containerID}");
     server.kill_and_restart();
     eventually_within(wait, "the node reports again", || {
@@ -163,15 +174,6 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     assert_eq!(pod_field(&server, "web", "{.status.containerStatuses[0].containerID}"), container);
     assert_eq!(pod_field(&server, "web", "{.status.containerStatuses[0].restartCount}"), "0");
     assert_eq!(page(), "hello-from-tug", "still serving after the restart");
-
-    // Restart policies: a crashing container restarts with back-off, Never pods end by exit code.
-    eventually_within(wait, "crash restarts and backs off", || {
-        pod_field(&server, "crash", "{.status.containerStatuses[0].restartCount}").parse::<i32>().unwrap_or(0) >= 1
-            && pod_field(&server, "crash", "{.status.containerStatuses[0].state.waiting.reason}") == "CrashLoopBackOff"
-    });
-    assert_eq!(pod_field(&server, "crash", "{.status.containerStatuses[0].lastState.terminated.exitCode}"), "3");
-    until_phase(&server, "done", "Succeeded");
-    until_phase(&server, "failed", "Failed");
 
     // kubectl logs goes through the API server to the kubelet: the current attempt, the previous one,
     // and -f of a container that has ended returns rather than waits.
@@ -236,6 +238,19 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     let left =
         node::ctr(server.data_dir(), &["containers", "ls", "-q", &format!("labels.\"io.kubernetes.pod.uid\"=={uid}")]);
     assert!(left.trim().is_empty(), "containers left behind: {left}");
+
+    // A pod deleted while the node was down: its containers go when the node is back.
+    let uid = pod_field(&server, "crash", "{.metadata.uid}");
+    server.set_agent(false);
+    server.kill_and_restart();
+    kubectl(bin, &server, &["delete", "pod", "crash", "--force", "--grace-period=0"], None).ok();
+    server.set_agent(true);
+    server.kill_and_restart();
+    let of_crash = format!("labels.\"io.kubernetes.pod.uid\"=={uid}");
+    eventually_within(wait, "the deleted pod's containers are removed", || {
+        node::ctr(server.data_dir(), &["version"]).contains("Server:")
+            && node::ctr(server.data_dir(), &["containers", "ls", "-q", &of_crash]).trim().is_empty()
+    });
 }
 
 #[test]

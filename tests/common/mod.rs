@@ -127,6 +127,11 @@ impl TugServer {
         child.wait().ok()
     }
 
+    /// Whether the next (re)start runs the node agent.
+    pub fn set_agent(&mut self, agent: bool) {
+        self.agent = agent;
+    }
+
     /// Kills the process with SIGKILL (no chance to flush anything) and starts it again on the same port.
     pub fn kill_and_restart(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -3,7 +3,8 @@
 //! runs the containers' probes (`probes.rs`: killing those that fail liveness), posts its status when it
 //! changed (`status.rs`), and when the pod is being deleted stops its
 //! containers within the grace period, removes its sandbox and then the Pod object (grace 0, the uid
-//! as precondition), as upstream's kubelet does.
+//! as precondition), as upstream's kubelet does. After each full listing, what the runtime still runs
+//! for pods the API no longer has (deleted while tug was down) is removed.
 
 pub mod env;
 pub mod probes;
@@ -58,6 +59,7 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", context.node_name));
     let mut events = pin!(watcher(api, config).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
+    let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let event = tokio::select! {
             event = events.next() => match event {
@@ -74,6 +76,7 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
         match event {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                 let uid = pod.uid().unwrap_or_default();
+                listed.insert(uid.clone());
                 match workers.get(&uid) {
                     Some(sender) => {
                         let _ = sender.send(Some(Arc::new(pod)));
@@ -91,7 +94,12 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
                     let _ = sender.send(None);
                 }
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Init => listed.clear(),
+            // What the runtime runs for pods the API no longer has (deleted while tug was down) goes.
+            watcher::Event::InitDone => {
+                let listed_at = jiff::Timestamp::now().as_nanosecond() as i64;
+                tokio::spawn(remove_orphans(context.clone(), std::mem::take(&mut listed), listed_at));
+            }
         }
     }
 }
@@ -205,6 +213,33 @@ async fn probe(
                     tracing::warn!(%status, "cannot stop a container that failed its probe");
                 }
             });
+        }
+    }
+}
+
+/// Tears down the sandboxes and containers of pods not in `known` (pod uids, as listed at `listed_at`,
+/// in nanoseconds; younger sandboxes belong to pods that came after the listing).
+async fn remove_orphans(context: Arc<Context>, known: std::collections::HashSet<String>, listed_at: i64) {
+    let mut cri = context.cri.clone();
+    let request = k8s_cri::v1::ListPodSandboxRequest { filter: None };
+    let sandboxes = match cri.runtime.list_pod_sandbox(request).await {
+        Ok(response) => response.into_inner().items,
+        Err(status) => {
+            tracing::warn!(%status, "cannot list the runtime's pods to remove orphans");
+            return;
+        }
+    };
+    let orphans: std::collections::BTreeSet<String> = sandboxes
+        .iter()
+        .filter(|s| s.created_at < listed_at)
+        .filter_map(|s| s.labels.get(spec::POD_UID))
+        .filter(|uid| !known.contains(*uid))
+        .cloned()
+        .collect();
+    for uid in orphans {
+        tracing::info!(uid, "removing the containers of a pod that no longer exists");
+        if let Err(status) = sync::tear_down(&context, &uid, Duration::ZERO, true).await {
+            tracing::warn!(%status, uid, "cannot remove an orphaned pod's containers");
         }
     }
 }
