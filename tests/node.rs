@@ -214,6 +214,13 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         "configmap \"missing\" not found"
     );
 
+    // Limits reach the container's cgroup.
+    let limited = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes']\n    resources: {limits: {memory: 64Mi, cpu: 500m}}\n";
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(limited)).ok();
+    until_phase(&server, "limited", "Succeeded");
+    assert_eq!(kubectl(bin, &server, &["logs", "limited"], None).ok().stdout, "67108864\n");
+    assert_eq!(pod_field(&server, "limited", "{.status.qosClass}"), "Guaranteed");
+
     // Init containers run to success first; one that fails ends a pod that never restarts.
     let with_init = |name: &str, restart: &str, init: &str| {
         format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {restart}\n  initContainers:\n  - name: setup\n    image: tug.local/busybox:1\n    command: [sh, -c, '{init}']\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sleep, '3600']\n")

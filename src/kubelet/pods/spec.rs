@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, KeyValue, LinuxContainerConfig,
+    ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, KeyValue, LinuxContainerConfig, LinuxContainerResources,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
@@ -219,6 +219,7 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
         stdin_once: container.stdin_once.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
         linux: Some(LinuxContainerConfig {
+            resources: Some(resources(container)),
             security_context: Some(LinuxContainerSecurityContext {
                 privileged: security.and_then(|s| s.privileged).unwrap_or(false),
                 readonly_rootfs: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
@@ -227,6 +228,37 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
             }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The CFS period the kubelet uses (100 ms), in microseconds.
+const CPU_PERIOD: i64 = 100_000;
+/// The smallest CPU shares and quota the kubelet sets.
+const MIN_SHARES: i64 = 2;
+const MIN_QUOTA: i64 = 1_000;
+
+/// The container's requests and limits as cgroup settings, as upstream's kubelet converts them: CPU
+/// shares from the request (the limit when no request is given), a CFS quota from the CPU limit, the
+/// memory limit in bytes.
+pub fn resources(container: &Container) -> LinuxContainerResources {
+    let requirements = container.resources.as_ref();
+    let limits = requirements.and_then(|r| r.limits.clone()).unwrap_or_default();
+    let requests = requirements.and_then(|r| r.requests.clone()).unwrap_or_default();
+    let milli = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+        q.and_then(|q| crate::core::quantity::parse_milli(&q.0).ok()).map(|m| m.clamp(0, i128::from(i64::MAX)) as i64)
+    };
+    let cpu_limit = milli(limits.get("cpu"));
+    let cpu_request = milli(requests.get("cpu")).or(cpu_limit).unwrap_or(0);
+    let memory_limit = limits
+        .get("memory")
+        .and_then(|q| crate::core::quantity::parse_whole(&q.0).ok())
+        .map_or(0, |b| b.clamp(0, i128::from(i64::MAX)) as i64);
+    LinuxContainerResources {
+        cpu_period: if cpu_limit.is_some() { CPU_PERIOD } else { 0 },
+        cpu_quota: cpu_limit.map_or(0, |m| (m * CPU_PERIOD / 1000).max(MIN_QUOTA)),
+        cpu_shares: (cpu_request * 1024 / 1000).max(MIN_SHARES),
+        memory_limit_in_bytes: memory_limit,
         ..Default::default()
     }
 }
@@ -251,6 +283,18 @@ mod tests {
                 "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}
         }))
         .expect("pod")
+    }
+
+    #[test]
+    fn requests_and_limits_become_cgroup_settings_as_upstream_converts_them() {
+        let container: Container = serde_json::from_value(json!({"name": "c",
+            "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}}}))
+        .expect("container");
+        let limits = resources(&container);
+        assert_eq!((limits.cpu_shares, limits.cpu_quota, limits.cpu_period), (256, 50_000, 100_000));
+        assert_eq!(limits.memory_limit_in_bytes, 64 << 20);
+        let best_effort = resources(&serde_json::from_value(json!({"name": "c"})).expect("container"));
+        assert_eq!((best_effort.cpu_shares, best_effort.cpu_quota, best_effort.memory_limit_in_bytes), (2, 0, 0));
     }
 
     #[test]
