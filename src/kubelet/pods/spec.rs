@@ -226,7 +226,6 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
                 no_new_privs: security.and_then(|s| s.allow_privilege_escalation) == Some(false),
                 ..Default::default()
             }),
-            ..Default::default()
         }),
         ..Default::default()
     }
