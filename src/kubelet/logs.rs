@@ -98,9 +98,28 @@ pub fn render(text: &str, options: &LogOptions) -> Vec<String> {
     lines
 }
 
-/// How much of a log file has been consumed: whole lines only.
-fn whole_lines_len(text: &str) -> usize {
-    text.rfind('\n').map_or(0, |i| i + 1)
+/// How much of `text` ends with a complete entry (a whole line not marked partial): what a read may
+/// consume, leaving a line still being written, or split over partial entries, for the next read.
+fn complete_len(text: &str) -> usize {
+    let mut position = 0;
+    let mut complete = 0;
+    for line in text.split_inclusive('\n') {
+        position += line.len();
+        if line.ends_with('\n') && parse(line.trim_end_matches('\n')).is_some_and(|e| !e.partial) {
+            complete = position;
+        }
+    }
+    complete
+}
+
+/// The file's bytes from `offset` on.
+async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).await?;
+    Ok(bytes)
 }
 
 /// The log at `path` as a byte stream: what is there now, then (with follow) what is appended while
@@ -114,7 +133,7 @@ where
         path: PathBuf,
         options: LogOptions,
         running: F,
-        offset: usize,
+        offset: u64,
         sent: usize,
         first: bool,
         done: bool,
@@ -125,18 +144,17 @@ where
             if state.done {
                 return None;
             }
-            let text = match tokio::fs::read(&state.path).await {
+            let fresh = match read_from(&state.path, state.offset).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(error) => return Some((Err(error), State { done: true, ..state })),
             };
-            let fresh = text.get(state.offset..).unwrap_or("");
-            let consumed = whole_lines_len(fresh);
+            let consumed = complete_len(&fresh);
             let mut options = state.options.clone();
             if !state.first {
                 options.tail_lines = None;
             }
-            let mut out: String = render(&fresh[..consumed], &options).concat();
-            state.offset += consumed;
+            let mut out: Vec<u8> = render(&fresh[..consumed], &options).concat().into_bytes();
+            state.offset += consumed as u64;
             state.first = false;
             if let Some(limit) = state.options.limit_bytes {
                 let room = limit.saturating_sub(state.sent);
@@ -199,6 +217,23 @@ mod tests {
         assert_eq!(options.since, Some("2026-01-01T00:00:00Z".parse().expect("time")));
         let error = LogOptions::from_query([("tailLines", "x")].into_iter(), now).expect_err("bad number");
         assert_eq!(error, "invalid tailLines \"x\": not a number");
+    }
+
+    #[test]
+    fn a_read_stops_before_a_line_still_in_partial_pieces() {
+        let text = "t stdout F done\nt stdout P half\nt stdout P way\n";
+        assert_eq!(complete_len(text), "t stdout F done\n".len());
+    }
+
+    #[tokio::test]
+    async fn limit_bytes_cuts_bytes_without_panicking_inside_a_character() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "2026-01-01T00:00:01Z stdout F héllo\n").expect("write");
+        let options = LogOptions { limit_bytes: Some(2), ..Default::default() };
+        let chunks: Vec<Bytes> = stream(path, options, || async { false }).map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(chunks.concat(), "hé".as_bytes()[..2].to_vec());
     }
 
     #[tokio::test]

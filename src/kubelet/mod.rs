@@ -53,7 +53,7 @@ pub async fn run(
     };
     let host_ip = identity.address.map(|ip| ip.to_string()).unwrap_or_default();
     let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
-    tokio::spawn(server::run(api_address, tls, cri.clone(), stop.clone()));
+    tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");
     let mut reporter = Reporter::new(identity, runtime_version);
     let nodes: Api<Node> = Api::all(client.clone());
@@ -95,9 +95,10 @@ pub async fn run(
         }
         let health = health(&mut cri).await;
         if let Some(status) = reporter.due(&health) {
-            let patch = Patch::Strategic(json!({"status": status}));
-            if let Err(error) = nodes.patch_status(reporter.name(), &PatchParams::default(), &patch).await {
-                tracing::warn!(%error, node = reporter.name(), "cannot post the node's status");
+            let patch = Patch::Strategic(json!({"status": status.clone()}));
+            match nodes.patch_status(reporter.name(), &PatchParams::default(), &patch).await {
+                Ok(_) => reporter.posted(&status),
+                Err(error) => tracing::warn!(%error, node = reporter.name(), "cannot post the node's status"),
             }
         }
     }

@@ -141,8 +141,12 @@ impl Reporter {
         if fresh {
             return None;
         }
-        self.last_posted = Some((comparable(&status), Instant::now()));
         Some(stamped(status))
+    }
+
+    /// Records that `status` (from [`Reporter::due`]) was posted; until then it stays due.
+    pub fn posted(&mut self, status: &Value) {
+        self.last_posted = Some((comparable(status), Instant::now()));
     }
 
     /// The Node to register.
@@ -154,11 +158,13 @@ impl Reporter {
     }
 }
 
-/// The status without what changes on every reading (free memory and disk only matter through the
-/// pressure conditions).
+/// The status without what changes on every reading or posting (heartbeat times).
 fn comparable(status: &Value) -> Value {
     let mut status = status.clone();
     status["nodeInfo"]["bootID"] = Value::Null;
+    for condition in status["conditions"].as_array_mut().into_iter().flatten() {
+        condition["lastHeartbeatTime"] = Value::Null;
+    }
     status
 }
 
@@ -240,6 +246,8 @@ mod tests {
     fn an_unchanged_status_is_not_posted_again_and_a_change_is() {
         let mut reporter = reporter();
         let first = reporter.due(&healthy()).expect("first post");
+        assert!(reporter.due(&healthy()).is_some(), "not posted yet: still due");
+        reporter.posted(&first);
         assert!(reporter.due(&healthy()).is_none(), "nothing changed");
         let broken = RuntimeHealth { runtime_ready: false, network_ready: true, message: "down".into() };
         let second = reporter.due(&broken).expect("a change is posted");

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
 use k8s_cri::v1::{ContainerFilter, ContainerState, ContainerStatusRequest, ListContainersRequest};
+use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
 use super::cri::Cri;
@@ -30,8 +31,14 @@ pub struct KubeletTls {
     pub key_pem: String,
 }
 
-/// Serves on `address` until `stop` turns true.
-pub async fn run(address: SocketAddr, tls: KubeletTls, cri: Cri, mut stop: watch::Receiver<bool>) {
+/// Serves on `address` until `stop` turns true; `client` reads pods for `--previous`.
+pub async fn run(
+    address: SocketAddr,
+    tls: KubeletTls,
+    cri: Cri,
+    client: kube::Client,
+    mut stop: watch::Receiver<bool>,
+) {
     let config = match crate::apiserver::serve::tls_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem) {
         Ok(config) => config,
         Err(error) => {
@@ -50,7 +57,7 @@ pub async fn run(address: SocketAddr, tls: KubeletTls, cri: Cri, mut stop: watch
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .layer(axum::middleware::from_fn(require_client_certificate))
-        .with_state(Arc::new(cri));
+        .with_state(Arc::new(Api { cri, client }));
     crate::apiserver::serve::serve(listener, config, app, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
@@ -64,14 +71,43 @@ async fn require_client_certificate(request: axum::extract::Request, next: axum:
     next.run(request).await
 }
 
-/// The log file of the container's newest attempt (or the one before, with `previous`).
-async fn log_file(
-    cri: &mut Cri,
-    namespace: &str,
-    pod: &str,
-    container: &str,
-    previous: bool,
-) -> Option<(String, String)> {
+/// What the kubelet API needs.
+struct Api {
+    cri: Cri,
+    client: kube::Client,
+}
+
+/// The container `lastState` names in the pod's status (what upstream's `--previous` reads).
+async fn previous_container(client: &kube::Client, namespace: &str, pod: &str, container: &str) -> Option<String> {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+    let status = pods.get_opt(pod).await.ok()??.status?;
+    let all =
+        status.container_statuses.into_iter().flatten().chain(status.init_container_statuses.into_iter().flatten());
+    let named = all.into_iter().find(|c| c.name == container)?;
+    let id = named.last_state?.terminated?.container_id?;
+    Some(id.rsplit("://").next()?.to_string())
+}
+
+/// The log file of the container's newest attempt, or with `previous` of the one its status shows as
+/// lastState; with the container's ID.
+async fn log_file(api: &Api, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<(String, String)> {
+    let mut cri = api.cri.clone();
+    let chosen = match previous {
+        true => previous_container(&api.client, namespace, pod, container).await?,
+        false => newest_container(&mut cri, namespace, pod, container).await?,
+    };
+    let status = cri
+        .runtime
+        .container_status(ContainerStatusRequest { container_id: chosen.clone(), verbose: false })
+        .await
+        .ok()?
+        .into_inner()
+        .status?;
+    Some((status.log_path, chosen))
+}
+
+/// The ID of the container's newest attempt in the runtime.
+async fn newest_container(cri: &mut Cri, namespace: &str, pod: &str, container: &str) -> Option<String> {
     let labels = HashMap::from([
         (POD_NAMESPACE.to_string(), namespace.to_string()),
         (POD_NAME.to_string(), pod.to_string()),
@@ -81,19 +117,11 @@ async fn log_file(
     let mut listed =
         cri.runtime.list_containers(ListContainersRequest { filter: Some(filter) }).await.ok()?.into_inner().containers;
     listed.sort_by_key(|c| c.created_at);
-    let chosen = listed.iter().rev().nth(usize::from(previous))?;
-    let status = cri
-        .runtime
-        .container_status(ContainerStatusRequest { container_id: chosen.id.clone(), verbose: false })
-        .await
-        .ok()?
-        .into_inner()
-        .status?;
-    Some((status.log_path, chosen.id.clone()))
+    listed.pop().map(|c| c.id)
 }
 
 async fn container_logs(
-    State(cri): State<Arc<Cri>>,
+    State(api): State<Arc<Api>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -104,14 +132,13 @@ async fn container_logs(
             Ok(options) => options,
             Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
         };
-    let mut client = (*cri).clone();
-    let Some((path, id)) = log_file(&mut client, &namespace, &pod, &container, options.previous).await else {
+    let Some((path, id)) = log_file(&api, &namespace, &pod, &container, options.previous).await else {
         let what = if options.previous { "previous terminated container" } else { "container" };
         let message = format!("{what} \"{container}\" in pod \"{pod}\" not found");
         return (StatusCode::NOT_FOUND, message).into_response();
     };
     let running = move || {
-        let mut cri = (*cri).clone();
+        let mut cri = api.cri.clone();
         let id = id.clone();
         async move {
             let request = ContainerStatusRequest { container_id: id, verbose: false };

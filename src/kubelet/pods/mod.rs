@@ -97,6 +97,12 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
             watcher::Event::Init => listed.clear(),
             // What the runtime runs for pods the API no longer has (deleted while tug was down) goes.
             watcher::Event::InitDone => {
+                // Pods gone while the watch re-listed: their workers tear them down.
+                for (uid, sender) in &workers {
+                    if !listed.contains(uid) {
+                        let _ = sender.send(None);
+                    }
+                }
                 let listed_at = jiff::Timestamp::now().as_nanosecond() as i64;
                 tokio::spawn(remove_orphans(context.clone(), std::mem::take(&mut listed), listed_at));
             }
@@ -140,10 +146,14 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
                         preconditions: Some(preconditions),
                         ..Default::default()
                     };
-                    if let Err(error) = api.delete(&pod.name_any(), &params).await {
-                        tracing::debug!(%error, pod = pod.name_any(), "could not remove the deleted pod");
+                    match api.delete(&pod.name_any(), &params).await {
+                        Ok(_) => return,
+                        // Gone already, or a namesake with another uid: nothing left to do.
+                        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return,
+                        Err(error) => {
+                            tracing::warn!(%error, pod = pod.name_any(), "cannot remove the deleted pod; retrying")
+                        }
                     }
-                    return;
                 }
                 Err(status) => tracing::warn!(%status, pod = pod.name_any(), "cannot stop the pod's containers yet"),
             }

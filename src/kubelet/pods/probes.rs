@@ -172,7 +172,9 @@ impl Probes {
                 failures: 0,
                 passing: None,
             });
-            if Instant::now() >= tally.next {
+            // A startup probe that has passed is done for this container.
+            let settled = kind == Kind::Startup && tally.passing == Some(true);
+            if !settled && Instant::now() >= tally.next {
                 tally.next = Instant::now() + seconds(probe.period_seconds, 10).max(Duration::from_secs(1));
                 match run_once(cri, container, id, pod_ip, probe).await {
                     Ok(()) => {

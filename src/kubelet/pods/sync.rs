@@ -110,7 +110,14 @@ pub async fn sync(context: &Context, pod: &Pod, failed_sandboxes: &mut u32) -> C
         .await?
         .into_inner()
         .status;
-    let pod_ip = sandbox.as_ref().and_then(|s| s.network.as_ref()).map(|n| n.ip.clone()).filter(|ip| !ip.is_empty());
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    // A pod on the host's network has the host's address, as upstream reports it.
+    let pod_ip = sandbox
+        .as_ref()
+        .and_then(|s| s.network.as_ref())
+        .map(|n| n.ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| host_network.then(|| context.host_ip.clone()));
     let sandbox_config = spec::sandbox_config(pod, 0, &context.logs_root, None);
     let placement = Placement {
         node_name: context.node_name.clone(),
@@ -188,7 +195,12 @@ impl Launch<'_> {
             Some(c) if c.state == ContainerState::ContainerExited as i32 => {
                 let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt);
                 let ran = Duration::from_nanos((c.finished_at - c.started_at).max(0) as u64);
-                let delay = if ran >= BACKOFF_RESET { Duration::ZERO } else { backoff(attempt) };
+                // The first restart is immediate; then 10 s, doubling (upstream's back-off).
+                let delay = match attempt {
+                    _ if ran >= BACKOFF_RESET => Duration::ZERO,
+                    0 => Duration::ZERO,
+                    n => backoff(n - 1),
+                };
                 let waited = Duration::from_nanos((now_nanos() - c.finished_at).max(0) as u64);
                 if !should_restart(restart_policy, c.exit_code) {
                     None
