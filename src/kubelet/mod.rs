@@ -27,13 +27,22 @@ const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How long to wait before retrying a failed registration.
 const REGISTER_RETRY: Duration = Duration::from_secs(2);
 
+/// How long the runtime may take to say how it is before it counts as down (so a hung runtime cannot
+/// hold up the Lease).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The runtime's health, or not ready with the reason it could not be asked.
 async fn health(cri: &mut Cri) -> RuntimeHealth {
-    cri.health().await.unwrap_or_else(|error| RuntimeHealth {
+    let down = |why: String| RuntimeHealth {
         runtime_ready: false,
         network_ready: false,
-        message: format!("container runtime is down: {error}"),
-    })
+        message: format!("container runtime is down: {why}"),
+    };
+    match tokio::time::timeout(HEALTH_TIMEOUT, cri.health()).await {
+        Ok(Ok(health)) => health,
+        Ok(Err(error)) => down(error.to_string()),
+        Err(_) => down(format!("no answer within {HEALTH_TIMEOUT:?}")),
+    }
 }
 
 /// Registers the node, then heartbeats until `stop` turns true.

@@ -1,11 +1,13 @@
 //! Container probes as upstream's kubelet runs them: startup, liveness and readiness, each exec (through
-//! the CRI's ExecSync), httpGet (2xx/3xx within the timeout) or tcpSocket (a connection), on their
+//! the CRI's ExecSync), httpGet (2xx/3xx within the timeout, HTTP or HTTPS without certificate checks,
+//! with its headers) or tcpSocket (a connection), on their
 //! timing (initialDelaySeconds, periodSeconds, timeoutSeconds) and thresholds (successThreshold,
 //! failureThreshold). Until a startup probe succeeds the others wait; a container failing its liveness
 //! (or startup) probe is killed and restarted by its restart policy; readiness decides whether it counts
 //! as ready. Results are kept per container ID, so a new attempt starts afresh.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::ExecSyncRequest;
@@ -104,7 +106,10 @@ async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, 
         let port = port_of(container, &http.port).ok_or("no such port")?;
         let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
         let path = http.path.clone().unwrap_or_else(|| "/".into());
-        return tokio::time::timeout(timeout, http_get(&host, port, &path))
+        let headers: Vec<(String, String)> =
+            http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
+        let tls = http.scheme.as_deref() == Some("HTTPS");
+        return tokio::time::timeout(timeout, http_get(&host, port, &path, &headers, tls))
             .await
             .map_err(|_| format!("Get \"http://{host}:{port}{path}\": context deadline exceeded"))?;
     }
@@ -120,19 +125,88 @@ async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, 
     Err("the probe has no handler tug supports (exec, httpGet, tcpSocket)".into())
 }
 
-async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
-    let url = format!("http://{host}:{port}{path}");
-    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    tokio::spawn(connection);
-    let request = http::Request::get(path)
+/// Accepts any server certificate: probes check that the container answers, not who it is (as upstream,
+/// which skips verification for HTTPS probes).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection to a probed container.
+async fn tls_to(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())
+}
+
+async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tls: bool) -> Result<(), String> {
+    let url = format!("{}://{host}:{port}{path}", if tls { "https" } else { "http" });
+    let failed = |e: String| format!("Get \"{url}\": {e}");
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| failed(e.to_string()))?;
+    let mut sender = if tls {
+        let stream = tls_to(tcp, host).await.map_err(failed)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        tokio::spawn(connection);
+        sender
+    } else {
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        tokio::spawn(connection);
+        sender
+    };
+    let mut request = http::Request::get(path)
         .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::USER_AGENT, concat!("kube-probe/", "1.33"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        .header(http::header::USER_AGENT, "kube-probe/1.33");
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request.body(http_body_util::Empty::<bytes::Bytes>::new()).map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| failed(e.to_string()))?;
     let status = response.status().as_u16();
     if (200..400).contains(&status) {
         Ok(())
@@ -240,7 +314,40 @@ mod tests {
                 );
             }
         });
-        assert_eq!(http_get("127.0.0.1", port, "/ok").await, Ok(()));
-        assert_eq!(http_get("127.0.0.1", port, "/bad").await, Err("HTTP probe failed with statuscode: 503".into()));
+        let headers = [("X-Probe".to_string(), "1".to_string())];
+        assert_eq!(http_get("127.0.0.1", port, "/ok", &headers, false).await, Ok(()));
+        assert_eq!(
+            http_get("127.0.0.1", port, "/bad", &[], false).await,
+            Err("HTTP probe failed with statuscode: 503".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_https_probe_accepts_any_certificate() {
+        use rustls::pki_types::pem::PemObject;
+        let signed = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let chain = vec![signed.cert.der().clone()];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(signed.signing_key.serialize_pem().as_bytes())
+            .expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let Ok((socket, _)) = listener.accept().await else { return };
+            let Ok(tls) = acceptor.accept(socket).await else { return };
+            let service = hyper::service::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+                http::Response::builder().status(204).body(http_body_util::Empty::<bytes::Bytes>::new())
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+        assert_eq!(http_get("127.0.0.1", port, "/healthz", &[], true).await, Ok(()));
     }
 }
