@@ -214,6 +214,12 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         "configmap \"missing\" not found"
     );
 
+    // An image that is neither imported nor pullable: ErrImagePull, then ImagePullBackOff.
+    kubectl(bin, &server, &["run", "unpullable", "--image=tug.local/missing:1"], None).ok();
+    eventually_within(wait, "unpullable backs off", || {
+        pod_field(&server, "unpullable", "{.status.containerStatuses[0].state.waiting.reason}") == "ImagePullBackOff"
+    });
+
     // Limits reach the container's cgroup.
     let limited = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes']\n    resources: {limits: {memory: 64Mi, cpu: 500m}}\n";
     kubectl(bin, &server, &["apply", "-f", "-"], Some(limited)).ok();

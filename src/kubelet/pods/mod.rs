@@ -119,7 +119,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
     let mut last_status = None;
     let mut stopped_terminal = false;
     let mut probes = probes::Probes::default();
-    let mut failed_sandboxes = 0;
+    let mut retries = sync::Retries::default();
     let mut killed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut last_uid = String::new();
     loop {
@@ -162,7 +162,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
                 stopped_terminal = sync::tear_down(&context, &uid, Duration::ZERO, false).await.is_ok();
             }
         } else {
-            match sync::sync(&context, &pod, &mut failed_sandboxes).await {
+            match sync::sync(&context, &pod, &mut retries).await {
                 Ok(mut observed) => {
                     probe(&context, &pod, &mut observed, &mut probes, &mut killed).await;
                     let status = status::compute(&pod, &observed, jiff::Timestamp::now());

@@ -78,10 +78,19 @@ async fn containers(cri: &mut Cri, uid: &str) -> CriResult<BTreeMap<String, Vec<
     Ok(by_name)
 }
 
-/// Makes the runtime run what the pod asks for; returns what it then shows. `failed_sandboxes` counts
-/// this worker's failed sandbox creations: each retry takes a new attempt number, since a creation cut
-/// short (tug or containerd killed meanwhile) can leave its name reserved in the runtime.
-pub async fn sync(context: &Context, pod: &Pod, failed_sandboxes: &mut u32) -> CriResult<Observed> {
+/// What a pod's worker remembers between syncs about what failed.
+#[derive(Debug, Default)]
+pub struct Retries {
+    /// Failed sandbox creations: each retry takes a new attempt number, since a creation cut short (tug
+    /// or containerd killed meanwhile) can leave its name reserved in the runtime.
+    failed_sandboxes: u32,
+    /// Failed pulls per image: how many, and when the next may be tried (ImagePullBackOff).
+    pulls: std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
+}
+
+/// Makes the runtime run what the pod asks for; returns what it then shows.
+pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriResult<Observed> {
+    let failed_sandboxes = &mut retries.failed_sandboxes;
     let mut cri = context.cri.clone();
     let uid = pod.uid().unwrap_or_default();
     let known = sandboxes(&mut cri, &uid).await?;
@@ -126,8 +135,14 @@ pub async fn sync(context: &Context, pod: &Pod, failed_sandboxes: &mut u32) -> C
     };
     let mut attempts = containers(&mut cri, &uid).await?;
     let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
-    let launch =
-        Launch { context, pod, sandbox_id: &sandbox_id, sandbox_config: &sandbox_config, placement: &placement };
+    let launch = Launch {
+        context,
+        pod,
+        sandbox_id: &sandbox_id,
+        sandbox_config: &sandbox_config,
+        placement: &placement,
+        pulls: &retries.pulls,
+    };
     let spec = pod.spec.clone().unwrap_or_default();
     // Init containers one at a time, each to success; a failed one is retried unless the pod never
     // restarts.
@@ -173,6 +188,7 @@ struct Launch<'a> {
     sandbox_id: &'a str,
     sandbox_config: &'a k8s_cri::v1::PodSandboxConfig,
     placement: &'a Placement,
+    pulls: &'a std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
 }
 
 impl Launch<'_> {
@@ -255,12 +271,23 @@ impl Launch<'_> {
             .await
             .is_ok_and(|r| r.into_inner().image.is_some());
         if !present {
+            let waiting = self.pulls.lock().ok().and_then(|p| p.get(&image).map(|(_, next)| *next));
+            if waiting.is_some_and(|next| std::time::Instant::now() < next) {
+                return Some(("ImagePullBackOff".into(), format!("Back-off pulling image {image:?}")));
+            }
             let pull =
                 PullImageRequest { image: Some(spec), auth: None, sandbox_config: Some(self.sandbox_config.clone()) };
             if let Err(status) = cri.images.pull_image(pull).await {
                 let message = format!("Failed to pull image {image:?}: {}", status.message());
                 context.event(pod, EventType::Warning, "Failed", message.clone());
+                if let Ok(mut pulls) = self.pulls.lock() {
+                    let failures = pulls.get(&image).map_or(0, |(n, _)| *n) + 1;
+                    pulls.insert(image.clone(), (failures, std::time::Instant::now() + backoff(failures - 1)));
+                }
                 return Some(("ErrImagePull".into(), message));
+            }
+            if let Ok(mut pulls) = self.pulls.lock() {
+                pulls.remove(&image);
             }
             context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
         }
