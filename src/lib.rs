@@ -12,6 +12,7 @@ pub mod controllers;
 pub mod core;
 pub mod events;
 pub mod fsutil;
+pub mod http_get;
 pub mod kubelet;
 pub mod pki;
 pub mod scheduler;

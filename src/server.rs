@@ -203,9 +203,8 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
     let address = cfg.node.ip.or(cfg.advertise_address).or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4));
     let tls_dir = cfg.data_dir.join("server").join("tls");
     let ips: Vec<IpAddr> = address.into_iter().chain([IpAddr::V4(Ipv4Addr::LOCALHOST)]).collect();
-    let serving =
+    let (serving, ca_pem) =
         crate::pki::ensure_kubelet_serving(&tls_dir, &cfg.data_dir.join("agent").join("tls"), &cfg.node.name, &ips)?;
-    let ca_pem = std::fs::read_to_string(tls_dir.join("server-ca.crt")).context("reading the cluster CA")?;
     let mut labels =
         std::collections::BTreeMap::from([("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())]);
     labels.extend(cfg.node.labels.clone());

@@ -403,6 +403,22 @@ mod tests {
     }
 
     #[test]
+    fn a_zstd_compressed_archive_reads_as_the_plain_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = br#"{"architecture":"amd64"}"#.to_vec();
+        let manifest =
+            serde_json::to_vec(&json!([{"Config": "cfg.json", "RepoTags": ["tug.local/z:1"], "Layers": []}]))
+                .expect("json");
+        let plain = dir.path().join("image.tar");
+        write_tar(&plain, &[("manifest.json", manifest), ("cfg.json", config)]);
+        let compressed = dir.path().join("image.tar.zst");
+        let bytes = std::fs::read(&plain).expect("read");
+        let zstd = ruzstd::encoding::compress_to_vec(bytes.as_slice(), ruzstd::encoding::CompressionLevel::Fastest);
+        std::fs::write(&compressed, zstd).expect("write");
+        assert_eq!(scan(&compressed).expect("zstd plan"), scan(&plain).expect("plain plan"));
+    }
+
+    #[test]
     fn other_tars_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("junk.tar");

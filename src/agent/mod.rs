@@ -60,13 +60,10 @@ impl Agent {
                 (Some(Supervisor::start(layout).await?), socket, Some(network))
             }
         };
-        match containerd_client::connect(&socket).await {
-            Ok(channel) => {
-                images::import_dir(channel, &images_dir).await;
-            }
-            Err(error) => tracing::error!(%error, "cannot reach containerd to import images"),
-        }
-        let cri = Cri::connect(&socket).await?;
+        // One connection for containerd's own API (the import) and the CRI.
+        let channel = Cri::connect(&socket).await?;
+        images::import_dir(channel.clone(), &images_dir).await;
+        let cri = Cri::over(channel);
         let (stop, stopped) = watch::channel(false);
         let kubelet = tokio::spawn(crate::kubelet::run(client, cfg.node, cfg.kubelet_tls, cri, stopped));
         Ok(Agent { containerd, stop, kubelet, network })

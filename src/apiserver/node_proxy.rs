@@ -24,24 +24,8 @@ pub struct KubeletClient {
 
 impl KubeletClient {
     /// Trusts kubelets whose certificates the cluster CA signed; authenticates with `cert_pem`/`key_pem`.
-    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<KubeletClient, String> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(ca.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-        }
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| e.to_string())?;
-        Ok(KubeletClient { tls: Arc::new(config) })
+    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<KubeletClient, super::serve::TlsError> {
+        Ok(KubeletClient { tls: Arc::new(super::serve::client_tls_config(ca_pem, cert_pem, key_pem)?) })
     }
 }
 
@@ -126,18 +110,7 @@ async fn get(
         .connect(server_name, tcp)
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "kubelet connection ended");
-        }
-    });
-    let request = http::Request::get(path)
-        .header(http::header::HOST, format!("{ip}:{port}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    sender.send_request(request).await.map_err(|e| e.to_string())
+    crate::http_get::get(tls, &format!("{ip}:{port}"), path, &[]).await
 }
 
 #[cfg(test)]

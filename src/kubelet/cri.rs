@@ -48,11 +48,15 @@ pub struct Cri {
 
 impl Cri {
     /// Connects to the runtime's socket (reconnecting by itself later if the runtime restarts).
-    pub async fn connect(socket: &Path) -> Result<Cri, CriError> {
-        let channel = containerd_client::connect(socket)
+    pub async fn connect(socket: &Path) -> Result<Channel, CriError> {
+        containerd_client::connect(socket)
             .await
-            .map_err(|source| CriError::Connect { path: socket.display().to_string(), source })?;
-        Ok(Cri { runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) })
+            .map_err(|source| CriError::Connect { path: socket.display().to_string(), source })
+    }
+
+    /// The CRI over a connection to the runtime's socket.
+    pub fn over(channel: Channel) -> Cri {
+        Cri { runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
     }
 
     pub async fn version(&mut self) -> Result<RuntimeVersion, CriError> {

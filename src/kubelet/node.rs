@@ -59,14 +59,20 @@ struct Held {
 /// The status the kubelet last computed and when it last posted one.
 pub struct Reporter {
     identity: Identity,
-    runtime_version: String,
+    /// Read once: none of it changes while tug runs.
+    node_info: Value,
     conditions: BTreeMap<&'static str, Held>,
     last_posted: Option<(Value, Instant)>,
 }
 
 impl Reporter {
     pub fn new(identity: Identity, runtime_version: String) -> Reporter {
-        Reporter { identity, runtime_version, conditions: BTreeMap::new(), last_posted: None }
+        Reporter {
+            identity,
+            node_info: machine::node_info(&runtime_version),
+            conditions: BTreeMap::new(),
+            last_posted: None,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -124,8 +130,8 @@ impl Reporter {
             "allocatable": machine.allocatable(),
             "conditions": conditions,
             "addresses": addresses,
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": machine::node_info(&self.runtime_version),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": super::server::PORT}},
+            "nodeInfo": self.node_info,
         })
     }
 
@@ -158,10 +164,9 @@ impl Reporter {
     }
 }
 
-/// The status without what changes on every reading or posting (heartbeat times).
+/// The status without what changes on every posting (heartbeat times).
 fn comparable(status: &Value) -> Value {
     let mut status = status.clone();
-    status["nodeInfo"]["bootID"] = Value::Null;
     for condition in status["conditions"].as_array_mut().into_iter().flatten() {
         condition["lastHeartbeatTime"] = Value::Null;
     }

@@ -83,11 +83,11 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
 }
 
 /// The serving certificate of node `name`'s kubelet at `ips`, signed by the cluster CA of `ca_dir` and
-/// kept in `dir` (re-issued by the same rule as the server's leaves).
-pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAddr]) -> Result<Leaf> {
+/// kept in `dir` (re-issued by the same rule as the server's leaves), with that CA's certificate PEM.
+pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAddr]) -> Result<(Leaf, String)> {
     crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
     let ca = Authority::load_or_create(ca_dir, "server-ca", "tug-server-ca")?;
-    ca.ensure_leaf(
+    let leaf = ca.ensure_leaf(
         dir,
         "serving-kubelet",
         &LeafSpec {
@@ -97,5 +97,6 @@ pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAd
             ip_sans: ips.to_vec(),
             server: true,
         },
-    )
+    )?;
+    Ok((leaf, ca.cert_pem().to_string()))
 }

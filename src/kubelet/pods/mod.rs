@@ -129,9 +129,9 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
             }
             return;
         };
-        last_uid = pod.uid().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
         let uid = pod.uid().unwrap_or_default();
+        last_uid.clone_from(&uid);
+        let api: Api<Pod> = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = pod
                 .metadata

@@ -185,28 +185,16 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
     let url = format!("{}://{host}:{port}{path}", if tls { "https" } else { "http" });
     let failed = |e: String| format!("Get \"{url}\": {e}");
     let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| failed(e.to_string()))?;
-    let mut sender = if tls {
+    let mut headers = headers.to_vec();
+    headers.insert(0, ("User-Agent".to_string(), "kube-probe/1.33".to_string()));
+    let authority = format!("{host}:{port}");
+    let response = if tls {
         let stream = tls_to(tcp, host).await.map_err(failed)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        tokio::spawn(connection);
-        sender
+        crate::http_get::get(stream, &authority, path, &headers).await
     } else {
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        tokio::spawn(connection);
-        sender
-    };
-    let mut request = http::Request::get(path)
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::USER_AGENT, "kube-probe/1.33");
-    for (name, value) in headers {
-        request = request.header(name.as_str(), value.as_str());
+        crate::http_get::get(tcp, &authority, path, &headers).await
     }
-    let request = request.body(http_body_util::Empty::<bytes::Bytes>::new()).map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| failed(e.to_string()))?;
+    .map_err(failed)?;
     let status = response.status().as_u16();
     if (200..400).contains(&status) {
         Ok(())

@@ -70,9 +70,13 @@ pub struct Observed {
     pub containers: BTreeMap<String, ContainerView>,
 }
 
+/// A time as the API writes it: RFC 3339 to the second.
+fn api_time(t: jiff::Timestamp) -> Value {
+    json!(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 fn time_of(nanos: i64) -> Value {
-    jiff::Timestamp::from_nanosecond(i128::from(nanos))
-        .map_or(Value::Null, |t| json!(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or(Value::Null, api_time)
 }
 
 fn container_id(status: &ContainerStatus) -> String {
@@ -215,7 +219,7 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
             .iter()
             .find(|c| c.type_ == kind && c.status == status)
             .and_then(|c| c.last_transition_time.as_ref())
-            .map_or_else(|| json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()), |t| json!(t.0));
+            .map_or_else(|| api_time(now), |t| api_time(t.0));
         let mut condition = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
         if let (false, Some(reason)) = (holds, reason) {
             condition["reason"] = json!(reason);
@@ -244,11 +248,8 @@ pub fn compute(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Value {
         conditions[2]["message"] = json!(message);
         conditions[3]["message"] = json!(message);
     }
-    let start_time = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .map_or_else(|| json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()), |t| json!(t.0));
+    let start_time =
+        pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map_or_else(|| api_time(now), |t| api_time(t.0));
     let mut status = json!({
         "phase": phase,
         "conditions": conditions,

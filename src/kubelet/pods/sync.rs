@@ -1,9 +1,10 @@
 //! One idempotent sync of a pod against the CRI, and its teardown. A sync looks at what the runtime
 //! has for the pod (found again by the pod-uid label, so nothing is lost when tug restarts), makes the
 //! sandbox if there is no ready one, runs the init containers one by one to success, then per
-//! container: starts it, leaves it running, restarts it as
-//! the restart policy says (attempt + 1, after CrashLoopBackOff's delay: 10 s doubling to 5 min, reset
-//! after 10 min of running), or pulls its image first. It returns what it saw, for the status.
+//! container: starts it, leaves it running, restarts it as the restart policy says (attempt + 1; the
+//! first restart at once, then CrashLoopBackOff's delay: 10 s doubling to 5 min, reset after 10 min of
+//! running), or pulls its image first (ImagePullBackOff after a failure). It returns what it saw, for
+//! the status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -95,15 +96,18 @@ pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriRes
     let uid = pod.uid().unwrap_or_default();
     let known = sandboxes(&mut cri, &uid).await?;
     let ready = known.iter().rev().find(|s| s.state == PodSandboxState::SandboxReady as i32);
-    let sandbox_id = match ready {
-        Some(sandbox) => sandbox.id.clone(),
+    let (sandbox_id, sandbox_config) = match ready {
+        Some(sandbox) => {
+            let attempt = sandbox.metadata.as_ref().map_or(0, |m| m.attempt);
+            (sandbox.id.clone(), spec::sandbox_config(pod, attempt, &context.logs_root, None))
+        }
         None => {
             let next = known.last().and_then(|s| s.metadata.as_ref()).map_or(0, |m| m.attempt + 1);
             let attempt = next.max(*failed_sandboxes);
             let config = spec::sandbox_config(pod, attempt, &context.logs_root, None);
-            let request = RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
+            let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
             match cri.runtime.run_pod_sandbox(request).await {
-                Ok(response) => response.into_inner().pod_sandbox_id,
+                Ok(response) => (response.into_inner().pod_sandbox_id, config),
                 Err(status) => {
                     *failed_sandboxes = attempt + 1;
                     let message = format!("Failed to create pod sandbox: {}", status.message());
@@ -127,7 +131,6 @@ pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriRes
         .map(|n| n.ip.clone())
         .filter(|ip| !ip.is_empty())
         .or_else(|| host_network.then(|| context.host_ip.clone()));
-    let sandbox_config = spec::sandbox_config(pod, 0, &context.logs_root, None);
     let placement = Placement {
         node_name: context.node_name.clone(),
         host_ip: context.host_ip.clone(),
@@ -254,14 +257,6 @@ impl Launch<'_> {
     /// and starts it; the waiting reason when that could not be done.
     async fn create_and_start(&self, container: &Container, attempt: u32) -> Option<(String, String)> {
         let (context, pod) = (self.context, self.pod);
-        let resolved = match env::resolve(&context.client, &pod.namespace().unwrap_or_default(), container).await {
-            Ok(resolved) => resolved,
-            Err(message) => {
-                context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
-                return Some(("CreateContainerConfigError".into(), message));
-            }
-        };
-        let env = spec::environment(pod, container, self.placement, &resolved);
         let mut cri = context.cri.clone();
         let image = container.image.clone().unwrap_or_default();
         let spec = ImageSpec { image: image.clone(), ..Default::default() };
@@ -291,6 +286,14 @@ impl Launch<'_> {
             }
             context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
         }
+        let resolved = match env::resolve(&context.client, &pod.namespace().unwrap_or_default(), container).await {
+            Ok(resolved) => resolved,
+            Err(message) => {
+                context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
+                return Some(("CreateContainerConfigError".into(), message));
+            }
+        };
+        let env = spec::environment(pod, container, self.placement, &resolved);
         let config = spec::container_config(pod, container, attempt, &env);
         let request = CreateContainerRequest {
             pod_sandbox_id: self.sandbox_id.to_string(),
