@@ -132,9 +132,18 @@ fn deletion_propagates_in_the_background_in_the_foreground_or_not_at_all() {
     assert!(owners.is_empty(), "ownerReferences left: {owners}");
     assert_eq!(names(bin, &server, "pods", "app=kept").len(), 2);
 
-    // Foreground: kubectl waits until the deployment is gone, and by then so are its dependents.
+    // Foreground: kubectl waits until the deployment is gone, and by then so are its dependents, which
+    // block it as upstream's controllers make them do.
+    let blocking = jsonpath(
+        bin,
+        &server,
+        &["rs,pods", "-l", "app=fg"],
+        "{.items[*].metadata.ownerReferences[0].blockOwnerDeletion}",
+    );
+    assert_eq!(blocking, "true true true", "a ReplicaSet and its two pods block their owners' deletion");
     kubectl(bin, &server, &["delete", "deployment", "fg", "--cascade=foreground", "--timeout=30s"], None).ok();
-    assert!(names(bin, &server, "replicasets", "app=fg").is_empty());
+    let left = names(bin, &server, "replicasets", "app=fg");
+    assert!(left.is_empty(), "foreground deletion returned with ReplicaSets left: {left:?}");
     assert!(names(bin, &server, "pods", "app=fg").is_empty());
 
     // Background, for any kind: a ConfigMap owned by a Secret goes with it, and one naming an owner that

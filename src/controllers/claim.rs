@@ -26,6 +26,12 @@ pub fn selector_of(selector: &LabelSelector) -> Option<Selector> {
     Selector::try_from(selector.clone()).ok()
 }
 
+/// The reference an owner puts on what it creates or adopts, as upstream's NewControllerRef: marked as
+/// controller and blocking the owner's foreground deletion until the object is gone.
+pub fn controller_ref<O: Resource<DynamicType = ()>>(owner: &O) -> Option<OwnerReference> {
+    Some(OwnerReference { block_owner_deletion: Some(true), ..owner.controller_owner_ref(&())? })
+}
+
 /// The owner reference marked as controller, if any.
 pub fn controller_of(object: &impl Resource) -> Option<&OwnerReference> {
     object.owner_references().iter().find(|o| o.controller == Some(true))
@@ -97,7 +103,7 @@ where
                 }
             }
             None if matches && adoptable(&object) && owner.meta().deletion_timestamp.is_none() => {
-                let Some(mine) = owner.controller_owner_ref(&()) else { continue };
+                let Some(mine) = controller_ref(owner) else { continue };
                 let owners = object.owner_references().iter().cloned().chain([mine]);
                 let adopted = set_owners(api, object.as_ref(), owners);
                 owned.extend(adopted.await?.map(Arc::new));

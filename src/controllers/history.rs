@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::controllers::claim;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -69,7 +70,7 @@ where
                     name: Some(name.clone()),
                     namespace: owner.meta().namespace.clone(),
                     labels: Some(labels),
-                    owner_references: owner.controller_owner_ref(&()).map(|o| vec![o]),
+                    owner_references: claim::controller_ref(owner).map(|o| vec![o]),
                     ..Default::default()
                 },
                 data: Some(RawExtension(json!({"spec": {"template": data}}))),

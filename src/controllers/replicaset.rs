@@ -59,7 +59,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, context: Arc<Context<K>>) -> Resul
     let wanted = rs.replicas().max(0) as usize;
     if rs.meta().deletion_timestamp.is_none() {
         if active.len() < wanted {
-            let pod = pods::from_template(rs.template(), &rs.name_any(), rs.controller_owner_ref(&()));
+            let pod = pods::from_template(rs.template(), &rs.name_any(), claim::controller_ref(rs.as_ref()));
             let created = pod_control::create(&api, vec![pod; (wanted - active.len()).min(BURST)]).await;
             context.expectations.expect(key.clone(), created.0, Vec::new());
             created.1?;

@@ -20,6 +20,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::controllers::claim;
 use crate::core::cron::Schedule;
 use crate::events::{EventType, Recorder};
 
@@ -161,7 +162,7 @@ async fn create_job(
             namespace: cronjob.namespace(),
             labels: meta.labels,
             annotations: Some(annotations),
-            owner_references: cronjob.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: claim::controller_ref(cronjob).map(|o| vec![o]),
             ..Default::default()
         },
         spec: template.spec,

@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::deployment::{plan, revision};
@@ -71,7 +71,7 @@ fn selector(ds: &DaemonSet) -> Option<kube::core::Selector> {
 /// The pod for the DaemonSet's current template, before it is pinned to a node.
 fn template_pod(ds: &DaemonSet, hash: &str) -> Pod {
     let mut pod =
-        pods::from_template(ds.spec.as_ref().map(|s| s.template.clone()), &ds.name_any(), ds.controller_owner_ref(&()));
+        pods::from_template(ds.spec.as_ref().map(|s| s.template.clone()), &ds.name_any(), claim::controller_ref(ds));
     pod.metadata.labels.get_or_insert_with(Default::default).insert(REVISION_LABEL.into(), hash.into());
     placement::add_tolerations(&mut pod);
     pod

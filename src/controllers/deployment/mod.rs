@@ -227,7 +227,7 @@ impl Sync<'_> {
                 "name": name, "namespace": d.namespace(),
                 "labels": template.metadata.as_ref().and_then(|m| m.labels.clone()),
                 "annotations": revision::new_rs_annotations(d, None, new_revision, surge),
-                "ownerReferences": [d.controller_owner_ref(&())],
+                "ownerReferences": [claim::controller_ref(d)],
             },
             "spec": {"replicas": initial, "minReadySeconds": d.spec.as_ref().and_then(|s| s.min_ready_seconds),
                 "selector": selector, "template": template},

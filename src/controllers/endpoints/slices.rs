@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::desired::{self, PodEndpoint};
+use crate::controllers::claim;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
@@ -38,7 +39,7 @@ fn wanted(
             generate_name: Some(format!("{}-", service.name_any())),
             namespace: service.namespace(),
             labels: Some(labels.clone()),
-            owner_references: service.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: claim::controller_ref(service).map(|o| vec![o]),
             ..Default::default()
         },
         address_type: address_type.into(),

@@ -269,8 +269,7 @@ async fn start_pods(
     if missing == 0 {
         return Ok(None);
     }
-    let template =
-        pods::from_template(spec.map(|s| s.template.clone()), &job.name_any(), job.controller_owner_ref(&()));
+    let template = pods::from_template(spec.map(|s| s.template.clone()), &job.name_any(), claim::controller_ref(job));
     let indexed = spec.and_then(|s| s.completion_mode.as_deref()) == Some("Indexed");
     let new_pods: Vec<Pod> = if indexed {
         let taken: BTreeSet<i32> = active.iter().filter_map(|p| indexes::of(p, completions.unwrap_or(0))).collect();

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use kube::api::ObjectMeta;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
+use crate::controllers::claim;
 use crate::controllers::history::REVISION_LABEL;
 use crate::controllers::pods;
 
@@ -45,7 +46,7 @@ pub fn claim_name(set: &StatefulSet, claim: &str, ordinal: i32) -> String {
 pub fn pod(set: &StatefulSet, ordinal: i32, revision: &str, template: &PodTemplateSpec) -> Pod {
     let spec = set.spec.as_ref();
     let name = format!("{}-{ordinal}", set.name_any());
-    let mut pod = pods::from_template(Some(template.clone()), &set.name_any(), set.controller_owner_ref(&()));
+    let mut pod = pods::from_template(Some(template.clone()), &set.name_any(), claim::controller_ref(set));
     pod.metadata.generate_name = None;
     pod.metadata.name = Some(name.clone());
     let labels = pod.metadata.labels.get_or_insert_with(Default::default);
@@ -98,7 +99,7 @@ pub fn claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
                     namespace: set.namespace(),
                     labels: Some(labels),
                     annotations: meta.annotations,
-                    owner_references: delete_with_set.then(|| set.controller_owner_ref(&())).flatten().map(|o| vec![o]),
+                    owner_references: delete_with_set.then(|| claim::controller_ref(set)).flatten().map(|o| vec![o]),
                     ..Default::default()
                 },
                 spec: template.spec,

@@ -229,11 +229,7 @@ async fn apply(
 /// collector removes them once the pod is gone.
 async fn hand_claims_to(claims: &Api<PersistentVolumeClaim>, set: &StatefulSet, pod: &Pod) -> kube::Result<()> {
     let Some(ordinal) = identity::ordinal_of(set, pod) else { return Ok(()) };
-    let pod_ref = pod.controller_owner_ref(&()).map(|mut r| {
-        r.controller = None;
-        r.block_owner_deletion = None;
-        r
-    });
+    let pod_ref = pod.owner_ref(&());
     for template in identity::claims(set, ordinal) {
         let Some(claim) = claims.get_opt(&template.name_any()).await? else { continue };
         let mut owners: Vec<_> =
