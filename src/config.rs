@@ -13,6 +13,7 @@ use ipnet::IpNet;
 
 use crate::cli::{Cli, ServerArgs};
 use crate::store::CompactionPolicy;
+pub use agent::AgentRunConfig;
 pub use node::{parse_labels, NodeConfig};
 
 /// A problem with the flags or the config file; shown as one line, exit code 2.
@@ -135,7 +136,7 @@ pub struct ServerConfig {
     pub node_port_range: RangeInclusive<u16>,
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
-    pub token: Option<String>,
+    pub token: Option<crate::join::Token>,
     pub disable_agent: bool,
     /// The in-process agent's node (unused with --disable-agent).
     pub node: NodeConfig,
@@ -149,6 +150,15 @@ fn is_root() -> bool {
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// /var/lib/tug as root, else ~/.tug.
+fn default_data_dir() -> PathBuf {
+    if is_root() {
+        "/var/lib/tug".into()
+    } else {
+        home().join(".tug")
+    }
 }
 
 fn invalid(flag: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
@@ -174,11 +184,16 @@ fn parse_port_range(value: &str) -> Result<RangeInclusive<u16>, ConfigError> {
     Ok(first..=last)
 }
 
+/// A `--token`, never echoed back in an error.
+fn parse_token(text: &str) -> Result<crate::join::Token, ConfigError> {
+    crate::join::Token::parse(text).map_err(|e| invalid("token", "(hidden)", e))
+}
+
 impl ServerConfig {
     /// Validates the parsed flags.
     pub fn from_args(args: ServerArgs) -> Result<ServerConfig, ConfigError> {
         let root = is_root();
-        let data_dir = args.data_dir.unwrap_or_else(|| if root { "/var/lib/tug".into() } else { home().join(".tug") });
+        let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
         let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| {
             if root {
                 "/etc/tug/tug.yaml".into()
@@ -237,7 +252,7 @@ impl ServerConfig {
             node_port_range: parse_port_range(&args.service_node_port_range)?,
             cluster_dns: args.cluster_dns,
             cluster_domain: domain,
-            token: args.token,
+            token: args.token.as_deref().map(parse_token).transpose()?,
             disable_agent: args.disable_agent,
             node,
             compaction: CompactionPolicy {
@@ -250,6 +265,8 @@ impl ServerConfig {
     }
 }
 
+#[path = "config/agent.rs"]
+mod agent;
 #[path = "config/node.rs"]
 mod node;
 

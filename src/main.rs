@@ -48,7 +48,14 @@ fn main() -> ExitCode {
             init_logging(args.debug);
             run(server::run(cfg))
         }
-        cli::Command::Agent(_) => usage_error("tug agent is not implemented yet"),
+        cli::Command::Agent(args) => {
+            let cfg = match config::AgentRunConfig::from_args(args.clone()) {
+                Ok(cfg) => cfg,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            init_logging(args.debug);
+            run(tug::agent::run(cfg))
+        }
         cli::Command::Simulate(args) => {
             let fleet = match simulator::Fleet::from_args(args) {
                 Ok(fleet) => fleet,

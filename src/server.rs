@@ -130,6 +130,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let app = apiserver::router(state.clone());
     let loops_app = app.clone();
     let agent_app = app.clone();
+    let token = crate::join::server::ensure_server_token(&server_dir, &tls_files.ca_cert_pem, cfg.token.as_ref())?;
+    let join = crate::join::server::JoinService {
+        authority: crate::pki::cluster_authority(&tls_files.dir)?,
+        token,
+        client: crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor()),
+    };
+    let app = crate::join::server::routes(Arc::new(join)).merge(app);
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -185,15 +192,21 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             Some(crate::agent::Agent::start(agent_config(&cfg)?, client).await?)
         }
     };
+    until_stopped().await?;
+    if let Some(agent) = agent {
+        agent.stop().await;
+    }
+    server.stop().await;
+    Ok(())
+}
+
+/// Returns on SIGTERM or SIGINT.
+pub(crate) async fn until_stopped() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
     }
-    if let Some(agent) = agent {
-        agent.stop().await;
-    }
-    server.stop().await;
     Ok(())
 }
 

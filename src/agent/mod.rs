@@ -1,4 +1,5 @@
-//! The node agent (`tug agent`, and in-process in `tug server`): prepares `<data-dir>/agent/`, starts
+//! The node agent (`tug agent`, which joins a server first (`run.rs`, `credentials.rs`), and in-process
+//! in `tug server`): prepares `<data-dir>/agent/`, starts
 //! containerd as its child (or uses the runtime given by `--container-runtime-endpoint`), imports the
 //! air-gapped images, writes the pod network's CNI config once the node has its podCIDR, and runs the
 //! kubelet against the API.
@@ -6,7 +7,11 @@
 pub mod archive;
 pub mod cni;
 pub mod containerd;
+pub mod credentials;
 pub mod images;
+mod run;
+
+pub use run::run;
 
 use std::path::PathBuf;
 

@@ -110,7 +110,7 @@ async fn get(
         .connect(server_name, tcp)
         .await
         .map_err(|e| e.to_string())?;
-    crate::http_get::get(tls, &format!("{ip}:{port}"), path, &[]).await
+    crate::http_client::get(tls, &format!("{ip}:{port}"), path, &[]).await
 }
 
 #[cfg(test)]

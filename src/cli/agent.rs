@@ -4,22 +4,37 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Flags of `tug agent`.
+/// Flags of `tug agent`; every flag can also be set in the config file under the same name.
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Config file with the same keys as the flags (YAML)
     #[arg(long, short = 'c', env = "TUG_CONFIG_FILE", default_value = "/etc/tug/config.yaml", help_heading = "Config")]
     pub config: PathBuf,
 
-    /// Server to connect to
+    /// Turn on debug logs
+    #[arg(long, env = "TUG_DEBUG", help_heading = "Logging")]
+    pub debug: bool,
+
+    /// Server to connect to, https://HOST:PORT
     #[arg(long, short = 's', env = "TUG_URL", help_heading = "Cluster")]
     pub server: Option<String>,
 
-    /// Token to use for authentication
+    /// Token to join with (the contents of the server's <data-dir>/server/token)
     #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,
 
-    /// Folder to hold state
+    /// File holding the token to join with
+    #[arg(long, env = "TUG_TOKEN_FILE", help_heading = "Cluster")]
+    pub token_file: Option<PathBuf>,
+
+    /// Folder to hold state [default: /var/lib/tug, or $HOME/.tug when not root]
     #[arg(long, short = 'd', env = "TUG_DATA_DIR", help_heading = "Data")]
     pub data_dir: Option<PathBuf>,
+
+    /// Append a random id, kept in <data-dir>/agent/node-id, to the node name (for machines sharing a host name)
+    #[arg(long, env = "TUG_WITH_NODE_ID", help_heading = "Agent/Node")]
+    pub with_node_id: bool,
+
+    #[command(flatten)]
+    pub node: super::NodeArgs,
 }

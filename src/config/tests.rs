@@ -60,3 +60,36 @@ fn bad_input_names_the_problem() {
     assert!(err.contains("write-kubeconfig-mode"), "{err}");
     assert!(server(&["server", "--https-listen-port", "notaport"]).is_err());
 }
+
+fn agent(argv: &[&str]) -> Result<AgentRunConfig, String> {
+    let (_dir, path) = with_config("");
+    let argv = ["tug", "agent", "-c", &path, "--node-name", "edge-1"].into_iter().chain(argv.iter().copied());
+    match parse_cli(argv.map(OsString::from).collect()).map_err(|e| e.to_string())?.command {
+        Command::Agent(args) => AgentRunConfig::from_args(args).map_err(|e| e.to_string()),
+        Command::Server(_) | Command::Simulate(_) => Err("not an agent".into()),
+    }
+}
+
+#[test]
+fn an_agent_needs_a_server_url_and_a_token_from_the_flag_or_a_file() {
+    let hash = "a".repeat(64);
+    let full = format!("K10{hash}::server:s3cret");
+    let cfg = agent(&["--server", "https://10.0.0.1:6443", "--token", &full]).expect("config");
+    assert_eq!((cfg.server.to_string(), cfg.token.secret.as_str()), ("https://10.0.0.1:6443".into(), "s3cret"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{full}\n")).unwrap();
+    let cfg = agent(&["--server", "https://a.example", "--token-file", file.to_str().unwrap()]).expect("config");
+    assert_eq!(cfg.token.ca_hash.as_deref(), Some(hash.as_str()));
+
+    let err = agent(&["--token", &full]).unwrap_err();
+    assert!(err.contains("--server"), "{err}");
+    let err = agent(&["--server", "http://10.0.0.1:6443", "--token", &full]).unwrap_err();
+    assert!(err.contains("https://"), "{err}");
+    let err = agent(&["--server", "https://10.0.0.1"]).unwrap_err();
+    assert!(err.contains("--token"), "{err}");
+    let err = agent(&["--server", "https://10.0.0.1", "--token", "K10abc::server:s3cret"]).unwrap_err();
+    assert!(err.contains("malformed") && !err.contains("s3cret"), "the secret is not echoed: {err}");
+    let err = agent(&["--server", "https://10.0.0.1", "--token-file", "/nonexistent"]).unwrap_err();
+    assert!(err.contains("/nonexistent"), "{err}");
+}

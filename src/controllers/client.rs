@@ -17,6 +17,11 @@ pub fn scheduler() -> User {
     User { name: "system:kube-scheduler".into(), groups: vec!["system:authenticated".into()] }
 }
 
+/// The identity of the server's own housekeeping outside the control loops (node joins).
+pub fn supervisor() -> User {
+    User { name: "system:tug-supervisor".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+}
+
 /// A client whose requests `app` serves directly, as `user`.
 pub fn in_process(app: axum::Router, user: User) -> kube::Client {
     let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {

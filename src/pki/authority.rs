@@ -118,30 +118,43 @@ impl Authority {
     /// Issues a new leaf for `spec`.
     pub fn issue(&self, spec: &LeafSpec) -> Result<Leaf> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, spec.common_name.clone());
-        for org in &spec.organizations {
-            dn.push(DnType::OrganizationName, org.clone());
-        }
-        params.distinguished_name = dn;
-        for name in &spec.dns_sans {
-            let dns = name.clone().try_into().map_err(|_| PkiError::BadSan(name.clone()))?;
-            params.subject_alt_names.push(SanType::DnsName(dns));
-        }
-        params.subject_alt_names.extend(spec.ip_sans.iter().map(|ip| SanType::IpAddress(*ip)));
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages =
-            vec![if spec.server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
-        params.use_authority_key_identifier_extension = true;
-        (params.not_before, params.not_after) = validity(LEAF_LIFETIME);
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = leaf_params(spec)?.signed_by(&key, &self.issuer)?;
         Ok(Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// Signs a certificate for `spec` over the public key of the PEM certificate signing request `csr_pem`
+    /// (whose signature proves its sender holds the key); what the request asks for beyond its key is
+    /// ignored. Returns the certificate, PEM.
+    pub fn sign_request(&self, spec: &LeafSpec, csr_pem: &str) -> Result<String> {
+        let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        Ok(leaf_params(spec)?.signed_by(&request.public_key, &self.issuer)?.pem())
     }
 }
 
+/// A leaf's certificate parameters: its subject, SANs and usage, valid for [`LEAF_LIFETIME`].
+fn leaf_params(spec: &LeafSpec) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, spec.common_name.clone());
+    for org in &spec.organizations {
+        dn.push(DnType::OrganizationName, org.clone());
+    }
+    params.distinguished_name = dn;
+    for name in &spec.dns_sans {
+        let dns = name.clone().try_into().map_err(|_| PkiError::BadSan(name.clone()))?;
+        params.subject_alt_names.push(SanType::DnsName(dns));
+    }
+    params.subject_alt_names.extend(spec.ip_sans.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages =
+        vec![if spec.server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+    params.use_authority_key_identifier_extension = true;
+    (params.not_before, params.not_after) = validity(LEAF_LIFETIME);
+    Ok(params)
+}
+
 /// Whether an existing leaf is far enough from expiry and covers every SAN `spec` asks for.
-fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, String> {
+pub fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
     let cert = pem.parse_x509().map_err(|e| e.to_string())?;
     let not_after = cert.validity().not_after.timestamp();

@@ -7,11 +7,20 @@
 mod authority;
 mod kubeconfig;
 
-pub use authority::{Authority, Leaf, LeafSpec};
+pub use authority::{still_good, Authority, Leaf, LeafSpec};
 pub use kubeconfig::write_kubeconfig;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+/// The cluster CA's file name (`<name>.crt`, `.key`) and common name.
+pub const CA_NAME: &str = "server-ca";
+const CA_COMMON_NAME: &str = "tug-server-ca";
+
+/// Loads (or creates) the cluster CA kept in `dir`.
+pub fn cluster_authority(dir: &Path) -> Result<Authority> {
+    Authority::load_or_create(dir, CA_NAME, CA_COMMON_NAME)
+}
 
 /// PKI failures.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +54,7 @@ pub struct ServerTls {
 /// `dns_sans` and `ip_sans` are what the serving certificate must cover.
 pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) -> Result<ServerTls> {
     crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
-    let ca = Authority::load_or_create(dir, "server-ca", "tug-server-ca")?;
+    let ca = cluster_authority(dir)?;
     let serving = ca.ensure_leaf(
         dir,
         "serving-kube-apiserver",
@@ -82,21 +91,33 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
     Ok(ServerTls { ca_cert_pem: ca.cert_pem().to_string(), serving, admin, kubelet_client, dir: dir.to_path_buf() })
 }
 
+/// What node `name`'s kubelet presents to the API server.
+pub fn kubelet_client_spec(name: &str) -> LeafSpec {
+    LeafSpec {
+        common_name: format!("system:node:{name}"),
+        organizations: vec!["system:nodes".into()],
+        dns_sans: vec![],
+        ip_sans: vec![],
+        server: false,
+    }
+}
+
+/// What node `name`'s kubelet serves its API with, at `ips`.
+pub fn kubelet_serving_spec(name: &str, ips: &[IpAddr]) -> LeafSpec {
+    LeafSpec {
+        common_name: format!("system:node:{name}"),
+        organizations: vec!["system:nodes".into()],
+        dns_sans: vec![name.to_string()],
+        ip_sans: ips.to_vec(),
+        server: true,
+    }
+}
+
 /// The serving certificate of node `name`'s kubelet at `ips`, signed by the cluster CA of `ca_dir` and
 /// kept in `dir` (re-issued by the same rule as the server's leaves), with that CA's certificate PEM.
 pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAddr]) -> Result<(Leaf, String)> {
     crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
-    let ca = Authority::load_or_create(ca_dir, "server-ca", "tug-server-ca")?;
-    let leaf = ca.ensure_leaf(
-        dir,
-        "serving-kubelet",
-        &LeafSpec {
-            common_name: format!("system:node:{name}"),
-            organizations: vec!["system:nodes".into()],
-            dns_sans: vec![name.to_string()],
-            ip_sans: ips.to_vec(),
-            server: true,
-        },
-    )?;
+    let ca = cluster_authority(ca_dir)?;
+    let leaf = ca.ensure_leaf(dir, "serving-kubelet", &kubelet_serving_spec(name, ips))?;
     Ok((leaf, ca.cert_pem().to_string()))
 }

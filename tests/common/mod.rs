@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod node;
 
 use std::path::{Path, PathBuf};
@@ -90,7 +91,8 @@ impl TugServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(text) = std::fs::read_to_string(self.kubeconfig()) {
-                if let Some(p) = text.lines().find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:")) {
+                let url = text.lines().find_map(|l| l.trim().strip_prefix("server: https://"));
+                if let Some((_, p)) = url.and_then(|url| url.rsplit_once(':')) {
                     self.port = p.trim().parse().expect("port in kubeconfig");
                     if self.ready() {
                         return;
@@ -202,13 +204,21 @@ impl Drop for Simulator {
     }
 }
 
-/// Polls `check` until it returns true, for up to `limit`.
-pub fn eventually_within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+/// Polls `check` until it returns true, for up to `limit`; whether it did.
+pub fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    true
+}
+
+/// Polls `check` until it returns true, for up to `limit`.
+pub fn eventually_within(limit: Duration, what: &str, check: impl FnMut() -> bool) {
+    assert!(within(limit, check), "timed out waiting until {what}");
 }
 
 /// Polls `check` until it returns true, for up to 30 s.

@@ -7,7 +7,6 @@
 //! as ready. Results are kept per container ID, so a new attempt starts afresh.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::ExecSyncRequest;
@@ -125,62 +124,6 @@ async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, 
     Err("the probe has no handler tug supports (exec, httpGet, tcpSocket)".into())
 }
 
-/// Accepts any server certificate: probes check that the container answers, not who it is (as upstream,
-/// which skips verification for HTTPS probes).
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A TLS connection to a probed container.
-async fn tls_to(
-    tcp: tokio::net::TcpStream,
-    host: &str,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())
-}
-
 async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tls: bool) -> Result<(), String> {
     let url = format!("{}://{host}:{port}{path}", if tls { "https" } else { "http" });
     let failed = |e: String| format!("Get \"{url}\": {e}");
@@ -189,10 +132,12 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
     headers.insert(0, ("User-Agent".to_string(), "kube-probe/1.33".to_string()));
     let authority = format!("{host}:{port}");
     let response = if tls {
-        let stream = tls_to(tcp, host).await.map_err(failed)?;
-        crate::http_get::get(stream, &authority, path, &headers).await
+        // Probes check that the container answers, not who it is (as upstream, which skips verification).
+        let config = crate::http_client::trusting_any_server();
+        let stream = crate::http_client::tls(tcp, host, config).await.map_err(failed)?;
+        crate::http_client::get(stream, &authority, path, &headers).await
     } else {
-        crate::http_get::get(tcp, &authority, path, &headers).await
+        crate::http_client::get(tcp, &authority, path, &headers).await
     }
     .map_err(failed)?;
     let status = response.status().as_u16();
@@ -274,6 +219,7 @@ impl Probes {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     #[test]
     fn ports_are_found_by_number_or_name() {

@@ -1,0 +1,166 @@
+//! The joining agent's credentials on disk under `<data-dir>/agent/`: the node password it proves its
+//! name with, its private keys (made here, never sent), and what the server signed — the cluster CA,
+//! the kubelet's client and serving certificates and a kubeconfig for the kubelet. Obtained from the
+//! server at every start; when the server cannot be reached, credentials from an earlier start that are
+//! still good are used, so a node reboots into service without its server.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use rcgen::{CertificateParams, KeyPair};
+
+use crate::join::client::{self, JoinError, ServerUrl};
+use crate::join::{CredentialsRequest, Token};
+use crate::pki::{self, Leaf};
+
+/// First and longest wait between join attempts that may succeed later.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// What the kubelet runs with.
+pub struct NodeCredentials {
+    pub ca_pem: String,
+    pub client: Leaf,
+    pub serving: Leaf,
+    pub kubeconfig: PathBuf,
+}
+
+/// The agent's credential files.
+struct Files {
+    agent_dir: PathBuf,
+    tls_dir: PathBuf,
+}
+
+impl Files {
+    fn path(&self, name: &str) -> PathBuf {
+        self.tls_dir.join(name)
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(name)).ok()
+    }
+
+    fn write(&self, name: &str, contents: &str, mode: u32) -> anyhow::Result<()> {
+        let path = self.path(name);
+        crate::fsutil::write_atomic(&path, contents.as_bytes(), mode)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// A key kept from earlier starts, or a new one.
+    fn key(&self, name: &str) -> anyhow::Result<KeyPair> {
+        if let Some(key) = self.read(name).and_then(|pem| KeyPair::from_pem(&pem).ok()) {
+            return Ok(key);
+        }
+        let key = KeyPair::generate()?;
+        self.write(name, &key.serialize_pem(), 0o600)?;
+        Ok(key)
+    }
+
+    /// The certificates of an earlier start, if they are still good and from the token's cluster.
+    fn earlier(&self, token: &Token, name: &str, addresses: &[IpAddr]) -> Option<NodeCredentials> {
+        let ca_pem = self.read("server-ca.crt")?;
+        if token.ca_hash.as_ref().is_some_and(|hash| *hash != crate::join::token::ca_hash(ca_pem.as_bytes())) {
+            return None;
+        }
+        let leaf = |cert: &str, key: &str, spec: &pki::LeafSpec| {
+            let cert_pem = self.read(cert)?;
+            pki::still_good(&cert_pem, spec).ok()?.then_some(Leaf { cert_pem, key_pem: self.read(key)? })
+        };
+        Some(NodeCredentials {
+            client: leaf("client-kubelet.crt", "client-kubelet.key", &pki::kubelet_client_spec(name))?,
+            serving: leaf("serving-kubelet.crt", "serving-kubelet.key", &pki::kubelet_serving_spec(name, addresses))?,
+            kubeconfig: self.agent_dir.join("kubelet.kubeconfig"),
+            ca_pem,
+        })
+    }
+}
+
+/// The node password: made once, kept in `<data-dir>/agent/node-password`.
+fn node_password(agent_dir: &Path) -> anyhow::Result<String> {
+    let path = agent_dir.join("node-password");
+    if let Some(password) = std::fs::read_to_string(&path).ok().map(|p| p.trim().to_string()).filter(|p| !p.is_empty())
+    {
+        return Ok(password);
+    }
+    let password = crate::join::token::random_secret();
+    crate::fsutil::write_atomic(&path, password.as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(password)
+}
+
+/// The node name, with the id of `<data-dir>/agent/node-id` appended when asked (made once).
+pub fn node_name(agent_dir: &Path, name: &str, with_node_id: bool) -> anyhow::Result<String> {
+    if !with_node_id {
+        return Ok(name.to_string());
+    }
+    let path = agent_dir.join("node-id");
+    let id = match std::fs::read_to_string(&path).ok().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()) {
+        Some(id) => id,
+        None => {
+            let id = crate::join::token::random_secret()[..8].to_string();
+            crate::fsutil::write_atomic(&path, id.as_bytes(), 0o644)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            id
+        }
+    };
+    Ok(format!("{name}-{id}"))
+}
+
+/// Joins (or re-joins) the cluster as node `name` at `addresses`; see the module doc. A refused token or a
+/// CA that does not match the token is an error; anything that may pass later is retried.
+pub async fn obtain(
+    server: &ServerUrl,
+    token: &Token,
+    agent_dir: &Path,
+    name: &str,
+    addresses: &[IpAddr],
+) -> anyhow::Result<NodeCredentials> {
+    let files = Files { agent_dir: agent_dir.to_path_buf(), tls_dir: agent_dir.join("tls") };
+    crate::fsutil::create_private_dir(&files.tls_dir, 0o700)?;
+    let (client_key, serving_key) = (files.key("client-kubelet.key")?, files.key("serving-kubelet.key")?);
+    let request = CredentialsRequest {
+        node_name: name.to_string(),
+        node_password: node_password(agent_dir)?,
+        addresses: addresses.to_vec(),
+        client_csr: CertificateParams::default().serialize_request(&client_key)?.pem()?,
+        serving_csr: CertificateParams::default().serialize_request(&serving_key)?.pem()?,
+    };
+    let mut wait = RETRY_FIRST;
+    loop {
+        let joined = async {
+            let ca_pem = client::fetch_ca(server, token).await?;
+            client::request_credentials(server, token, &ca_pem, &request).await
+        };
+        match joined.await {
+            Ok(credentials) => {
+                files.write("server-ca.crt", &credentials.ca_cert, 0o644)?;
+                files.write("client-kubelet.crt", &credentials.client_cert, 0o644)?;
+                files.write("serving-kubelet.crt", &credentials.serving_cert, 0o644)?;
+                tracing::info!(%server, node = name, "joined the cluster");
+                break;
+            }
+            Err(error @ JoinError::Unreachable(_)) => match files.earlier(token, name, addresses) {
+                Some(_) => {
+                    tracing::warn!(%error, "starting with the credentials of an earlier start");
+                    break;
+                }
+                None => tracing::warn!(%error, retry_in = ?wait, "cannot join yet"),
+            },
+            Err(error) if error.is_transient() => tracing::error!(%error, retry_in = ?wait, "cannot join yet"),
+            Err(error) => return Err(error.into()),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+    let credentials = files.earlier(token, name, addresses).context("the credentials just written are not usable")?;
+    pki::write_kubeconfig(
+        &credentials.kubeconfig,
+        &server.to_string(),
+        &credentials.ca_pem,
+        &credentials.client,
+        0o600,
+    )?;
+    Ok(credentials)
+}

@@ -1,0 +1,41 @@
+//! `tug agent`: join the server named on the command line, then run the node agent with a kubelet that
+//! talks to that server over TLS as `system:node:<name>`, until SIGTERM or SIGINT.
+
+use std::net::IpAddr;
+
+use anyhow::Context;
+
+use super::credentials;
+use crate::config::AgentRunConfig;
+use crate::kubelet::node::Identity;
+use crate::kubelet::server::KubeletTls;
+
+/// Runs the agent until it is told to stop.
+pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
+    let agent_dir = cfg.data_dir.join("agent");
+    for dir in [&cfg.data_dir, &agent_dir] {
+        crate::fsutil::create_private_dir(dir, 0o700).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let name = credentials::node_name(&agent_dir, &cfg.node.name, cfg.with_node_id)?;
+    let address = cfg.node.ip.or_else(|| crate::server::host_addresses().into_iter().find(IpAddr::is_ipv4));
+    let addresses: Vec<IpAddr> = address.into_iter().collect();
+    let credentials = credentials::obtain(&cfg.server, &cfg.token, &agent_dir, &name, &addresses).await?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&credentials.kubeconfig)?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(client_config)?;
+    let agent_config = super::AgentConfig {
+        data_dir: cfg.data_dir.clone(),
+        node: Identity { name, address, labels: cfg.node.labels.clone(), data_dir: cfg.data_dir.clone() },
+        container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
+        kubelet_tls: KubeletTls {
+            ca_pem: credentials.ca_pem,
+            cert_pem: credentials.serving.cert_pem,
+            key_pem: credentials.serving.key_pem,
+        },
+    };
+    let agent = super::Agent::start(agent_config, client).await?;
+    crate::server::until_stopped().await?;
+    agent.stop().await;
+    Ok(())
+}

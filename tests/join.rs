@@ -1,0 +1,98 @@
+//! Joining (root, containerd, `ip netns`): a second node, `tug agent` with its own data dir and
+//! containerd in a network namespace the test creates, joins the server with the token from
+//! `<data-dir>/server/token`, registers, runs a pod whose logs the API server fetches from it; a wrong
+//! token and another cluster's token are refused; a second machine claiming a live node's name is
+//! refused, and takes the name over once that node is gone (a reinstalled device).
+
+mod common;
+
+use std::time::Duration;
+
+use common::agent::{agent_command, Netns, TugAgent};
+use common::{eventually_within, jsonpath, kubectl, kubectls, node, TugServer};
+
+fn ready(bin: &std::path::Path, server: &TugServer, node: &str) -> bool {
+    let path = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
+    kubectl(bin, server, &["get", "node", node, "-o", path], None).stdout == "True"
+}
+
+/// `tug agent` run to its end (it must end by itself within a minute); its exit code and stderr.
+fn refused(mut command: std::process::Command) -> (i32, String) {
+    let output = command.output().expect("run tug agent");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn an_agent_joins_with_the_token_runs_pods_and_wrong_tokens_are_refused() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let netns = Netns::create("tugjoin", "10.251.0.1", "10.251.0.2");
+    let server = TugServer::start_with_agent(
+        &[
+            "--bind-address",
+            "10.251.0.1",
+            "--node-name",
+            "node-a",
+            "--node-ip",
+            "127.0.0.1",
+            "--node-monitor-grace-period",
+            "5s",
+        ],
+        node::images(),
+    );
+    let bin = &kubectls()[0];
+    let token = std::fs::read_to_string(server.data_dir().join("server/token")).expect("the token file");
+    let token = token.trim();
+    let (hash, secret) =
+        token.strip_prefix("K10").and_then(|t| t.split_once("::server:")).expect("K10<hash>::server:<secret>");
+    assert_eq!(hash.len(), 64, "{token}");
+
+    // Refused: a wrong secret, and another CA's hash with the right secret; both exit 1 before
+    // starting anything.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let wrong_secret = format!("K10{hash}::server:not-{secret}");
+    let (code, stderr) = refused(agent_command(&server, &netns, scratch.path(), "node-x", &["--token", &wrong_secret]));
+    assert!(code == 1 && stderr.contains("the server refused the token"), "{code}: {stderr}");
+    let foreign = format!("K10{}::server:{secret}", "0".repeat(64));
+    let (code, stderr) = refused(agent_command(&server, &netns, scratch.path(), "node-x", &["--token", &foreign]));
+    assert!(code == 1 && stderr.contains("does not match the token's CA hash"), "{code}: {stderr}");
+    assert_eq!(kubectl(bin, &server, &["get", "node", "node-x"], None).code, 1, "no node was registered");
+
+    // Joined with the token file: the node registers at its address and runs a pod, whose logs come
+    // from its kubelet over TLS (its serving certificate signed at the join).
+    let token_file = scratch.path().join("token");
+    std::fs::write(&token_file, token).expect("token file");
+    let mut b =
+        TugAgent::start(&server, &netns, "node-b", &["--token-file", token_file.to_str().unwrap()], node::images());
+    eventually_within(Duration::from_secs(90), "node-b is Ready", || ready(bin, &server, "node-b"));
+    let addresses =
+        jsonpath(bin, &server, &["node", "node-b"], r#"{.status.addresses[?(@.type=="InternalIP")].address}"#);
+    assert_eq!(addresses, "10.251.0.2");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: on-b\nspec:\n  nodeName: node-b\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'echo hello from $(hostname); sleep 3600']\n";
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(pod)).ok();
+    let running = common::within(Duration::from_secs(60), || {
+        jsonpath(bin, &server, &["pod", "on-b"], "{.status.phase}") == "Running"
+    });
+    let describe = || kubectl(bin, &server, &["describe", "pod", "on-b"], None).stdout;
+    assert!(running, "the pod on node-b does not run:\n{}\nagent log:\n{}", describe(), b.log());
+    assert!(jsonpath(bin, &server, &["pod", "on-b"], "{.status.podIP}").starts_with("10.42."));
+    eventually_within(Duration::from_secs(10), "its logs are served", || {
+        kubectl(bin, &server, &["logs", "on-b"], None).stdout == "hello from on-b\n"
+    });
+    kubectl(bin, &server, &["delete", "pod", "on-b", "--grace-period=1"], None).ok();
+
+    // Another machine with the same node name (a fresh data dir, so another node password) is refused
+    // while node-b is alive, and keeps trying; once node-b is gone it takes the name over. It joins with
+    // the short token (the secret alone), which works but warns.
+    let mut twin = TugAgent::start(&server, &netns, "node-b", &["--token", secret], node::images());
+    eventually_within(Duration::from_secs(30), "the twin is refused", || twin.log().contains("node password rejected"));
+    assert!(twin.running(), "a rejected node keeps trying:\n{}", twin.log());
+    assert!(twin.log().contains("has no CA hash"), "a short token warns:\n{}", twin.log());
+    b.stop();
+    eventually_within(Duration::from_secs(90), "the twin has replaced node-b", || {
+        twin.log().contains("joined the cluster")
+    });
+    eventually_within(Duration::from_secs(60), "node-b is Ready again", || ready(bin, &server, "node-b"));
+}
