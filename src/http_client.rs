@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Sends `request` on `stream`.
+/// Sends `request` on `stream`; a 101 answer's connection can be taken over with `hyper::upgrade::on`.
 pub async fn send<S>(
     stream: S,
     request: http::Request<Full<Bytes>>,
@@ -19,7 +19,7 @@ where
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "HTTP client connection ended");
         }
     });

@@ -20,3 +20,4 @@ pub mod scheduler;
 pub mod server;
 pub mod simulator;
 pub mod store;
+pub mod upgrade_proxy;

@@ -9,23 +9,6 @@ use std::time::Duration;
 use common::node;
 use common::{eventually_within, jsonpath, kubectl, kubectls, TugServer};
 
-/// The server's node, Ready, named `edge-test` and reached at 127.0.0.1.
-fn ready_node() -> TugServer {
-    let server = TugServer::start_with_agent(&["--node-name", "edge-test", "--node-ip", "127.0.0.1"], node::images());
-    let bin = &kubectls()[0];
-    eventually_within(Duration::from_secs(60), "the node is Ready", || {
-        kubectl(
-            bin,
-            &server,
-            &["get", "node", "edge-test", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#],
-            None,
-        )
-        .stdout
-            == "True"
-    });
-    server
-}
-
 fn containerd_pid(server: &TugServer) -> Option<u32> {
     let config = server.data_dir().join("agent/containerd/config.toml");
     let output = std::process::Command::new("pgrep")
@@ -41,20 +24,9 @@ fn the_servers_node_runs_containerd_imports_the_images_and_becomes_ready() {
         return;
     }
     let _one_node_at_a_time = node::exclusive();
-    let mut server =
-        TugServer::start_with_agent(&["--node-name", "edge-test", "--node-ip", "127.0.0.1"], node::images());
+    let mut server = node::ready_server();
     let bin = &kubectls()[0];
     let wait = Duration::from_secs(60);
-    eventually_within(wait, "the node is Ready", || {
-        kubectl(
-            bin,
-            &server,
-            &["get", "node", "edge-test", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"],
-            None,
-        )
-        .stdout
-            == "True"
-    });
     let node = |path: &str| jsonpath(bin, &server, &["node", "edge-test"], path);
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(node("{.status.capacity.cpu}"), cpus.to_string());
@@ -116,7 +88,7 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         return;
     }
     let _one_node_at_a_time = node::exclusive();
-    let mut server = ready_node();
+    let mut server = node::ready_server();
     let bin = &kubectls()[0];
     let wait = Duration::from_secs(60);
     let busybox = "--image=tug.local/busybox:1";
@@ -272,7 +244,7 @@ fn probes_gate_readiness_and_endpoints_and_restart_what_fails_liveness() {
         return;
     }
     let _one_node_at_a_time = node::exclusive();
-    let server = ready_node();
+    let server = node::ready_server();
     let bin = &kubectls()[0];
     let wait = Duration::from_secs(60);
     // Ready only once /tmp/www/ready exists (after 4 s); alive only while /tmp/alive exists (removed

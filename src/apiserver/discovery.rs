@@ -60,6 +60,9 @@ fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'st
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Exec => ("", "v1", "PodExecOptions"),
+        Subresource::Attach => ("", "v1", "PodAttachOptions"),
+        Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
         Subresource::Status | Subresource::Finalize | Subresource::Log => (res.group, res.version, res.kind),
     }
 }

@@ -77,7 +77,8 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
 
 async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Response {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = crate::upgrade_proxy::take_upgrade(&mut parts);
     let path = parts.uri.path().to_string();
     let query = query::Query::parse(parts.uri.query());
     let user = parts.extensions.get::<auth::User>().cloned();
@@ -92,7 +93,8 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
         match target {
             // A bug must cost one request a 500, never the connection or the process.
             Ok(target) => {
-                match AssertUnwindSafe(serve_target(&state, target, &parts, &query, body)).catch_unwind().await {
+                match AssertUnwindSafe(serve_target(&state, target, &parts, &query, body, upgrade)).catch_unwind().await
+                {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => e.into_response(),
                     Err(_) => {
@@ -114,6 +116,7 @@ async fn serve_target(
     parts: &http::request::Parts,
     query: &query::Query,
     body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response, ApiError> {
     let json = |v: serde_json::Value| negotiate::json_response(StatusCode::OK, &v, &[]);
     let is_get = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
@@ -147,6 +150,14 @@ async fn serve_target(
         Target::Resource(path) if path.subresource.as_deref() == Some("log") => {
             let (ns, name) = (path.namespace.as_deref().unwrap_or(""), path.name.as_deref().unwrap_or(""));
             node_proxy::pod_log(&state.rest, state.kubelet.get(), ns, name, query).await
+        }
+        Target::Resource(path)
+            if path.resource.plural == "pods"
+                && matches!(path.subresource.as_deref(), Some("exec" | "attach" | "portforward")) =>
+        {
+            let (ns, name) = (path.namespace.as_deref().unwrap_or(""), path.name.as_deref().unwrap_or(""));
+            let sub = path.subresource.as_deref().unwrap_or("");
+            node_proxy::pod_stream(&state.rest, state.kubelet.get(), (ns, name, sub), query, parts, upgrade).await
         }
         Target::Resource(path) => {
             let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES).await.map_err(|_| {

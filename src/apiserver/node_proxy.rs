@@ -1,6 +1,7 @@
-//! `pods/log`: the API server asks the kubelet of the pod's node (its InternalIP and kubelet port from
-//! the Node) over HTTPS with its kubelet-client certificate, checking the kubelet's certificate against
-//! the cluster CA, and streams the answer back, as upstream's API server does.
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: the API server asks the kubelet of the
+//! pod's node (its InternalIP and kubelet port from the Node) over HTTPS with its kubelet-client
+//! certificate, checking the kubelet's certificate against the cluster CA, and streams the answer back
+//! (or, for the upgraded connections of exec, attach and port-forward, joins them), as upstream does.
 
 use std::sync::Arc;
 
@@ -57,6 +58,26 @@ fn container_of(pod: &Value, name: &str, query: &Query) -> ApiResult<String> {
     }
 }
 
+/// The pod, and where the kubelet of its node listens (with the node's name).
+async fn kubelet_of(rest: &Rest, ns: &str, name: &str) -> ApiResult<(Value, String, u16, String)> {
+    let pods = registry::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not registered"))?;
+    let nodes = registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let pod = rest.get(pods, Some(ns), name).await?;
+    let node_name = pod["spec"]["nodeName"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?
+        .to_string();
+    let node = rest.get(nodes, None, &node_name).await?;
+    let (ip, port) = kubelet_address(&node)
+        .ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node_name} has no InternalIP")))?;
+    Ok((pod, ip, port, node_name))
+}
+
+fn unreachable(node_name: &str, error: String) -> ApiError {
+    ApiError::new(502, "BadGateway", format!("cannot reach the kubelet of node {node_name}: {error}"))
+}
+
 /// GET pods/<name>/log.
 pub async fn pod_log(
     rest: &Rest,
@@ -65,24 +86,16 @@ pub async fn pod_log(
     name: &str,
     query: &Query,
 ) -> ApiResult<Response> {
-    let pods = registry::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not registered"))?;
-    let nodes = registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not registered"))?;
-    let pod = rest.get(pods, Some(ns), name).await?;
+    let (pod, ip, port, node_name) = kubelet_of(rest, ns, name).await?;
     let container = container_of(&pod, name, query)?;
-    let node_name = pod["spec"]["nodeName"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
-    let node = rest.get(nodes, None, node_name).await?;
-    let (ip, port) = kubelet_address(&node)
-        .ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node_name} has no InternalIP")))?;
-    let kubelet = kubelet.ok_or_else(|| ApiError::new(503, "ServiceUnavailable", "no kubelet client is configured"))?;
+    let kubelet = kubelet.ok_or_else(no_client)?;
     let passed: Vec<(&str, &str)> = query.pairs().filter(|(k, _)| LOG_OPTIONS.contains(k)).collect();
     let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(passed).finish();
     let path = format!("/containerLogs/{ns}/{name}/{container}?{encoded}");
-    let unreachable =
-        |e: String| ApiError::new(502, "BadGateway", format!("cannot reach the kubelet of node {node_name}: {e}"));
-    let response = get(kubelet, &ip, port, &path).await.map_err(unreachable)?;
+    let stream = connect(kubelet, &ip, port).await.map_err(|e| unreachable(&node_name, e))?;
+    let response = crate::http_client::get(stream, &format!("{ip}:{port}"), &path, &[])
+        .await
+        .map_err(|e| unreachable(&node_name, e))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -97,20 +110,60 @@ pub async fn pod_log(
     Ok(([(http::header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
 
-/// One HTTPS GET to a kubelet, the response body streamed.
-async fn get(
+/// pods/<name>/exec, /attach and /portforward (`subresource`): the client's upgrade request passed on to
+/// the kubelet, whose streams then flow through unchanged.
+pub async fn pod_stream(
+    rest: &Rest,
+    kubelet: Option<&KubeletClient>,
+    path: (&str, &str, &str),
+    query: &Query,
+    parts: &http::request::Parts,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> ApiResult<Response> {
+    let (ns, name, subresource) = path;
+    let (pod, ip, port, node_name) = kubelet_of(rest, ns, name).await?;
+    let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(ApiError::bad_request(format!(
+            "cannot {subresource} into a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let kubelet_path = match subresource {
+        "portforward" => format!("/portForward/{ns}/{name}"),
+        _ => format!("/{subresource}/{ns}/{name}/{}", container_of(&pod, name, query)?),
+    };
+    // Passed on as it came: `command` repeats, which the parsed query would not keep.
+    let raw_query = parts.uri.query().unwrap_or_default();
+    let Some(upgrade) = upgrade else {
+        return Ok(crate::upgrade_proxy::upgrade_required());
+    };
+    let kubelet = kubelet.ok_or_else(no_client)?;
+    let stream = connect(kubelet, &ip, port).await.map_err(|e| unreachable(&node_name, e))?;
+    let failed = |e: String| unreachable(&node_name, e).into_response();
+    let authority = format!("{ip}:{port}");
+    Ok(crate::upgrade_proxy::forward(
+        parts,
+        upgrade,
+        stream,
+        &authority,
+        &format!("{kubelet_path}?{raw_query}"),
+        failed,
+    )
+    .await)
+}
+
+fn no_client() -> ApiError {
+    ApiError::new(503, "ServiceUnavailable", "no kubelet client is configured")
+}
+
+/// A TLS connection to a kubelet, its certificate checked against the cluster CA.
+async fn connect(
     kubelet: &KubeletClient,
     ip: &str,
     port: u16,
-    path: &str,
-) -> Result<http::Response<hyper::body::Incoming>, String> {
-    let server_name = rustls::pki_types::ServerName::try_from(ip.to_string()).map_err(|e| e.to_string())?;
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let tcp = tokio::net::TcpStream::connect((ip, port)).await.map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(kubelet.tls.clone())
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::http_client::get(tls, &format!("{ip}:{port}"), path, &[]).await
+    crate::http_client::tls(tcp, ip, kubelet.tls.clone()).await
 }
 
 #[cfg(test)]

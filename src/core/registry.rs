@@ -19,6 +19,10 @@ pub enum Subresource {
     Eviction,
     /// `/log`: pods only, get streams a container's log from the node's kubelet.
     Log,
+    /// `/exec`, `/attach`, `/portforward`: pods only, an upgraded connection to the node's kubelet.
+    Exec,
+    Attach,
+    PortForward,
 }
 
 impl Subresource {
@@ -31,6 +35,9 @@ impl Subresource {
             Subresource::Finalize => "finalize",
             Subresource::Eviction => "eviction",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 
@@ -41,6 +48,7 @@ impl Subresource {
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
         }
     }
 }
@@ -93,7 +101,7 @@ impl ResourceInfo {
     }
 }
 
-use Subresource::{Binding, Eviction, Finalize, Log, Scale, Status};
+use Subresource::{Attach, Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -117,7 +125,16 @@ macro_rules! resource {
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     resource!("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, &[Status, Finalize]),
-    resource!("", "v1", "Pod", "pods", true, &["po"], ALL, &[Status, Binding, Eviction, Log]),
+    resource!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        true,
+        &["po"],
+        ALL,
+        &[Status, Binding, Eviction, Log, Exec, Attach, PortForward]
+    ),
     resource!("", "v1", "Service", "services", true, &["svc"], ALL, &[Status]),
     resource!("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, &[]),
     resource!("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, &[]),

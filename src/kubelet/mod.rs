@@ -9,6 +9,7 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod server;
+mod streaming;
 
 use std::time::Duration;
 

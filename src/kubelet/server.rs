@@ -1,5 +1,6 @@
-//! The kubelet's HTTPS API on port 10250, for the API server's proxy: `/healthz` and
-//! `/containerLogs/<namespace>/<pod>/<container>` with `kubectl logs`' options. Clients must present a
+//! The kubelet's HTTPS API on port 10250, for the API server's proxy: `/healthz`,
+//! `/containerLogs/<namespace>/<pod>/<container>` with `kubectl logs`' options, and the streams of
+//! exec, attach and port-forward (`streaming.rs`). Clients must present a
 //! certificate of the cluster CA (the API server's kubelet-client certificate).
 
 use std::collections::HashMap;
@@ -11,13 +12,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
-use k8s_cri::v1::{ContainerFilter, ContainerState, ContainerStatusRequest, ListContainersRequest};
+use k8s_cri::v1::{
+    ContainerFilter, ContainerState, ContainerStateValue, ContainerStatusRequest, ListContainersRequest,
+};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
 use super::cri::Cri;
 use super::logs::{self, LogOptions};
 use super::pods::spec::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE};
+use super::streaming;
 use crate::apiserver::auth::User;
 
 /// The kubelet's port (upstream's default).
@@ -56,6 +60,9 @@ pub async fn run(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/exec/{namespace}/{pod}/{container}", get(streaming::exec).post(streaming::exec))
+        .route("/attach/{namespace}/{pod}/{container}", get(streaming::attach).post(streaming::attach))
+        .route("/portForward/{namespace}/{pod}", get(streaming::port_forward).post(streaming::port_forward))
         .layer(axum::middleware::from_fn(require_client_certificate))
         .with_state(Arc::new(Api { cri, client }));
     crate::apiserver::serve::serve(listener, config, app, async move {
@@ -72,8 +79,8 @@ async fn require_client_certificate(request: axum::extract::Request, next: axum:
 }
 
 /// What the kubelet API needs.
-struct Api {
-    cri: Cri,
+pub(super) struct Api {
+    pub(super) cri: Cri,
     client: kube::Client,
 }
 
@@ -94,7 +101,7 @@ async fn log_file(api: &Api, namespace: &str, pod: &str, container: &str, previo
     let mut cri = api.cri.clone();
     let chosen = match previous {
         true => previous_container(&api.client, namespace, pod, container).await?,
-        false => newest_container(&mut cri, namespace, pod, container).await?,
+        false => newest_container(&mut cri, namespace, pod, container, None).await?,
     };
     let status = cri
         .runtime
@@ -106,14 +113,21 @@ async fn log_file(api: &Api, namespace: &str, pod: &str, container: &str, previo
     Some((status.log_path, chosen))
 }
 
-/// The ID of the container's newest attempt in the runtime.
-async fn newest_container(cri: &mut Cri, namespace: &str, pod: &str, container: &str) -> Option<String> {
+/// The ID of the container's newest attempt in the runtime (in `state`, if given).
+pub(super) async fn newest_container(
+    cri: &mut Cri,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    state: Option<ContainerState>,
+) -> Option<String> {
     let labels = HashMap::from([
         (POD_NAMESPACE.to_string(), namespace.to_string()),
         (POD_NAME.to_string(), pod.to_string()),
         (CONTAINER_NAME.to_string(), container.to_string()),
     ]);
-    let filter = ContainerFilter { label_selector: labels, ..Default::default() };
+    let state = state.map(|state| ContainerStateValue { state: state as i32 });
+    let filter = ContainerFilter { label_selector: labels, state, ..Default::default() };
     let mut listed =
         cri.runtime.list_containers(ListContainersRequest { filter: Some(filter) }).await.ok()?.into_inner().containers;
     listed.sort_by_key(|c| c.created_at);

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use super::{eventually_within, kubectl, kubectls, TugServer};
 
 /// Held by each node test: nodes of one host share its network namespace (the `cni0` bridge, the
 /// first podCIDR), so they run one at a time.
@@ -90,4 +93,21 @@ pub fn clean_up(data_dir: &Path) {
     for mount in mounts {
         let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// A server with its node, Ready, named `edge-test` and reached at 127.0.0.1, the test images imported.
+pub fn ready_server() -> TugServer {
+    let server = TugServer::start_with_agent(&["--node-name", "edge-test", "--node-ip", "127.0.0.1"], images());
+    let bin = &kubectls()[0];
+    eventually_within(Duration::from_secs(60), "the node is Ready", || {
+        kubectl(
+            bin,
+            &server,
+            &["get", "node", "edge-test", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#],
+            None,
+        )
+        .stdout
+            == "True"
+    });
+    server
 }
