@@ -19,5 +19,6 @@ pub mod pki;
 pub mod scheduler;
 pub mod server;
 pub mod simulator;
+pub mod spdy;
 pub mod store;
 pub mod upgrade_proxy;

@@ -1,7 +1,7 @@
 //! The streams kubectl opens through the API server to the node's kubelet and on to containerd (root,
 //! containerd): `exec` (plain, with stdin, with a TTY on a pty, exit codes), `cp` both ways,
-//! `port-forward` answering HTTP, and `attach`, each with the newest kubectl (WebSocket first) and 1.29
-//! (SPDY).
+//! `port-forward` answering HTTP, and `attach`, each with the newest kubectl (WebSocket: v5 for exec and
+//! attach, the SPDY tunnel for port-forward, translated by the kubelet) and 1.29 (SPDY, passed through).
 
 mod common;
 
@@ -27,15 +27,20 @@ fn on_a_pty(bin: &Path, server: &TugServer, args: &str, input: &str) -> (i32, St
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).replace('\r', ""))
 }
 
-/// `kubectl port-forward pod/<pod> :<port>`; the local port it chose, and the process to kill.
-fn port_forward(bin: &Path, server: &TugServer, pod: &str, port: u16) -> (u16, std::process::Child) {
-    let mut child = Command::new(bin)
-        .args(["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
+/// kubectl running on its own, its stdout and stderr to read.
+fn background(bin: &Path, server: &TugServer, args: &[&str]) -> std::process::Child {
+    Command::new(bin)
+        .args(args)
         .env("KUBECONFIG", server.kubeconfig())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("kubectl port-forward");
+        .expect("kubectl")
+}
+
+/// `kubectl port-forward pod/<pod> :<port>`; the local port it chose, and the process to kill.
+fn port_forward(bin: &Path, server: &TugServer, pod: &str, port: u16) -> (u16, std::process::Child) {
+    let mut child = background(bin, server, &["port-forward", &format!("pod/{pod}"), &format!(":{port}")]);
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("read");
@@ -93,19 +98,29 @@ fn exec_cp_port_forward_and_attach_work_with_both_protocols() {
         let _ = forwarding.wait();
         assert_eq!(pages, ["served\n", "served\n"], "{version}: two connections over one forward");
 
-        let mut attached = Command::new(bin)
-            .args(["attach", "web"])
-            .env("KUBECONFIG", server.kubeconfig())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl attach");
+        let mut attached = background(bin, &server, &["attach", "web"]);
         let mut line = String::new();
         BufReader::new(attached.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
         let _ = attached.kill();
         let _ = attached.wait();
         assert!(line.starts_with("tick "), "{version}: attach shows the container's output: {line:?}");
     }
+
+    // The newest kubectl gets its WebSocket protocols served (v5 for exec, the SPDY tunnel for
+    // port-forward) rather than falling back to SPDY.
+    let verbose = kubectl(newest, &server, &["exec", "-v=7", "web", "--", "true"], None).ok();
+    assert!(
+        verbose.stderr.contains("The subprotocol is v5.channel.k8s.io") && !verbose.stderr.contains("fallback"),
+        "{}",
+        verbose.stderr
+    );
+    let mut forwarding = background(newest, &server, &["port-forward", "-v=6", "pod/web", ":8080"]);
+    let mut log = String::new();
+    let mut stderr = BufReader::new(forwarding.stderr.take().expect("stderr"));
+    while !log.contains("negotiated protocol") && stderr.read_line(&mut log).is_ok_and(|n| n > 0) {}
+    let _ = forwarding.kill();
+    let _ = forwarding.wait();
+    assert!(log.contains("negotiated protocol: portforward.k8s.io") && !log.contains("fallback"), "{log}");
 
     let missing = kubectl(newest, &server, &["exec", "web", "-c", "nope", "--", "true"], None);
     assert!(

@@ -1,7 +1,10 @@
 //! The kubelet API's streams: `/exec`, `/attach` and `/portForward`. Each asks the CRI for a streaming
 //! URL on the runtime's own streaming server (containerd's, on the node's loopback) and passes the
-//! client's upgrade request on to it, so the runtime speaks the stream protocols (SPDY/3.1, WebSocket)
-//! and the kubelet only joins the connections, as upstream's kubelet proxies to its runtime.
+//! client's upgrade request on to it, so the runtime speaks the stream protocols (SPDY/3.1, old
+//! WebSocket ones) and the kubelet only joins the connections, as upstream's kubelet proxies to its
+//! runtime; WebSocket protocols the runtime lacks are translated (`websocket.rs`).
+
+mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +17,14 @@ use k8s_cri::v1::{
     PodSandboxStateValue, PortForwardRequest,
 };
 
+use super::cri::Cri;
 use super::pods::spec::{POD_NAME, POD_NAMESPACE};
 use super::server::{newest_container, Api};
 use crate::upgrade_proxy;
 
 /// What a stream request asks for, from its query (kubectl's names, or upstream kubelet's).
 #[derive(Debug, Default, PartialEq)]
-struct StreamOptions {
+pub(crate) struct StreamOptions {
     command: Vec<String>,
     stdin: bool,
     stdout: bool,
@@ -50,6 +54,15 @@ fn failed(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
+/// The running container's ID (and a CRI client to use on it), or the answer saying it is not running.
+async fn running(api: &Api, namespace: &str, pod: &str, container: &str) -> Result<(Cri, String), Response> {
+    let mut cri = api.cri.clone();
+    match newest_container(&mut cri, namespace, pod, container, Some(ContainerState::ContainerRunning)).await {
+        Some(id) => Ok((cri, id)),
+        None => Err(failed(StatusCode::NOT_FOUND, format!("container {container:?} in pod {pod:?} is not running"))),
+    }
+}
+
 /// GET or POST `/exec/<namespace>/<pod>/<container>?command=…`.
 pub async fn exec(
     State(api): State<Arc<Api>>,
@@ -60,22 +73,21 @@ pub async fn exec(
     if options.command.is_empty() {
         return failed(StatusCode::BAD_REQUEST, "no command given");
     }
-    let mut cri = api.cri.clone();
-    let Some(id) =
-        newest_container(&mut cri, &namespace, &pod, &container, Some(ContainerState::ContainerRunning)).await
-    else {
-        return failed(StatusCode::NOT_FOUND, format!("container {container:?} in pod {pod:?} is not running"));
+    let (mut cri, id) = match running(&api, &namespace, &pod, &container).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let exec = ExecRequest {
         container_id: id,
-        cmd: options.command,
+        cmd: options.command.clone(),
         tty: options.tty,
         stdin: options.stdin,
         stdout: options.stdout,
         stderr: options.stderr,
     };
+    let options = StreamOptions { command: vec![], ..options };
     match cri.runtime.exec(exec).await {
-        Ok(answer) => to_runtime(request, &answer.into_inner().url).await,
+        Ok(answer) => to_runtime(request, &answer.into_inner().url, Some(options)).await,
         Err(status) => failed(StatusCode::INTERNAL_SERVER_ERROR, status.message()),
     }
 }
@@ -87,11 +99,9 @@ pub async fn attach(
     request: Request,
 ) -> Response {
     let options = StreamOptions::from_query(request.uri().query());
-    let mut cri = api.cri.clone();
-    let Some(id) =
-        newest_container(&mut cri, &namespace, &pod, &container, Some(ContainerState::ContainerRunning)).await
-    else {
-        return failed(StatusCode::NOT_FOUND, format!("container {container:?} in pod {pod:?} is not running"));
+    let (mut cri, id) = match running(&api, &namespace, &pod, &container).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let attach = AttachRequest {
         container_id: id,
@@ -101,7 +111,7 @@ pub async fn attach(
         stderr: options.stderr,
     };
     match cri.runtime.attach(attach).await {
-        Ok(answer) => to_runtime(request, &answer.into_inner().url).await,
+        Ok(answer) => to_runtime(request, &answer.into_inner().url, Some(options)).await,
         Err(status) => failed(StatusCode::INTERNAL_SERVER_ERROR, status.message()),
     }
 }
@@ -126,13 +136,14 @@ pub async fn port_forward(
         return failed(StatusCode::NOT_FOUND, format!("pod {pod:?} has no running sandbox"));
     };
     match cri.runtime.port_forward(PortForwardRequest { pod_sandbox_id: sandbox.id, port: vec![] }).await {
-        Ok(answer) => to_runtime(request, &answer.into_inner().url).await,
+        Ok(answer) => to_runtime(request, &answer.into_inner().url, None).await,
         Err(status) => failed(StatusCode::INTERNAL_SERVER_ERROR, status.message()),
     }
 }
 
-/// Passes the upgrade request on to the runtime's streaming `url` (plain HTTP on the node's loopback).
-async fn to_runtime(request: Request, url: &str) -> Response {
+/// Passes the upgrade request on to the runtime's streaming `url` (plain HTTP on the node's loopback),
+/// or serves it by translation; `options` are exec's or attach's, None for port-forward.
+async fn to_runtime(request: Request, url: &str, options: Option<StreamOptions>) -> Response {
     let (mut parts, _) = request.into_parts();
     let Some(client_side) = upgrade_proxy::take_upgrade(&mut parts) else {
         return upgrade_proxy::upgrade_required();
@@ -149,6 +160,9 @@ async fn to_runtime(request: Request, url: &str) -> Response {
             format!("the runtime gave an unusable streaming URL {url:?}"),
         );
     };
+    if let Some(translation) = websocket::translation(&parts.headers, options.is_none()) {
+        return websocket::serve(&parts, client_side, &uri, translation, options.unwrap_or_default()).await;
+    }
     let unreachable =
         |e: String| failed(StatusCode::BAD_GATEWAY, format!("cannot reach the runtime's streaming server: {e}"));
     let tcp = match tokio::net::TcpStream::connect(authority.as_str()).await {
