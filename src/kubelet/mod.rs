@@ -9,7 +9,9 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod server;
+pub mod sources;
 mod streaming;
+pub mod volumes;
 
 use std::time::Duration;
 
@@ -65,6 +67,7 @@ pub async fn run(
     let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
     tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");
+    let pods_root = identity.data_dir.join("agent").join("pods");
     let mut reporter = Reporter::new(identity, runtime_version);
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
@@ -86,6 +89,7 @@ pub async fn run(
         node_name: reporter.name().to_string(),
         host_ip: host_ip.clone(),
         logs_root,
+        pods_root,
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });
     tokio::spawn(pods::run(context, stop.clone()));

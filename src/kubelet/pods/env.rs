@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::Container;
+use kube::Client;
+
+use crate::kubelet::sources;
 
 /// What the API supplies to one container's environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,18 +18,17 @@ pub struct Resolved {
     pub sources: Vec<(String, String)>,
 }
 
+/// A source's keys as text, as the environment takes them.
+fn as_text(data: Option<BTreeMap<String, Vec<u8>>>) -> Option<BTreeMap<String, String>> {
+    data.map(|d| d.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+}
+
 async fn config_map(client: &Client, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
-    Ok(found.map(|c| c.data.unwrap_or_default()))
+    sources::config_map(client, namespace, name).await.map(as_text)
 }
 
 async fn secret(client: &Client, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
-    Ok(found.map(|s| {
-        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect()
-    }))
+    sources::secret(client, namespace, name).await.map(as_text)
 }
 
 /// Reads what `container`'s environment refers to in `namespace`.

@@ -42,6 +42,8 @@ pub struct Context {
     pub host_ip: String,
     /// Where the runtime writes container logs: `<logs_root>/<ns>_<pod>_<uid>/<container>/<attempt>.log`.
     pub logs_root: PathBuf,
+    /// The pods' own files (volumes): `<pods_root>/<uid>/`.
+    pub pods_root: PathBuf,
     pub recorder: Arc<Recorder>,
 }
 
@@ -250,6 +252,15 @@ async fn remove_orphans(context: Arc<Context>, known: std::collections::HashSet<
         tracing::info!(uid, "removing the containers of a pod that no longer exists");
         if let Err(status) = sync::tear_down(&context, &uid, Duration::ZERO, true).await {
             tracing::warn!(%status, uid, "cannot remove an orphaned pod's containers");
+        }
+    }
+    // Volumes left by pods whose sandboxes are gone already.
+    let listed_at = std::time::UNIX_EPOCH + Duration::from_nanos(listed_at.max(0) as u64);
+    for entry in std::fs::read_dir(&context.pods_root).into_iter().flatten().flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        let older = entry.metadata().and_then(|m| m.modified()).is_ok_and(|at| at < listed_at);
+        if older && !known.contains(&uid) {
+            crate::kubelet::volumes::tear_down(&context.pods_root, &uid);
         }
     }
 }

@@ -106,7 +106,7 @@ fn protocol(name: Option<&str>) -> Protocol {
 }
 
 /// The value of a `fieldRef` the kubelet resolves from the pod itself.
-fn field_value(pod: &Pod, path: &str, node_name: &str, host_ip: &str, pod_ip: &str) -> Option<String> {
+pub(crate) fn field_value(pod: &Pod, path: &str, node_name: &str, host_ip: &str, pod_ip: &str) -> Option<String> {
     let meta = &pod.metadata;
     match path {
         "metadata.name" => meta.name.clone(),

@@ -24,6 +24,7 @@ use super::status::{ContainerView, Observed};
 use super::Context;
 use crate::events::EventType;
 use crate::kubelet::cri::Cri;
+use crate::kubelet::volumes;
 
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -79,9 +80,14 @@ async fn containers(cri: &mut Cri, uid: &str) -> CriResult<BTreeMap<String, Vec<
     Ok(by_name)
 }
 
-/// What a pod's worker remembers between syncs about what failed.
+/// How often the files of volumes made from API objects are read again.
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
+
+/// What a pod's worker remembers between syncs: what failed, and when its volumes were refreshed.
 #[derive(Debug, Default)]
 pub struct Retries {
+    /// When the volumes' files were last read from the API.
+    volumes_refreshed: Option<std::time::Instant>,
     /// Failed sandbox creations: each retry takes a new attempt number, since a creation cut short (tug
     /// or containerd killed meanwhile) can leave its name reserved in the runtime.
     failed_sandboxes: u32,
@@ -91,6 +97,17 @@ pub struct Retries {
 
 /// Makes the runtime run what the pod asks for; returns what it then shows.
 pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriResult<Observed> {
+    let refresh = retries.volumes_refreshed.is_none_or(|at| at.elapsed() >= VOLUME_REFRESH);
+    let volumes = match volumes::set_up(&context.client, &context.pods_root, pod, refresh).await {
+        Ok(volumes) => volumes,
+        Err(message) => {
+            context.event(pod, EventType::Warning, "FailedMount", message);
+            return Ok(waiting_all(pod, context, "ContainerCreating"));
+        }
+    };
+    if refresh {
+        retries.volumes_refreshed = Some(std::time::Instant::now());
+    }
     let failed_sandboxes = &mut retries.failed_sandboxes;
     let mut cri = context.cri.clone();
     let uid = pod.uid().unwrap_or_default();
@@ -145,6 +162,7 @@ pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriRes
         sandbox_config: &sandbox_config,
         placement: &placement,
         pulls: &retries.pulls,
+        volumes: &volumes,
     };
     let spec = pod.spec.clone().unwrap_or_default();
     // Init containers one at a time, each to success; a failed one is retried unless the pod never
@@ -192,6 +210,7 @@ struct Launch<'a> {
     sandbox_config: &'a k8s_cri::v1::PodSandboxConfig,
     placement: &'a Placement,
     pulls: &'a std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
+    volumes: &'a volumes::PodVolumes,
 }
 
 impl Launch<'_> {
@@ -294,7 +313,14 @@ impl Launch<'_> {
             }
         };
         let env = spec::environment(pod, container, self.placement, &resolved);
-        let config = spec::container_config(pod, container, attempt, &env);
+        let mut config = spec::container_config(pod, container, attempt, &env);
+        config.mounts = match volumes::mounts(container, self.volumes, &env) {
+            Ok(mounts) => mounts,
+            Err(message) => {
+                context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));
+                return Some(("CreateContainerConfigError".into(), message));
+            }
+        };
         let request = CreateContainerRequest {
             pod_sandbox_id: self.sandbox_id.to_string(),
             config: Some(config),
@@ -359,6 +385,9 @@ pub async fn tear_down(context: &Context, pod_uid: &str, grace: Duration, remove
         if remove {
             cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.id }).await?;
         }
+    }
+    if remove {
+        volumes::tear_down(&context.pods_root, pod_uid);
     }
     Ok(())
 }

@@ -1,0 +1,226 @@
+//! The pod's volumes on the node, under `<data-dir>/agent/pods/<uid>/volumes/<plugin>/<name>`: emptyDir
+//! (a directory, or a tmpfs for `medium: Memory`), hostPath (with its type checks), configMap, secret,
+//! downwardAPI and projected (files written atomically, `atomic.rs`; secrets and projected volumes on a
+//! tmpfs so they never reach the disk), and persistentVolumeClaim bound to a hostPath or local volume.
+//! Set up before the sandbox, their files refreshed from the API when asked (so a changed ConfigMap
+//! shows in the pod), turned into the CRI's mounts per container, and removed with the pod.
+
+mod atomic;
+mod files;
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1::{Mount, MountPropagation};
+use k8s_openapi::api::core::v1::{
+    Container, HostPathVolumeSource, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
+};
+use kube::{Api, Client, ResourceExt};
+
+pub use atomic::is_safe;
+
+/// Where each of the pod's volumes is on the node, and whether it is read-only as a whole.
+#[derive(Debug, Default, Clone)]
+pub struct PodVolumes {
+    by_name: HashMap<String, (PathBuf, bool)>,
+}
+
+/// The directory of a pod's own files on the node.
+pub fn pod_dir(pods_root: &Path, uid: &str) -> PathBuf {
+    pods_root.join(uid)
+}
+
+/// Prepares every volume of `pod`; `refresh` rereads the API for the volumes made of its objects (they
+/// are written anyway when they are not there yet). The error is upstream's FailedMount message.
+pub async fn set_up(client: &Client, pods_root: &Path, pod: &Pod, refresh: bool) -> Result<PodVolumes, String> {
+    let uid = pod.uid().unwrap_or_default();
+    let base = pod_dir(pods_root, &uid).join("volumes");
+    let mut prepared = PodVolumes::default();
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let failed = |e: String| format!("MountVolume.SetUp failed for volume {:?} : {e}", volume.name);
+        let at = set_up_one(client, &base, pod, volume, refresh).await.map_err(failed)?;
+        prepared.by_name.insert(volume.name.clone(), at);
+    }
+    Ok(prepared)
+}
+
+async fn set_up_one(
+    client: &Client,
+    base: &Path,
+    pod: &Pod,
+    volume: &Volume,
+    refresh: bool,
+) -> Result<(PathBuf, bool), String> {
+    let dir = |plugin: &str| base.join(plugin).join(&volume.name);
+    if let Some(empty) = &volume.empty_dir {
+        let dir = dir("kubernetes.io~empty-dir");
+        make_dir(&dir, 0o777)?;
+        if empty.medium.as_deref() == Some("Memory") {
+            let size = empty.size_limit.as_ref().and_then(|q| crate::core::quantity::parse_whole(&q.0).ok());
+            mount_tmpfs(&dir, "1777", size)?;
+        }
+        return Ok((dir, false));
+    }
+    if let Some(host) = &volume.host_path {
+        return host_path(host).map(|path| (path, false));
+    }
+    if let Some(claim) = &volume.persistent_volume_claim {
+        let path = claimed_path(client, &pod.namespace().unwrap_or_default(), &claim.claim_name).await?;
+        return Ok((path, claim.read_only.unwrap_or(false)));
+    }
+    let (plugin, in_memory) = match () {
+        _ if volume.config_map.is_some() => ("kubernetes.io~configmap", false),
+        _ if volume.secret.is_some() => ("kubernetes.io~secret", true),
+        _ if volume.downward_api.is_some() => ("kubernetes.io~downward-api", false),
+        _ if volume.projected.is_some() => ("kubernetes.io~projected", true),
+        _ => return Err("this kind of volume is not supported by tug".into()),
+    };
+    let dir = dir(plugin);
+    make_dir(&dir, 0o755)?;
+    if in_memory {
+        mount_tmpfs(&dir, "0755", None)?;
+    }
+    if refresh || !dir.join("..data").exists() {
+        let payload = files::payload(client, pod, volume).await?;
+        if atomic::write(&dir, &payload).map_err(|e| e.to_string())? {
+            tracing::debug!(pod = pod.name_any(), volume = volume.name, "volume files written");
+        }
+    }
+    // Upstream mounts these read-only whatever the volumeMount says.
+    Ok((dir, true))
+}
+
+fn make_dir(dir: &Path, mode: u32) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
+}
+
+/// Whether something is mounted at `dir`.
+fn is_mount_point(dir: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let wanted = dir.to_string_lossy();
+    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m == wanted)
+}
+
+fn mount_tmpfs(dir: &Path, mode: &str, size: Option<i128>) -> Result<(), String> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let mut options = format!("mode={mode}");
+    if let Some(bytes) = size.filter(|b| *b > 0) {
+        options.push_str(&format!(",size={bytes}"));
+    }
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))
+        .map_err(|e| format!("cannot mount a tmpfs at {}: {e}", dir.display()))
+}
+
+/// A hostPath's path, after the checks (or creation) its type asks for.
+fn host_path(source: &HostPathVolumeSource) -> Result<PathBuf, String> {
+    let path = PathBuf::from(&source.path);
+    let kind = source.type_.as_deref().unwrap_or("");
+    let metadata = std::fs::metadata(&path);
+    let is = |check: fn(&std::fs::Metadata) -> bool| metadata.as_ref().is_ok_and(check);
+    let ok = match kind {
+        "" => true,
+        "DirectoryOrCreate" if metadata.is_err() => {
+            std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+            true
+        }
+        "FileOrCreate" if metadata.is_err() => {
+            std::fs::write(&path, b"").map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+            true
+        }
+        "DirectoryOrCreate" | "Directory" => is(|m| m.is_dir()),
+        "FileOrCreate" | "File" => is(|m| m.is_file()),
+        "Socket" => is(|m| m.file_type().is_socket()),
+        "CharDevice" => is(|m| m.file_type().is_char_device()),
+        "BlockDevice" => is(|m| m.file_type().is_block_device()),
+        other => return Err(format!("unknown hostPath type {other:?}")),
+    };
+    match ok {
+        true => Ok(path),
+        false => Err(format!("hostPath type check failed: {} is not a {kind}", source.path)),
+    }
+}
+
+/// The directory of the hostPath or local PersistentVolume the claim is bound to.
+async fn claimed_path(client: &Client, namespace: &str, claim: &str) -> Result<PathBuf, String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let found = claims.get_opt(claim).await.map_err(|e| e.to_string())?;
+    let found = found.ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
+    let bound = found.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty());
+    let volume_name = bound.ok_or_else(|| format!("persistentvolumeclaim {claim:?} is not bound"))?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let volume = volumes.get_opt(&volume_name).await.map_err(|e| e.to_string())?;
+    let spec = volume.and_then(|v| v.spec).ok_or_else(|| format!("persistentvolume {volume_name:?} not found"))?;
+    let path = spec.host_path.map(|h| h.path).or(spec.local.map(|l| l.path));
+    path.map(PathBuf::from).ok_or_else(|| format!("persistentvolume {volume_name:?} is neither hostPath nor local"))
+}
+
+/// The CRI mounts of `container`: each volumeMount at its path, with its subPath (or subPathExpr,
+/// expanded with the container's `env`), read-only as asked or as the volume is.
+pub fn mounts(container: &Container, volumes: &PodVolumes, env: &[(String, String)]) -> Result<Vec<Mount>, String> {
+    let mut mounts = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let (path, read_only) = volumes
+            .by_name
+            .get(&mount.name)
+            .ok_or_else(|| format!("volumeMount {:?}: no such volume in the pod", mount.name))?;
+        let sub = match (&mount.sub_path, &mount.sub_path_expr) {
+            (Some(sub), _) if !sub.is_empty() => sub.clone(),
+            (_, Some(expr)) if !expr.is_empty() => crate::kubelet::pods::spec::expand(expr, env),
+            _ => String::new(),
+        };
+        let host = if sub.is_empty() {
+            path.clone()
+        } else {
+            if !is_safe(Path::new(&sub)) {
+                return Err(format!("volumeMount {:?}: subPath {sub:?} leaves the volume", mount.name));
+            }
+            let host = path.join(&sub);
+            if !host.exists() && path.is_dir() && !read_only {
+                std::fs::create_dir_all(&host).map_err(|e| format!("cannot create subPath {sub:?}: {e}"))?;
+            }
+            host
+        };
+        let propagation = match mount.mount_propagation.as_deref() {
+            Some("HostToContainer") => MountPropagation::PropagationHostToContainer,
+            Some("Bidirectional") => MountPropagation::PropagationBidirectional,
+            _ => MountPropagation::PropagationPrivate,
+        };
+        mounts.push(Mount {
+            container_path: mount.mount_path.clone(),
+            host_path: host.to_string_lossy().into_owned(),
+            readonly: mount.read_only.unwrap_or(false) || *read_only,
+            propagation: propagation as i32,
+            ..Default::default()
+        });
+    }
+    Ok(mounts)
+}
+
+/// Unmounts whatever is mounted under the pod's directory and removes it.
+pub fn tear_down(pods_root: &Path, uid: &str) {
+    if uid.is_empty() {
+        return;
+    }
+    let dir = pod_dir(pods_root, uid);
+    let prefix = format!("{}/", dir.to_string_lossy());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounted: Vec<&str> =
+        mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+    mounted.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for point in mounted {
+        if let Err(error) = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(%error, point, "cannot unmount a pod volume");
+        }
+    }
+    if let Err(error) = std::fs::remove_dir_all(&dir) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(%error, dir = %dir.display(), "cannot remove a pod's directory");
+        }
+    }
+}
