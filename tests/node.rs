@@ -304,3 +304,41 @@ spec:
         kubectl(bin, &server, &["get", "events", "--field-selector", "involvedObject.name=fragile"], None).ok().stdout;
     assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
 }
+
+#[test]
+fn containers_run_as_their_security_context_says_with_a_managed_hosts_file() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let server = node::ready_server();
+    let bin = &kubectls()[0];
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata: {name: guarded}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000]}
+  hostAliases: [{ip: 10.1.2.3, hostnames: [db.internal, db]}]
+  containers:
+  - name: app
+    image: tug.local/busybox:1
+    command: [sleep, '3600']
+    securityContext: {runAsUser: 2000, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+"#;
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(pod)).ok();
+    eventually_within(Duration::from_secs(60), "guarded runs", || {
+        pod_field(&server, "guarded", "{.status.phase}") == "Running"
+    });
+    let exec = |script: &str| kubectl(bin, &server, &["exec", "guarded", "--", "sh", "-c", script], None).ok().stdout;
+    assert_eq!(
+        exec("id -u; id -g; id -G"),
+        "2000\n3000\n3000 4000\n",
+        "the container's user wins, the pod's group and groups apply"
+    );
+    assert_eq!(exec("grep CapEff /proc/self/status").split_whitespace().last(), Some("0000000000000000"));
+    assert_eq!(exec("grep NoNewPrivs /proc/self/status").split_whitespace().last(), Some("1"));
+    let hosts = exec("cat /etc/hosts");
+    let ip = pod_field(&server, "guarded", "{.status.podIP}");
+    assert!(hosts.starts_with("# Kubernetes-managed hosts file."), "{hosts}");
+    assert!(hosts.contains(&format!("{ip}\tguarded\n")) && hosts.contains("10.1.2.3\tdb.internal\tdb\n"), "{hosts}");
+}

@@ -171,11 +171,16 @@ fn a_silent_node_goes_unknown_is_tainted_and_its_pods_are_evicted_after_their_to
     assert!(ip.starts_with(prefix), "pod IP {ip} from the node's {cidr}");
 
     lost.stop();
-    eventually("lost-0 is Unknown and tainted unreachable", || {
+    let marked = common::within(std::time::Duration::from_secs(30), || {
         let ready = jsonpath(bin, &server, &["node", "lost-0"], r#"{.status.conditions[?(@.type=="Ready")].status}"#);
         let taints = jsonpath(bin, &server, &["node", "lost-0"], "{.spec.taints[*].key}");
         ready == "Unknown" && taints.contains("node.kubernetes.io/unreachable")
     });
+    if !marked {
+        let node = kubectl(bin, &server, &["get", "node", "lost-0", "-o", "yaml"], None).stdout;
+        let lease = kubectl(bin, &server, &["get", "lease", "-A", "-o", "yaml"], None).stdout;
+        panic!("lost-0 was not marked Unknown and unreachable:\n{node}\n{lease}\n{}", server.log());
+    }
     let listed = kubectl(bin, &server, &["get", "node", "lost-0"], None).ok().stdout;
     assert!(listed.contains("NotReady"), "{listed}");
     eventually("the pods are marked not ready", || {

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::resource_metrics;
 use crate::core::registry::{self, ResourceInfo, Subresource, ALL_VERBS};
 
 /// The Kubernetes version tug serves.
@@ -38,16 +39,22 @@ fn group_entry(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
+/// The groups of `/apis`: the registry's, then metrics.k8s.io (served without storage).
+fn served_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups: Vec<_> = registry::groups().into_iter().filter(|(g, _)| !g.is_empty()).collect();
+    groups.push((resource_metrics::GROUP, vec![resource_metrics::VERSION]));
+    groups
+}
+
 /// `/apis`.
 pub fn groups_root() -> Value {
-    let groups: Vec<Value> =
-        registry::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_entry(g, &vs)).collect();
+    let groups: Vec<Value> = served_groups().into_iter().map(|(g, vs)| group_entry(g, &vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`.
 pub fn group(name: &str) -> Option<Value> {
-    let (_, versions) = registry::groups().into_iter().find(|(g, _)| *g == name)?;
+    let (_, versions) = served_groups().into_iter().find(|(g, _)| *g == name)?;
     let mut doc = group_entry(name, &versions);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -67,9 +74,31 @@ fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'st
     }
 }
 
+/// metrics.k8s.io's resources as `/apis/metrics.k8s.io/v1beta1` lists them.
+fn metrics_resources() -> Vec<Value> {
+    let entry = |(plural, kind, namespaced): &(&str, &str, bool)| json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["get", "list"]});
+    resource_metrics::RESOURCES.iter().map(entry).collect()
+}
+
+/// metrics.k8s.io in aggregated discovery.
+fn metrics_aggregated() -> Value {
+    let resources: Vec<Value> = resource_metrics::RESOURCES
+        .iter()
+        .map(|(plural, kind, namespaced)| {
+            json!({"resource": plural, "responseKind": {"group": resource_metrics::GROUP, "version": resource_metrics::VERSION, "kind": kind},
+                "scope": if *namespaced { "Namespaced" } else { "Cluster" }, "singularResource": "", "verbs": ["get", "list"]})
+        })
+        .collect();
+    json!({"metadata": {"name": resource_metrics::GROUP, "creationTimestamp": null},
+        "versions": [{"version": resource_metrics::VERSION, "resources": resources, "freshness": "Current"}]})
+}
+
 /// `/api/v1`, `/apis/<group>/<version>`.
 pub fn resource_list(group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
+    if (group, version) == (resource_metrics::GROUP, resource_metrics::VERSION) {
+        resources = metrics_resources();
+    }
     for r in registry::resources_of(group, version) {
         resources.push(json!({
             "name": r.plural,
@@ -117,6 +146,7 @@ pub fn aggregated(legacy: bool, api_version: &str) -> Value {
             }
             json!({"metadata": meta, "versions": versions})
         })
+        .chain((!legacy).then(metrics_aggregated))
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{api_version}"), "metadata": {}, "items": items})
 }

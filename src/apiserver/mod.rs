@@ -20,6 +20,7 @@ mod patch;
 mod protobuf;
 mod query;
 mod request;
+mod resource_metrics;
 pub mod rest;
 mod scale;
 pub mod serve;
@@ -147,6 +148,9 @@ async fn serve_target(
             .map(|bytes| ([(http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
             .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         Target::OpenApiV2 => Ok(openapi_v2(&parts.headers)),
+        Target::ResourceMetrics(path) => {
+            resource_metrics::serve(&state.rest, state.kubelet.get(), &path, query).await.map(json)
+        }
         Target::Resource(path) if path.subresource.as_deref() == Some("log") => {
             let (ns, name) = (path.namespace.as_deref().unwrap_or(""), path.name.as_deref().unwrap_or(""));
             node_proxy::pod_log(&state.rest, state.kubelet.get(), ns, name, query).await

@@ -152,6 +152,22 @@ pub async fn pod_stream(
     .await)
 }
 
+/// The `/stats/summary` of `node`'s kubelet (within 5 s).
+pub async fn node_summary(kubelet: Option<&KubeletClient>, node: &Value) -> Result<Value, String> {
+    let kubelet = kubelet.ok_or("no kubelet client is configured")?;
+    let (ip, port) = kubelet_address(node).ok_or("the node has no InternalIP")?;
+    let fetch = async {
+        let stream = connect(kubelet, &ip, port).await?;
+        let response = crate::http_client::get(stream, &format!("{ip}:{port}"), "/stats/summary", &[]).await?;
+        if !response.status().is_success() {
+            return Err(format!("the kubelet answered {}", response.status()));
+        }
+        let body = crate::http_client::body(response, 16 * 1024 * 1024).await?;
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), fetch).await.map_err(|_| "timed out".to_string())?
+}
+
 fn no_client() -> ApiError {
     ApiError::new(503, "ServiceUnavailable", "no kubelet client is configured")
 }

@@ -1,6 +1,7 @@
 //! Turning a request path into what it addresses: a discovery document, an operations endpoint, or a
 //! resource (group, version, namespace, name, subresource), with upstream's path rules.
 
+use super::resource_metrics;
 use crate::core::registry::{self, ResourceInfo};
 
 use super::status::ApiError;
@@ -24,6 +25,8 @@ pub enum Target {
     OpenApiV3(Option<String>),
     /// `/openapi/v2`
     OpenApiV2,
+    /// metrics.k8s.io's NodeMetrics and PodMetrics.
+    ResourceMetrics(resource_metrics::MetricsPath),
 }
 
 /// A resource path.
@@ -62,6 +65,13 @@ pub fn parse(path: &str) -> Result<Target, ApiError> {
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApiV3(Some(rest.join("/")))),
         [check @ ("healthz" | "livez" | "readyz"), ..] => Ok(Target::Healthz((*check).to_string())),
         ["api", version] => known_group_version("", version, path),
+        ["apis", resource_metrics::GROUP, resource_metrics::VERSION, rest @ ..] if !rest.is_empty() => {
+            resource_metrics::parse(&rest.join("/")).map(Target::ResourceMetrics).ok_or_else(|| unknown(path))
+        }
+        ["apis", resource_metrics::GROUP] => Ok(Target::Group(resource_metrics::GROUP.to_string())),
+        ["apis", resource_metrics::GROUP, resource_metrics::VERSION] => {
+            Ok(Target::GroupVersion(resource_metrics::GROUP.to_string(), resource_metrics::VERSION.to_string()))
+        }
         ["apis", group] => {
             if registry::groups().iter().any(|(g, _)| g == group) {
                 Ok(Target::Group((*group).to_string()))

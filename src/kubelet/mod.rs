@@ -10,6 +10,7 @@ pub mod node;
 pub mod pods;
 pub mod server;
 pub mod sources;
+pub mod stats;
 mod streaming;
 pub mod volumes;
 
@@ -65,7 +66,10 @@ pub async fn run(
     };
     let host_ip = identity.address.map(|ip| ip.to_string()).unwrap_or_default();
     let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
-    tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stop.clone()));
+    let stats = std::sync::Arc::new(stats::Latest::default());
+    let node_name = identity.name.clone();
+    tokio::spawn(stats::sample(cri.clone(), node_name, stats.clone(), stop.clone()));
+    tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stats, stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");
     let pods_root = identity.data_dir.join("agent").join("pods");
     let mut reporter = Reporter::new(identity, runtime_version);

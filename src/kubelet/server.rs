@@ -1,6 +1,6 @@
 //! The kubelet's HTTPS API on port 10250, for the API server's proxy: `/healthz`,
 //! `/containerLogs/<namespace>/<pod>/<container>` with `kubectl logs`' options, and the streams of
-//! exec, attach and port-forward (`streaming.rs`). Clients must present a
+//! exec, attach and port-forward (`streaming/`), and `/stats/summary` (`stats.rs`). Clients must present a
 //! certificate of the cluster CA (the API server's kubelet-client certificate).
 
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::cri::Cri;
 use super::logs::{self, LogOptions};
 use super::pods::spec::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE};
+use super::stats;
 use super::streaming;
 use crate::apiserver::auth::User;
 
@@ -35,12 +36,14 @@ pub struct KubeletTls {
     pub key_pem: String,
 }
 
-/// Serves on `address` until `stop` turns true; `client` reads pods for `--previous`.
+/// Serves on `address` until `stop` turns true; `client` reads pods for `--previous`, `stats` is what
+/// `/stats/summary` shows.
 pub async fn run(
     address: SocketAddr,
     tls: KubeletTls,
     cri: Cri,
     client: kube::Client,
+    stats: Arc<stats::Latest>,
     mut stop: watch::Receiver<bool>,
 ) {
     let config = match crate::apiserver::serve::tls_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem) {
@@ -59,12 +62,13 @@ pub async fn run(
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/stats/summary", get(summary))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(streaming::exec).post(streaming::exec))
         .route("/attach/{namespace}/{pod}/{container}", get(streaming::attach).post(streaming::attach))
         .route("/portForward/{namespace}/{pod}", get(streaming::port_forward).post(streaming::port_forward))
         .layer(axum::middleware::from_fn(require_client_certificate))
-        .with_state(Arc::new(Api { cri, client }));
+        .with_state(Arc::new(Api { cri, client, stats }));
     crate::apiserver::serve::serve(listener, config, app, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
@@ -82,6 +86,15 @@ async fn require_client_certificate(request: axum::extract::Request, next: axum:
 pub(super) struct Api {
     pub(super) cri: Cri,
     client: kube::Client,
+    stats: Arc<stats::Latest>,
+}
+
+/// GET `/stats/summary`: the newest sample, once there is one.
+async fn summary(State(api): State<Arc<Api>>) -> Response {
+    match api.stats.get() {
+        Some(summary) => ([(http::header::CONTENT_TYPE, "application/json")], summary.to_string()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no stats sampled yet\n").into_response(),
+    }
 }
 
 /// The container `lastState` names in the pod's status (what upstream's `--previous` reads).

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, KeyValue, LinuxContainerConfig, LinuxContainerResources,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
+    Capability, ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, Int64Value, KeyValue, LinuxContainerConfig,
+    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 
@@ -60,19 +60,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, logs_root: &Path, dns: Option<Dns
             host_ip: p.host_ip.clone().unwrap_or_default(),
         })
         .collect();
-    let node_or_pod = |host: bool| if host { NamespaceMode::Node } else { NamespaceMode::Pod } as i32;
-    let namespaces = NamespaceOption {
-        network: node_or_pod(host_network(pod)),
-        pid: if spec.host_pid.unwrap_or(false) {
-            NamespaceMode::Node as i32
-        } else if spec.share_process_namespace.unwrap_or(false) {
-            NamespaceMode::Pod as i32
-        } else {
-            NamespaceMode::Container as i32
-        },
-        ipc: node_or_pod(spec.host_ipc.unwrap_or(false)),
-        ..Default::default()
-    };
+    let namespaces = namespace_options(pod);
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: pod.name_any(),
@@ -93,6 +81,52 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, logs_root: &Path, dns: Option<Dns
             }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The pod's namespaces, the same for its sandbox and each container: the host's network, PID and IPC
+/// when asked, else the pod's (PID: each container its own unless shareProcessNamespace).
+fn namespace_options(pod: &Pod) -> NamespaceOption {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let node_or_pod = |host: bool| if host { NamespaceMode::Node } else { NamespaceMode::Pod } as i32;
+    NamespaceOption {
+        network: node_or_pod(host_network(pod)),
+        pid: if spec.host_pid.unwrap_or(false) {
+            NamespaceMode::Node as i32
+        } else if spec.share_process_namespace.unwrap_or(false) {
+            NamespaceMode::Pod as i32
+        } else {
+            NamespaceMode::Container as i32
+        },
+        ipc: node_or_pod(spec.host_ipc.unwrap_or(false)),
+        ..Default::default()
+    }
+}
+
+/// The container's security settings: its own securityContext over the pod's (user, group), the pod's
+/// supplemental groups and fsGroup, capabilities added and dropped, privileged, read-only root,
+/// no new privileges when escalation is disallowed, and the pod's namespaces.
+fn security_context(pod: &Pod, container: &Container) -> LinuxContainerSecurityContext {
+    let own = container.security_context.clone().unwrap_or_default();
+    let pod_level = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let id = |value: Option<i64>| value.map(|value| Int64Value { value });
+    let capabilities = own.capabilities.as_ref().map(|c| Capability {
+        add_capabilities: c.add.clone().unwrap_or_default(),
+        drop_capabilities: c.drop.clone().unwrap_or_default(),
+        ..Default::default()
+    });
+    let mut groups = pod_level.supplemental_groups.clone().unwrap_or_default();
+    groups.extend(pod_level.fs_group);
+    LinuxContainerSecurityContext {
+        capabilities,
+        privileged: own.privileged.unwrap_or(false),
+        namespace_options: Some(namespace_options(pod)),
+        run_as_user: id(own.run_as_user.or(pod_level.run_as_user)),
+        run_as_group: id(own.run_as_group.or(pod_level.run_as_group)),
+        readonly_rootfs: own.read_only_root_filesystem.unwrap_or(false),
+        supplemental_groups: groups,
+        no_new_privs: own.allow_privilege_escalation == Some(false),
         ..Default::default()
     }
 }
@@ -205,7 +239,6 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
     let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, env)).collect();
     let mut labels = pod_labels(pod);
     labels.insert(CONTAINER_NAME.to_string(), container.name.clone());
-    let security = container.security_context.as_ref();
     ContainerConfig {
         metadata: Some(ContainerMetadata { name: container.name.clone(), attempt }),
         image: Some(ImageSpec { image: container.image.clone().unwrap_or_default(), ..Default::default() }),
@@ -220,12 +253,7 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
         tty: container.tty.unwrap_or(false),
         linux: Some(LinuxContainerConfig {
             resources: Some(resources(container)),
-            security_context: Some(LinuxContainerSecurityContext {
-                privileged: security.and_then(|s| s.privileged).unwrap_or(false),
-                readonly_rootfs: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
-                no_new_privs: security.and_then(|s| s.allow_privilege_escalation) == Some(false),
-                ..Default::default()
-            }),
+            security_context: Some(security_context(pod, container)),
         }),
         ..Default::default()
     }

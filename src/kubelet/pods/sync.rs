@@ -314,7 +314,13 @@ impl Launch<'_> {
         };
         let env = spec::environment(pod, container, self.placement, &resolved);
         let mut config = spec::container_config(pod, container, attempt, &env);
-        config.mounts = match volumes::mounts(container, self.volumes, &env) {
+        let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip);
+        let mounts = volumes::mounts(container, self.volumes, &env).and_then(|mut mounts| {
+            let own_hosts = mounts.iter().any(|m| m.container_path == "/etc/hosts");
+            mounts.extend(hosts?.filter(|_| !own_hosts));
+            Ok(mounts)
+        });
+        config.mounts = match mounts {
             Ok(mounts) => mounts,
             Err(message) => {
                 context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));

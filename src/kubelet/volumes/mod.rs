@@ -224,3 +224,37 @@ pub fn tear_down(pods_root: &Path, uid: &str) {
         }
     }
 }
+
+/// The kubelet-managed `/etc/hosts` of a pod not on the host's network, written under its directory:
+/// localhost entries, the pod's own address with its hostname, then its hostAliases, as upstream writes
+/// it (without the `<hostname>.<subdomain>` name, which needs the cluster domain). None for a pod on the
+/// host's network.
+pub fn etc_hosts(pods_root: &Path, pod: &Pod, pod_ip: &str) -> Result<Option<Mount>, String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    if spec.host_network.unwrap_or(false) {
+        return Ok(None);
+    }
+    let hostname: String = spec.hostname.clone().unwrap_or_else(|| pod.name_any()).chars().take(63).collect();
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if !pod_ip.is_empty() {
+        text.push_str(&format!("{pod_ip}\t{hostname}\n"));
+    }
+    let aliases = spec.host_aliases.unwrap_or_default();
+    if !aliases.is_empty() {
+        text.push_str("\n# Entries added by HostAliases.\n");
+        for alias in aliases {
+            text.push_str(&format!("{}\t{}\n", alias.ip, alias.hostnames.unwrap_or_default().join("\t")));
+        }
+    }
+    let path = pod_dir(pods_root, &pod.uid().unwrap_or_default()).join("etc-hosts");
+    crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(Some(Mount {
+        container_path: "/etc/hosts".into(),
+        host_path: path.to_string_lossy().into_owned(),
+        ..Default::default()
+    }))
+}
