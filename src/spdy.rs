@@ -1,6 +1,6 @@
 //! The client end of SPDY/3.1 framing, as much of it as Kubernetes' stream protocols need towards a CRI
-//! streaming server: opening streams with headers, data with FIN, WINDOW_UPDATE for what was received
-//! and answers to PING. The header blocks we send are zlib-compressed without the SPDY dictionary (a
+//! streaming server: opening streams with headers, data with FIN, and answers to PING. It sends no
+//! WINDOW_UPDATE: the runtimes' SPDY (Go's spdystream) does no flow control. The header blocks we send are zlib-compressed without the SPDY dictionary (a
 //! zlib stream that sets no preset-dictionary flag is valid to every reader); the ones we receive are
 //! not decoded, since nothing in their replies is needed.
 
@@ -16,7 +16,6 @@ const SYN_REPLY: u16 = 2;
 const RST_STREAM: u16 = 3;
 const PING: u16 = 6;
 const GOAWAY: u16 = 7;
-const WINDOW_UPDATE: u16 = 9;
 const FLAG_FIN: u8 = 0x01;
 /// The largest payload one frame carries (its length field has 24 bits).
 const MAX_PAYLOAD: usize = (1 << 24) - 1;
@@ -115,15 +114,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.io.flush().await
     }
 
-    /// Tells the peer it may send `delta` more bytes on `stream`.
-    pub async fn window_update(&mut self, stream: u32, delta: u32) -> io::Result<()> {
-        let mut frame = control(WINDOW_UPDATE, 0, 8);
-        frame.put_u32(stream & 0x7fff_ffff);
-        frame.put_u32(delta & 0x7fff_ffff);
-        self.io.write_all(&frame).await?;
-        self.io.flush().await
-    }
-
     /// Answers the peer's PING.
     pub async fn pong(&mut self, id: u32) -> io::Result<()> {
         let mut frame = control(PING, 0, 4);
@@ -208,12 +198,10 @@ mod tests {
         let mut writer = Writer::new(Vec::new());
         writer.data(5, b"hello", true).await.unwrap();
         writer.pong(7).await.unwrap();
-        writer.window_update(5, 100).await.unwrap();
         let mut reader = &writer.io[..];
         let data = read_frame(&mut reader).await.unwrap();
         assert_eq!(data, Some(Frame::Data { stream: 5, payload: Bytes::from_static(b"hello"), fin: true }));
         assert_eq!(read_frame(&mut reader).await.unwrap(), Some(Frame::Ping(7)));
-        assert_eq!(read_frame(&mut reader).await.unwrap(), Some(Frame::Ignored));
         assert_eq!(read_frame(&mut reader).await.unwrap(), None);
     }
 }

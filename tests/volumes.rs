@@ -1,7 +1,8 @@
 //! Pod volumes on the real runtime (root, containerd): configMap (updated in place after a change, a
 //! renamed item, a subPath file), secret (on a tmpfs), downwardAPI, projected, emptyDir shared by two
 //! containers (and on a tmpfs with `medium: Memory`), hostPath, and a claim bound to a hostPath volume;
-//! a missing ConfigMap holds the pod in ContainerCreating with FailedMount; a deleted pod leaves nothing.
+//! a source deleted under a running pod leaves it running; a missing ConfigMap holds a new pod in
+//! ContainerCreating with FailedMount; a deleted pod leaves nothing.
 
 mod common;
 
@@ -117,7 +118,16 @@ fn volumes_show_their_sources_update_in_place_and_go_with_the_pod() {
     assert_eq!(exec("app", "cat /etc/all/color"), "green");
     assert_eq!(exec("app", "cat /etc/color.conf"), "blue");
 
-    // A missing ConfigMap holds the pod back with the reason.
+    // A source deleted under a running pod is reported, and the pod keeps running on the files it has.
+    run(&["delete", "configmap", "settings"], None).ok();
+    eventually_within(Duration::from_secs(30), "the failed refresh is reported", || {
+        let events = run(&["get", "events", "--field-selector", "involvedObject.name=vols"], None).stdout;
+        events.contains("FailedMount")
+    });
+    assert_eq!(jsonpath(bin, &server, &["pod", "vols"], r#"{.status.conditions[?(@.type=="Ready")].status}"#), "True");
+    assert_eq!(exec("app", "cat /etc/cfg/color"), "green");
+
+    // A missing ConfigMap holds a new pod back with the reason.
     let broken = "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec:\n  containers:\n  - {name: app, image: tug.local/busybox:1, command: [sleep, '60'], volumeMounts: [{name: cfg, mountPath: /cfg}]}\n  volumes:\n  - {name: cfg, configMap: {name: nowhere}}\n";
     run(&["apply", "-f", "-"], Some(broken)).ok();
     eventually_within(Duration::from_secs(30), "FailedMount is reported", || {

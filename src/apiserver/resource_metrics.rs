@@ -77,7 +77,11 @@ pub async fn serve(
         None => LabelSelector::everything(),
     };
     let nodes_info = registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not registered"))?;
-    let nodes = rest.list(nodes_info, None, &ListQuery::default()).await?.items;
+    let mut nodes = rest.list(nodes_info, None, &ListQuery::default()).await?.items;
+    // One node's metrics need only its kubelet.
+    if let (Some(name), "nodes") = (&path.name, path.resource) {
+        nodes.retain(|node| node["metadata"]["name"].as_str() == Some(name.as_str()));
+    }
     let summaries = futures::future::join_all(nodes.iter().map(|node| node_proxy::node_summary(kubelet, node))).await;
     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let item = |kind: &str, metadata: Value, timestamp: &Value, rest_of: (&str, Value)| {

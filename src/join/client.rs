@@ -125,8 +125,22 @@ pub async fn request_credentials(
     serde_json::from_slice(&answer).map_err(|e| JoinError::Refused(format!("unexpected answer: {e}")))
 }
 
-/// One request to the server; a non-2xx answer becomes the error its status means.
+/// How long one request to the server may take before the server counts as unreachable.
+const EXCHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One request to the server, within [`EXCHANGE_TIMEOUT`]; a non-2xx answer becomes the error its
+/// status means.
 async fn exchange(
+    server: &ServerUrl,
+    tls: Arc<rustls::ClientConfig>,
+    request: http::request::Builder,
+    body: Full<Bytes>,
+) -> Result<Bytes, JoinError> {
+    let timed_out = || JoinError::Unreachable(format!("{server}: no answer within {EXCHANGE_TIMEOUT:?}"));
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange_once(server, tls, request, body)).await.map_err(|_| timed_out())?
+}
+
+async fn exchange_once(
     server: &ServerUrl,
     tls: Arc<rustls::ClientConfig>,
     request: http::request::Builder,

@@ -71,7 +71,15 @@ pub async fn run(
     tokio::spawn(stats::sample(cri.clone(), node_name, stats.clone(), stop.clone()));
     tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stats, stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");
+    // Absolute and resolved, as /proc/self/mountinfo names the volumes' mounts.
     let pods_root = identity.data_dir.join("agent").join("pods");
+    let pods_root = match std::fs::create_dir_all(&pods_root).and_then(|()| pods_root.canonicalize()) {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            tracing::error!(%error, dir = %pods_root.display(), "cannot create the pods' directory");
+            pods_root
+        }
+    };
     let mut reporter = Reporter::new(identity, runtime_version);
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");

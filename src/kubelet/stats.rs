@@ -49,11 +49,12 @@ impl CpuTime {
     }
 }
 
-/// The node's busy CPU time: every /proc/stat column but idle and iowait.
+/// The node's busy CPU time: user, nice, system, irq and softirq (not idle, iowait, or steal, which is
+/// time the hypervisor gave to others).
 fn node_cpu(stat: &str) -> Option<u64> {
     let fields: Vec<u64> =
         stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    let busy: u64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    let busy: u64 = fields.iter().take(7).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     Some(busy * NANOS_PER_TICK)
 }
 
@@ -62,7 +63,7 @@ fn node_memory(meminfo: &str) -> Option<u64> {
     let kib = |name: &str| {
         meminfo.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
     };
-    Some((kib("MemTotal:")? - kib("MemAvailable:")?) * 1024)
+    Some(kib("MemTotal:")?.checked_sub(kib("MemAvailable:")?)? * 1024)
 }
 
 fn now_nanos() -> i64 {
@@ -101,12 +102,17 @@ pub async fn sample(mut cri: Cri, node_name: String, latest: Arc<Latest>, mut st
         let stats = match cri.runtime.list_container_stats(ListContainerStatsRequest { filter: None }).await {
             Ok(answer) => answer.into_inner().stats,
             Err(status) => {
+                // The previous sample stays, so that the next one still makes rates.
                 tracing::debug!(%status, "cannot read the containers' usage");
-                Vec::new()
+                tokio::select! {
+                    _ = tokio::time::sleep(STATS_EVERY) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
         };
         let mut pods: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
         let mut seen = HashMap::new();
+        let mut incomplete = std::collections::HashSet::new();
         for stat in stats {
             let Some(attributes) = stat.attributes else { continue };
             let labels = &attributes.labels;
@@ -119,7 +125,11 @@ pub async fn sample(mut cri: Cri, node_name: String, latest: Arc<Latest>, mut st
             if let Some(now) = cpu_now {
                 seen.insert(attributes.id.clone(), now);
             }
-            let Some(rate) = rate else { continue };
+            let Some(rate) = rate else {
+                // A pod is shown whole or not at all (as metrics-server does), or its sum would be low.
+                incomplete.insert(uid.clone());
+                continue;
+            };
             let memory = stat.memory.as_ref().and_then(|m| Some((m.timestamp, m.working_set_bytes.as_ref()?.value)));
             let (cpu, memory) = usage(Some(rate), memory);
             let pod_ref = json!({"name": labels.get(POD_NAME), "namespace": labels.get(POD_NAMESPACE), "uid": uid});
@@ -127,6 +137,7 @@ pub async fn sample(mut cri: Cri, node_name: String, latest: Arc<Latest>, mut st
             entry.1.push(json!({"name": name, "cpu": cpu, "memory": memory}));
         }
         previous = seen;
+        pods.retain(|uid, _| !incomplete.contains(uid));
         let pods: Vec<Value> = pods
             .into_values()
             .map(|(pod_ref, containers)| json!({"podRef": pod_ref, "containers": containers}))
@@ -146,7 +157,11 @@ mod tests {
     #[test]
     fn node_usage_comes_from_proc() {
         let stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3\n";
-        assert_eq!(node_cpu(stat), Some((100 + 5 + 50 + 1 + 2 + 3) * NANOS_PER_TICK));
+        assert_eq!(
+            node_cpu(stat),
+            Some((100 + 5 + 50 + 1 + 2) * NANOS_PER_TICK),
+            "idle, iowait and steal are not busy"
+        );
         let meminfo = "MemTotal:       2048 kB\nMemFree:         100 kB\nMemAvailable:    1024 kB\n";
         assert_eq!(node_memory(meminfo), Some(1024 * 1024));
     }

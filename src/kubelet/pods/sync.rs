@@ -88,6 +88,8 @@ const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 pub struct Retries {
     /// When the volumes' files were last read from the API.
     volumes_refreshed: Option<std::time::Instant>,
+    /// The volumes as last set up in full.
+    volumes: Option<volumes::PodVolumes>,
     /// Failed sandbox creations: each retry takes a new attempt number, since a creation cut short (tug
     /// or containerd killed meanwhile) can leave its name reserved in the runtime.
     failed_sandboxes: u32,
@@ -99,10 +101,18 @@ pub struct Retries {
 pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriResult<Observed> {
     let refresh = retries.volumes_refreshed.is_none_or(|at| at.elapsed() >= VOLUME_REFRESH);
     let volumes = match volumes::set_up(&context.client, &context.pods_root, pod, refresh).await {
-        Ok(volumes) => volumes,
+        Ok(volumes) => {
+            retries.volumes = Some(volumes.clone());
+            volumes
+        }
         Err(message) => {
             context.event(pod, EventType::Warning, "FailedMount", message);
-            return Ok(waiting_all(pod, context, "ContainerCreating"));
+            match &retries.volumes {
+                // Set up before: the pod keeps running on the files it has (a source deleted, or the API
+                // out of reach, does not take it down), and the refresh is tried again later.
+                Some(previous) => previous.clone(),
+                None => return Ok(waiting_all(pod, context, "ContainerCreating")),
+            }
         }
     };
     if refresh {
@@ -392,9 +402,8 @@ pub async fn tear_down(context: &Context, pod_uid: &str, grace: Duration, remove
             cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.id }).await?;
         }
     }
-    if remove {
-        volumes::tear_down(&context.pods_root, pod_uid);
-    }
+    // Stopped for good (deleted, or finished): its volumes go, as upstream's kubelet unmounts them.
+    volumes::tear_down(&context.pods_root, pod_uid);
     Ok(())
 }
 

@@ -271,7 +271,7 @@ impl Session {
         let Session { mut reader, writer, channels, stdin, resize } = self;
         let (mut to_client, mut from_client) = client.split();
         // Ends when the command is over (the runtime has finished every stream it writes to) or the
-        // runtime goes; a runtime that cannot take a window update or a pong is going, too.
+        // runtime goes; a runtime that cannot take a pong is going, too.
         let downstream = async {
             let mut unfinished: HashSet<u32> = channels.keys().copied().collect();
             while !unfinished.is_empty() {
@@ -286,8 +286,10 @@ impl Session {
                                 let mut message = Vec::with_capacity(payload.len() + 1);
                                 message.push(*channel);
                                 message.extend_from_slice(&payload);
+                                // No WINDOW_UPDATE: the runtime's SPDY (spdystream) does no flow control, and
+                                // taking the writer here could wait on stdin blocked by this very stream.
                                 to_client.send(Message::Binary(message.into())).await.map_err(|e| e.to_string())?;
-                                writer.lock().await.window_update(stream, payload.len() as u32).await
+                                Ok(())
                             }
                             _ => Ok(()),
                         }

@@ -35,7 +35,7 @@ fn unchanged(current: &Path, payload: &Payload) -> bool {
     for (path, file) in payload {
         let full = current.join(path);
         let same_bytes = std::fs::read(&full).is_ok_and(|b| b == file.bytes);
-        let same_mode = std::fs::metadata(&full).is_ok_and(|m| m.permissions().mode() & 0o7777 == file.mode);
+        let same_mode = std::fs::metadata(&full).is_ok_and(|m| m.permissions().mode() & 0o777 == file.mode);
         if !same_bytes || !same_mode {
             return false;
         }

@@ -55,8 +55,9 @@ pub async fn payload(client: &Client, pod: &Pod, volume: &Volume) -> Result<Payl
     Ok(files)
 }
 
+/// Permission bits only: no setuid, setgid or sticky bit on files the kubelet writes as root.
 fn mode(mode: Option<i32>) -> u32 {
-    (mode.unwrap_or(DEFAULT_MODE) & 0o7777) as u32
+    (mode.unwrap_or(DEFAULT_MODE) & 0o777) as u32
 }
 
 /// A ConfigMap's or Secret's keys, as read.

@@ -20,10 +20,20 @@ use kube::{Api, Client, ResourceExt};
 
 pub use atomic::is_safe;
 
-/// Where each of the pod's volumes is on the node, and whether it is read-only as a whole.
+/// One volume as set up on the node.
+#[derive(Debug, Clone)]
+struct Prepared {
+    path: PathBuf,
+    /// Read-only as a whole, whatever a volumeMount says.
+    read_only: bool,
+    /// Only the kubelet writes it (configMap, secret, downwardAPI, projected): its symlinks are its own.
+    kubelet_written: bool,
+}
+
+/// Where each of the pod's volumes is on the node.
 #[derive(Debug, Default, Clone)]
 pub struct PodVolumes {
-    by_name: HashMap<String, (PathBuf, bool)>,
+    by_name: HashMap<String, Prepared>,
 }
 
 /// The directory of a pod's own files on the node.
@@ -51,7 +61,8 @@ async fn set_up_one(
     pod: &Pod,
     volume: &Volume,
     refresh: bool,
-) -> Result<(PathBuf, bool), String> {
+) -> Result<Prepared, String> {
+    let user_written = |path: PathBuf, read_only: bool| Prepared { path, read_only, kubelet_written: false };
     let dir = |plugin: &str| base.join(plugin).join(&volume.name);
     if let Some(empty) = &volume.empty_dir {
         let dir = dir("kubernetes.io~empty-dir");
@@ -60,14 +71,14 @@ async fn set_up_one(
             let size = empty.size_limit.as_ref().and_then(|q| crate::core::quantity::parse_whole(&q.0).ok());
             mount_tmpfs(&dir, "1777", size)?;
         }
-        return Ok((dir, false));
+        return Ok(user_written(dir, false));
     }
     if let Some(host) = &volume.host_path {
-        return host_path(host).map(|path| (path, false));
+        return host_path(host).map(|path| user_written(path, false));
     }
     if let Some(claim) = &volume.persistent_volume_claim {
         let path = claimed_path(client, &pod.namespace().unwrap_or_default(), &claim.claim_name).await?;
-        return Ok((path, claim.read_only.unwrap_or(false)));
+        return Ok(user_written(path, claim.read_only.unwrap_or(false)));
     }
     let (plugin, in_memory) = match () {
         _ if volume.config_map.is_some() => ("kubernetes.io~configmap", false),
@@ -88,7 +99,7 @@ async fn set_up_one(
         }
     }
     // Upstream mounts these read-only whatever the volumeMount says.
-    Ok((dir, true))
+    Ok(Prepared { path: dir, read_only: true, kubelet_written: true })
 }
 
 fn make_dir(dir: &Path, mode: u32) -> Result<(), String> {
@@ -151,11 +162,20 @@ async fn claimed_path(client: &Client, namespace: &str, claim: &str) -> Result<P
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let found = claims.get_opt(claim).await.map_err(|e| e.to_string())?;
     let found = found.ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
+    let found_uid = found.metadata.uid.clone();
     let bound = found.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty());
     let volume_name = bound.ok_or_else(|| format!("persistentvolumeclaim {claim:?} is not bound"))?;
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let volume = volumes.get_opt(&volume_name).await.map_err(|e| e.to_string())?;
     let spec = volume.and_then(|v| v.spec).ok_or_else(|| format!("persistentvolume {volume_name:?} not found"))?;
+    // A volume bound to another claim is not this claim's to use (without a binder, an unbound volume
+    // goes to the claim that names it).
+    if let Some(bound_to) = &spec.claim_ref {
+        let same = bound_to.namespace.as_deref() == Some(namespace) && bound_to.name.as_deref() == Some(claim);
+        if !same || bound_to.uid.as_ref().is_some_and(|uid| Some(uid) != found_uid.as_ref()) {
+            return Err(format!("persistentvolume {volume_name:?} is bound to another claim"));
+        }
+    }
     let path = spec.host_path.map(|h| h.path).or(spec.local.map(|l| l.path));
     path.map(PathBuf::from).ok_or_else(|| format!("persistentvolume {volume_name:?} is neither hostPath nor local"))
 }
@@ -165,26 +185,19 @@ async fn claimed_path(client: &Client, namespace: &str, claim: &str) -> Result<P
 pub fn mounts(container: &Container, volumes: &PodVolumes, env: &[(String, String)]) -> Result<Vec<Mount>, String> {
     let mut mounts = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
-        let (path, read_only) = volumes
+        let volume = volumes
             .by_name
             .get(&mount.name)
             .ok_or_else(|| format!("volumeMount {:?}: no such volume in the pod", mount.name))?;
+        let (path, read_only) = (&volume.path, &volume.read_only);
         let sub = match (&mount.sub_path, &mount.sub_path_expr) {
             (Some(sub), _) if !sub.is_empty() => sub.clone(),
             (_, Some(expr)) if !expr.is_empty() => crate::kubelet::pods::spec::expand(expr, env),
             _ => String::new(),
         };
-        let host = if sub.is_empty() {
-            path.clone()
-        } else {
-            if !is_safe(Path::new(&sub)) {
-                return Err(format!("volumeMount {:?}: subPath {sub:?} leaves the volume", mount.name));
-            }
-            let host = path.join(&sub);
-            if !host.exists() && path.is_dir() && !read_only {
-                std::fs::create_dir_all(&host).map_err(|e| format!("cannot create subPath {sub:?}: {e}"))?;
-            }
-            host
+        let host = match sub.is_empty() {
+            true => path.clone(),
+            false => sub_path(volume, &sub).map_err(|e| format!("volumeMount {:?}: {e}", mount.name))?,
         };
         let propagation = match mount.mount_propagation.as_deref() {
             Some("HostToContainer") => MountPropagation::PropagationHostToContainer,
@@ -200,6 +213,34 @@ pub fn mounts(container: &Container, volumes: &PodVolumes, env: &[(String, Strin
         });
     }
     Ok(mounts)
+}
+
+/// The host path of `sub` in `volume`. In a volume the pod can write to, no part of it may be a symlink
+/// (a container could point one anywhere on the host, upstream's CVE-2017-1002101); missing
+/// directories are created there, one at a time, never through a symlink.
+fn sub_path(volume: &Prepared, sub: &str) -> Result<PathBuf, String> {
+    let relative = Path::new(sub);
+    if !is_safe(relative) {
+        return Err(format!("subPath {sub:?} leaves the volume"));
+    }
+    if volume.kubelet_written {
+        return Ok(volume.path.join(relative));
+    }
+    let mut at = volume.path.clone();
+    for part in relative.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(found) if found.file_type().is_symlink() => {
+                return Err(format!("subPath {sub:?} goes through a symlink, which is refused"))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !volume.read_only => {
+                std::fs::create_dir(&at).map_err(|e| format!("cannot create subPath {sub:?}: {e}"))?;
+            }
+            Err(e) => return Err(format!("subPath {sub:?}: {e}")),
+        }
+    }
+    Ok(at)
 }
 
 /// Unmounts whatever is mounted under the pod's directory and removes it.
@@ -257,4 +298,27 @@ pub fn etc_hosts(pods_root: &Path, pod: &Pod, pod_ip: &str) -> Result<Option<Mou
         host_path: path.to_string_lossy().into_owned(),
         ..Default::default()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writable(path: &Path) -> Prepared {
+        Prepared { path: path.to_path_buf(), read_only: false, kubelet_written: false }
+    }
+
+    #[test]
+    fn a_sub_path_is_made_inside_the_volume_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = sub_path(&writable(dir.path()), "a/b").unwrap();
+        assert_eq!(made, dir.path().join("a/b"));
+        assert!(made.is_dir());
+        std::os::unix::fs::symlink("/", dir.path().join("escape")).unwrap();
+        let refused = sub_path(&writable(dir.path()), "escape/etc").unwrap_err();
+        assert!(refused.contains("symlink"), "{refused}");
+        assert!(sub_path(&writable(dir.path()), "../up").is_err());
+        let kubelet_written = Prepared { kubelet_written: true, read_only: true, ..writable(dir.path()) };
+        assert_eq!(sub_path(&kubelet_written, "escape").unwrap(), dir.path().join("escape"), "its links are its own");
+    }
 }
