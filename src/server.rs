@@ -230,6 +230,7 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
             data_dir: cfg.data_dir.clone(),
         },
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
+        log_rotation: cfg.node.log_rotation,
         kubelet_tls: crate::kubelet::server::KubeletTls {
             ca_pem,
             cert_pem: serving.cert_pem,

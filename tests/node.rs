@@ -342,3 +342,40 @@ spec:
     assert!(hosts.starts_with("# Kubernetes-managed hosts file."), "{hosts}");
     assert!(hosts.contains(&format!("{ip}\tguarded\n")) && hosts.contains("10.1.2.3\tdb.internal\tdb\n"), "{hosts}");
 }
+
+#[test]
+fn a_chatty_containers_log_is_rotated_compressed_and_capped() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let server = node::ready_server_with(&["--container-log-max-size", "64Ki", "--container-log-max-files", "4"]);
+    let bin = &kubectls()[0];
+    // About 200 KB a second: past the 64 KiB limit at every check.
+    let chatty = "i=0; while true; do for j in $(seq 200); do echo line $i of a container that talks a lot; i=$((i+1)); done; sleep 0.1; done";
+    kubectl(bin, &server, &["run", "chatty", "--image=tug.local/busybox:1", "--", "sh", "-c", chatty], None).ok();
+    until_phase(&server, "chatty", "Running");
+    let uid = pod_field(&server, "chatty", "{.metadata.uid}");
+    let dir = server.data_dir().join("agent/pod-logs").join(format!("default_chatty_{uid}")).join("chatty");
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let compressed = common::within(Duration::from_secs(60), || files().iter().any(|f| f.ends_with(".gz")));
+    assert!(compressed, "no rotated log was compressed: {:?}\n{}", files(), server.log());
+    let mut kept = Vec::new();
+    let capped = common::within(Duration::from_secs(30), || {
+        kept = files();
+        kept.len() == 4
+            && kept.contains(&"0.log".to_string())
+            && kept.iter().filter(|f| f.ends_with(".gz")).count() == 1
+    });
+    assert!(capped, "the current log, the two newest rotated ones and one compressed: {kept:?}");
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(files().len() <= 5, "still capped (a compression may be under way): {:?}", files());
+    let last = kubectl(bin, &server, &["logs", "chatty", "--tail=1"], None).ok().stdout;
+    assert!(last.starts_with("line ") && last.ends_with("talks a lot\n"), "logs still read the current file: {last:?}");
+}

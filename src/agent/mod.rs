@@ -32,6 +32,7 @@ pub struct AgentConfig {
     pub container_runtime_endpoint: Option<PathBuf>,
     /// What the kubelet's API serves with and trusts.
     pub kubelet_tls: crate::kubelet::server::KubeletTls,
+    pub log_rotation: crate::kubelet::log_rotation::Policy,
 }
 
 /// The running agent.
@@ -70,7 +71,8 @@ impl Agent {
         images::import_dir(channel.clone(), &images_dir).await;
         let cri = Cri::over(channel);
         let (stop, stopped) = watch::channel(false);
-        let kubelet = tokio::spawn(crate::kubelet::run(client, cfg.node, cfg.kubelet_tls, cri, stopped));
+        let kubelet =
+            tokio::spawn(crate::kubelet::run(client, cfg.node, cfg.kubelet_tls, cfg.log_rotation, cri, stopped));
         Ok(Agent { containerd, stop, kubelet, network })
     }
 

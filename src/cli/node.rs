@@ -20,6 +20,14 @@ pub struct NodeArgs {
     #[arg(long = "node-label", env = "TUG_NODE_LABEL", value_delimiter = ',', help_heading = "Agent/Node")]
     pub node_labels: Vec<String>,
 
+    /// Rotate a container's log once it is larger than this (e.g. 10Mi)
+    #[arg(long, env = "TUG_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", help_heading = "Agent/Runtime")]
+    pub container_log_max_size: String,
+
+    /// Log files kept per container, the current one included (at least 2)
+    #[arg(long, env = "TUG_CONTAINER_LOG_MAX_FILES", default_value_t = 5, help_heading = "Agent/Runtime")]
+    pub container_log_max_files: usize,
+
     /// Use this CRI socket instead of starting containerd
     #[arg(long, env = "TUG_CONTAINER_RUNTIME_ENDPOINT", help_heading = "Agent/Runtime")]
     pub container_runtime_endpoint: Option<PathBuf>,

@@ -15,6 +15,7 @@ pub struct NodeConfig {
     pub ip: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub container_runtime_endpoint: Option<PathBuf>,
+    pub log_rotation: crate::kubelet::log_rotation::Policy,
 }
 
 impl NodeConfig {
@@ -26,7 +27,18 @@ impl NodeConfig {
         if let Some(problem) = is_dns1123_subdomain(&name).into_iter().next() {
             return Err(invalid("node-name", &name, format!("{problem}; set --node-name")));
         }
+        let size = &args.container_log_max_size;
+        let max_size = crate::core::quantity::parse_whole(size)
+            .ok()
+            .and_then(|bytes| u64::try_from(bytes).ok())
+            .filter(|bytes| *bytes >= 1024)
+            .ok_or_else(|| invalid("container-log-max-size", size, "want a size of at least 1Ki, such as 10Mi"))?;
+        if args.container_log_max_files < 2 {
+            return Err(invalid("container-log-max-files", args.container_log_max_files, "must be at least 2"));
+        }
+        let log_rotation = crate::kubelet::log_rotation::Policy { max_size, max_files: args.container_log_max_files };
         Ok(NodeConfig {
+            log_rotation,
             name,
             ip: args.node_ip,
             labels: parse_labels("node-label", &args.node_labels)?,

@@ -4,6 +4,7 @@
 
 pub mod cri;
 pub mod lease;
+pub mod log_rotation;
 pub mod logs;
 pub mod machine;
 pub mod node;
@@ -54,6 +55,7 @@ pub async fn run(
     client: Client,
     identity: Identity,
     tls: server::KubeletTls,
+    log_rotation: log_rotation::Policy,
     mut cri: Cri,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -68,6 +70,7 @@ pub async fn run(
     let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
     let stats = std::sync::Arc::new(stats::Latest::default());
     let node_name = identity.name.clone();
+    tokio::spawn(log_rotation::run(cri.clone(), log_rotation, stop.clone()));
     tokio::spawn(stats::sample(cri.clone(), node_name, stats.clone(), stop.clone()));
     tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stats, stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");

@@ -97,7 +97,13 @@ pub fn clean_up(data_dir: &Path) {
 
 /// A server with its node, Ready, named `edge-test` and reached at 127.0.0.1, the test images imported.
 pub fn ready_server() -> TugServer {
-    let server = TugServer::start_with_agent(&["--node-name", "edge-test", "--node-ip", "127.0.0.1"], images());
+    ready_server_with(&[])
+}
+
+/// [`ready_server`] with extra `tug server` flags.
+pub fn ready_server_with(flags: &[&str]) -> TugServer {
+    let all: Vec<&str> = ["--node-name", "edge-test", "--node-ip", "127.0.0.1"].iter().chain(flags).copied().collect();
+    let server = TugServer::start_with_agent(&all, images());
     let bin = &kubectls()[0];
     eventually_within(Duration::from_secs(60), "the node is Ready", || {
         kubectl(
