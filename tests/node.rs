@@ -337,6 +337,7 @@ spec:
     );
     assert_eq!(exec("grep CapEff /proc/self/status").split_whitespace().last(), Some("0000000000000000"));
     assert_eq!(exec("grep NoNewPrivs /proc/self/status").split_whitespace().last(), Some("1"));
+    assert_eq!(exec("cat /proc/1/oom_score_adj"), "1000\n", "a BestEffort pod is the first the OOM killer takes");
     let hosts = exec("cat /etc/hosts");
     let ip = pod_field(&server, "guarded", "{.status.podIP}");
     assert!(hosts.starts_with("# Kubernetes-managed hosts file."), "{hosts}");
@@ -378,4 +379,49 @@ fn a_chatty_containers_log_is_rotated_compressed_and_capped() {
     assert!(files().len() <= 5, "still capped (a compression may be under way): {:?}", files());
     let last = kubectl(bin, &server, &["logs", "chatty", "--tail=1"], None).ok().stdout;
     assert!(last.starts_with("line ") && last.ends_with("talks a lot\n"), "logs still read the current file: {last:?}");
+}
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_and_a_failed_post_start_restarts_the_container() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let server = node::ready_server();
+    let bin = &kubectls()[0];
+    let host = tempfile::tempdir().expect("tempdir");
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: app
+    image: tug.local/busybox:1
+    command: [sleep, '3600']
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'echo started > /tmp/started']}}}}
+      preStop: {{exec: {{command: [sh, -c, 'echo stopping > /host/farewell']}}}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+  volumes: [{{name: host, hostPath: {{path: {}}}}}]
+"#,
+        host.path().display()
+    );
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&pod)).ok();
+    until_phase(&server, "hooked", "Running");
+    let started = kubectl(bin, &server, &["exec", "hooked", "--", "cat", "/tmp/started"], None).ok().stdout;
+    assert_eq!(started, "started\n");
+    kubectl(bin, &server, &["delete", "pod", "hooked", "--wait=true"], None).ok();
+    assert_eq!(std::fs::read_to_string(host.path().join("farewell")).expect("the preStop hook's file"), "stopping\n");
+
+    let failing = "apiVersion: v1\nkind: Pod\nmetadata: {name: unlucky}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sleep, '3600']\n    lifecycle: {postStart: {exec: {command: [sh, -c, 'exit 1']}}}\n";
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(failing)).ok();
+    eventually_within(Duration::from_secs(60), "the failed hook is reported and the container restarted", || {
+        let events =
+            kubectl(bin, &server, &["get", "events", "--field-selector", "involvedObject.name=unlucky"], None).stdout;
+        events.contains("FailedPostStartHook")
+            && pod_field(&server, "unlucky", "{.status.containerStatuses[0].restartCount}").parse::<u32>().unwrap_or(0)
+                >= 1
+    });
 }

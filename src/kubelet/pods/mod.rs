@@ -7,6 +7,7 @@
 //! for pods the API no longer has (deleted while tug was down) is removed.
 
 pub mod env;
+mod hooks;
 pub mod probes;
 pub mod spec;
 pub mod status;
@@ -126,7 +127,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
     let mut last_uid = String::new();
     loop {
         let Some(pod) = updates.borrow_and_update().clone() else {
-            if let Err(status) = sync::tear_down(&context, &last_uid, Duration::ZERO, true).await {
+            if let Err(status) = sync::tear_down(&context, &last_uid, None, Duration::ZERO, true).await {
                 tracing::warn!(%status, uid = last_uid, "cannot remove a deleted pod's containers");
             }
             return;
@@ -140,7 +141,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
                 .deletion_grace_period_seconds
                 .map_or(DEFAULT_GRACE, |s| Duration::from_secs(s.max(0) as u64));
             context.event(&pod, EventType::Normal, "Killing", "Stopping pod".to_string());
-            match sync::tear_down(&context, &uid, grace, true).await {
+            match sync::tear_down(&context, &uid, Some(&pod), grace, true).await {
                 Ok(()) => {
                     let preconditions = Preconditions { uid: Some(uid.clone()), resource_version: None };
                     let params = DeleteParams {
@@ -161,7 +162,7 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
             }
         } else if matches!(phase(&pod), "Succeeded" | "Failed") {
             if !stopped_terminal {
-                stopped_terminal = sync::tear_down(&context, &uid, Duration::ZERO, false).await.is_ok();
+                stopped_terminal = sync::tear_down(&context, &uid, None, Duration::ZERO, false).await.is_ok();
             }
         } else {
             match sync::sync(&context, &pod, &mut retries).await {
@@ -250,7 +251,7 @@ async fn remove_orphans(context: Arc<Context>, known: std::collections::HashSet<
         .collect();
     for uid in orphans {
         tracing::info!(uid, "removing the containers of a pod that no longer exists");
-        if let Err(status) = sync::tear_down(&context, &uid, Duration::ZERO, true).await {
+        if let Err(status) = sync::tear_down(&context, &uid, None, Duration::ZERO, true).await {
             tracing::warn!(%status, uid, "cannot remove an orphaned pod's containers");
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::ExecSyncRequest;
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::kubelet::cri::Cri;
@@ -86,10 +86,36 @@ fn port_of(container: &Container, port: &IntOrString) -> Option<u16> {
     }
 }
 
+/// What a probe or a lifecycle hook does: run a command, GET a URL or open a TCP connection.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Handler<'a> {
+    pub exec: Option<&'a ExecAction>,
+    pub http_get: Option<&'a HTTPGetAction>,
+    pub tcp_socket: Option<&'a TCPSocketAction>,
+}
+
+impl<'a> From<&'a Probe> for Handler<'a> {
+    fn from(probe: &'a Probe) -> Handler<'a> {
+        Handler { exec: probe.exec.as_ref(), http_get: probe.http_get.as_ref(), tcp_socket: probe.tcp_socket.as_ref() }
+    }
+}
+
 /// Runs the probe once: Ok(()) when it passes, Err(why) when not.
 async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, probe: &Probe) -> Result<(), String> {
     let timeout = seconds(probe.timeout_seconds, 1).max(Duration::from_secs(1));
-    if let Some(exec) = &probe.exec {
+    run_handler(cri, container, id, pod_ip, probe.into(), timeout).await
+}
+
+/// Runs `handler` against the container once, within `timeout`.
+pub(super) async fn run_handler(
+    cri: &mut Cri,
+    container: &Container,
+    id: &str,
+    pod_ip: &str,
+    handler: Handler<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(exec) = handler.exec {
         let request = ExecSyncRequest {
             container_id: id.to_string(),
             cmd: exec.command.clone().unwrap_or_default(),
@@ -101,7 +127,7 @@ async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, 
             code => Err(format!("command exited with {code}: {}", String::from_utf8_lossy(&response.stdout).trim())),
         };
     }
-    if let Some(http) = &probe.http_get {
+    if let Some(http) = handler.http_get {
         let port = port_of(container, &http.port).ok_or("no such port")?;
         let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
         let path = http.path.clone().unwrap_or_else(|| "/".into());
@@ -112,7 +138,7 @@ async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, 
             .await
             .map_err(|_| format!("Get \"http://{host}:{port}{path}\": context deadline exceeded"))?;
     }
-    if let Some(tcp) = &probe.tcp_socket {
+    if let Some(tcp) = handler.tcp_socket {
         let port = port_of(container, &tcp.port).ok_or("no such port")?;
         let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
@@ -121,7 +147,7 @@ async fn run_once(cri: &mut Cri, container: &Container, id: &str, pod_ip: &str, 
             Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
         };
     }
-    Err("the probe has no handler tug supports (exec, httpGet, tcpSocket)".into())
+    Err("no handler tug supports (exec, httpGet, tcpSocket)".into())
 }
 
 async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tls: bool) -> Result<(), String> {

@@ -259,6 +259,26 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
     }
 }
 
+/// The container's OOM score adjustment by its pod's QoS class, as upstream sets it: Guaranteed pods are
+/// killed last (-997), BestEffort first (1000), Burstable by the share of the machine's memory
+/// (`memory_bytes`) the container requests (between 2 and 999).
+pub fn oom_score_adj(pod: &Pod, container: &Container, memory_bytes: u64) -> i64 {
+    match super::status::qos_class(pod) {
+        "Guaranteed" => -997,
+        "BestEffort" => 1000,
+        _ => {
+            let requests = container.resources.as_ref().and_then(|r| r.requests.as_ref());
+            let request = requests
+                .and_then(|r| r.get("memory"))
+                .and_then(|q| crate::core::quantity::parse_whole(&q.0).ok())
+                .unwrap_or(0)
+                .max(0);
+            let share = 1000 - (1000 * request) / i128::from(memory_bytes.max(1));
+            share.clamp(2, 999) as i64
+        }
+    }
+}
+
 /// The CFS period the kubelet uses (100 ms), in microseconds.
 const CPU_PERIOD: i64 = 100_000;
 /// The smallest CPU shares and quota the kubelet sets.
@@ -310,6 +330,21 @@ mod tests {
                 "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}
         }))
         .expect("pod")
+    }
+
+    #[test]
+    fn the_oom_score_follows_the_qos_class() {
+        let pod_with = |resources: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c", "resources": resources}]}}))
+                .unwrap()
+        };
+        let gib = 1 << 30;
+        let score = |pod: &Pod| oom_score_adj(pod, &pod.spec.as_ref().unwrap().containers[0], 4 * gib);
+        assert_eq!(score(&pod_with(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), -997);
+        assert_eq!(score(&pod_with(serde_json::json!({}))), 1000);
+        assert_eq!(score(&pod_with(serde_json::json!({"requests": {"memory": "1Gi"}}))), 750);
+        assert_eq!(score(&pod_with(serde_json::json!({"requests": {"memory": "8Gi"}}))), 2);
+        assert_eq!(score(&pod_with(serde_json::json!({"requests": {"cpu": "1"}}))), 999);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
 
 use super::env;
+use super::hooks;
 use super::spec::{self, Placement, POD_UID};
 use super::status::{ContainerView, Observed};
 use super::Context;
@@ -282,6 +283,20 @@ impl Launch<'_> {
         view
     }
 
+    /// Runs the container's postStart hook; a failed hook kills the container (its restart policy then
+    /// decides), as upstream does.
+    async fn post_start(&self, container: &Container, id: &str) {
+        let (context, pod) = (self.context, self.pod);
+        let Err(message) = hooks::post_start(&context.cri, container, id, &self.placement.pod_ip).await else { return };
+        context.event(pod, EventType::Warning, "FailedPostStartHook", format!("PostStartHook failed: {message}"));
+        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0);
+        let (mut cri, id) = (context.cri.clone(), id.to_string());
+        // In the background: the pod's worker goes on while the container gets its grace period.
+        tokio::spawn(async move {
+            let _ = cri.runtime.stop_container(StopContainerRequest { container_id: id, timeout: grace }).await;
+        });
+    }
+
     /// Ensures the image and the environment's sources, creates attempt `attempt` of the container
     /// and starts it; the waiting reason when that could not be done.
     async fn create_and_start(&self, container: &Container, attempt: u32) -> Option<(String, String)> {
@@ -324,6 +339,10 @@ impl Launch<'_> {
         };
         let env = spec::environment(pod, container, self.placement, &resolved);
         let mut config = spec::container_config(pod, container, attempt, &env);
+        let memory = crate::kubelet::machine::Machine::read(&context.logs_root).memory_kib * 1024;
+        if let Some(resources) = config.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+            resources.oom_score_adj = spec::oom_score_adj(pod, container, memory);
+        }
         let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip);
         let mounts = volumes::mounts(container, self.volumes, &env).and_then(|mut mounts| {
             let own_hosts = mounts.iter().any(|m| m.container_path == "/etc/hosts");
@@ -345,7 +364,10 @@ impl Launch<'_> {
         match cri.runtime.create_container(request).await {
             Ok(response) => {
                 context.event(pod, EventType::Normal, "Created", format!("Created container {}", container.name));
-                start(context, pod, &response.into_inner().container_id, &container.name).await;
+                let id = response.into_inner().container_id;
+                if start(context, pod, &id, &container.name).await {
+                    self.post_start(container, &id).await;
+                }
                 Some(("ContainerCreating".into(), String::new()))
             }
             Err(status) => {
@@ -373,25 +395,61 @@ fn waiting_all(pod: &Pod, context: &Context, reason: &str) -> Observed {
     }
 }
 
-async fn start(context: &Context, pod: &Pod, id: &str, name: &str) {
+/// Starts the container; whether it started.
+async fn start(context: &Context, pod: &Pod, id: &str, name: &str) -> bool {
     let mut cri = context.cri.clone();
     match cri.runtime.start_container(StartContainerRequest { container_id: id.to_string() }).await {
-        Ok(_) => context.event(pod, EventType::Normal, "Started", format!("Started container {name}")),
+        Ok(_) => {
+            context.event(pod, EventType::Normal, "Started", format!("Started container {name}"));
+            true
+        }
         Err(status) => {
             context.event(pod, EventType::Warning, "Failed", format!("Error: {}", status.message()));
+            false
         }
     }
 }
 
-/// Stops the pod's containers (each given `grace` to exit after SIGTERM) and its sandboxes. With
-/// `remove`, the sandboxes and containers are removed as well.
-pub async fn tear_down(context: &Context, pod_uid: &str, grace: Duration, remove: bool) -> CriResult<()> {
+/// What is left of the grace period after a preStop hook, at the least (upstream's minimum).
+const GRACE_AFTER_PRE_STOP: Duration = Duration::from_secs(2);
+
+/// Stops the pod's containers (each given `grace` to exit after SIGTERM, its preStop hook run first when
+/// `pod` is given) and its sandboxes. With `remove`, the sandboxes and containers are removed as well.
+pub async fn tear_down(
+    context: &Context,
+    pod_uid: &str,
+    pod: Option<&Pod>,
+    grace: Duration,
+    remove: bool,
+) -> CriResult<()> {
     let mut cri = context.cri.clone();
     let running = containers(&mut cri, pod_uid).await?;
-    let stops = running.values().flatten().filter(|c| c.state == ContainerState::ContainerRunning as i32).map(|c| {
+    let pod_ip = pod.and_then(|p| p.status.as_ref()?.pod_ip.clone()).unwrap_or_default();
+    let specs: Vec<&Container> =
+        pod.and_then(|p| p.spec.as_ref()).map(|s| s.containers.iter().collect()).unwrap_or_default();
+    let stops = running
+        .iter()
+        .flat_map(|(name, attempts)| attempts.iter().map(move |c| (name, c)))
+        .filter(|(_, c)| c.state == ContainerState::ContainerRunning as i32);
+    let stops = stops.map(|(name, c)| {
         let mut cri = cri.clone();
-        let request = StopContainerRequest { container_id: c.id.clone(), timeout: grace.as_secs() as i64 };
-        async move { cri.runtime.stop_container(request).await }
+        let spec = specs.iter().find(|s| &s.name == name).copied();
+        let pod_ip = pod_ip.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let mut timeout = grace;
+            if let (Some(spec), Some(pod)) =
+                (spec.filter(|s| s.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some())), pod)
+            {
+                if let Err(message) = hooks::pre_stop(&cri, spec, &c.id, &pod_ip, grace).await {
+                    let message = format!("PreStopHook failed: {message}");
+                    context.event(pod, EventType::Warning, "FailedPreStopHook", message);
+                }
+                timeout = grace.saturating_sub(started.elapsed()).max(GRACE_AFTER_PRE_STOP);
+            }
+            let request = StopContainerRequest { container_id: c.id.clone(), timeout: timeout.as_secs() as i64 };
+            cri.runtime.stop_container(request).await
+        }
     });
     for result in futures::future::join_all(stops).await {
         result?;
