@@ -425,3 +425,43 @@ spec:
                 >= 1
     });
 }
+
+#[test]
+fn static_pods_run_from_their_manifests_with_mirror_pods_in_the_api() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let server = node::ready_server();
+    let bin = &kubectls()[0];
+    let manifests = server.data_dir().join("agent/pod-manifests");
+    std::fs::create_dir_all(&manifests).expect("manifests dir");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: fixed, labels: {app: fixed}}\nspec:\n  containers:\n  - {name: app, image: tug.local/busybox:1, command: [sleep, '3600']}\n";
+    std::fs::write(manifests.join("fixed.yaml"), manifest).expect("write manifest");
+    let field = |path: &str| {
+        kubectl(bin, &server, &["get", "pod", "fixed-edge-test", "-o", &format!("jsonpath={path}")], None).stdout
+    };
+    eventually_within(Duration::from_secs(60), "the mirror pod shows the static pod running", || {
+        field("{.status.phase}") == "Running"
+    });
+    let mirror = pod_field(&server, "fixed-edge-test", "{.metadata.annotations.kubernetes\\.io/config\\.mirror}");
+    assert!(!mirror.is_empty(), "the mirror pod is marked");
+    assert_eq!(pod_field(&server, "fixed-edge-test", "{.metadata.ownerReferences[0].kind}"), "Node");
+    let container = pod_field(&server, "fixed-edge-test", "{.status.containerStatuses[0].containerID}");
+    let hostname = kubectl(bin, &server, &["exec", "fixed-edge-test", "--", "hostname"], None).ok().stdout;
+    assert_eq!(hostname, "fixed-edge-test\n");
+
+    // Deleting the mirror pod does not stop the static pod: the mirror comes back, same container.
+    kubectl(bin, &server, &["delete", "pod", "fixed-edge-test", "--wait=false"], None).ok();
+    eventually_within(Duration::from_secs(60), "the mirror pod is back with the same container", || {
+        field("{.status.containerStatuses[0].containerID}") == container
+    });
+
+    // Removing the manifest removes the pod and its mirror.
+    std::fs::remove_file(manifests.join("fixed.yaml")).expect("remove manifest");
+    let id = container.trim_start_matches("containerd://").to_string();
+    eventually_within(Duration::from_secs(60), "the static pod and its mirror are gone", || {
+        kubectl(bin, &server, &["get", "pod", "fixed-edge-test"], None).code != 0
+            && !node::ctr(server.data_dir(), &["containers", "ls", "-q"]).contains(&id)
+    });
+}

@@ -11,6 +11,7 @@ pub mod node;
 pub mod pods;
 pub mod server;
 pub mod sources;
+pub mod static_pods;
 pub mod stats;
 mod streaming;
 pub mod volumes;
@@ -75,6 +76,7 @@ pub async fn run(
     tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stats, stop.clone()));
     let logs_root = identity.data_dir.join("agent").join("pod-logs");
     // Absolute and resolved, as /proc/self/mountinfo names the volumes' mounts.
+    let manifests_dir = identity.data_dir.join("agent").join("pod-manifests");
     let pods_root = identity.data_dir.join("agent").join("pods");
     let pods_root = match std::fs::create_dir_all(&pods_root).and_then(|()| pods_root.canonicalize()) {
         Ok(resolved) => resolved,
@@ -105,6 +107,7 @@ pub async fn run(
         host_ip: host_ip.clone(),
         logs_root,
         pods_root,
+        manifests_dir,
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });
     tokio::spawn(pods::run(context, stop.clone()));

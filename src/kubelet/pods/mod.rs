@@ -19,6 +19,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kubelet::static_pods;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -45,6 +46,8 @@ pub struct Context {
     pub logs_root: PathBuf,
     /// The pods' own files (volumes): `<pods_root>/<uid>/`.
     pub pods_root: PathBuf,
+    /// Static pod manifests.
+    pub manifests_dir: PathBuf,
     pub recorder: Arc<Recorder>,
 }
 
@@ -63,8 +66,14 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let mut events = pin!(watcher(api, config).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut static_uids: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut static_check = tokio::time::interval(static_pods::CHECK_EVERY);
     loop {
         let event = tokio::select! {
+            _ = static_check.tick() => {
+                static_uids = run_static_pods(&context, &mut workers, static_uids);
+                continue;
+            }
             event = events.next() => match event {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => {
@@ -77,6 +86,9 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
         };
         workers.retain(|_, sender| !sender.is_closed());
         match event {
+            // Mirror pods are the API's view of static pods, which run from their manifests.
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) | watcher::Event::Delete(pod)
+                if static_pods::is_mirror(&pod) => {}
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                 let uid = pod.uid().unwrap_or_default();
                 listed.insert(uid.clone());
@@ -102,15 +114,48 @@ pub async fn run(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
             watcher::Event::InitDone => {
                 // Pods gone while the watch re-listed: their workers tear them down.
                 for (uid, sender) in &workers {
-                    if !listed.contains(uid) {
+                    if !listed.contains(uid) && !static_uids.contains(uid) {
                         let _ = sender.send(None);
                     }
                 }
                 let listed_at = jiff::Timestamp::now().as_nanosecond() as i64;
-                tokio::spawn(remove_orphans(context.clone(), std::mem::take(&mut listed), listed_at));
+                let mut known = std::mem::take(&mut listed);
+                known.extend(static_uids.iter().cloned());
+                tokio::spawn(remove_orphans(context.clone(), known, listed_at));
             }
         }
     }
+}
+
+/// Runs the static pods of the manifest directory (workers for new ones, teardown for removed ones),
+/// then brings their mirror pods in line in the background; returns their uids.
+fn run_static_pods(
+    context: &Arc<Context>,
+    workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>,
+    before: std::collections::HashSet<String>,
+) -> std::collections::HashSet<String> {
+    let pods = static_pods::read(&context.manifests_dir, &context.node_name);
+    let uids: std::collections::HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
+    for gone in before.difference(&uids) {
+        if let Some(sender) = workers.remove(gone) {
+            let _ = sender.send(None);
+        }
+    }
+    for pod in &pods {
+        let uid = pod.uid().unwrap_or_default();
+        if !workers.contains_key(&uid) {
+            let (sender, receiver) = watch::channel(Some(Arc::new(pod.clone())));
+            tokio::spawn(work(context.clone(), receiver));
+            workers.insert(uid, sender);
+        }
+    }
+    let context = context.clone();
+    tokio::spawn(async move {
+        if let Err(error) = static_pods::sync_mirrors(&context.client, &context.node_name, &pods).await {
+            tracing::debug!(%error, "cannot bring the mirror pods in line yet");
+        }
+    });
+    uids
 }
 
 fn phase(pod: &Pod) -> &str {
