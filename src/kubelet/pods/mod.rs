@@ -142,11 +142,10 @@ fn run_static_pods(
         }
     }
     for pod in &pods {
-        let uid = pod.uid().unwrap_or_default();
-        if !workers.contains_key(&uid) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = workers.entry(pod.uid().unwrap_or_default()) {
             let (sender, receiver) = watch::channel(Some(Arc::new(pod.clone())));
             tokio::spawn(work(context.clone(), receiver));
-            workers.insert(uid, sender);
+            entry.insert(sender);
         }
     }
     let context = context.clone();
