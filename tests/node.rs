@@ -453,8 +453,11 @@ fn static_pods_run_from_their_manifests_with_mirror_pods_in_the_api() {
 
     // Deleting the mirror pod does not stop the static pod: the mirror comes back, same container.
     kubectl(bin, &server, &["delete", "pod", "fixed-edge-test", "--wait=false"], None).ok();
-    eventually_within(Duration::from_secs(60), "the mirror pod is back with the same container", || {
-        field("{.status.containerStatuses[0].containerID}") == container
+    let first_mirror = field("{.metadata.uid}");
+    eventually_within(Duration::from_secs(60), "a new mirror pod shows the same container", || {
+        field("{.metadata.uid}") != first_mirror
+            && field("{.metadata.deletionTimestamp}").is_empty()
+            && field("{.status.containerStatuses[0].containerID}") == container
     });
 
     // Removing the manifest removes the pod and its mirror.

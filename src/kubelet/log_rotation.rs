@@ -61,15 +61,15 @@ fn gzip(path: &Path) -> std::io::Result<()> {
 
 /// If `log` is larger than the policy allows: removes the oldest rotated files until the rotation will
 /// leave `max_files` in all, compresses every rotated file but the newest, renames `log` to
-/// `<log>.<timestamp>` and returns true (the runtime must reopen it), in upstream's order.
-pub fn rotate_if_needed(log: &Path, policy: Policy, now: jiff::Timestamp) -> std::io::Result<bool> {
+/// `<log>.<timestamp>` and returns that name (the runtime must reopen the log), in upstream's order.
+pub fn rotate_if_needed(log: &Path, policy: Policy, now: jiff::Timestamp) -> std::io::Result<Option<PathBuf>> {
     let size = match std::fs::metadata(log) {
         Ok(metadata) => metadata.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     if size <= policy.max_size {
-        return Ok(false);
+        return Ok(None);
     }
     let mut old = rotated(log);
     // The current file and the one this rotation makes count among max_files.
@@ -83,8 +83,9 @@ pub fn rotate_if_needed(log: &Path, policy: Policy, now: jiff::Timestamp) -> std
         }
     }
     let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
-    std::fs::rename(log, format!("{}.{stamp}", log.display()))?;
-    Ok(true)
+    let rotated_to = PathBuf::from(format!("{}.{stamp}", log.display()));
+    std::fs::rename(log, &rotated_to)?;
+    Ok(Some(rotated_to))
 }
 
 /// Checks the running containers' logs until `stop` turns true.
@@ -112,11 +113,13 @@ pub async fn run(mut cri: Cri, policy: Policy, mut stop: watch::Receiver<bool>) 
             let rotated =
                 tokio::task::spawn_blocking(move || rotate_if_needed(&rotating, policy, jiff::Timestamp::now())).await;
             match rotated.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
-                Ok(false) => {}
-                Ok(true) => {
+                Ok(None) => {}
+                Ok(Some(rotated_to)) => {
                     let reopen = ReopenContainerLogRequest { container_id: container.id.clone() };
                     if let Err(error) = cri.runtime.reopen_container_log(reopen).await {
+                        // The runtime still writes the renamed file: give it its name back (as upstream).
                         tracing::warn!(%error, log = %log.display(), "the runtime did not reopen a rotated log");
+                        let _ = std::fs::rename(&rotated_to, &log);
                     }
                 }
                 Err(error) => tracing::warn!(%error, log = %log.display(), "cannot rotate a container log"),
@@ -136,13 +139,13 @@ mod tests {
         let policy = Policy { max_size: 10, max_files: 4 };
         let at = |s: i64| jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
         std::fs::write(&log, "short").unwrap();
-        assert!(!rotate_if_needed(&log, policy, at(0)).unwrap(), "under the size");
+        assert!(rotate_if_needed(&log, policy, at(0)).unwrap().is_none(), "under the size");
         for second in 1..=4 {
             std::fs::write(&log, "more than ten bytes").unwrap();
-            assert!(rotate_if_needed(&log, policy, at(second)).unwrap());
+            assert!(rotate_if_needed(&log, policy, at(second)).unwrap().is_some());
             assert!(!log.exists(), "renamed for the runtime to reopen");
         }
-        assert!(!rotate_if_needed(&log, policy, at(5)).unwrap(), "nothing to rotate");
+        assert!(rotate_if_needed(&log, policy, at(5)).unwrap().is_none(), "nothing to rotate");
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

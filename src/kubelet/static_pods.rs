@@ -18,6 +18,11 @@ pub const MIRROR: &str = "kubernetes.io/config.mirror";
 const SOURCE: &str = "kubernetes.io/config.source";
 const HASH: &str = "kubernetes.io/config.hash";
 
+/// Whether `pod` came from a manifest here (it has no status of its own).
+pub fn is_static(pod: &Pod) -> bool {
+    pod.annotations().get(SOURCE).is_some_and(|s| s == "file") && !is_mirror(pod)
+}
+
 /// Whether `pod` is a mirror pod (the API's view of a static pod, never run from the API).
 pub fn is_mirror(pod: &Pod) -> bool {
     pod.annotations().contains_key(MIRROR)
@@ -60,29 +65,31 @@ fn static_pod(text: &str, node: &str) -> Result<Pod, String> {
 }
 
 /// Makes the API's mirror pods match `pods`: creates the missing ones (owned by the Node), replaces
-/// those of an older manifest, removes those whose manifest is gone.
+/// those of an older manifest or being deleted, removes those whose manifest is gone.
 pub async fn sync_mirrors(client: &kube::Client, node: &str, pods: &[Pod]) -> kube::Result<()> {
     let all: Api<Pod> = Api::all(client.clone());
     let selector = format!("spec.nodeName={node}");
     let existing = all.list(&ListParams::default().fields(&selector)).await?.items;
     let existing: Vec<Pod> = existing.into_iter().filter(is_mirror).collect();
-    for mirror in &existing {
-        let wanted = pods
-            .iter()
-            .any(|p| p.name_any() == mirror.name_any() && p.uid() == mirror.annotations().get(MIRROR).cloned());
-        if !wanted {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &mirror.namespace().unwrap_or_default());
-            let _ = api
-                .delete(&mirror.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
-                .await?;
+    let current = |mirror: &Pod| {
+        // One being deleted (kubectl delete, an eviction) is replaced: the static pod itself goes on.
+        mirror.metadata.deletion_timestamp.is_none()
+            && pods
+                .iter()
+                .any(|p| p.name_any() == mirror.name_any() && p.uid().as_ref() == mirror.annotations().get(MIRROR))
+    };
+    for mirror in existing.iter().filter(|m| !current(m)) {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &mirror.namespace().unwrap_or_default());
+        let preconditions = kube::api::Preconditions { uid: mirror.uid(), resource_version: None };
+        let params =
+            DeleteParams { grace_period_seconds: Some(0), preconditions: Some(preconditions), ..Default::default() };
+        if let Err(error) = api.delete(&mirror.name_any(), &params).await {
+            tracing::debug!(%error, mirror = mirror.name_any(), "cannot remove a stale mirror pod yet");
         }
     }
     let owner = Api::<Node>::all(client.clone()).get_opt(node).await?.and_then(|n| n.controller_owner_ref(&()));
     for pod in pods {
-        let current = existing
-            .iter()
-            .any(|m| m.name_any() == pod.name_any() && m.annotations().get(MIRROR) == pod.uid().as_ref());
-        if current {
+        if existing.iter().any(|m| m.name_any() == pod.name_any() && current(m)) {
             continue;
         }
         let mut mirror = pod.clone();
@@ -92,15 +99,11 @@ pub async fn sync_mirrors(client: &kube::Client, node: &str, pods: &[Pod]) -> ku
             .annotations
             .get_or_insert_with(BTreeMap::new)
             .insert(MIRROR.into(), pod.uid().unwrap_or_default());
-        mirror.metadata.owner_references = owner.clone().map(|mut o| {
-            o.controller = Some(true);
-            vec![o]
-        });
+        mirror.metadata.owner_references = owner.clone().map(|o| vec![o]);
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-        match api.create(&PostParams::default(), &mirror).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(error) => return Err(error),
+        // A failure (a namesake in the API, a missing namespace) is this pod's alone: the others go on.
+        if let Err(error) = api.create(&PostParams::default(), &mirror).await {
+            tracing::warn!(%error, pod = pod.name_any(), "cannot create the mirror pod of a static pod");
         }
     }
     Ok(())

@@ -163,7 +163,8 @@ fn phase(pod: &Pod) -> &str {
 
 /// One pod's worker: syncs until the pod is gone.
 async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
-    let mut last_status = None;
+    let mut last_status: Option<serde_json::Value> = None;
+    let mut posted_at = std::time::Instant::now();
     let mut stopped_terminal = false;
     let mut probes = probes::Probes::default();
     let mut retries = sync::Retries::default();
@@ -175,6 +176,16 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
                 tracing::warn!(%status, uid = last_uid, "cannot remove a deleted pod's containers");
             }
             return;
+        };
+        // A static pod has no status of its own: it carries the one last posted, so that its start
+        // and transition times hold (and an unchanged status is not posted again).
+        let pod = match (&last_status, static_pods::is_static(&pod)) {
+            (Some(status), true) => {
+                let mut with_status = (*pod).clone();
+                with_status.status = serde_json::from_value(status.clone()).ok();
+                Arc::new(with_status)
+            }
+            _ => pod,
         };
         let uid = pod.uid().unwrap_or_default();
         last_uid.clone_from(&uid);
@@ -213,10 +224,15 @@ async fn work(context: Arc<Context>, mut updates: watch::Receiver<Option<Arc<Pod
                 Ok(mut observed) => {
                     probe(&context, &pod, &mut observed, &mut probes, &mut killed).await;
                     let status = status::compute(&pod, &observed, jiff::Timestamp::now());
-                    if last_status.as_ref() != Some(&status) {
+                    // A static pod's mirror may have been recreated without a status: post it again now and then.
+                    let mirror_due = static_pods::is_static(&pod) && posted_at.elapsed() >= static_pods::CHECK_EVERY;
+                    if last_status.as_ref() != Some(&status) || mirror_due {
                         let patch = Patch::Strategic(json!({"status": status}));
                         match api.patch_status(&pod.name_any(), &PatchParams::default(), &patch).await {
-                            Ok(_) => last_status = Some(status),
+                            Ok(_) => {
+                                last_status = Some(status);
+                                posted_at = std::time::Instant::now();
+                            }
                             Err(error) => {
                                 tracing::debug!(%error, pod = pod.name_any(), "could not post the pod's status")
                             }

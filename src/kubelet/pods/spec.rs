@@ -261,7 +261,7 @@ pub fn container_config(pod: &Pod, container: &Container, attempt: u32, env: &[(
 
 /// The container's OOM score adjustment by its pod's QoS class, as upstream sets it: Guaranteed pods are
 /// killed last (-997), BestEffort first (1000), Burstable by the share of the machine's memory
-/// (`memory_bytes`) the container requests (between 2 and 999).
+/// (`memory_bytes`) the container requests (between 3 and 999).
 pub fn oom_score_adj(pod: &Pod, container: &Container, memory_bytes: u64) -> i64 {
     match super::status::qos_class(pod) {
         "Guaranteed" => -997,
@@ -274,7 +274,7 @@ pub fn oom_score_adj(pod: &Pod, container: &Container, memory_bytes: u64) -> i64
                 .unwrap_or(0)
                 .max(0);
             let share = 1000 - (1000 * request) / i128::from(memory_bytes.max(1));
-            share.clamp(2, 999) as i64
+            share.clamp(3, 999) as i64
         }
     }
 }
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(score(&pod_with(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), -997);
         assert_eq!(score(&pod_with(serde_json::json!({}))), 1000);
         assert_eq!(score(&pod_with(serde_json::json!({"requests": {"memory": "1Gi"}}))), 750);
-        assert_eq!(score(&pod_with(serde_json::json!({"requests": {"memory": "8Gi"}}))), 2);
+        assert_eq!(score(&pod_with(serde_json::json!({"requests": {"memory": "8Gi"}}))), 3);
         assert_eq!(score(&pod_with(serde_json::json!({"requests": {"cpu": "1"}}))), 999);
     }
 
