@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
@@ -62,7 +62,9 @@ pub async fn run(client: Client, grace: Duration) {
             },
             _ = &mut lease_events => return,
             _ = tick.tick() => {
-                if lifecycle.nodes.wait_until_ready().await.is_ok() {
+                // Not awaited: this very loop drives the reflectors, so waiting here for them would never
+                // end (a node then never went Unknown); a tick before both listed is skipped.
+                if is_listed(&lifecycle.nodes) && is_listed(&lifecycle.leases) {
                     for node in lifecycle.nodes.state() {
                         if let Err(error) = lifecycle.monitor(&node).await {
                             tracing::debug!(%error, node = node.name_any(), "node lifecycle step failed; next period retries");
@@ -72,6 +74,15 @@ pub async fn run(client: Client, grace: Duration) {
             }
         }
     }
+}
+
+/// Whether the store's reflector has listed once (without waiting for it).
+fn is_listed<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
 fn ready_status(node: &Node) -> &str {
