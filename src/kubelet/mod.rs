@@ -100,6 +100,7 @@ pub async fn run(
         }
     }
     tracing::info!(node = reporter.name(), "node registered");
+    let memory_bytes = machine::Machine::read(&pods_root).memory_kib * 1024;
     let context = std::sync::Arc::new(pods::Context {
         client: nodes.clone().into_client(),
         cri: cri.clone(),
@@ -108,6 +109,7 @@ pub async fn run(
         logs_root,
         pods_root,
         manifests_dir,
+        memory_bytes,
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });
     tokio::spawn(pods::run(context, stop.clone()));

@@ -48,6 +48,8 @@ pub struct Context {
     pub pods_root: PathBuf,
     /// Static pod manifests.
     pub manifests_dir: PathBuf,
+    /// The machine's memory, read once (OOM scores are shares of it).
+    pub memory_bytes: u64,
     pub recorder: Arc<Recorder>,
 }
 

@@ -101,7 +101,12 @@ pub struct Retries {
 /// Makes the runtime run what the pod asks for; returns what it then shows.
 pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriResult<Observed> {
     let refresh = retries.volumes_refreshed.is_none_or(|at| at.elapsed() >= VOLUME_REFRESH);
-    let volumes = match volumes::set_up(&context.client, &context.pods_root, pod, refresh).await {
+    // Set up once, then looked at again only when a refresh is due (not every second).
+    let set_up = match (&retries.volumes, refresh) {
+        (Some(volumes), false) => Ok(volumes.clone()),
+        _ => volumes::set_up(&context.client, &context.pods_root, pod, refresh).await,
+    };
+    let volumes = match set_up {
         Ok(volumes) => {
             retries.volumes = Some(volumes.clone());
             volumes
@@ -339,9 +344,8 @@ impl Launch<'_> {
         };
         let env = spec::environment(pod, container, self.placement, &resolved);
         let mut config = spec::container_config(pod, container, attempt, &env);
-        let memory = crate::kubelet::machine::Machine::read(&context.logs_root).memory_kib * 1024;
         if let Some(resources) = config.linux.as_mut().and_then(|l| l.resources.as_mut()) {
-            resources.oom_score_adj = spec::oom_score_adj(pod, container, memory);
+            resources.oom_score_adj = spec::oom_score_adj(pod, container, context.memory_bytes);
         }
         let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip);
         let mounts = volumes::mounts(container, self.volumes, &env).and_then(|mut mounts| {

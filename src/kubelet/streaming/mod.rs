@@ -69,7 +69,7 @@ pub async fn exec(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let options = StreamOptions::from_query(request.uri().query());
+    let mut options = StreamOptions::from_query(request.uri().query());
     if options.command.is_empty() {
         return failed(StatusCode::BAD_REQUEST, "no command given");
     }
@@ -79,13 +79,12 @@ pub async fn exec(
     };
     let exec = ExecRequest {
         container_id: id,
-        cmd: options.command.clone(),
+        cmd: std::mem::take(&mut options.command),
         tty: options.tty,
         stdin: options.stdin,
         stdout: options.stdout,
         stderr: options.stderr,
     };
-    let options = StreamOptions { command: vec![], ..options };
     match cri.runtime.exec(exec).await {
         Ok(answer) => to_runtime(request, &answer.into_inner().url, Some(options)).await,
         Err(status) => failed(StatusCode::INTERNAL_SERVER_ERROR, status.message()),

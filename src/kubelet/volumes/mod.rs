@@ -107,11 +107,16 @@ fn make_dir(dir: &Path, mode: u32) -> Result<(), String> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
 }
 
+/// Every mount point of this process's mount namespace.
+fn mount_points() -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_string).collect()
+}
+
 /// Whether something is mounted at `dir`.
 fn is_mount_point(dir: &Path) -> bool {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let wanted = dir.to_string_lossy();
-    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m == wanted)
+    mount_points().iter().any(|m| *m == wanted)
 }
 
 fn mount_tmpfs(dir: &Path, mode: &str, size: Option<i128>) -> Result<(), String> {
@@ -250,12 +255,10 @@ pub fn tear_down(pods_root: &Path, uid: &str) {
     }
     let dir = pod_dir(pods_root, uid);
     let prefix = format!("{}/", dir.to_string_lossy());
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounted: Vec<&str> =
-        mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+    let mut mounted: Vec<String> = mount_points().into_iter().filter(|m| m.starts_with(&prefix)).collect();
     mounted.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for point in mounted {
-        if let Err(error) = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH) {
+        if let Err(error) = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH) {
             tracing::warn!(%error, point, "cannot unmount a pod volume");
         }
     }
