@@ -114,7 +114,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
     let rest = Rest::new(store.clone(), Admission, network);
-    let state = ApiState::new(rest, SocketAddr::new(advertise, port).to_string());
+    let service_key = crate::pki::service_account_key(&tls_files.dir)?;
+    let tokens = apiserver::tokens::TokenAuthority::new(&service_key, &cfg.cluster_domain);
+    let state = ApiState::new(rest, SocketAddr::new(advertise, port).to_string(), tokens);
     let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     match apiserver::node_proxy::KubeletClient::new(
@@ -188,6 +190,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             let client = server.client_as(crate::apiserver::auth::User {
                 name: format!("system:node:{}", cfg.node.name),
                 groups: vec!["system:nodes".into(), "system:authenticated".into()],
+                ..Default::default()
             });
             Some(crate::agent::Agent::start(agent_config(&cfg)?, client).await?)
         }

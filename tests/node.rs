@@ -161,7 +161,7 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         "{listed}"
     );
 
-    // Environment from ConfigMaps and Secrets; a missing one holds the container back with the reason.
+    // Environment from ConfigMaps, Secrets and Services; a missing source holds the container back with the reason.
     kubectl(
         bin,
         &server,
@@ -170,13 +170,17 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
     )
     .ok();
     kubectl(bin, &server, &["create", "secret", "generic", "creds", "--from-literal=password=s3cret"], None).ok();
-    let configured = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: configured\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'echo $CFG_COLOR $CFG_SIZE $PASSWORD']\n    envFrom: [{prefix: CFG_, configMapRef: {name: settings}}]\n    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}]\n";
+    let configured = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: configured\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'echo $CFG_COLOR $CFG_SIZE $PASSWORD; echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $KUBERNETES_PORT']\n    envFrom: [{prefix: CFG_, configMapRef: {name: settings}}]\n    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}]\n";
     kubectl(bin, &server, &["apply", "-f", "-"], Some(configured)).ok();
     let unconfigured =
         configured.replace("name: configured", "name: unconfigured").replace("name: settings", "name: missing");
     kubectl(bin, &server, &["apply", "-f", "-"], Some(&unconfigured)).ok();
     until_phase(&server, "configured", "Succeeded");
-    assert_eq!(kubectl(bin, &server, &["logs", "configured"], None).ok().stdout, "blue 9 s3cret\n");
+    // The API server's Service variables are there too, as in-cluster clients need them.
+    assert_eq!(
+        kubectl(bin, &server, &["logs", "configured"], None).ok().stdout,
+        "blue 9 s3cret\n10.43.0.1:443 tcp://10.43.0.1:443\n"
+    );
     eventually_within(wait, "unconfigured says why it waits", || {
         pod_field(&server, "unconfigured", "{.status.containerStatuses[0].state.waiting.reason}")
             == "CreateContainerConfigError"
@@ -192,11 +196,11 @@ fn pods_run_on_containerd_serve_restart_finish_and_go_away() {
         pod_field(&server, "unpullable", "{.status.containerStatuses[0].state.waiting.reason}") == "ImagePullBackOff"
     });
 
-    // Limits reach the container's cgroup.
-    let limited = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes']\n    resources: {limits: {memory: 64Mi, cpu: 500m}}\n";
+    // Limits reach the container's cgroup, its environment and the downward API.
+    let limited = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; echo $MEMORY_MI $CPU_M; cat /info/cpu']\n    resources: {limits: {memory: 64Mi, cpu: 500m}}\n    env:\n    - {name: MEMORY_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}\n    - {name: CPU_M, valueFrom: {resourceFieldRef: {resource: requests.cpu, divisor: 1m}}}\n    volumeMounts: [{name: info, mountPath: /info}]\n  volumes:\n  - name: info\n    downwardAPI: {items: [{path: cpu, resourceFieldRef: {containerName: app, resource: limits.cpu, divisor: 100m}}]}\n";
     kubectl(bin, &server, &["apply", "-f", "-"], Some(limited)).ok();
     until_phase(&server, "limited", "Succeeded");
-    assert_eq!(kubectl(bin, &server, &["logs", "limited"], None).ok().stdout, "67108864\n");
+    assert_eq!(kubectl(bin, &server, &["logs", "limited"], None).ok().stdout, "67108864\n64 500\n5");
     assert_eq!(pod_field(&server, "limited", "{.status.qosClass}"), "Guaranteed");
 
     // Init containers run to success first; one that fails ends a pod that never restarts.

@@ -242,6 +242,9 @@ fn anti_affinity_spreads_a_deployment_and_pod_affinity_follows_it() {
     // A namespaceSelector with labels reaches the solo pods from another namespace.
     kubectl(bin, &server, &["label", "namespace", "default", "team=solo-owners"], None).ok();
     kubectl(bin, &server, &["create", "namespace", "visitors"], None).ok();
+    eventually("visitors has its default ServiceAccount (pods need it)", || {
+        kubectl(bin, &server, &["get", "serviceaccount", "default", "-n", "visitors"], None).code == 0
+    });
     let guest = pod_yaml(
         "guest",
         "100m",

@@ -1,14 +1,15 @@
 //! Pod volumes on the real runtime (root, containerd): configMap (updated in place after a change, a
 //! renamed item, a subPath file), secret (on a tmpfs), downwardAPI, projected, emptyDir shared by two
 //! containers (and on a tmpfs with `medium: Memory`), hostPath, and a claim bound to a hostPath volume;
-//! a source deleted under a running pod leaves it running; a missing ConfigMap holds a new pod in
-//! ContainerCreating with FailedMount; a deleted pod leaves nothing.
+//! the service account token, CA and namespace every pod gets (the token a credential for the API
+//! until the pod goes); a source deleted under a running pod leaves it running; a missing ConfigMap
+//! holds a new pod in ContainerCreating with FailedMount; a deleted pod leaves nothing.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{eventually_within, jsonpath, kubectl, kubectls, node};
+use common::{eventually_within, jsonpath, kubectl, kubectl_with_token, kubectls, node};
 
 const POD: &str = r#"apiVersion: v1
 kind: Pod
@@ -107,6 +108,15 @@ fn volumes_show_their_sources_update_in_place_and_go_with_the_pod() {
     exec("app", "echo from-the-pod > /host/note");
     assert_eq!(std::fs::read_to_string(host_dir.path().join("made/note")).expect("hostPath file"), "from-the-pod\n");
     assert_eq!(exec("app", "cat /data/stored"), "kept on the node\n");
+    // The service account token the pod was given is a credential for the API, bound to the pod.
+    let account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let token = exec("reader", &format!("cat {account_dir}/token"));
+    let whoami = || kubectl_with_token(bin, &server, &token, &["auth", "whoami", "-o", "json"]);
+    let me = whoami().ok().stdout;
+    assert!(me.contains("system:serviceaccount:default:default") && me.contains(r#""vols""#), "{me}");
+    let ca = std::fs::read_to_string(server.data_dir().join("server/tls/server-ca.crt")).expect("CA");
+    assert_eq!(exec("app", &format!("cat {account_dir}/ca.crt")).trim(), ca.trim());
+    assert_eq!(exec("app", &format!("cat {account_dir}/namespace")), "default");
     let read_only = run(&["exec", "vols", "-c", "app", "--", "sh", "-c", "echo x > /etc/cfg/new"], None);
     assert_ne!(read_only.code, 0, "configMap volumes are read-only");
 
@@ -147,4 +157,7 @@ fn volumes_show_their_sources_update_in_place_and_go_with_the_pod() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(&uid), "mounts of the pod are left:\n{mounts}");
     assert!(host_dir.path().join("pv/stored").exists(), "the claim's data stays");
+    eventually_within(Duration::from_secs(30), "the pod's token ends with the pod", || {
+        whoami().stderr.contains("Unauthorized")
+    });
 }

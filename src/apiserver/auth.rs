@@ -1,14 +1,19 @@
 //! Authentication: the identity of a request from its verified TLS client certificate (CN = user, O =
-//! groups), as upstream's x509 authenticator. Requests without one are anonymous and may only reach the
-//! health and version endpoints.
+//! groups), as upstream's x509 authenticator, or else from a service account bearer token
+//! (`tokens::authenticate`). Requests with neither are anonymous and may only reach the health and
+//! version endpoints.
+
+use std::collections::BTreeMap;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
+    pub uid: String,
     pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// The identity of a peer, from its (already verified) leaf certificate; None when there is none.
@@ -20,7 +25,7 @@ pub fn from_peer_certificates(certs: Option<&[rustls::pki_types::CertificateDer<
     let mut groups: Vec<String> =
         subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     groups.push("system:authenticated".into());
-    Some(User { name, groups })
+    Some(User { name, groups, ..User::default() })
 }
 
 /// Paths anonymous requests may reach (upstream's system:public-info-viewer).
@@ -29,4 +34,12 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
+}
+
+/// The bearer token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

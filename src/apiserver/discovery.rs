@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::resource_metrics;
-use crate::core::registry::{self, ResourceInfo, Subresource, ALL_VERBS};
+use crate::core::registry::{self, ResourceInfo, Subresource};
 
 /// The Kubernetes version tug serves.
 pub const KUBE_MINOR: &str = "33";
@@ -67,6 +67,7 @@ fn subresource_kind(res: &ResourceInfo, sub: Subresource) -> (&'static str, &'st
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Exec => ("", "v1", "PodExecOptions"),
         Subresource::Attach => ("", "v1", "PodAttachOptions"),
         Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
@@ -105,7 +106,7 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             "singularName": r.singular(),
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": ALL_VERBS,
+            "verbs": r.verbs,
             "shortNames": r.short_names,
             "categories": r.categories,
         }));
@@ -165,7 +166,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular(),
-        "verbs": ALL_VERBS,
+        "verbs": r.verbs,
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);

@@ -22,10 +22,12 @@ mod query;
 mod request;
 mod resource_metrics;
 pub mod rest;
+mod reviews;
 mod scale;
 pub mod serve;
 pub mod status;
 mod table;
+pub mod tokens;
 mod watch;
 
 use std::panic::AssertUnwindSafe;
@@ -53,16 +55,19 @@ pub struct ApiState {
     pub server_address: String,
     /// How `pods/log` reaches kubelets; set once the server has its kubelet-client certificate.
     pub kubelet: std::sync::OnceLock<node_proxy::KubeletClient>,
+    /// Issues and checks service account tokens.
+    pub tokens: tokens::TokenAuthority,
 }
 
 impl ApiState {
-    pub fn new(rest: Rest, server_address: String) -> Arc<ApiState> {
+    pub fn new(rest: Rest, server_address: String, tokens: tokens::TokenAuthority) -> Arc<ApiState> {
         Arc::new(ApiState {
             rest,
             metrics: metrics::Metrics::default(),
             ready: AtomicBool::new(false),
             server_address,
             kubelet: std::sync::OnceLock::new(),
+            tokens,
         })
     }
 
@@ -82,20 +87,33 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     let upgrade = crate::upgrade_proxy::take_upgrade(&mut parts);
     let path = parts.uri.path().to_string();
     let query = query::Query::parse(parts.uri.query());
-    let user = parts.extensions.get::<auth::User>().cloned();
+    let user = match parts.extensions.get::<auth::User>().cloned() {
+        Some(user) => Ok(Some(user)),
+        None => match auth::bearer_token(&parts.headers) {
+            Some(token) => {
+                tokens::authenticate::user_of(&state.rest, &state.tokens, token, &state.tokens.api_audiences)
+                    .await
+                    .map(|(user, _)| Some(user))
+            }
+            None => Ok(None),
+        },
+    };
     let target = request::parse(&path);
     let (verb, resource) = match &target {
         Ok(Target::Resource(r)) => (handlers::verb(&parts.method, r, &query), r.resource.plural),
         _ => (if parts.method == http::Method::GET { "get" } else { "other" }, ""),
     };
-    let response = if user.is_none() && !auth::is_public(&path) {
-        ApiError::unauthorized().into_response()
-    } else {
-        match target {
+    let response = match user {
+        Err(why) => {
+            tracing::debug!(%path, %why, "bearer token refused");
+            ApiError::unauthorized().into_response()
+        }
+        Ok(None) if !auth::is_public(&path) => ApiError::unauthorized().into_response(),
+        Ok(user) => match target {
             // A bug must cost one request a 500, never the connection or the process.
             Ok(target) => {
-                match AssertUnwindSafe(serve_target(&state, target, &parts, &query, body, upgrade)).catch_unwind().await
-                {
+                let serving = serve_target(&state, target, user.as_ref(), &parts, &query, body, upgrade);
+                match AssertUnwindSafe(serving).catch_unwind().await {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => e.into_response(),
                     Err(_) => {
@@ -105,7 +123,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
                 }
             }
             Err(e) => e.into_response(),
-        }
+        },
     };
     state.metrics.observe(verb, resource, response.status().as_u16(), started.elapsed());
     response
@@ -114,6 +132,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
 async fn serve_target(
     state: &ApiState,
     target: Target,
+    user: Option<&auth::User>,
     parts: &http::request::Parts,
     query: &query::Query,
     body: Body,
@@ -163,13 +182,36 @@ async fn serve_target(
             let sub = path.subresource.as_deref().unwrap_or("");
             node_proxy::pod_stream(&state.rest, state.kubelet.get(), (ns, name, sub), query, parts, upgrade).await
         }
+        Target::Resource(path) if !path.resource.is_stored() || is_token_request(&path) => {
+            if parts.method != http::Method::POST || (path.name.is_some() != path.subresource.is_some()) {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({})",
+                    parts.method
+                )));
+            }
+            let body = negotiate::decode_body(&parts.headers, &read_body(body).await?)?;
+            let answer = match (path.name.as_deref(), path.namespace.as_deref()) {
+                (Some(name), Some(ns)) => tokens::request::create(&state.rest, &state.tokens, ns, name, body).await?,
+                _ => reviews::create(state, path.resource, user, body).await?,
+            };
+            Ok(negotiate::json_response(StatusCode::CREATED, &answer, &[]))
+        }
         Target::Resource(path) => {
-            let bytes = axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES).await.map_err(|_| {
-                ApiError::too_large(format!("the request body is larger than {} bytes", negotiate::MAX_BODY_BYTES))
-            })?;
+            let bytes = read_body(body).await?;
             handlers::serve(&state.rest, &parts.method, path, query, &parts.headers, bytes).await
         }
     }
+}
+
+fn is_token_request(path: &request::ResourcePath) -> bool {
+    path.subresource.as_deref() == Some("token")
+        && path.resource.has_subresource(crate::core::registry::Subresource::Token)
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, negotiate::MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::too_large(format!("the request body is larger than {} bytes", negotiate::MAX_BODY_BYTES))
+    })
 }
 
 fn aggregated_response(doc: serde_json::Value, version: &str) -> Response {

@@ -115,6 +115,7 @@ impl ScaleKind {
             short_names: &[],
             categories: &[],
             subresources: &[],
+            verbs: crate::core::registry::ALL_VERBS,
         };
         &SCALE
     }

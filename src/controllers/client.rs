@@ -9,17 +9,25 @@ use crate::apiserver::auth::User;
 
 /// The identity of the built-in control loops (upstream's kube-controller-manager user).
 pub fn controller_manager() -> User {
-    User { name: "system:kube-controller-manager".into(), groups: vec!["system:authenticated".into()] }
+    User {
+        name: "system:kube-controller-manager".into(),
+        groups: vec!["system:authenticated".into()],
+        ..User::default()
+    }
 }
 
 /// The identity of the built-in scheduler (upstream's kube-scheduler user).
 pub fn scheduler() -> User {
-    User { name: "system:kube-scheduler".into(), groups: vec!["system:authenticated".into()] }
+    User { name: "system:kube-scheduler".into(), groups: vec!["system:authenticated".into()], ..User::default() }
 }
 
 /// The identity of the server's own housekeeping outside the control loops (node joins).
 pub fn supervisor() -> User {
-    User { name: "system:tug-supervisor".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+    User {
+        name: "system:tug-supervisor".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+        ..User::default()
+    }
 }
 
 /// A client whose requests `app` serves directly, as `user`.

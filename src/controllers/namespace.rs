@@ -70,7 +70,7 @@ async fn reconcile(namespace: Arc<Namespace>, client: Arc<Client>) -> Result<Act
 /// Deletes everything in the namespace and reports what is left.
 async fn empty(client: &Client, namespace: &str) -> kube::Result<Remaining> {
     let mut remaining = Remaining::default();
-    for res in registry::RESOURCES.iter().filter(|r| r.namespaced) {
+    for res in registry::RESOURCES.iter().filter(|r| r.namespaced && r.is_stored()) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource(res));
         let left = api.list_metadata(&ListParams::default()).await?;
         if left.items.is_empty() {

@@ -3,6 +3,8 @@
 
 /// The standard verbs of a fully served resource.
 pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// The verbs of a review: created and answered, never stored.
+pub const CREATE_ONLY: &[&str] = &["create"];
 
 /// A subresource a resource offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub enum Subresource {
     Exec,
     Attach,
     PortForward,
+    /// `/token`: service accounts only, create issues a token (a TokenRequest).
+    Token,
 }
 
 impl Subresource {
@@ -38,6 +42,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::Token => "token",
         }
     }
 
@@ -45,7 +50,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
@@ -64,6 +69,8 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    /// What clients may do: [`ALL_VERBS`] for stored resources, [`CREATE_ONLY`] for reviews.
+    pub verbs: &'static [&'static str],
 }
 
 impl ResourceInfo {
@@ -90,6 +97,11 @@ impl ResourceInfo {
         self.kind.to_ascii_lowercase()
     }
 
+    /// Whether objects of the resource are kept in the store (reviews are only answered).
+    pub fn is_stored(&self) -> bool {
+        self.verbs.contains(&"list")
+    }
+
     /// Whether the resource offers `sub`.
     pub fn has_subresource(&self, sub: Subresource) -> bool {
         self.subresources.contains(&sub)
@@ -101,13 +113,16 @@ impl ResourceInfo {
     }
 }
 
-use Subresource::{Attach, Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status};
+use Subresource::{Attach, Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status, Token};
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
 
 macro_rules! resource {
     ($group:expr, $version:expr, $kind:expr, $plural:expr, $namespaced:expr, $short:expr, $cats:expr, $subs:expr) => {
+        resource!($group, $version, $kind, $plural, $namespaced, $short, $cats, $subs, ALL_VERBS)
+    };
+    ($group:expr, $version:expr, $kind:expr, $plural:expr, $namespaced:expr, $short:expr, $cats:expr, $subs:expr, $verbs:expr) => {
         ResourceInfo {
             group: $group,
             version: $version,
@@ -117,6 +132,7 @@ macro_rules! resource {
             short_names: $short,
             categories: $cats,
             subresources: $subs,
+            verbs: $verbs,
         }
     };
 }
@@ -139,7 +155,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, &[]),
     resource!("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, &[]),
     resource!("", "v1", "Secret", "secrets", true, NONE, NONE, &[]),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], NONE, &[]),
+    resource!("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], NONE, &[Token]),
     resource!("", "v1", "Node", "nodes", false, &["no"], NONE, &[Status]),
     resource!("", "v1", "Event", "events", true, &["ev"], NONE, &[]),
     resource!("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], NONE, &[Status]),
@@ -187,6 +203,19 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"], NONE, &[]),
     resource!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", false, NONE, NONE, &[]),
     resource!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", false, NONE, NONE, &[Status]),
+    // authentication: reviews, answered and never stored
+    resource!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", false, NONE, NONE, &[], CREATE_ONLY),
+    resource!(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+        NONE,
+        NONE,
+        &[],
+        CREATE_ONLY
+    ),
     // scheduling, node, certificates
     resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], NONE, &[]),
     resource!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, NONE, NONE, &[]),

@@ -72,8 +72,10 @@ fn parse(line: &str) -> Option<Entry<'_>> {
 }
 
 /// Renders whole lines of CRI log text as `kubectl logs` prints them (partial lines joined), keeping
-/// what `options` selects. Text after the last newline is not a whole line yet and is left out.
-pub fn render(text: &str, options: &LogOptions) -> Vec<String> {
+/// what `options` selects. Text after the last newline is not a whole line yet and is left out; a
+/// line left in partial pieces is shown as it is (without a newline, as upstream) once the log has
+/// `ended` (the container wrote it and stopped), and otherwise waits for its end.
+pub fn render(text: &str, options: &LogOptions, ended: bool) -> Vec<String> {
     let mut lines = Vec::new();
     let mut pending = String::new();
     let mut pending_time: Option<&str> = None;
@@ -90,6 +92,10 @@ pub fn render(text: &str, options: &LogOptions) -> Vec<String> {
         }
         pending.clear();
         pending_time = None;
+    }
+    if ended && !pending.is_empty() {
+        let time = pending_time.unwrap_or_default();
+        lines.push(if options.timestamps { format!("{time} {pending}") } else { pending });
     }
     if let Some(tail) = options.tail_lines {
         let skip = lines.len().saturating_sub(tail);
@@ -148,12 +154,14 @@ where
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(error) => return Some((Err(error), State { done: true, ..state })),
             };
-            let consumed = complete_len(&fresh);
+            // The last read takes every whole line, a trailing partial one included.
+            let last = !state.options.follow;
+            let consumed = if last { fresh.rfind('\n').map_or(0, |i| i + 1) } else { complete_len(&fresh) };
             let mut options = state.options.clone();
             if !state.first {
                 options.tail_lines = None;
             }
-            let mut out: Vec<u8> = render(&fresh[..consumed], &options).concat().into_bytes();
+            let mut out: Vec<u8> = render(&fresh[..consumed], &options, last).concat().into_bytes();
             state.offset += consumed as u64;
             state.first = false;
             if let Some(limit) = state.options.limit_bytes {
@@ -195,15 +203,15 @@ mod tests {
 
     #[test]
     fn partial_lines_are_joined_and_an_unfinished_one_waits() {
-        assert_eq!(render(LOG, &LogOptions::default()), ["one\n", "two\n", "three\n"]);
+        assert_eq!(render(LOG, &LogOptions::default(), false), ["one\n", "two\n", "three\n"]);
     }
 
     #[test]
     fn tail_timestamps_and_since_select_as_kubectl_asks() {
         let tail = LogOptions { tail_lines: Some(1), timestamps: true, ..Default::default() };
-        assert_eq!(render(LOG, &tail), ["2026-01-01T00:00:03Z three\n"]);
+        assert_eq!(render(LOG, &tail, false), ["2026-01-01T00:00:03Z three\n"]);
         let since = LogOptions { since: Some("2026-01-01T00:00:02Z".parse().expect("time")), ..Default::default() };
-        assert_eq!(render(LOG, &since), ["two\n", "three\n"]);
+        assert_eq!(render(LOG, &since, false), ["two\n", "three\n"]);
     }
 
     #[test]
@@ -223,6 +231,7 @@ mod tests {
     fn a_read_stops_before_a_line_still_in_partial_pieces() {
         let text = "t stdout F done\nt stdout P half\nt stdout P way\n";
         assert_eq!(complete_len(text), "t stdout F done\n".len());
+        assert_eq!(render(text, &LogOptions::default(), true), ["done\n", "halfway"], "shown once the log ended");
     }
 
     #[tokio::test]

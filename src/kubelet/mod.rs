@@ -14,6 +14,7 @@ pub mod sources;
 pub mod static_pods;
 pub mod stats;
 mod streaming;
+pub mod tokens;
 pub mod volumes;
 
 use std::time::Duration;
@@ -100,16 +101,18 @@ pub async fn run(
         }
     }
     tracing::info!(node = reporter.name(), "node registered");
-    let memory_bytes = machine::Machine::read(&pods_root).memory_kib * 1024;
+    let machine = machine::Machine::read(&pods_root);
     let context = std::sync::Arc::new(pods::Context {
         client: nodes.clone().into_client(),
+        tokens: tokens::ServiceAccountTokens::new(nodes.clone().into_client()),
         cri: cri.clone(),
         node_name: reporter.name().to_string(),
         host_ip: host_ip.clone(),
         logs_root,
         pods_root,
         manifests_dir,
-        memory_bytes,
+        memory_bytes: machine.memory_kib * 1024,
+        allocatable: machine.allocatable(),
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });
     tokio::spawn(pods::run(context, stop.clone()));

@@ -44,7 +44,7 @@ pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
 }
 
-fn read(path: &Path) -> Result<Option<String>> {
+pub(super) fn read(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -52,7 +52,7 @@ fn read(path: &Path) -> Result<Option<String>> {
     }
 }
 
-fn write(path: &Path, contents: &str, mode: u32) -> Result<()> {
+pub(super) fn write(path: &Path, contents: &str, mode: u32) -> Result<()> {
     write_atomic(path, contents.as_bytes(), mode).map_err(|source| PkiError::Write { path: path.into(), source })
 }
 

@@ -1,14 +1,16 @@
 //! The cluster's certificates: a CA (10 years) made on first start, and the leaves signed by it (the API
 //! server's serving certificate, the admin client certificate, the API server's client certificate
-//! towards kubelets, each kubelet's serving certificate). Files live under `<data-dir>/server/tls`,
-//! keys mode 0600. On restart everything is reused, except a leaf that is within 120 days of expiry or
-//! lacks a SAN now configured, which is re-issued.
+//! towards kubelets, each kubelet's serving certificate), and the service account signing key. Files
+//! live under `<data-dir>/server/tls`, keys mode 0600. On restart everything is reused, except a leaf
+//! that is within 120 days of expiry or lacks a SAN now configured, which is re-issued.
 
 mod authority;
 mod kubeconfig;
+mod service_key;
 
 pub use authority::{still_good, Authority, Leaf, LeafSpec};
 pub use kubeconfig::write_kubeconfig;
+pub use service_key::service_account_key;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! The objects every cluster has, created (or corrected) at each start through the REST layer: the
-//! default, kube-system, kube-public and kube-node-lease namespaces, and the `kubernetes` Service with
-//! the Endpoints and EndpointSlice that point at this API server.
+//! default, kube-system, kube-public and kube-node-lease namespaces with their `default`
+//! ServiceAccounts (so pods can be created the moment the server is ready, before the service account
+//! controller runs), and the `kubernetes` Service with the Endpoints and EndpointSlice that point at
+//! this API server.
 
 use std::net::IpAddr;
 
@@ -28,6 +30,7 @@ async fn ensure(rest: &Rest, group: &str, plural: &str, ns: Option<&str>, obj: V
 pub async fn run(rest: &Rest, service_cidr: IpNet, advertise: IpAddr, port: u16) -> ApiResult<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure(rest, "", "namespaces", None, json!({"metadata": {"name": ns}}), false).await?;
+        ensure(rest, "", "serviceaccounts", Some(ns), json!({"metadata": {"name": "default"}}), false).await?;
     }
     let cluster_ip = service_cidr.hosts().next().map(|ip| ip.to_string()).unwrap_or_default();
     let service = json!({

@@ -285,9 +285,27 @@ const KUBECTL_TIMEOUT: &str = "120s";
 
 /// Runs `kubectl` (`bin`) with `args` against `server`, with `stdin` fed if given.
 pub fn kubectl(bin: &Path, server: &TugServer, args: &[&str], stdin: Option<&str>) -> Run {
+    kubectl_with_config(bin, &server.kubeconfig(), args, stdin)
+}
+
+/// Runs `kubectl` against `server` as the bearer of `token` alone (no client certificate), through a
+/// kubeconfig of its own as a user would write one.
+pub fn kubectl_with_token(bin: &Path, server: &TugServer, token: &str, args: &[&str]) -> Run {
+    let config = tempfile::NamedTempFile::new().expect("kubeconfig file");
+    let ca = server.data_dir().join("server/tls/server-ca.crt");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: tug, cluster: {{server: 'https://127.0.0.1:{}', certificate-authority: '{}'}}}}]\nusers: [{{name: bearer, user: {{token: '{token}'}}}}]\ncontexts: [{{name: bearer, context: {{cluster: tug, user: bearer}}}}]\ncurrent-context: bearer\n",
+        server.port,
+        ca.display()
+    );
+    std::fs::write(config.path(), text).expect("write kubeconfig");
+    kubectl_with_config(bin, config.path(), args, None)
+}
+
+fn kubectl_with_config(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = Command::new("timeout");
     cmd.arg(KUBECTL_TIMEOUT).arg(bin);
-    cmd.env("KUBECONFIG", server.kubeconfig()).env_remove("KUBECTL_EXTERNAL_DIFF").args(args);
+    cmd.env("KUBECONFIG", kubeconfig).env_remove("KUBECTL_EXTERNAL_DIFF").args(args);
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn kubectl");

@@ -96,7 +96,10 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
         return;
     }
     match (res.group, res.kind) {
-        ("", "Pod") => defaults_pod::pod_spec(obj, &["spec"]),
+        ("", "Pod") => {
+            defaults_pod::pod_spec(obj, &["spec"]);
+            defaults_pod::requests_from_limits(obj);
+        }
         ("", "PodTemplate") => defaults_pod::pod_spec(obj, &["template", "spec"]),
         ("", "ReplicationController") => {
             default_at(obj, &["spec", "replicas"], json!(1));

@@ -35,6 +35,24 @@ pub fn pod_spec(obj: &mut Value, path: &[&str]) {
     });
 }
 
+/// A pod's containers request what they limit unless they say otherwise (upstream defaults pods,
+/// not templates, this way; the QoS class and the scheduler see the requests).
+pub fn requests_from_limits(pod: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        each_in(pod, &["spec", list], |c| {
+            let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() else { return };
+            if let Some(resources) = c.get_mut("resources").and_then(Value::as_object_mut) {
+                let requests = resources.entry("requests").or_insert_with(|| json!({}));
+                if let Some(requests) = requests.as_object_mut() {
+                    for (name, amount) in limits {
+                        requests.entry(name).or_insert(amount);
+                    }
+                }
+            }
+        });
+    }
+}
+
 fn container(c: &mut Value) {
     default_at(c, &["terminationMessagePath"], json!("/dev/termination-log"));
     default_at(c, &["terminationMessagePolicy"], json!("File"));
@@ -155,6 +173,16 @@ mod tests {
         let mut tolerates_all = json!({"spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}});
         default_toleration_seconds(&mut tolerates_all);
         assert_eq!(tolerates_all["spec"]["tolerations"], json!([{"operator": "Exists"}]));
+    }
+
+    #[test]
+    fn containers_request_what_they_limit_unless_they_say_otherwise() {
+        let mut pod = json!({"spec": {"containers": [
+            {"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m"}}},
+            {"resources": {}}]}});
+        requests_from_limits(&mut pod);
+        assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "250m", "memory": "1Gi"}));
+        assert_eq!(pod["spec"]["containers"][1]["resources"], json!({}));
     }
 
     #[test]

@@ -152,8 +152,12 @@ fn build(group: &str, version: &str) -> Value {
             format!("{base}/{}", res.plural)
         };
         let (item, collection_ops) = resource_operations(res, &components, &write_params);
-        paths.insert(collection.clone(), collection_ops);
-        paths.insert(format!("{collection}/{{name}}"), item);
+        if res.is_stored() {
+            paths.insert(collection.clone(), collection_ops);
+            paths.insert(format!("{collection}/{{name}}"), item);
+        } else {
+            paths.insert(collection.clone(), json!({"post": collection_ops["post"]}));
+        }
     }
     json!({
         "openapi": "3.0.0",

@@ -6,8 +6,8 @@
 //! `kubectl explain` finds a resource's schema by. A `<Kind>List` schema is added for list responses.
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, certificates, coordination, core, discovery, events, networking, node, policy, rbac,
-    scheduling, storage,
+    apps, authentication, autoscaling, batch, certificates, coordination, core, discovery, events, networking, node,
+    policy, rbac, scheduling, storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::SchemaSettings;
@@ -69,6 +69,8 @@ pub static KINDS: &[Kind] = &[
     kind::<storage::v1::StorageClass>(),
     kind::<storage::v1::CSIDriver>(),
     kind::<storage::v1::VolumeAttachment>(),
+    kind::<authentication::v1::TokenReview>(),
+    kind::<authentication::v1::SelfSubjectReview>(),
     kind::<scheduling::v1::PriorityClass>(),
     kind::<node::v1::RuntimeClass>(),
     kind::<certificates::v1::CertificateSigningRequest>(),

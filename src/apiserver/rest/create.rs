@@ -39,6 +39,9 @@ impl Rest {
         stamp_new_metadata(res, &mut obj);
         if let Some(ns) = &ns {
             self.check_namespace(ns, true).await?;
+            if res.group.is_empty() && res.kind == "Pod" {
+                crate::apiserver::tokens::admission::admit_pod(self, ns, &name, &mut obj).await?;
+            }
         }
         self.admission.admit(res, &mut obj, None, ctx)?;
         ctx.track(res, None, &mut obj, None);

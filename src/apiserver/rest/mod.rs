@@ -11,6 +11,7 @@ mod namespaces;
 mod update;
 
 pub use allocate::ServiceNetwork;
+pub use create::random_suffix;
 pub use delete::{DeleteOptions, Deleted};
 pub use list::{ListOut, ListQuery};
 pub use update::{UpdateKind, UpdateOptions};
@@ -82,6 +83,20 @@ impl Rest {
         match record {
             Some(record) => object::decode(&record),
             None => Err(ApiError::not_found(res, name)),
+        }
+    }
+
+    /// The core group's resource `plural`.
+    pub fn core_resource(plural: &str) -> ApiResult<&'static ResourceInfo> {
+        registry::find("", "v1", plural).ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))
+    }
+
+    /// Reads one object of the core group's `plural`; None when it does not exist.
+    pub async fn find_core(&self, plural: &str, ns: Option<&str>, name: &str) -> ApiResult<Option<Value>> {
+        match self.get(Rest::core_resource(plural)?, ns, name).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.code == 404 => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

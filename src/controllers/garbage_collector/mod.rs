@@ -68,7 +68,7 @@ struct Collector {
 }
 
 fn watched_resources() -> impl Iterator<Item = &'static ResourceInfo> {
-    registry::RESOURCES.iter().filter(|r| r.kind != "Event")
+    registry::RESOURCES.iter().filter(|r| r.kind != "Event" && r.is_stored())
 }
 
 fn api(client: &Client, res: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {

@@ -1,17 +1,20 @@
-//! The values a container's environment takes from the API: `env[].valueFrom` configMapKeyRef and
-//! secretKeyRef, and `envFrom` ConfigMaps and Secrets (with their prefix). A missing source that is not
-//! optional stops the container from being created, with upstream's CreateContainerConfigError message.
+//! The values a container's environment takes from the API: the Services' variables,
+//! `env[].valueFrom` configMapKeyRef and secretKeyRef, and `envFrom` ConfigMaps and Secrets (with
+//! their prefix). A missing source that is not optional stops the container from being created, with
+//! upstream's CreateContainerConfigError message.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Container;
-use kube::Client;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::{Client, ResourceExt};
 
 use crate::kubelet::sources;
 
 /// What the API supplies to one container's environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolved {
+    /// The Services' variables (`KUBERNETES_SERVICE_HOST`…), overridden by anything the pod sets.
+    pub services: Vec<(String, String)>,
     /// `env[].valueFrom` values, by variable name.
     pub refs: BTreeMap<String, String>,
     /// `envFrom` variables, in order (later sources win).
@@ -31,9 +34,10 @@ async fn secret(client: &Client, namespace: &str, name: &str) -> Result<Option<B
     sources::secret(client, namespace, name).await.map(as_text)
 }
 
-/// Reads what `container`'s environment refers to in `namespace`.
-pub async fn resolve(client: &Client, namespace: &str, container: &Container) -> Result<Resolved, String> {
-    let mut resolved = Resolved::default();
+/// Reads what the environment of `pod`'s `container` refers to.
+pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Result<Resolved, String> {
+    let namespace = &pod.namespace().unwrap_or_default();
+    let mut resolved = Resolved { services: super::service_env::variables(client, pod).await?, ..Resolved::default() };
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
         let (data, kind, name, optional) = if let Some(r) = &source.config_map_ref {

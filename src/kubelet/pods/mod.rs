@@ -9,6 +9,8 @@
 pub mod env;
 mod hooks;
 pub mod probes;
+pub mod resource_field;
+mod service_env;
 pub mod spec;
 pub mod status;
 pub mod sync;
@@ -39,6 +41,8 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// What every pod worker shares.
 pub struct Context {
     pub client: Client,
+    /// The service account tokens of projected volumes.
+    pub tokens: crate::kubelet::tokens::ServiceAccountTokens,
     pub cri: Cri,
     pub node_name: String,
     pub host_ip: String,
@@ -50,6 +54,8 @@ pub struct Context {
     pub manifests_dir: PathBuf,
     /// The machine's memory, read once (OOM scores are shares of it).
     pub memory_bytes: u64,
+    /// The node's allocatable resources as its status reports them (limits a container leaves unset).
+    pub allocatable: serde_json::Value,
     pub recorder: Arc<Recorder>,
 }
 

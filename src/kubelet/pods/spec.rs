@@ -167,13 +167,16 @@ pub struct Placement {
     pub node_name: String,
     pub host_ip: String,
     pub pod_ip: String,
+    /// The node's allocatable resources (the limits a container leaves unset).
+    pub allocatable: serde_json::Value,
 }
 
-/// The container's environment: first `envFrom` (as resolved), then `env`: `value`s (with `$(VAR)` of
-/// earlier entries expanded), `fieldRef`s, and ConfigMap and Secret keys (as resolved).
+/// The container's environment: first the Services' variables, then `envFrom` (as resolved), then
+/// `env`: `value`s (with `$(VAR)` of earlier entries expanded), `fieldRef`s, and ConfigMap and Secret
+/// keys (as resolved); a later entry replaces an earlier one of the same name.
 pub fn environment(pod: &Pod, container: &Container, at: &Placement, resolved: &Resolved) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
-    for (name, value) in &resolved.sources {
+    for (name, value) in resolved.services.iter().chain(&resolved.sources) {
         env.retain(|(n, _)| n != name);
         env.push((name.clone(), value.clone()));
     }
@@ -181,9 +184,18 @@ pub fn environment(pod: &Pod, container: &Container, at: &Placement, resolved: &
         let EnvVar { name, value, value_from } = var;
         let value = match (value, value_from) {
             (Some(value), _) => Some(expand(value, &env)),
-            (None, Some(from)) => match &from.field_ref {
-                Some(field) => field_value(pod, &field.field_path, &at.node_name, &at.host_ip, &at.pod_ip),
-                None => resolved.refs.get(name).cloned(),
+            (None, Some(from)) => match (&from.field_ref, &from.resource_field_ref) {
+                (Some(field), _) => field_value(pod, &field.field_path, &at.node_name, &at.host_ip, &at.pod_ip),
+                (None, Some(selector)) => {
+                    match super::resource_field::value(pod, &container.name, selector, &at.allocatable) {
+                        Ok(value) => Some(value),
+                        Err(error) => {
+                            tracing::warn!(%error, variable = name, "resourceFieldRef left unset");
+                            None
+                        }
+                    }
+                }
+                (None, None) => resolved.refs.get(name).cloned(),
             },
             (None, None) => Some(String::new()),
         };
@@ -368,8 +380,14 @@ mod tests {
     #[test]
     fn the_environment_resolves_values_and_the_pods_own_fields() {
         let pod = pod();
-        let at = Placement { node_name: "n".into(), host_ip: "10.0.0.1".into(), pod_ip: "10.42.0.5".into() };
+        let at = Placement {
+            node_name: "n".into(),
+            host_ip: "10.0.0.1".into(),
+            pod_ip: "10.42.0.5".into(),
+            allocatable: serde_json::json!({"cpu": "2"}),
+        };
         let resolved = Resolved {
+            services: vec![("KUBERNETES_SERVICE_HOST".into(), "10.43.0.1".into()), ("EXTRA".into(), "service".into())],
             refs: BTreeMap::from([("FROM_MAP".to_string(), "mapped".to_string())]),
             sources: vec![("WHO".to_string(), "overridden by env".to_string()), ("EXTRA".to_string(), "x".to_string())],
         };
@@ -379,7 +397,8 @@ mod tests {
         assert_eq!(get("POD"), Some("web-1"));
         assert_eq!(get("APP"), Some("web"));
         assert_eq!(get("IP"), Some("10.42.0.5"));
-        assert_eq!(get("EXTRA"), Some("x"), "envFrom comes first");
+        assert_eq!(get("EXTRA"), Some("x"), "envFrom comes after the services' variables, before env");
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.43.0.1"));
         assert_eq!(get("FROM_MAP"), Some("mapped"));
     }
 

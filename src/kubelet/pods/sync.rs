@@ -104,7 +104,14 @@ pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriRes
     // Set up once, then looked at again only when a refresh is due (not every second).
     let set_up = match (&retries.volumes, refresh) {
         (Some(volumes), false) => Ok(volumes.clone()),
-        _ => volumes::set_up(&context.client, &context.pods_root, pod, refresh).await,
+        _ => {
+            let sources = volumes::Sources {
+                client: &context.client,
+                tokens: &context.tokens,
+                allocatable: &context.allocatable,
+            };
+            volumes::set_up(&sources, &context.pods_root, pod, refresh).await
+        }
     };
     let volumes = match set_up {
         Ok(volumes) => {
@@ -168,6 +175,7 @@ pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriRes
         node_name: context.node_name.clone(),
         host_ip: context.host_ip.clone(),
         pod_ip: pod_ip.clone().unwrap_or_default(),
+        allocatable: context.allocatable.clone(),
     };
     let mut attempts = containers(&mut cri, &uid).await?;
     let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
@@ -335,7 +343,7 @@ impl Launch<'_> {
             }
             context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
         }
-        let resolved = match env::resolve(&context.client, &pod.namespace().unwrap_or_default(), container).await {
+        let resolved = match env::resolve(&context.client, pod, container).await {
             Ok(resolved) => resolved,
             Err(message) => {
                 context.event(pod, EventType::Warning, "Failed", format!("Error: {message}"));

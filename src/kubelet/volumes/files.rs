@@ -1,22 +1,24 @@
 //! The files of the volumes made from API objects and the pod itself: configMap and secret (every key,
-//! or the items asked for, with their modes), downwardAPI (the pod's metadata fields), and projected
-//! (several of these in one directory).
+//! or the items asked for, with their modes), downwardAPI (the pod's metadata fields and its
+//! containers' resources), and projected
+//! (several of these and service account tokens in one directory).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 
 use super::atomic::{File, Payload};
+use super::Sources;
 use crate::kubelet::sources;
 
 /// Upstream's default file mode of these volumes (0644).
 const DEFAULT_MODE: i32 = 0o644;
 
 /// The files `volume` shows.
-pub async fn payload(client: &Client, pod: &Pod, volume: &Volume) -> Result<Payload, String> {
-    let namespace = pod.namespace().unwrap_or_default();
+pub async fn payload(sources: &Sources<'_>, pod: &Pod, volume: &Volume) -> Result<Payload, String> {
+    let (client, namespace) = (sources.client, pod.namespace().unwrap_or_default());
     if let Some(source) = &volume.config_map {
         let data = sources::config_map(client, &namespace, &source.name).await?;
         let found = Found { data, kind: "configmap", name: &source.name, optional: source.optional.unwrap_or(false) };
@@ -29,7 +31,12 @@ pub async fn payload(client: &Client, pod: &Pod, volume: &Volume) -> Result<Payl
         return found.files(source.items.as_deref(), mode(source.default_mode));
     }
     if let Some(source) = &volume.downward_api {
-        return downward(pod, source.items.as_deref().unwrap_or_default(), mode(source.default_mode));
+        return downward(
+            pod,
+            source.items.as_deref().unwrap_or_default(),
+            mode(source.default_mode),
+            sources.allocatable,
+        );
     }
     let Some(projected) = &volume.projected else { return Ok(Payload::new()) };
     let default_mode = mode(projected.default_mode);
@@ -44,9 +51,10 @@ pub async fn payload(client: &Client, pod: &Pod, volume: &Volume) -> Result<Payl
             let found = Found { data, kind: "secret", name: &s.name, optional: s.optional.unwrap_or(false) };
             found.files(s.items.as_deref(), default_mode)?
         } else if let Some(d) = &source.downward_api {
-            downward(pod, d.items.as_deref().unwrap_or_default(), default_mode)?
-        } else if source.service_account_token.is_some() {
-            return Err("service account tokens are not issued by tug yet".into());
+            downward(pod, d.items.as_deref().unwrap_or_default(), default_mode, sources.allocatable)?
+        } else if let Some(t) = &source.service_account_token {
+            let token = sources.tokens.token(pod, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600)).await?;
+            Payload::from([(PathBuf::from(&t.path), File { bytes: token.into_bytes(), mode: default_mode })])
         } else {
             return Err("this projected volume source is not supported by tug".into());
         };
@@ -98,7 +106,12 @@ impl Found<'_> {
 }
 
 /// The downward API's files: each item's field of the pod.
-fn downward(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: u32) -> Result<Payload, String> {
+fn downward(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: u32,
+    allocatable: &serde_json::Value,
+) -> Result<Payload, String> {
     let mut files = Payload::new();
     for item in items {
         let value = match (&item.field_ref, &item.resource_field_ref) {
@@ -108,7 +121,7 @@ fn downward(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: u32) -> Re
                 path => crate::kubelet::pods::spec::field_value(pod, path, "", "", "")
                     .ok_or_else(|| format!("unsupported fieldPath {path:?}"))?,
             },
-            (None, Some(_)) => return Err("resourceFieldRef in volumes is not supported by tug yet".into()),
+            (None, Some(selector)) => crate::kubelet::pods::resource_field::value(pod, "", selector, allocatable)?,
             (None, None) => continue,
         };
         let mode = item.mode.map_or(default_mode, |m| mode(Some(m)));

@@ -18,7 +18,17 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::{Api, Client, ResourceExt};
 
+use crate::kubelet::tokens::ServiceAccountTokens;
+
 pub use atomic::is_safe;
+
+/// What volumes are made of besides the pod itself: API objects, service account tokens, and the
+/// node's allocatable resources (for `resourceFieldRef`).
+pub struct Sources<'a> {
+    pub client: &'a Client,
+    pub tokens: &'a ServiceAccountTokens,
+    pub allocatable: &'a serde_json::Value,
+}
 
 /// One volume as set up on the node.
 #[derive(Debug, Clone)]
@@ -43,20 +53,20 @@ pub fn pod_dir(pods_root: &Path, uid: &str) -> PathBuf {
 
 /// Prepares every volume of `pod`; `refresh` rereads the API for the volumes made of its objects (they
 /// are written anyway when they are not there yet). The error is upstream's FailedMount message.
-pub async fn set_up(client: &Client, pods_root: &Path, pod: &Pod, refresh: bool) -> Result<PodVolumes, String> {
+pub async fn set_up(sources: &Sources<'_>, pods_root: &Path, pod: &Pod, refresh: bool) -> Result<PodVolumes, String> {
     let uid = pod.uid().unwrap_or_default();
     let base = pod_dir(pods_root, &uid).join("volumes");
     let mut prepared = PodVolumes::default();
     for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let failed = |e: String| format!("MountVolume.SetUp failed for volume {:?} : {e}", volume.name);
-        let at = set_up_one(client, &base, pod, volume, refresh).await.map_err(failed)?;
+        let at = set_up_one(sources, &base, pod, volume, refresh).await.map_err(failed)?;
         prepared.by_name.insert(volume.name.clone(), at);
     }
     Ok(prepared)
 }
 
 async fn set_up_one(
-    client: &Client,
+    sources: &Sources<'_>,
     base: &Path,
     pod: &Pod,
     volume: &Volume,
@@ -77,7 +87,7 @@ async fn set_up_one(
         return host_path(host).map(|path| user_written(path, false));
     }
     if let Some(claim) = &volume.persistent_volume_claim {
-        let path = claimed_path(client, &pod.namespace().unwrap_or_default(), &claim.claim_name).await?;
+        let path = claimed_path(sources.client, &pod.namespace().unwrap_or_default(), &claim.claim_name).await?;
         return Ok(user_written(path, claim.read_only.unwrap_or(false)));
     }
     let (plugin, in_memory) = match () {
@@ -93,7 +103,7 @@ async fn set_up_one(
         mount_tmpfs(&dir, "0755", None)?;
     }
     if refresh || !dir.join("..data").exists() {
-        let payload = files::payload(client, pod, volume).await?;
+        let payload = files::payload(sources, pod, volume).await?;
         if atomic::write(&dir, &payload).map_err(|e| e.to_string())? {
             tracing::debug!(pod = pod.name_any(), volume = volume.name, "volume files written");
         }
