@@ -233,6 +233,7 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
             data_dir: cfg.data_dir.clone(),
         },
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
+        registries: cfg.node.registries.clone(),
         log_rotation: cfg.node.log_rotation,
         kubelet_tls: crate::kubelet::server::KubeletTls {
             ca_pem,

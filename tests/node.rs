@@ -307,6 +307,31 @@ spec:
     let events =
         kubectl(bin, &server, &["get", "events", "--field-selector", "involvedObject.name=fragile"], None).ok().stdout;
     assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
+
+    // A gRPC readiness probe asks the standard health service: here the test's own, on the host's
+    // network, which a pod on the host's network reaches at its pod IP.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (health, port) = runtime.block_on(async {
+        let (health, service) = tonic_health::server::health_reporter();
+        health.set_service_status("tug.test", tonic_health::ServingStatus::NotServing).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming));
+        (health, port)
+    });
+    let checked = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: checked}}\nspec:\n  hostNetwork: true\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sleep, '3600']\n    readinessProbe: {{grpc: {{port: {port}, service: tug.test}}, periodSeconds: 1}}\n"
+    );
+    kubectl(bin, &server, &["apply", "-f", "-"], Some(&checked)).ok();
+    let checked_ready = || pod_field(&server, "checked", "{.status.containerStatuses[0].ready}");
+    eventually_within(wait, "NOT_SERVING is reported", || {
+        let events = kubectl(bin, &server, &["get", "events", "--field-selector", "involvedObject.name=checked"], None);
+        events.stdout.contains(r#"service unhealthy (responded with "NOT_SERVING")"#)
+    });
+    assert_eq!(checked_ready(), "false");
+    runtime.block_on(health.set_service_status("tug.test", tonic_health::ServingStatus::Serving));
+    eventually_within(wait, "SERVING makes the pod ready", || checked_ready() == "true");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! containerd as the agent's child process, as k3s runs it: a config generated under
 //! `<data-dir>/agent/containerd/` (its own root, state and socket; the CRI plugin with tug's pause image
-//! as sandbox and the agent's CNI directories), started in its own process group so a Ctrl-C of tug does
+//! as sandbox, the agent's CNI directories and its private registries), started in its own process group so a Ctrl-C of tug does
 //! not reach it, restarted with backoff when it dies, stopped with SIGTERM when the agent stops and
 //! killed by the kernel if tug dies first.
 //! Stopping containerd leaves the containers running: their shims outlive it.
@@ -10,6 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
+
+use super::registries::Registries;
 use tokio::sync::watch;
 
 /// The pod sandbox image, built by packaging/images/build.sh and imported from the images directory.
@@ -44,6 +46,11 @@ impl Layout {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
+    }
+
+    /// containerd's per-registry `hosts.toml` directories.
+    fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
     }
 
     fn config_file(&self) -> PathBuf {
@@ -170,12 +177,15 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Writes the config, starts containerd and waits until it answers on its socket.
-    pub async fn start(layout: Layout) -> Result<Supervisor, ContainerdError> {
+    pub async fn start(layout: Layout, registries: &Registries) -> Result<Supervisor, ContainerdError> {
         for dir in [&layout.dir, &layout.cni_conf_dir] {
             crate::fsutil::create_private_dir(dir, 0o700)
                 .map_err(|source| ContainerdError::Prepare { path: dir.clone(), source })?;
         }
-        let config = render_config(&layout, Host::detect());
+        let certs_dir = layout.certs_dir();
+        super::registries::write_hosts(registries, &certs_dir)
+            .map_err(|source| ContainerdError::Prepare { path: certs_dir.clone(), source })?;
+        let config = render_config(&layout, Host::detect()) + &super::registries::cri_section(registries, &certs_dir);
         std::fs::write(layout.config_file(), config)
             .map_err(|source| ContainerdError::Prepare { path: layout.config_file(), source })?;
         let child = spawn(&layout)?;

@@ -9,6 +9,7 @@ pub mod cni;
 pub mod containerd;
 pub mod credentials;
 pub mod images;
+pub mod registries;
 mod run;
 
 pub use run::run;
@@ -30,6 +31,8 @@ pub struct AgentConfig {
     pub node: Identity,
     /// An existing CRI runtime's socket, instead of starting containerd.
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// Private registries for the containerd the agent starts.
+    pub registries: registries::Registries,
     /// What the kubelet's API serves with and trusts.
     pub kubelet_tls: crate::kubelet::server::KubeletTls,
     pub log_rotation: crate::kubelet::log_rotation::Policy,
@@ -63,7 +66,7 @@ impl Agent {
                     layout.cni_conf_dir.clone(),
                     agent_dir.join("cni"),
                 ));
-                (Some(Supervisor::start(layout).await?), socket, Some(network))
+                (Some(Supervisor::start(layout, &cfg.registries).await?), socket, Some(network))
             }
         };
         // One connection for containerd's own API (the import) and the CRI.

@@ -28,6 +28,7 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         node: Identity { name, address, labels: cfg.node.labels.clone(), data_dir: cfg.data_dir.clone() },
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
+        registries: cfg.node.registries.clone(),
         log_rotation: cfg.node.log_rotation,
         kubelet_tls: KubeletTls {
             ca_pem: credentials.ca_pem,

@@ -28,6 +28,10 @@ pub struct NodeArgs {
     #[arg(long, env = "TUG_CONTAINER_LOG_MAX_FILES", default_value_t = 5, help_heading = "Agent/Runtime")]
     pub container_log_max_files: usize,
 
+    /// Private registry configuration file: mirrors, credentials, TLS (default /etc/tug/registries.yaml, if it exists)
+    #[arg(long, env = "TUG_PRIVATE_REGISTRY", help_heading = "Agent/Runtime")]
+    pub private_registry: Option<PathBuf>,
+
     /// Use this CRI socket instead of starting containerd
     #[arg(long, env = "TUG_CONTAINER_RUNTIME_ENDPOINT", help_heading = "Agent/Runtime")]
     pub container_runtime_endpoint: Option<PathBuf>,

@@ -15,6 +15,8 @@ pub struct NodeConfig {
     pub ip: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// Mirrors, credentials and TLS of private registries, for the containerd the agent starts.
+    pub registries: crate::agent::registries::Registries,
     pub log_rotation: crate::kubelet::log_rotation::Policy,
 }
 
@@ -43,8 +45,16 @@ impl NodeConfig {
             ip: args.node_ip,
             labels: parse_labels("node-label", &args.node_labels)?,
             container_runtime_endpoint: args.container_runtime_endpoint,
+            registries: registries(args.private_registry.as_deref())?,
         })
     }
+}
+
+/// The registries file given, or the default one if it exists.
+fn registries(given: Option<&std::path::Path>) -> Result<crate::agent::registries::Registries, ConfigError> {
+    use crate::agent::registries::{load, DEFAULT_PATH};
+    let path = given.unwrap_or(std::path::Path::new(DEFAULT_PATH));
+    load(path, given.is_some()).map_err(|why| invalid("private-registry", path.display(), why))
 }
 
 /// `key=value` labels, each key and value checked as the API checks them.

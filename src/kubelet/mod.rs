@@ -9,6 +9,7 @@ pub mod logs;
 pub mod machine;
 pub mod node;
 pub mod pods;
+mod pull_secrets;
 pub mod server;
 pub mod sources;
 pub mod static_pods;

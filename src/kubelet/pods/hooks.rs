@@ -15,7 +15,12 @@ use crate::kubelet::cri::Cri;
 const POST_START_LIMIT: Duration = Duration::from_secs(120);
 
 fn handler(hook: &LifecycleHandler) -> Handler<'_> {
-    Handler { exec: hook.exec.as_ref(), http_get: hook.http_get.as_ref(), tcp_socket: hook.tcp_socket.as_ref() }
+    Handler {
+        exec: hook.exec.as_ref(),
+        http_get: hook.http_get.as_ref(),
+        tcp_socket: hook.tcp_socket.as_ref(),
+        grpc: None,
+    }
 }
 
 async fn run(

@@ -35,6 +35,11 @@ use crate::kubelet::cri::Cri;
 
 /// How often a pod is synced when nothing tells the worker to.
 const RESYNC: Duration = Duration::from_secs(1);
+/// `liveness probe` of `Liveness probe failed: …` (upstream's Killing message names the probe).
+fn probe_name(why: &str) -> String {
+    why.split(" probe failed").next().unwrap_or("its").to_ascii_lowercase() + " probe"
+}
+
 /// The grace period when the pod names none (the API's default).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -284,9 +289,11 @@ async fn probe(
         let verdict = probes.check(&mut cri, container, &current.id, &pod_ip, started_at).await;
         view.unready = !verdict.ready;
         view.unstarted = !verdict.started;
-        if let Some(why) = verdict.kill.filter(|_| killed.insert(current.id.clone())) {
+        for why in verdict.failed {
             context.event(pod, EventType::Warning, "Unhealthy", why);
-            let message = format!("Container {} failed its probe, will be restarted", container.name);
+        }
+        if let Some(why) = verdict.kill.filter(|_| killed.insert(current.id.clone())) {
+            let message = format!("Container {} failed {}, will be restarted", container.name, probe_name(&why));
             context.event(pod, EventType::Normal, "Killing", message);
             let request = k8s_cri::v1::StopContainerRequest { container_id: current.id.clone(), timeout: grace as i64 };
             tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! Container probes as upstream's kubelet runs them: startup, liveness and readiness, each exec (through
 //! the CRI's ExecSync), httpGet (2xx/3xx within the timeout, HTTP or HTTPS without certificate checks,
-//! with its headers) or tcpSocket (a connection), on their
+//! with its headers), tcpSocket (a connection) or grpc (the standard health service answering SERVING
+//! over plaintext HTTP/2), on their
 //! timing (initialDelaySeconds, periodSeconds, timeoutSeconds) and thresholds (successThreshold,
 //! failureThreshold). Until a startup probe succeeds the others wait; a container failing its liveness
 //! (or startup) probe is killed and restarted by its restart policy; readiness decides whether it counts
@@ -10,10 +11,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::ExecSyncRequest;
-use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{Container, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::kubelet::cri::Cri;
+
+/// What probes say they are (upstream's `kube-probe/<major>.<minor>`).
+const PROBE_USER_AGENT: &str = "kube-probe/1.33";
 
 /// The three kinds, in the order they gate each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +57,8 @@ pub struct Verdict {
     /// Must be killed: its liveness or startup probe failed `failureThreshold` times in a row; the
     /// message says which and why.
     pub kill: Option<String>,
+    /// What each probe that failed this time said (`Readiness probe failed: …`), for Unhealthy events.
+    pub failed: Vec<String>,
 }
 
 /// The probes' state for every container of one pod.
@@ -86,17 +92,24 @@ fn port_of(container: &Container, port: &IntOrString) -> Option<u16> {
     }
 }
 
-/// What a probe or a lifecycle hook does: run a command, GET a URL or open a TCP connection.
+/// What a probe or a lifecycle hook does: run a command, GET a URL, open a TCP connection or (probes
+/// only) ask a gRPC health service.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Handler<'a> {
     pub exec: Option<&'a ExecAction>,
     pub http_get: Option<&'a HTTPGetAction>,
     pub tcp_socket: Option<&'a TCPSocketAction>,
+    pub grpc: Option<&'a GRPCAction>,
 }
 
 impl<'a> From<&'a Probe> for Handler<'a> {
     fn from(probe: &'a Probe) -> Handler<'a> {
-        Handler { exec: probe.exec.as_ref(), http_get: probe.http_get.as_ref(), tcp_socket: probe.tcp_socket.as_ref() }
+        Handler {
+            exec: probe.exec.as_ref(),
+            http_get: probe.http_get.as_ref(),
+            tcp_socket: probe.tcp_socket.as_ref(),
+            grpc: probe.grpc.as_ref(),
+        }
     }
 }
 
@@ -147,7 +160,43 @@ pub(super) async fn run_handler(
             Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
         };
     }
-    Err("no handler tug supports (exec, httpGet, tcpSocket)".into())
+    if let Some(grpc) = handler.grpc {
+        let port = u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
+        return grpc_check(pod_ip, port, grpc.service.as_deref().unwrap_or(""), timeout).await;
+    }
+    Err("no handler tug supports (exec, httpGet, tcpSocket, grpc)".into())
+}
+
+/// grpc.health.v1.Health/Check of `service` at `host:port`, as upstream's gRPC prober asks it.
+async fn grpc_check(host: &str, port: u16, service: &str, timeout: Duration) -> Result<(), String> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let target = match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    };
+    let within = humantime::format_duration(timeout);
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        .and_then(|e| e.user_agent(PROBE_USER_AGENT))
+        .map_err(|e| format!("invalid gRPC target {target:?}: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint.connect().await.map_err(|e| {
+        format!(
+            "timeout: failed to connect service {target:?} within {within}: {}",
+            std::error::Error::source(&e).map_or(e.to_string(), ToString::to_string)
+        )
+    })?;
+    let request = HealthCheckRequest { service: service.to_string() };
+    let answer = HealthClient::new(channel).check(request).await.map_err(|status| match status.code() {
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            format!("timeout: health rpc did not complete within {within}")
+        }
+        _ => format!("error: health rpc probe failed: {}", status.message()),
+    })?;
+    match answer.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("service unhealthy (responded with {:?})", other.as_str_name())),
+    }
 }
 
 async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tls: bool) -> Result<(), String> {
@@ -155,7 +204,7 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
     let failed = |e: String| format!("Get \"{url}\": {e}");
     let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| failed(e.to_string()))?;
     let mut headers = headers.to_vec();
-    headers.insert(0, ("User-Agent".to_string(), "kube-probe/1.33".to_string()));
+    headers.insert(0, ("User-Agent".to_string(), PROBE_USER_AGENT.to_string()));
     let authority = format!("{host}:{port}");
     let response = if tls {
         // Probes check that the container answers, not who it is (as upstream, which skips verification).
@@ -189,7 +238,7 @@ impl Probes {
         let prefix = format!("{}/", container.name);
         let current = format!("{prefix}{id}");
         self.tallies.retain(|(known, _), _| !known.starts_with(&prefix) || *known == current);
-        let mut verdict = Verdict { ready: true, started: true, kill: None };
+        let mut verdict = Verdict { ready: true, started: true, kill: None, failed: Vec::new() };
         for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
             let Some(probe) = probe_of(container, kind) else { continue };
             if kind != Kind::Startup && !verdict.started {
@@ -220,12 +269,14 @@ impl Probes {
                     Err(why) => {
                         tally.failures += 1;
                         tally.successes = 0;
+                        let message = format!("{} probe failed: {why}", kind.name());
                         if tally.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
                             tally.passing = Some(false);
                             if kind != Kind::Readiness {
-                                verdict.kill = Some(format!("{} probe failed: {why}", kind.name()));
+                                verdict.kill = Some(message.clone());
                             }
                         }
+                        verdict.failed.push(message);
                     }
                 }
             }

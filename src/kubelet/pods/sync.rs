@@ -312,6 +312,31 @@ impl Launch<'_> {
 
     /// Ensures the image and the environment's sources, creates attempt `attempt` of the container
     /// and starts it; the waiting reason when that could not be done.
+    /// Pulls `image` with each of the pod's pull secrets that apply to it in turn until one works, or
+    /// anonymously when none does apply; the last failure otherwise.
+    async fn pull(
+        &self,
+        cri: &mut crate::kubelet::cri::Cri,
+        spec: ImageSpec,
+        image: &str,
+    ) -> Result<(), tonic::Status> {
+        let credentials = crate::kubelet::pull_secrets::credentials(&self.context.client, self.pod, image).await;
+        let attempts: Vec<_> = match credentials.is_empty() {
+            true => vec![None],
+            false => credentials.into_iter().map(Some).collect(),
+        };
+        let mut outcome = Ok(());
+        for auth in attempts {
+            let sandbox_config = Some(self.sandbox_config.clone());
+            let pull = PullImageRequest { image: Some(spec.clone()), auth, sandbox_config };
+            outcome = cri.images.pull_image(pull).await.map(|_| ());
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        outcome
+    }
+
     async fn create_and_start(&self, container: &Container, attempt: u32) -> Option<(String, String)> {
         let (context, pod) = (self.context, self.pod);
         let mut cri = context.cri.clone();
@@ -327,9 +352,7 @@ impl Launch<'_> {
             if waiting.is_some_and(|next| std::time::Instant::now() < next) {
                 return Some(("ImagePullBackOff".into(), format!("Back-off pulling image {image:?}")));
             }
-            let pull =
-                PullImageRequest { image: Some(spec), auth: None, sandbox_config: Some(self.sandbox_config.clone()) };
-            if let Err(status) = cri.images.pull_image(pull).await {
+            if let Err(status) = self.pull(&mut cri, spec, &image).await {
                 let message = format!("Failed to pull image {image:?}: {}", status.message());
                 context.event(pod, EventType::Warning, "Failed", message.clone());
                 if let Ok(mut pulls) = self.pulls.lock() {
