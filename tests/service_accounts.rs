@@ -140,6 +140,13 @@ fn a_bound_token_ends_with_its_pod_secret_or_account() {
         None,
     );
     assert!(wrong_uid.code != 0 && wrong_uid.stderr.contains("does not match"), "{}", wrong_uid.stderr);
+    let other_account =
+        run(&["create", "token", "default", "--bound-object-kind=Pod", "--bound-object-name=build"], None);
+    assert!(
+        other_account.stderr.contains("pod running with different serviceaccount name"),
+        "{}",
+        other_account.stderr
+    );
     let of_secret = token(&["--bound-object-kind=Secret", "--bound-object-name=ticket"]);
     let of_account = token(&[]);
     for t in [&of_pod, &of_secret, &of_account] {

@@ -76,13 +76,15 @@ fn matching(entries: Vec<(String, Value)>, image: &str) -> Vec<AuthConfig> {
     let (host, path) = registry_and_path(image);
     let mut scored: Vec<(usize, AuthConfig)> = entries
         .into_iter()
-        .filter_map(|(key, entry)| Some((specificity(&key, &host, &path)?, auth_config(&host, &entry))))
+        .filter_map(|(key, entry)| Some((specificity(&key, &host, &path)?, auth_config(&entry))))
         .collect();
     scored.sort_by_key(|(specific, _)| std::cmp::Reverse(*specific));
     scored.into_iter().map(|(_, auth)| auth).collect()
 }
 
-fn auth_config(host: &str, entry: &Value) -> AuthConfig {
+/// The CRI form of a docker config entry. `server_address` stays empty: containerd would compare it
+/// as a URL with the host it contacts (docker.io's is registry-1.docker.io) and drop the credentials.
+fn auth_config(entry: &Value) -> AuthConfig {
     let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (mut username, mut password) = (text("username"), text("password"));
     // `auth` is base64 of `user:password`, and wins when the fields are empty.
@@ -95,7 +97,6 @@ fn auth_config(host: &str, entry: &Value) -> AuthConfig {
     AuthConfig {
         username,
         password,
-        server_address: host.to_string(),
         identity_token: text("identitytoken"),
         registry_token: text("registrytoken"),
         ..Default::default()
@@ -131,7 +132,7 @@ mod tests {
         assert_eq!(users("docker.io/library/busybox:1.36"), ["hub"]);
         assert!(users("quay.io/app").is_empty());
         let team = &matching(found, "registry.example:5000/team/app")[0];
-        assert_eq!((team.password.as_str(), team.server_address.as_str()), ("t", "registry.example:5000"));
+        assert_eq!(team.password, "t");
     }
 
     #[test]

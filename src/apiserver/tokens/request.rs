@@ -157,6 +157,12 @@ async fn bind(
     }
     match plural {
         "pods" => {
+            let runs_as = found.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("default");
+            if runs_as != name {
+                return Err(ApiError::bad_request(format!(
+                    "cannot bind token for serviceaccount {name:?} to pod running with different serviceaccount name."
+                )));
+            }
             let node = found.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
             if let Some(node) = node {
                 let node_obj = rest.find_core("nodes", None, node).await?;
