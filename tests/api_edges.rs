@@ -7,11 +7,12 @@ use common::{kubectl, kubectls, TugServer};
 
 /// A copy of the admin kubeconfig whose user presents a bearer token tug does not know instead of the
 /// client certificate (with no credentials at all kubectl would prompt for a password).
-fn anonymous_kubeconfig(server: &TugServer) -> std::path::PathBuf {
+/// The server's kubeconfig with its user's credentials replaced by `user` (YAML).
+fn kubeconfig_as(server: &TugServer, name: &str, user: serde_json::Value) -> std::path::PathBuf {
     let text = std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig");
     let mut doc: serde_json::Value = serde_yaml::from_str(&text).expect("yaml");
-    doc["users"][0]["user"] = serde_json::json!({"token": "not-a-valid-token"});
-    let path = server.data_dir().join("anonymous.yaml");
+    doc["users"][0]["user"] = user;
+    let path = server.data_dir().join(format!("{name}.yaml"));
     std::fs::write(&path, serde_yaml::to_string(&doc).expect("yaml")).expect("write");
     path
 }
@@ -20,16 +21,22 @@ fn anonymous_kubeconfig(server: &TugServer) -> std::path::PathBuf {
 fn requests_without_a_client_certificate_are_unauthorized_except_health() {
     let server = TugServer::start();
     let bin = &kubectls()[0];
-    let anonymous = anonymous_kubeconfig(&server);
-    let run = |args: &[&str]| {
-        std::process::Command::new(bin).env("KUBECONFIG", &anonymous).args(args).output().expect("kubectl")
+    let run = |config: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(bin).env("KUBECONFIG", config).args(args).output().expect("kubectl")
     };
-    let denied = run(&["get", "ns"]);
+    // Basic credentials are no credentials to the API server (nor to upstream's since 1.19): anonymous. A
+    // user with none at all would make kubectl prompt for a password.
+    let anonymous = kubeconfig_as(&server, "anonymous", serde_json::json!({"username": "nobody", "password": "x"}));
+    let denied = run(&anonymous, &["get", "ns"]);
     assert!(!denied.status.success());
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(stderr.contains("must be logged in") || stderr.contains("Unauthorized"), "{stderr}");
-    let health = run(&["get", "--raw", "/readyz"]);
+    let health = run(&anonymous, &["get", "--raw", "/readyz"]);
     assert_eq!(String::from_utf8_lossy(&health.stdout), "ok");
+    // Credentials that do not authenticate are refused everywhere, health included (as upstream).
+    let forged = kubeconfig_as(&server, "forged", serde_json::json!({"token": "not-a-valid-token"}));
+    let refused = run(&forged, &["get", "--raw", "/readyz"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Unauthorized"));
 }
 
 #[test]

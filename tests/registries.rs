@@ -1,7 +1,8 @@
 //! Image pulls from a real registry (Debian's docker-registry, with htpasswd authentication, on a
 //! loopback port): a pod without credentials is refused (ErrImagePull, then ImagePullBackOff), one with
 //! an `imagePullSecrets` docker-registry Secret runs, and one whose image names a registry that
-//! registries.yaml mirrors to it, with the credentials in that file, runs too.
+//! registries.yaml mirrors to it, with the credentials in that file, runs too. Pull policies: Never
+//! never pulls (ErrImageNeverPull), Always pulls even an image that is present.
 
 mod common;
 
@@ -123,6 +124,16 @@ fn pulls_use_pull_secrets_and_registries_yaml() {
     let mirrored = "mirror.tug.test/tug/busybox:1";
     run(&["apply", "-f", "-"], Some(&pod("mirrored", mirrored, None))).ok();
     eventually_within(Duration::from_secs(60), "the mirrored image's pod runs", || phase("mirrored") == "Running");
+    // Always pulls even what is present (tug.local is no registry); Never does not pull what is absent.
+    let always = pod("always", "tug.local/busybox:1", None).replace("command:", "imagePullPolicy: Always, command:");
+    run(&["apply", "-f", "-"], Some(&always)).ok();
+    let never = pod("never", &format!("localhost:{port}/tug/absent:1"), None)
+        .replace("command:", "imagePullPolicy: Never, command:");
+    run(&["apply", "-f", "-"], Some(&never)).ok();
+    eventually_within(Duration::from_secs(60), "Always pulls and fails, Never does not pull", || {
+        matches!(waiting("always").as_str(), "ErrImagePull" | "ImagePullBackOff")
+            && waiting("never") == "ErrImageNeverPull"
+    });
     let hosts = std::fs::read_to_string(server.data_dir().join("agent/containerd/certs.d/mirror.tug.test/hosts.toml"))
         .expect("hosts.toml");
     assert!(hosts.contains(&format!("[host.\"http://127.0.0.1:{port}\"]")), "{hosts}");

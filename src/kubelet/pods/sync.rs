@@ -337,9 +337,14 @@ impl Launch<'_> {
         outcome
     }
 
-    async fn create_and_start(&self, container: &Container, attempt: u32) -> Option<(String, String)> {
+    /// Makes the container's image present as its pull policy says (IfNotPresent, Always, Never); the
+    /// waiting reason and message when it cannot.
+    async fn ensure_image(
+        &self,
+        cri: &mut crate::kubelet::cri::Cri,
+        container: &Container,
+    ) -> Option<(String, String)> {
         let (context, pod) = (self.context, self.pod);
-        let mut cri = context.cri.clone();
         let image = container.image.clone().unwrap_or_default();
         let spec = ImageSpec { image: image.clone(), ..Default::default() };
         let present = cri
@@ -347,24 +352,42 @@ impl Launch<'_> {
             .image_status(ImageStatusRequest { image: Some(spec.clone()), verbose: false })
             .await
             .is_ok_and(|r| r.into_inner().image.is_some());
-        if !present {
-            let waiting = self.pulls.lock().ok().and_then(|p| p.get(&image).map(|(_, next)| *next));
-            if waiting.is_some_and(|next| std::time::Instant::now() < next) {
-                return Some(("ImagePullBackOff".into(), format!("Back-off pulling image {image:?}")));
-            }
-            if let Err(status) = self.pull(&mut cri, spec, &image).await {
-                let message = format!("Failed to pull image {image:?}: {}", status.message());
-                context.event(pod, EventType::Warning, "Failed", message.clone());
-                if let Ok(mut pulls) = self.pulls.lock() {
-                    let failures = pulls.get(&image).map_or(0, |(n, _)| *n) + 1;
-                    pulls.insert(image.clone(), (failures, std::time::Instant::now() + backoff(failures - 1)));
-                }
-                return Some(("ErrImagePull".into(), message));
-            }
+        let policy = container.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+        if policy == "Never" && !present {
+            let message = format!("Container image {image:?} is not present with pull policy of Never");
+            context.event(pod, EventType::Warning, "ErrImageNeverPull", message.clone());
+            return Some(("ErrImageNeverPull".into(), message));
+        }
+        if present && policy != "Always" {
+            let message = format!("Container image {image:?} already present on machine");
+            context.event(pod, EventType::Normal, "Pulled", message);
+            return None;
+        }
+        let waiting = self.pulls.lock().ok().and_then(|p| p.get(&image).map(|(_, next)| *next));
+        if waiting.is_some_and(|next| std::time::Instant::now() < next) {
+            return Some(("ImagePullBackOff".into(), format!("Back-off pulling image {image:?}")));
+        }
+        if let Err(status) = self.pull(cri, spec, &image).await {
+            let message = format!("Failed to pull image {image:?}: {}", status.message());
+            context.event(pod, EventType::Warning, "Failed", message.clone());
             if let Ok(mut pulls) = self.pulls.lock() {
-                pulls.remove(&image);
+                let failures = pulls.get(&image).map_or(0, |(n, _)| *n) + 1;
+                pulls.insert(image.clone(), (failures, std::time::Instant::now() + backoff(failures - 1)));
             }
-            context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
+            return Some(("ErrImagePull".into(), message));
+        }
+        if let Ok(mut pulls) = self.pulls.lock() {
+            pulls.remove(&image);
+        }
+        context.event(pod, EventType::Normal, "Pulled", format!("Successfully pulled image {image:?}"));
+        None
+    }
+
+    async fn create_and_start(&self, container: &Container, attempt: u32) -> Option<(String, String)> {
+        let (context, pod) = (self.context, self.pod);
+        let mut cri = context.cri.clone();
+        if let Some(waiting) = self.ensure_image(&mut cri, container).await {
+            return Some(waiting);
         }
         let resolved = match env::resolve(&context.client, pod, container).await {
             Ok(resolved) => resolved,
