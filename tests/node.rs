@@ -497,3 +497,55 @@ fn static_pods_run_from_their_manifests_with_mirror_pods_in_the_api() {
             && !node::ctr(server.data_dir(), &["containers", "ls", "-q"]).contains(&id)
     });
 }
+
+#[test]
+fn an_existing_runtime_is_used_through_its_socket() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    // A containerd the test runs itself, with the config (and CNI config) a tug node writes, moved to a
+    // directory of its own.
+    let runtime_dir = tempfile::tempdir().expect("tempdir");
+    {
+        let first = node::ready_server();
+        let from = first.data_dir().to_string_lossy().into_owned();
+        let config = std::fs::read_to_string(first.data_dir().join("agent/containerd/config.toml")).expect("config");
+        std::fs::create_dir_all(runtime_dir.path().join("agent/containerd")).expect("dir");
+        let config = config.replace(&from, &runtime_dir.path().to_string_lossy());
+        std::fs::write(runtime_dir.path().join("agent/containerd/config.toml"), config).expect("write config");
+        let cni = runtime_dir.path().join("agent/etc/cni/net.d");
+        std::fs::create_dir_all(&cni).expect("cni dir");
+        for entry in std::fs::read_dir(first.data_dir().join("agent/etc/cni/net.d")).expect("cni config").flatten() {
+            let text = std::fs::read_to_string(entry.path()).expect("conflist");
+            std::fs::write(cni.join(entry.file_name()), text.replace(&from, &runtime_dir.path().to_string_lossy()))
+                .expect("write conflist");
+        }
+    }
+    let mut containerd = std::process::Command::new("containerd")
+        .arg("--config")
+        .arg(runtime_dir.path().join("agent/containerd/config.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start containerd");
+    let socket = node::containerd_socket(runtime_dir.path());
+    assert!(common::within(Duration::from_secs(30), || socket.exists()), "containerd did not start");
+
+    let flag = socket.to_string_lossy().into_owned();
+    let server = node::ready_server_with(&["--container-runtime-endpoint", &flag]);
+    assert!(containerd_pid(&server).is_none(), "tug started a containerd of its own");
+    let bin = &kubectls()[0];
+    kubectl(bin, &server, &["run", "outside", "--image=tug.local/busybox:1", "--", "sleep", "3600"], None).ok();
+    eventually_within(Duration::from_secs(60), "the pod runs", || {
+        pod_field(&server, "outside", "{.status.phase}") == "Running"
+    });
+    let containers = node::ctr(runtime_dir.path(), &["containers", "ls", "-q"]);
+    let id = pod_field(&server, "outside", "{.status.containerStatuses[0].containerID}");
+    assert!(containers.contains(id.trim_start_matches("containerd://")), "{id} not in:\n{containers}");
+    drop(server);
+    node::kill_containers(runtime_dir.path());
+    let _ = containerd.kill();
+    let _ = containerd.wait();
+    node::clean_up(runtime_dir.path());
+}
