@@ -161,6 +161,15 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
+/// `--cluster-domain`: a DNS name, without its trailing dot.
+fn cluster_domain(given: &str) -> Result<String, ConfigError> {
+    let domain = given.trim_end_matches('.').to_string();
+    if domain.is_empty() || !crate::core::validation::is_dns1123_subdomain(&domain).is_empty() {
+        return Err(invalid("cluster-domain", given, "must be a DNS name such as cluster.local"));
+    }
+    Ok(domain)
+}
+
 fn invalid(flag: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
     ConfigError::Invalid { flag, value: value.to_string(), reason: reason.to_string() }
 }
@@ -213,10 +222,7 @@ impl ServerConfig {
         if !service_cidr.contains(&args.cluster_dns) {
             return Err(invalid("cluster-dns", args.cluster_dns, format!("not inside --service-cidr {service_cidr}")));
         }
-        let domain = args.cluster_domain.trim_end_matches('.').to_string();
-        if domain.is_empty() || !crate::core::validation::is_dns1123_subdomain(&domain).is_empty() {
-            return Err(invalid("cluster-domain", &args.cluster_domain, "must be a DNS name such as cluster.local"));
-        }
+        let domain = cluster_domain(&args.cluster_domain)?;
         if let Some(san) = args.tls_san.iter().find(|s| s.trim().is_empty()) {
             return Err(invalid("tls-san", san, "must not be empty"));
         }

@@ -231,6 +231,7 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
             address,
             labels,
             data_dir: cfg.data_dir.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
         },
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
         registries: cfg.node.registries.clone(),

@@ -348,6 +348,8 @@ metadata: {name: guarded}
 spec:
   securityContext: {runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000]}
   hostAliases: [{ip: 10.1.2.3, hostnames: [db.internal, db]}]
+  hostname: keeper
+  subdomain: vault
   containers:
   - name: app
     image: tug.local/busybox:1
@@ -370,7 +372,9 @@ spec:
     let hosts = exec("cat /etc/hosts");
     let ip = pod_field(&server, "guarded", "{.status.podIP}");
     assert!(hosts.starts_with("# Kubernetes-managed hosts file."), "{hosts}");
-    assert!(hosts.contains(&format!("{ip}\tguarded\n")) && hosts.contains("10.1.2.3\tdb.internal\tdb\n"), "{hosts}");
+    let own = format!("{ip}\tkeeper.vault.default.svc.cluster.local\tkeeper\n");
+    assert!(hosts.contains(&own) && hosts.contains("10.1.2.3\tdb.internal\tdb\n"), "{hosts}");
+    assert_eq!(exec("hostname"), "keeper\n");
 }
 
 #[test]

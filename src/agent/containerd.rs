@@ -1,8 +1,8 @@
 //! containerd as the agent's child process, as k3s runs it: a config generated under
 //! `<data-dir>/agent/containerd/` (its own root, state and socket; the CRI plugin with tug's pause image
-//! as sandbox, the agent's CNI directories and its private registries), started in its own process group so a Ctrl-C of tug does
-//! not reach it, restarted with backoff when it dies, stopped with SIGTERM when the agent stops and
-//! killed by the kernel if tug dies first.
+//! as sandbox, the agent's CNI directories and its private registries), started in its own process
+//! group so a Ctrl-C of tug does not reach it, restarted with backoff when it dies, stopped with SIGTERM
+//! when the agent stops and killed by the kernel if tug dies first.
 //! Stopping containerd leaves the containers running: their shims outlive it.
 
 use std::path::{Path, PathBuf};
@@ -10,9 +10,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 
 use super::registries::Registries;
-use tokio::sync::watch;
 
 /// The pod sandbox image, built by packaging/images/build.sh and imported from the images directory.
 pub const PAUSE_IMAGE: &str = "tug.local/pause:1";

@@ -26,7 +26,13 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
     let client = kube::Client::try_from(client_config)?;
     let agent_config = super::AgentConfig {
         data_dir: cfg.data_dir.clone(),
-        node: Identity { name, address, labels: cfg.node.labels.clone(), data_dir: cfg.data_dir.clone() },
+        node: Identity {
+            name,
+            address,
+            labels: cfg.node.labels.clone(),
+            data_dir: cfg.data_dir.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+        },
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
         registries: cfg.node.registries.clone(),
         log_rotation: cfg.node.log_rotation,

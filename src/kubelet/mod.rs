@@ -73,6 +73,7 @@ pub async fn run(
     let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
     let stats = std::sync::Arc::new(stats::Latest::default());
     let node_name = identity.name.clone();
+    let cluster_domain = identity.cluster_domain.clone();
     tokio::spawn(log_rotation::run(cri.clone(), log_rotation, stop.clone()));
     tokio::spawn(stats::sample(cri.clone(), node_name, stats.clone(), stop.clone()));
     tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stats, stop.clone()));
@@ -114,6 +115,7 @@ pub async fn run(
         manifests_dir,
         memory_bytes: machine.memory_kib * 1024,
         allocatable: machine.allocatable(),
+        cluster_domain,
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });
     tokio::spawn(pods::run(context, stop.clone()));

@@ -29,6 +29,8 @@ pub struct Identity {
     pub labels: BTreeMap<String, String>,
     /// The filesystem whose size is the node's ephemeral storage.
     pub data_dir: PathBuf,
+    /// The cluster's DNS domain: pods with a subdomain find their full name in /etc/hosts.
+    pub cluster_domain: String,
 }
 
 impl Identity {
@@ -209,6 +211,7 @@ mod tests {
             address: Some("192.0.2.7".parse().expect("ip")),
             labels: BTreeMap::from([("site".to_string(), "north".to_string())]),
             data_dir: "/".into(),
+            cluster_domain: "cluster.local".into(),
         };
         Reporter::new(identity, "containerd://1.6.20".into())
     }

@@ -61,6 +61,8 @@ pub struct Context {
     pub memory_bytes: u64,
     /// The node's allocatable resources as its status reports them (limits a container leaves unset).
     pub allocatable: serde_json::Value,
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
     pub recorder: Arc<Recorder>,
 }
 

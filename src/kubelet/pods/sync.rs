@@ -401,7 +401,7 @@ impl Launch<'_> {
         if let Some(resources) = config.linux.as_mut().and_then(|l| l.resources.as_mut()) {
             resources.oom_score_adj = spec::oom_score_adj(pod, container, context.memory_bytes);
         }
-        let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip);
+        let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip, &context.cluster_domain);
         let mounts = volumes::mounts(container, self.volumes, &env).and_then(|mut mounts| {
             let own_hosts = mounts.iter().any(|m| m.container_path == "/etc/hosts");
             mounts.extend(hosts?.filter(|_| !own_hosts));

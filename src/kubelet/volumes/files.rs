@@ -1,7 +1,7 @@
 //! The files of the volumes made from API objects and the pod itself: configMap and secret (every key,
 //! or the items asked for, with their modes), downwardAPI (the pod's metadata fields and its
-//! containers' resources), and projected
-//! (several of these and service account tokens in one directory).
+//! containers' resources), and projected (several of these and service account tokens in one
+//! directory).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

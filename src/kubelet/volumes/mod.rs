@@ -283,7 +283,7 @@ pub fn tear_down(pods_root: &Path, uid: &str) {
 /// localhost entries, the pod's own address with its hostname, then its hostAliases, as upstream writes
 /// it (without the `<hostname>.<subdomain>` name, which needs the cluster domain). None for a pod on the
 /// host's network.
-pub fn etc_hosts(pods_root: &Path, pod: &Pod, pod_ip: &str) -> Result<Option<Mount>, String> {
+pub fn etc_hosts(pods_root: &Path, pod: &Pod, pod_ip: &str, cluster_domain: &str) -> Result<Option<Mount>, String> {
     let spec = pod.spec.clone().unwrap_or_default();
     if spec.host_network.unwrap_or(false) {
         return Ok(None);
@@ -293,8 +293,15 @@ pub fn etc_hosts(pods_root: &Path, pod: &Pod, pod_ip: &str) -> Result<Option<Mou
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
-    if !pod_ip.is_empty() {
-        text.push_str(&format!("{pod_ip}\t{hostname}\n"));
+    let subdomain = spec.subdomain.as_deref().filter(|s| !s.is_empty());
+    match (pod_ip.is_empty(), subdomain) {
+        (true, _) => {}
+        (false, None) => text.push_str(&format!("{pod_ip}\t{hostname}\n")),
+        (false, Some(subdomain)) => {
+            let namespace = pod.namespace().unwrap_or_default();
+            let fqdn = format!("{hostname}.{subdomain}.{namespace}.svc.{cluster_domain}");
+            text.push_str(&format!("{pod_ip}\t{fqdn}\t{hostname}\n"));
+        }
     }
     let aliases = spec.host_aliases.unwrap_or_default();
     if !aliases.is_empty() {
