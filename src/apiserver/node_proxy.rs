@@ -12,7 +12,6 @@ use serde_json::Value;
 use super::query::Query;
 use super::rest::Rest;
 use super::status::{ApiError, ApiResult};
-use crate::core::registry;
 
 /// The log options the kubelet understands, passed on as given.
 const LOG_OPTIONS: &[&str] =
@@ -60,8 +59,7 @@ fn container_of(pod: &Value, name: &str, query: &Query) -> ApiResult<String> {
 
 /// The pod, and where the kubelet of its node listens (with the node's name).
 async fn kubelet_of(rest: &Rest, ns: &str, name: &str) -> ApiResult<(Value, String, u16, String)> {
-    let pods = registry::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not registered"))?;
-    let nodes = registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let (pods, nodes) = (Rest::core_resource("pods")?, Rest::core_resource("nodes")?);
     let pod = rest.get(pods, Some(ns), name).await?;
     let node_name = pod["spec"]["nodeName"]
         .as_str()

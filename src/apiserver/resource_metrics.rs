@@ -9,7 +9,6 @@ use super::query::Query;
 use super::rest::ListQuery;
 use super::rest::Rest;
 use super::status::{ApiError, ApiResult};
-use crate::core::registry;
 use crate::core::selector::LabelSelector;
 
 pub const GROUP: &str = "metrics.k8s.io";
@@ -76,7 +75,7 @@ pub async fn serve(
         Some(text) => LabelSelector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => LabelSelector::everything(),
     };
-    let nodes_info = registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let nodes_info = Rest::core_resource("nodes")?;
     let mut nodes = rest.list(nodes_info, None, &ListQuery::default()).await?.items;
     // One node's metrics need only its kubelet.
     if let (Some(name), "nodes") = (&path.name, path.resource) {
@@ -104,8 +103,7 @@ pub async fn serve(
             items.push(item("NodeMetrics", metadata, &summary["node"]["cpu"]["time"], ("usage", usage)));
         }
     } else {
-        let pods_info =
-            registry::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not registered"))?;
+        let pods_info = Rest::core_resource("pods")?;
         let pods = rest.list(pods_info, path.namespace.as_deref(), &ListQuery::default()).await?.items;
         let by_uid: std::collections::HashMap<&str, &Value> =
             pods.iter().filter_map(|p| Some((p["metadata"]["uid"].as_str()?, p))).collect();

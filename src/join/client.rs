@@ -62,10 +62,7 @@ impl ServerUrl {
     }
 
     fn authority(&self) -> String {
-        match self.host.contains(':') {
-            true => format!("[{}]:{}", self.host, self.port),
-            false => format!("{}:{}", self.host, self.port),
-        }
+        crate::core::net::join_host_port(&self.host, self.port)
     }
 }
 

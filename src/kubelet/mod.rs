@@ -114,7 +114,7 @@ pub async fn run(
         pods_root,
         manifests_dir,
         memory_bytes: machine.memory_kib * 1024,
-        allocatable: machine.allocatable(),
+        allocatable: std::sync::Arc::new(machine.allocatable()),
         cluster_domain,
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });

@@ -107,8 +107,7 @@ impl Rest {
             Some(true) if creating => return Err(terminating(ns)),
             _ => {}
         }
-        let namespaces = registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
-        let found = self.get(namespaces, None, ns).await?;
+        let found = self.get(Rest::core_resource("namespaces")?, None, ns).await?;
         if creating && object::is_terminating(&found) {
             return Err(terminating(ns));
         }

@@ -176,7 +176,9 @@ fn format_endpoints(ep: &Value) -> String {
         }
         for port in ports {
             count += addresses.len();
-            list.extend(addresses.iter().map(|a| join_host_port(str_at(a, "/ip"), int_at(port, "/port"))));
+            list.extend(
+                addresses.iter().map(|a| crate::core::net::join_host_port(str_at(a, "/ip"), int_at(port, "/port"))),
+            );
         }
     }
     if count > MAX && list.len() >= MAX {
@@ -184,15 +186,6 @@ fn format_endpoints(ep: &Value) -> String {
         return format!("{} + {} more...", list.join(","), count - MAX);
     }
     list.join(",")
-}
-
-/// net.JoinHostPort: IPv6 hosts are bracketed.
-fn join_host_port(host: &str, port: i64) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub struct Context {
     /// The machine's memory, read once (OOM scores are shares of it).
     pub memory_bytes: u64,
     /// The node's allocatable resources as its status reports them (limits a container leaves unset).
-    pub allocatable: serde_json::Value,
+    pub allocatable: Arc<serde_json::Value>,
     /// The cluster's DNS domain.
     pub cluster_domain: String,
     pub recorder: Arc<Recorder>,

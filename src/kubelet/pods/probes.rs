@@ -170,10 +170,7 @@ pub(super) async fn run_handler(
 /// grpc.health.v1.Health/Check of `service` at `host:port`, as upstream's gRPC prober asks it.
 async fn grpc_check(host: &str, port: u16, service: &str, timeout: Duration) -> Result<(), String> {
     use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    let target = match host.contains(':') {
-        true => format!("[{host}]:{port}"),
-        false => format!("{host}:{port}"),
-    };
+    let target = crate::core::net::join_host_port(host, port);
     let within = humantime::format_duration(timeout);
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
         .and_then(|e| e.user_agent(PROBE_USER_AGENT))

@@ -44,13 +44,9 @@ fn of_service(service: &Service) -> Vec<(String, String)> {
             vars.push((format!("{prefix}_SERVICE_PORT_{}", variable_name(name)), port.port.to_string()));
         }
     }
-    let host_port = |port: i32| match ip.contains(':') {
-        true => format!("[{ip}]:{port}"),
-        false => format!("{ip}:{port}"),
-    };
     for (i, port) in ports.iter().enumerate() {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
-        let url = format!("{}://{}", protocol.to_ascii_lowercase(), host_port(port.port));
+        let url = format!("{}://{}", protocol.to_ascii_lowercase(), crate::core::net::join_host_port(ip, port.port));
         if i == 0 {
             vars.push((format!("{prefix}_PORT"), url.clone()));
         }

@@ -168,7 +168,7 @@ pub struct Placement {
     pub host_ip: String,
     pub pod_ip: String,
     /// The node's allocatable resources (the limits a container leaves unset).
-    pub allocatable: serde_json::Value,
+    pub allocatable: std::sync::Arc<serde_json::Value>,
 }
 
 /// The container's environment: first the Services' variables, then `envFrom` (as resolved), then
@@ -384,7 +384,7 @@ mod tests {
             node_name: "n".into(),
             host_ip: "10.0.0.1".into(),
             pod_ip: "10.42.0.5".into(),
-            allocatable: serde_json::json!({"cpu": "2"}),
+            allocatable: std::sync::Arc::new(serde_json::json!({"cpu": "2"})),
         };
         let resolved = Resolved {
             services: vec![("KUBERNETES_SERVICE_HOST".into(), "10.43.0.1".into()), ("EXTRA".into(), "service".into())],
