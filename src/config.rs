@@ -136,6 +136,9 @@ pub struct ServerConfig {
     pub node_port_range: RangeInclusive<u16>,
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
+    pub network_backend: crate::network::Backend,
+    /// Built-in components turned off with `--disable` (see [`crate::network::DISABLEABLE`]).
+    pub disabled: Vec<String>,
     pub token: Option<crate::join::Token>,
     pub disable_agent: bool,
     /// The in-process agent's node (unused with --disable-agent).
@@ -223,6 +226,12 @@ impl ServerConfig {
             return Err(invalid("cluster-dns", args.cluster_dns, format!("not inside --service-cidr {service_cidr}")));
         }
         let domain = cluster_domain(&args.cluster_domain)?;
+        let network_backend =
+            args.network_backend.parse().map_err(|why| invalid("network-backend", &args.network_backend, why))?;
+        if let Some(unknown) = args.disable.iter().find(|c| !crate::network::DISABLEABLE.contains(&c.as_str())) {
+            let known = crate::network::DISABLEABLE.join(", ");
+            return Err(invalid("disable", unknown, format!("not a component that can be disabled ({known})")));
+        }
         if let Some(san) = args.tls_san.iter().find(|s| s.trim().is_empty()) {
             return Err(invalid("tls-san", san, "must not be empty"));
         }
@@ -258,6 +267,8 @@ impl ServerConfig {
             node_port_range: parse_port_range(&args.service_node_port_range)?,
             cluster_dns: args.cluster_dns,
             cluster_domain: domain,
+            network_backend,
+            disabled: args.disable,
             token: args.token.as_deref().map(parse_token).transpose()?,
             disable_agent: args.disable_agent,
             node,
@@ -268,6 +279,21 @@ impl ServerConfig {
             },
             node_monitor_grace_period: args.node_monitor_grace_period,
         })
+    }
+}
+
+impl ServerConfig {
+    /// The network settings every node of this server's cluster shares.
+    pub fn cluster_network(&self) -> crate::network::ClusterNetwork {
+        crate::network::ClusterNetwork {
+            cluster_cidr: self.cluster_cidr,
+            service_cidr: self.service_cidr,
+            cluster_dns: self.cluster_dns,
+            cluster_domain: self.cluster_domain.clone(),
+            backend: self.network_backend,
+            service_lb: !self.disabled.iter().any(|c| c == "servicelb"),
+            dns: !self.disabled.iter().any(|c| c == "coredns"),
+        }
     }
 }
 

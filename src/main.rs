@@ -93,7 +93,8 @@ fn fatal(e: &anyhow::Error) -> ExitCode {
 }
 
 fn init_logging(debug: bool) {
-    let default = if debug { "debug" } else { "info" };
+    // hickory's server logs every DNS query at info.
+    let default = if debug { "debug" } else { "info,hickory_server=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

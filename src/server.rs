@@ -48,7 +48,12 @@ pub(crate) fn host_addresses() -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return vec![];
     };
+    // Not the pod network's own interfaces: their addresses are no way to reach this host.
+    let pod_network = |name: &str| {
+        name == crate::network::cni::BRIDGE || name == crate::network::VXLAN_DEVICE || name.starts_with("veth")
+    };
     let mut ips: Vec<IpAddr> = addrs
+        .filter(|a| !pod_network(&a.interface_name))
         .filter_map(|a| a.address)
         .filter_map(|a| {
             a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())).or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
@@ -110,6 +115,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let port = listener.local_addr()?.port();
     let advertise = cfg
         .advertise_address
+        .or(cfg.node.ip.filter(|ip| !ip.is_loopback()))
         .or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
@@ -136,6 +142,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let join = crate::join::server::JoinService {
         authority: crate::pki::cluster_authority(&tls_files.dir)?,
         token,
+        network: cfg.cluster_network(),
         client: crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor()),
     };
     let app = crate::join::server::routes(Arc::new(join)).merge(app);
@@ -157,13 +164,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         &tls_files.admin,
         cfg.kubeconfig_mode,
     )?;
-    bootstrap::run(&state.rest, cfg.service_cidr, advertise, port)
+    let cluster_network = cfg.cluster_network();
+    let cluster_dns = cluster_network.dns.then_some(cfg.cluster_dns);
+    bootstrap::run(&state.rest, cfg.service_cidr, advertise, port, cluster_dns)
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
     let settings = Settings {
         identity: crate::controllers::leader::identity(&server_dir)?,
         ca_pem: tls_files.ca_cert_pem.clone(),
-        cluster_cidr: cfg.cluster_cidr,
+        network: cluster_network,
         node_monitor_grace_period: cfg.node_monitor_grace_period,
     };
     let control_loops = ControlLoops::start(loops_app, settings);
@@ -229,10 +238,13 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
         node: crate::kubelet::node::Identity {
             name: cfg.node.name.clone(),
             address,
+            external_address: cfg.node.external_ip,
             labels,
             data_dir: cfg.data_dir.clone(),
             cluster_domain: cfg.cluster_domain.clone(),
+            cluster_dns: cfg.cluster_dns,
         },
+        network: cfg.cluster_network(),
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
         registries: cfg.node.registries.clone(),
         log_rotation: cfg.node.log_rotation,

@@ -1,8 +1,9 @@
 //! The joining agent's credentials on disk under `<data-dir>/agent/`: the node password it proves its
 //! name with, its private keys (made here, never sent), and what the server signed — the cluster CA,
-//! the kubelet's client and serving certificates and a kubeconfig for the kubelet. Obtained from the
-//! server at every start; when the server cannot be reached, credentials from an earlier start that are
-//! still good are used, so a node reboots into service without its server.
+//! the kubelet's client and serving certificates, a kubeconfig for the kubelet, and the cluster's
+//! network settings. Obtained from the server at every start; when the server cannot be reached,
+//! credentials from an earlier start that are still good are used, so a node reboots into service
+//! without its server.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,13 @@ use crate::pki::{self, Leaf};
 /// First and longest wait between join attempts that may succeed later.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// The cluster's network settings from the last join, under the agent dir.
+const NETWORK_FILE: &str = "cluster-network.json";
 
 /// What the kubelet runs with.
 pub struct NodeCredentials {
+    /// The cluster's network settings, as the server last gave them.
+    pub network: crate::network::ClusterNetwork,
     pub ca_pem: String,
     pub client: Leaf,
     pub serving: Leaf,
@@ -68,7 +73,9 @@ impl Files {
             let cert_pem = self.read(cert)?;
             pki::still_good(&cert_pem, spec).ok()?.then_some(Leaf { cert_pem, key_pem: self.read(key)? })
         };
+        let network = serde_json::from_str(&std::fs::read_to_string(self.agent_dir.join(NETWORK_FILE)).ok()?).ok()?;
         Some(NodeCredentials {
+            network,
             client: leaf("client-kubelet.crt", "client-kubelet.key", &pki::kubelet_client_spec(name))?,
             serving: leaf("serving-kubelet.crt", "serving-kubelet.key", &pki::kubelet_serving_spec(name, addresses))?,
             kubeconfig: self.agent_dir.join("kubelet.kubeconfig"),
@@ -138,6 +145,8 @@ pub async fn obtain(
                 files.write("server-ca.crt", &credentials.ca_cert, 0o644)?;
                 files.write("client-kubelet.crt", &credentials.client_cert, 0o644)?;
                 files.write("serving-kubelet.crt", &credentials.serving_cert, 0o644)?;
+                let network = serde_json::to_vec_pretty(&credentials.network)?;
+                crate::fsutil::write_atomic(&agent_dir.join(NETWORK_FILE), &network, 0o644)?;
                 tracing::info!(%server, node = name, "joined the cluster");
                 break;
             }

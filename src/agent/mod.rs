@@ -1,11 +1,10 @@
 //! The node agent (`tug agent`, which joins a server first (`run.rs`, `credentials.rs`), and in-process
-//! in `tug server`): prepares `<data-dir>/agent/`, starts
-//! containerd as its child (or uses the runtime given by `--container-runtime-endpoint`), imports the
-//! air-gapped images, writes the pod network's CNI config once the node has its podCIDR, and runs the
-//! kubelet against the API.
+//! in `tug server`): prepares `<data-dir>/agent/`, starts containerd as its child (or uses the runtime
+//! given by `--container-runtime-endpoint`), imports the air-gapped images, and runs the node's parts
+//! against the API: the pod network (`crate::network`), the service proxy (`crate::proxy`) and the
+//! kubelet.
 
 pub mod archive;
-pub mod cni;
 pub mod containerd;
 pub mod credentials;
 pub mod images;
@@ -36,6 +35,8 @@ pub struct AgentConfig {
     /// What the kubelet's API serves with and trusts.
     pub kubelet_tls: crate::kubelet::server::KubeletTls,
     pub log_rotation: crate::kubelet::log_rotation::Policy,
+    /// The cluster's network settings.
+    pub network: crate::network::ClusterNetwork,
 }
 
 /// The running agent.
@@ -43,7 +44,8 @@ pub struct Agent {
     containerd: Option<Supervisor>,
     stop: watch::Sender<bool>,
     kubelet: tokio::task::JoinHandle<()>,
-    network: Option<tokio::task::JoinHandle<()>>,
+    /// The pod network, the proxy and their caches.
+    networking: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -55,39 +57,68 @@ impl Agent {
             crate::fsutil::create_private_dir(dir, 0o700)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let (containerd, socket, network) = match cfg.container_runtime_endpoint {
-            Some(socket) => (None, socket, None),
+        let (stop, stopped) = watch::channel(false);
+        let (containerd, socket, cni) = match &cfg.container_runtime_endpoint {
+            Some(socket) => (None, socket.clone(), None),
             None => {
                 let layout = Layout::new(&agent_dir);
                 let socket = layout.socket();
-                let network = tokio::spawn(cni::write_when_assigned(
-                    kube::Api::all(client.clone()),
-                    cfg.node.name.clone(),
-                    layout.cni_conf_dir.clone(),
-                    agent_dir.join("cni"),
-                ));
-                (Some(Supervisor::start(layout, &cfg.registries).await?), socket, Some(network))
+                let cni = (layout.cni_conf_dir.clone(), agent_dir.join("cni"));
+                (Some(Supervisor::start(layout, &cfg.registries).await?), socket, Some(cni))
             }
         };
+        let networking = start_networking(&cfg, &client, cni, &stopped).await;
         // One connection for containerd's own API (the import) and the CRI.
         let channel = Cri::connect(&socket).await?;
         images::import_dir(channel.clone(), &images_dir).await;
         let cri = Cri::over(channel);
-        let (stop, stopped) = watch::channel(false);
         let kubelet =
             tokio::spawn(crate::kubelet::run(client, cfg.node, cfg.kubelet_tls, cfg.log_rotation, cri, stopped));
-        Ok(Agent { containerd, stop, kubelet, network })
+        Ok(Agent { containerd, stop, kubelet, networking })
     }
 
     /// Stops the kubelet and containerd; containers keep running.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.kubelet.await;
-        if let Some(network) = self.network {
-            network.abort();
+        for task in self.networking {
+            task.abort();
         }
         if let Some(containerd) = self.containerd {
             containerd.stop().await;
         }
     }
+}
+
+/// The pod network, the service proxy and the cluster DNS (the last two over one cache of Services and
+/// EndpointSlices).
+async fn start_networking(
+    cfg: &AgentConfig,
+    client: &kube::Client,
+    cni: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let iptables = crate::iptables::Iptables::detect().await;
+    let network = crate::network::NodeNetwork {
+        cluster: cfg.network.clone(),
+        node_name: cfg.node.name.clone(),
+        node_ip: cfg.node.address,
+        cni,
+    };
+    let (cache, watching) = crate::proxy::cache::ServiceCache::start(client);
+    let node = crate::proxy::render::Node { name: cfg.node.name.clone(), cluster_cidr: cfg.network.cluster_cidr };
+    let mut tasks = vec![
+        tokio::spawn(crate::network::run(client.clone(), iptables.clone(), network, stopped.clone())),
+        tokio::spawn(crate::proxy::run(cache.clone(), iptables, node, stopped.clone())),
+        watching,
+    ];
+    if cfg.network.dns {
+        let (nodes, name, cluster, stop) =
+            (kube::Api::all(client.clone()), cfg.node.name.clone(), cfg.network.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            let pod_cidr = crate::network::wait_for_pod_cidr(&nodes, &name).await;
+            crate::dns::run(cache, cluster, pod_cidr, stop).await
+        }));
+    }
+    tasks
 }

@@ -35,10 +35,6 @@ pub struct AgentArgs {
     #[arg(long, env = "TUG_WITH_NODE_ID", help_heading = "Agent/Node")]
     pub with_node_id: bool,
 
-    /// The cluster's DNS domain, as the server's --cluster-domain
-    #[arg(long, env = "TUG_CLUSTER_DOMAIN", default_value = "cluster.local", help_heading = "Cluster")]
-    pub cluster_domain: String,
-
     #[command(flatten)]
     pub node: super::NodeArgs,
 }

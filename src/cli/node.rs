@@ -16,6 +16,14 @@ pub struct NodeArgs {
     #[arg(long, env = "TUG_NODE_IP", help_heading = "Agent/Node")]
     pub node_ip: Option<IpAddr>,
 
+    /// External IP address to advertise for the node (ServiceLB addresses, the overlay's peer address)
+    #[arg(long, env = "TUG_NODE_EXTERNAL_IP", help_heading = "Agent/Node")]
+    pub node_external_ip: Option<IpAddr>,
+
+    /// Interface whose address the node uses (its node IP, the overlay's underlay) [default: the host's first IPv4 address]
+    #[arg(long, env = "TUG_NETWORK_IFACE", help_heading = "Agent/Networking")]
+    pub network_iface: Option<String>,
+
     /// Labels to register the node with, key=value
     #[arg(long = "node-label", env = "TUG_NODE_LABEL", value_delimiter = ',', help_heading = "Agent/Node")]
     pub node_labels: Vec<String>,

@@ -80,6 +80,14 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_CLUSTER_DOMAIN", default_value = "cluster.local", help_heading = "Networking")]
     pub cluster_domain: String,
 
+    /// How pods on different nodes reach each other: vxlan, host-gw (nodes on one L2 network) or none (bring your own CNI)
+    #[arg(long, env = "TUG_NETWORK_BACKEND", default_value = "vxlan", help_heading = "Networking")]
+    pub network_backend: String,
+
+    /// Do not run these built-in components: servicelb, coredns (the embedded cluster DNS)
+    #[arg(long, env = "TUG_DISABLE", value_delimiter = ',', help_heading = "Components")]
+    pub disable: Vec<String>,
+
     /// Shared secret used to join agents and servers
     #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{cluster_domain, default_data_dir, invalid, parse_token, ConfigError, NodeConfig};
+use super::{default_data_dir, invalid, parse_token, ConfigError, NodeConfig};
 use crate::cli::AgentArgs;
 use crate::join::client::ServerUrl;
 use crate::join::Token;
@@ -16,8 +16,6 @@ pub struct AgentRunConfig {
     pub data_dir: PathBuf,
     pub node: NodeConfig,
     pub with_node_id: bool,
-    /// The cluster's DNS domain (pods' names in /etc/hosts).
-    pub cluster_domain: String,
 }
 
 impl AgentRunConfig {
@@ -44,7 +42,6 @@ impl AgentRunConfig {
             data_dir: args.data_dir.unwrap_or_else(default_data_dir),
             node: NodeConfig::from_args(args.node)?,
             with_node_id: args.with_node_id,
-            cluster_domain: cluster_domain(&args.cluster_domain)?,
         })
     }
 }

@@ -13,6 +13,9 @@ use crate::core::validation::{is_dns1123_subdomain, is_qualified_name, is_valid_
 pub struct NodeConfig {
     pub name: String,
     pub ip: Option<IpAddr>,
+    pub external_ip: Option<IpAddr>,
+    /// The interface the node's traffic to other nodes leaves by (`--network-iface`).
+    pub network_iface: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub container_runtime_endpoint: Option<PathBuf>,
     /// Mirrors, credentials and TLS of private registries, for the containerd the agent starts.
@@ -39,10 +42,20 @@ impl NodeConfig {
             return Err(invalid("container-log-max-files", args.container_log_max_files, "must be at least 2"));
         }
         let log_rotation = crate::kubelet::log_rotation::Policy { max_size, max_files: args.container_log_max_files };
+        let ip = match (&args.node_ip, &args.network_iface) {
+            (Some(ip), _) => Some(*ip),
+            (None, Some(iface)) => Some(
+                crate::network::interface_ipv4(iface)
+                    .ok_or_else(|| invalid("network-iface", iface, "no such interface with an IPv4 address"))?,
+            ),
+            (None, None) => None,
+        };
         Ok(NodeConfig {
             log_rotation,
             name,
-            ip: args.node_ip,
+            ip,
+            external_ip: args.node_external_ip,
+            network_iface: args.network_iface,
             labels: parse_labels("node-label", &args.node_labels)?,
             container_runtime_endpoint: args.container_runtime_endpoint,
             registries: registries(args.private_registry.as_deref())?,

@@ -4,6 +4,7 @@
 
 mod claim;
 pub mod client;
+pub mod cluster_dns;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -38,8 +39,9 @@ pub struct Settings {
     pub identity: String,
     /// The cluster CA, published in every namespace.
     pub ca_pem: String,
-    /// Node podCIDRs are carved from this.
-    pub cluster_cidr: ipnet::IpNet,
+    /// The cluster network: node podCIDRs are carved from its cluster CIDR; which of its built-in
+    /// components run.
+    pub network: crate::network::ClusterNetwork,
     /// Silence after which a node is marked Unknown.
     pub node_monitor_grace_period: Duration,
 }
@@ -81,7 +83,7 @@ async fn controller_manager(client: kube::Client, settings: Settings) {
     let (pods, feed_pods) = informer::Informer::new(kube::Api::<Pod>::all(client.clone()));
     tasks.spawn(service_account::run(client.clone(), settings.ca_pem));
     tasks.spawn(node_lifecycle::run(client.clone(), settings.node_monitor_grace_period));
-    tasks.spawn(node_ipam::run(client.clone(), settings.cluster_cidr));
+    tasks.spawn(node_ipam::run(client.clone(), settings.network.cluster_cidr));
     tasks.spawn(replicaset::run::<ReplicaSet>(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(replicaset::run::<ReplicationController>(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(deployment::run(client.clone()));
@@ -92,6 +94,9 @@ async fn controller_manager(client: kube::Client, settings: Settings) {
     tasks.spawn(cronjob::run(client.clone()));
     tasks.spawn(daemonset::run(client.clone(), pods.store(), pods.subscribe()));
     tasks.spawn(statefulset::run(client.clone(), pods.store(), pods.subscribe()));
+    if settings.network.dns {
+        tasks.spawn(cluster_dns::run(client.clone()));
+    }
     tasks.spawn(namespace::run(client));
     tasks.spawn(feed_pods);
     tasks.join_all().await;

@@ -41,4 +41,6 @@ pub struct Credentials {
     /// The kubelet's serving certificate for its name and addresses.
     pub serving_cert: String,
     pub ca_cert: String,
+    /// The cluster's network settings, which the agent follows.
+    pub network: crate::network::ClusterNetwork,
 }

@@ -61,6 +61,8 @@ const PASSWORD_NAMESPACE: &str = "kube-system";
 pub struct JoinService {
     pub authority: Authority,
     pub token: Token,
+    /// Handed to every joining node.
+    pub network: crate::network::ClusterNetwork,
     /// A privileged API client (the node password Secrets, the Nodes).
     pub client: kube::Client,
 }
@@ -105,7 +107,12 @@ async fn issue(service: &JoinService, request: axum::extract::Request) -> Result
     let serving_spec = pki::kubelet_serving_spec(&request.node_name, &request.addresses);
     let serving_cert = sign("servingCsr", &serving_spec, &request.serving_csr)?;
     tracing::info!(node = %request.node_name, addresses = ?request.addresses, "issued node credentials");
-    Ok(Credentials { client_cert, serving_cert, ca_cert: service.authority.cert_pem().to_string() })
+    Ok(Credentials {
+        client_cert,
+        serving_cert,
+        ca_cert: service.authority.cert_pem().to_string(),
+        network: service.network.clone(),
+    })
 }
 
 fn invalid(field: &str, value: &str, detail: impl std::fmt::Display) -> ApiError {

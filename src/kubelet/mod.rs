@@ -73,7 +73,11 @@ pub async fn run(
     let api_address = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), server::PORT);
     let stats = std::sync::Arc::new(stats::Latest::default());
     let node_name = identity.name.clone();
-    let cluster_domain = identity.cluster_domain.clone();
+    let dns = pods::dns::PodDns {
+        cluster_dns: identity.cluster_dns,
+        cluster_domain: identity.cluster_domain.clone(),
+        node: pods::dns::Resolv::of_node(),
+    };
     tokio::spawn(log_rotation::run(cri.clone(), log_rotation, stop.clone()));
     tokio::spawn(stats::sample(cri.clone(), node_name, stats.clone(), stop.clone()));
     tokio::spawn(server::run(api_address, tls, cri.clone(), client.clone(), stats, stop.clone()));
@@ -115,7 +119,7 @@ pub async fn run(
         manifests_dir,
         memory_bytes: machine.memory_kib * 1024,
         allocatable: std::sync::Arc::new(machine.allocatable()),
-        cluster_domain,
+        dns,
         recorder: crate::events::Recorder::new(nodes.clone().into_client(), "kubelet"),
     });
     tokio::spawn(pods::run(context, stop.clone()));

@@ -26,11 +26,15 @@ const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
 pub struct Identity {
     pub name: String,
     pub address: Option<IpAddr>,
+    /// The address the node is reached at from outside, if it has one (`--node-external-ip`).
+    pub external_address: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     /// The filesystem whose size is the node's ephemeral storage.
     pub data_dir: PathBuf,
     /// The cluster's DNS domain: pods with a subdomain find their full name in /etc/hosts.
     pub cluster_domain: String,
+    /// The cluster DNS Service's address, the nameserver of pods with dnsPolicy ClusterFirst.
+    pub cluster_dns: IpAddr,
 }
 
 impl Identity {
@@ -117,6 +121,9 @@ impl Reporter {
         let mut addresses = Vec::new();
         if let Some(ip) = self.identity.address {
             addresses.push(json!({"type": "InternalIP", "address": ip.to_string()}));
+        }
+        if let Some(ip) = self.identity.external_address {
+            addresses.push(json!({"type": "ExternalIP", "address": ip.to_string()}));
         }
         addresses.push(json!({"type": "Hostname", "address": self.identity.name}));
         let conditions: Vec<Value> = ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
@@ -209,6 +216,8 @@ mod tests {
         let identity = Identity {
             name: "edge-1".into(),
             address: Some("192.0.2.7".parse().expect("ip")),
+            external_address: None,
+            cluster_dns: "10.43.0.10".parse().expect("ip"),
             labels: BTreeMap::from([("site".to_string(), "north".to_string())]),
             data_dir: "/".into(),
             cluster_domain: "cluster.local".into(),

@@ -1,8 +1,8 @@
 //! The objects every cluster has, created (or corrected) at each start through the REST layer: the
 //! default, kube-system, kube-public and kube-node-lease namespaces with their `default`
 //! ServiceAccounts (so pods can be created the moment the server is ready, before the service account
-//! controller runs), and the `kubernetes` Service with the Endpoints and EndpointSlice that point at
-//! this API server.
+//! controller runs), the `kubernetes` Service with the Endpoints and EndpointSlice that point at
+//! this API server, and the `kube-dns` Service of the embedded cluster DNS.
 
 use std::net::IpAddr;
 
@@ -26,8 +26,15 @@ async fn ensure(rest: &Rest, group: &str, plural: &str, ns: Option<&str>, obj: V
     }
 }
 
-/// Creates the default objects; `advertise:port` is where the API server is reached.
-pub async fn run(rest: &Rest, service_cidr: IpNet, advertise: IpAddr, port: u16) -> ApiResult<()> {
+/// Creates the default objects; `advertise:port` is where the API server is reached; `cluster_dns` is
+/// the embedded DNS's Service address, unless it is disabled.
+pub async fn run(
+    rest: &Rest,
+    service_cidr: IpNet,
+    advertise: IpAddr,
+    port: u16,
+    cluster_dns: Option<IpAddr>,
+) -> ApiResult<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure(rest, "", "namespaces", None, json!({"metadata": {"name": ns}}), false).await?;
         ensure(rest, "", "serviceaccounts", Some(ns), json!({"metadata": {"name": "default"}}), false).await?;
@@ -50,5 +57,20 @@ pub async fn run(rest: &Rest, service_cidr: IpNet, advertise: IpAddr, port: u16)
         "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
-    ensure(rest, "discovery.k8s.io", "endpointslices", Some("default"), slice, true).await
+    ensure(rest, "discovery.k8s.io", "endpointslices", Some("default"), slice, true).await?;
+    if let Some(cluster_dns) = cluster_dns {
+        ensure(rest, "", "services", Some("kube-system"), dns_service(cluster_dns), false).await?;
+    }
+    Ok(())
+}
+
+/// The embedded DNS's Service: no selector (its endpoints are the nodes, see
+/// `controllers::cluster_dns`), and each node's pods ask their own node.
+fn dns_service(cluster_dns: IpAddr) -> Value {
+    json!({
+        "metadata": {"name": crate::controllers::cluster_dns::SERVICE, "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"type": "ClusterIP", "clusterIP": cluster_dns.to_string(), "internalTrafficPolicy": "Local",
+                 "ports": crate::controllers::cluster_dns::ports()},
+    })
 }

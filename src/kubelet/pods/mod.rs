@@ -6,6 +6,7 @@
 //! as precondition), as upstream's kubelet does. After each full listing, what the runtime still runs
 //! for pods the API no longer has (deleted while tug was down) is removed.
 
+pub mod dns;
 pub mod env;
 mod hooks;
 pub mod probes;
@@ -61,8 +62,8 @@ pub struct Context {
     pub memory_bytes: u64,
     /// The node's allocatable resources as its status reports them (limits a container leaves unset).
     pub allocatable: Arc<serde_json::Value>,
-    /// The cluster's DNS domain.
-    pub cluster_domain: String,
+    /// What pods' resolv.conf is made from (the cluster's DNS domain among it).
+    pub dns: dns::PodDns,
     pub recorder: Arc<Recorder>,
 }
 

@@ -139,12 +139,12 @@ pub async fn sync(context: &Context, pod: &Pod, retries: &mut Retries) -> CriRes
     let (sandbox_id, sandbox_config) = match ready {
         Some(sandbox) => {
             let attempt = sandbox.metadata.as_ref().map_or(0, |m| m.attempt);
-            (sandbox.id.clone(), spec::sandbox_config(pod, attempt, &context.logs_root, None))
+            (sandbox.id.clone(), spec::sandbox_config(pod, attempt, &context.logs_root, Some(context.dns.config(pod))))
         }
         None => {
             let next = known.last().and_then(|s| s.metadata.as_ref()).map_or(0, |m| m.attempt + 1);
             let attempt = next.max(*failed_sandboxes);
-            let config = spec::sandbox_config(pod, attempt, &context.logs_root, None);
+            let config = spec::sandbox_config(pod, attempt, &context.logs_root, Some(context.dns.config(pod)));
             let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
             match cri.runtime.run_pod_sandbox(request).await {
                 Ok(response) => (response.into_inner().pod_sandbox_id, config),
@@ -401,7 +401,7 @@ impl Launch<'_> {
         if let Some(resources) = config.linux.as_mut().and_then(|l| l.resources.as_mut()) {
             resources.oom_score_adj = spec::oom_score_adj(pod, container, context.memory_bytes);
         }
-        let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip, &context.cluster_domain);
+        let hosts = volumes::etc_hosts(&context.pods_root, pod, &self.placement.pod_ip, &context.dns.cluster_domain);
         let mounts = volumes::mounts(container, self.volumes, &env).and_then(|mut mounts| {
             let own_hosts = mounts.iter().any(|m| m.container_path == "/etc/hosts");
             mounts.extend(hosts?.filter(|_| !own_hosts));
