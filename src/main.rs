@@ -64,6 +64,10 @@ fn main() -> ExitCode {
             init_logging(false);
             run(simulator::run(fleet))
         }
+        cli::Command::NetworkCleanup => {
+            init_logging(false);
+            run(tug::network::cleanup())
+        }
     }
 }
 

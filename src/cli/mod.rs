@@ -31,4 +31,8 @@ pub enum Command {
     /// Run simulated nodes against a server (like kwok): they register, heartbeat and run pods on paper,
     /// to rehearse a fleet or exercise the control plane without containerd.
     Simulate(SimulateArgs),
+    /// Remove what tug's pod network and service proxy added to this host: its iptables chains (both
+    /// backends), its routes, the VXLAN device and the pods' bridge. For tug-killall.sh and uninstall;
+    /// run it with tug stopped.
+    NetworkCleanup,
 }

@@ -7,7 +7,7 @@ fn server(argv: &[&str]) -> Result<ServerConfig, String> {
     let argv = std::iter::once("tug").chain(argv.iter().copied()).map(OsString::from).collect();
     match parse_cli(argv).map_err(|e| e.to_string())?.command {
         Command::Server(args) => ServerConfig::from_args(*args).map_err(|e| e.to_string()),
-        Command::Agent(_) | Command::Simulate(_) => Err("not a server".into()),
+        _ => Err("not a server".into()),
     }
 }
 
@@ -66,7 +66,7 @@ fn agent(argv: &[&str]) -> Result<AgentRunConfig, String> {
     let argv = ["tug", "agent", "-c", &path, "--node-name", "edge-1"].into_iter().chain(argv.iter().copied());
     match parse_cli(argv.map(OsString::from).collect()).map_err(|e| e.to_string())?.command {
         Command::Agent(args) => AgentRunConfig::from_args(args).map_err(|e| e.to_string()),
-        Command::Server(_) | Command::Simulate(_) => Err("not an agent".into()),
+        _ => Err("not an agent".into()),
     }
 }
 
@@ -92,4 +92,24 @@ fn an_agent_needs_a_server_url_and_a_token_from_the_flag_or_a_file() {
     assert!(err.contains("malformed") && !err.contains("s3cret"), "the secret is not echoed: {err}");
     let err = agent(&["--server", "https://10.0.0.1", "--token-file", "/nonexistent"]).unwrap_err();
     assert!(err.contains("/nonexistent"), "{err}");
+}
+
+#[test]
+fn the_network_backend_and_disabled_components_are_checked() {
+    let (_dir, path) = with_config("");
+    let cfg = server(&["server", "-c", &path]).expect("defaults");
+    let network = cfg.cluster_network();
+    assert_eq!(network.backend, crate::network::Backend::Vxlan);
+    assert!(network.dns && network.service_lb);
+    let cfg =
+        server(&["server", "-c", &path, "--network-backend", "host-gw", "--disable", "servicelb,coredns"]).unwrap();
+    let network = cfg.cluster_network();
+    assert_eq!(network.backend, crate::network::Backend::HostGw);
+    assert!(!network.dns && !network.service_lb);
+    let err = server(&["server", "-c", &path, "--network-backend", "wireguard"]).unwrap_err();
+    assert!(err.contains("--network-backend") && err.contains("vxlan, host-gw or none"), "{err}");
+    let err = server(&["server", "-c", &path, "--disable", "traefik"]).unwrap_err();
+    assert!(err.contains("--disable") && err.contains("servicelb, coredns"), "{err}");
+    let err = server(&["server", "-c", &path, "--network-iface", "no-such-if0"]).unwrap_err();
+    assert!(err.contains("--network-iface"), "{err}");
 }

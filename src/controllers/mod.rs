@@ -23,6 +23,7 @@ pub(crate) mod pods;
 mod replicaset;
 mod replicated;
 mod service_account;
+mod service_lb;
 mod statefulset;
 
 use std::sync::Arc;
@@ -96,6 +97,9 @@ async fn controller_manager(client: kube::Client, settings: Settings) {
     tasks.spawn(statefulset::run(client.clone(), pods.store(), pods.subscribe()));
     if settings.network.dns {
         tasks.spawn(cluster_dns::run(client.clone()));
+    }
+    if settings.network.service_lb {
+        tasks.spawn(service_lb::run(client.clone()));
     }
     tasks.spawn(namespace::run(client));
     tasks.spawn(feed_pods);
