@@ -139,6 +139,7 @@ pub struct ServerConfig {
     pub network_backend: crate::network::Backend,
     /// Built-in components turned off with `--disable` (see [`crate::network::DISABLEABLE`]).
     pub disabled: Vec<String>,
+    pub disable_network_policy: bool,
     pub token: Option<crate::join::Token>,
     pub disable_agent: bool,
     /// The in-process agent's node (unused with --disable-agent).
@@ -269,6 +270,7 @@ impl ServerConfig {
             cluster_domain: domain,
             network_backend,
             disabled: args.disable,
+            disable_network_policy: args.disable_network_policy,
             token: args.token.as_deref().map(parse_token).transpose()?,
             disable_agent: args.disable_agent,
             node,
@@ -293,6 +295,7 @@ impl ServerConfig {
             backend: self.network_backend,
             service_lb: !self.disabled.iter().any(|c| c == "servicelb"),
             dns: !self.disabled.iter().any(|c| c == "coredns"),
+            network_policy: !self.disable_network_policy,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! one machine — the server's own node on the host, an agent in a network namespace the test creates,
 //! joined by a veth pair — running pods that reach each other by pod IP (VXLAN and host-gw), by
 //! ClusterIP and by cluster DNS name; NodePorts and a LoadBalancer Service answering on the nodes'
-//! addresses; endpoints following scaling and readiness; and nothing of tug left on the hosts after
-//! `tug network-cleanup`.
+//! addresses; endpoints following scaling and readiness; NetworkPolicies blocking and allowing by
+//! namespace; and nothing of tug left on the hosts after `tug network-cleanup`.
 
 mod common;
 
@@ -44,6 +44,12 @@ spec:
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http}]
 "#;
+
+const DENY_WEB: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web}\n\
+spec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress]\n";
+
+const ALLOW_OUTSIDE: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-outside}\n\
+spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: outside}}\n";
 
 /// Two nodes: `a` (the server's, on the host at `netns.host_ip`) and `b` (an agent in `netns`).
 struct Cluster {
@@ -91,18 +97,28 @@ impl Cluster {
 
     /// A pod that sleeps on `node`, Running.
     fn client_on(&self, name: &str, node: &str) {
+        self.client_on_in(name, node, "default");
+    }
+
+    fn client_on_in(&self, name: &str, node: &str, namespace: &str) {
         let pod = format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{role: client}}}}\nspec:\n  nodeName: {node}\n  \
-             containers: [{{name: c, image: tug.local/busybox:1, command: [sleep, '3600']}}]\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{role: client}}}}\n\
+             spec:\n  nodeName: {node}\n  containers: [{{name: c, image: tug.local/busybox:1, command: [sleep, '3600']}}]\n"
         );
         self.kubectl(&["apply", "-f", "-"], Some(&pod)).ok();
-        eventually_within(WAIT, &format!("{name} runs"), || self.get(&["pod", name], "{.status.phase}") == "Running");
+        eventually_within(WAIT, &format!("{name} runs"), || {
+            self.get(&["pod", "-n", namespace, name], "{.status.phase}") == "Running"
+        });
     }
 
     /// What `GET /` to `host:port` answers inside `pod` (the last line: the serving pod's name).
     fn fetch_in(&self, pod: &str, host: &str, port: u16) -> String {
+        self.fetch_in_namespace(pod, "default", host, port)
+    }
+
+    fn fetch_in_namespace(&self, pod: &str, namespace: &str, host: &str, port: u16) -> String {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port} | tail -n 1");
-        self.kubectl(&["exec", pod, "--", "sh", "-c", &script], None).stdout.trim().to_string()
+        self.kubectl(&["exec", "-n", namespace, pod, "--", "sh", "-c", &script], None).stdout.trim().to_string()
     }
 
     /// The names of the web pods that are Ready.
@@ -242,6 +258,24 @@ fn pods_services_and_names_work_across_two_nodes_over_vxlan() {
             answers(5 * replicas + 5, || Some(cluster.fetch_in("client", &cluster_ip, 80))) == ready
         });
     }
+
+    // NetworkPolicy: denying ingress to the web pod blocks clients of any namespace; allowing the
+    // namespace `outside` lets its pods through, and only them.
+    let web = cluster.ready_web_pods().into_iter().next().expect("a web pod");
+    let web_ip = cluster.pod_ip(&web);
+    cluster.kubectl(&["create", "namespace", "outside"], None).ok();
+    cluster.client_on_in("stranger", "b", "outside");
+    let reaches = |client: &str, namespace: &str| cluster.fetch_in_namespace(client, namespace, &web_ip, 8080) == web;
+    assert!(reaches("client", "default") && reaches("stranger", "outside"), "open before any policy");
+    cluster.kubectl(&["apply", "-f", "-"], Some(DENY_WEB)).ok();
+    eventually_within(WAIT, "the policy blocks both clients", || {
+        !reaches("client", "default") && !reaches("stranger", "outside")
+    });
+    cluster.kubectl(&["apply", "-f", "-"], Some(ALLOW_OUTSIDE)).ok();
+    eventually_within(WAIT, "the namespace outside gets through", || reaches("stranger", "outside"));
+    assert!(!reaches("client", "default"), "the default namespace is still blocked");
+    cluster.kubectl(&["delete", "networkpolicy", "deny-web", "allow-outside"], None).ok();
+    eventually_within(WAIT, "without policies the client gets through again", || reaches("client", "default"));
 
     // Deleting the service removes its rules on both nodes.
     assert!(tug_rules(None).contains("default/web"));

@@ -90,8 +90,8 @@ impl Agent {
     }
 }
 
-/// The pod network, the service proxy and the cluster DNS (the last two over one cache of Services and
-/// EndpointSlices).
+/// The pod network, the service proxy, NetworkPolicy enforcement and the cluster DNS (the proxy and
+/// the DNS over one cache of Services and EndpointSlices).
 async fn start_networking(
     cfg: &AgentConfig,
     client: &kube::Client,
@@ -109,9 +109,13 @@ async fn start_networking(
     let node = crate::proxy::render::Node { name: cfg.node.name.clone(), cluster_cidr: cfg.network.cluster_cidr };
     let mut tasks = vec![
         tokio::spawn(crate::network::run(client.clone(), iptables.clone(), network, stopped.clone())),
-        tokio::spawn(crate::proxy::run(cache.clone(), iptables, node, stopped.clone())),
+        tokio::spawn(crate::proxy::run(cache.clone(), iptables.clone(), node, stopped.clone())),
         watching,
     ];
+    if cfg.network.network_policy {
+        let name = cfg.node.name.clone();
+        tasks.push(tokio::spawn(crate::netpol::run(client.clone(), iptables, name, stopped.clone())));
+    }
     if cfg.network.dns {
         let (nodes, name, cluster, stop) =
             (kube::Api::all(client.clone()), cfg.node.name.clone(), cfg.network.clone(), stopped.clone());

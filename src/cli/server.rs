@@ -88,6 +88,10 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_DISABLE", value_delimiter = ',', help_heading = "Components")]
     pub disable: Vec<String>,
 
+    /// Do not enforce NetworkPolicies (for clusters whose CNI does)
+    #[arg(long, env = "TUG_DISABLE_NETWORK_POLICY", help_heading = "Components")]
+    pub disable_network_policy: bool,
+
     /// Shared secret used to join agents and servers
     #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::network::ClusterNetwork;
 use crate::proxy::cache::ServiceCache;
-use handler::{Handler, SharedZone};
+pub use handler::{Handler, SharedZone};
 
 pub const PORT: u16 = 53;
 /// Upstream answers kept.
@@ -99,7 +99,8 @@ fn upstreams(resolv_conf: &[u8], exclude: &[IpAddr]) -> Vec<IpAddr> {
     ips
 }
 
-fn resolver(upstreams: &[IpAddr]) -> TokioResolver {
+/// A caching resolver asking `upstreams` (port 53).
+pub fn resolver(upstreams: &[IpAddr]) -> TokioResolver {
     let servers: Vec<NameServerConfig> = upstreams.iter().map(|ip| NameServerConfig::udp_and_tcp(*ip)).collect();
     let mut options = ResolverOpts::default();
     options.cache_size = CACHE_ENTRIES;

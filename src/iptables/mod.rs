@@ -71,25 +71,7 @@ impl Iptables {
     }
 
     async fn run(&self, tool: &str, args: &[&str], input: Option<&str>) -> Result<String, IptablesError> {
-        let command = self.command(tool);
-        let spawn_error = |source| IptablesError::Spawn { command: command.clone(), source };
-        let mut child = Command::new(&command)
-            .args(args)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)?;
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(input.as_bytes()).await.map_err(spawn_error)?;
-        }
-        let output = child.wait_with_output().await.map_err(spawn_error)?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            return Err(IptablesError::Failed { command: format!("{command} {}", args.join(" ")), stderr });
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        exec(&self.command(tool), args, input).await
     }
 
     /// `iptables-save`: every table's rules.
@@ -130,6 +112,28 @@ impl Iptables {
         }
         Ok(())
     }
+}
+
+/// Runs `command` with `args`, `input` on its stdin; its stdout, or what it said when it failed.
+pub async fn exec(command: &str, args: &[&str], input: Option<&str>) -> Result<String, IptablesError> {
+    let spawn_error = |source| IptablesError::Spawn { command: command.to_string(), source };
+    let mut child = Command::new(command)
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_error)?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input.as_bytes()).await.map_err(spawn_error)?;
+    }
+    let output = child.wait_with_output().await.map_err(spawn_error)?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(IptablesError::Failed { command: format!("{command} {}", args.join(" ")), stderr });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The chains of `saved` (iptables-save output) whose names `keep` accepts, with their rules as saved.

@@ -167,14 +167,18 @@ fn prepare_kernel() {
     }
 }
 
-/// Removes what the pod network and the proxy added to this host: tug's iptables chains, its
-/// routes, the VXLAN device and the pods' bridge.
+/// Removes what the pod network, the proxy and the policies added to this host: tug's iptables
+/// chains and ipsets, its routes, the VXLAN device and the pods' bridge.
 pub async fn cleanup() -> anyhow::Result<()> {
     for iptables in Iptables::every_backend() {
         match iptables.remove_all().await {
             Err(crate::iptables::IptablesError::Spawn { .. }) => {} // that backend is not installed
             other => other?,
         }
+    }
+    match crate::netpol::remove_sets().await {
+        Err(crate::iptables::IptablesError::Spawn { .. }) => {} // ipset is not installed
+        other => other?,
     }
     let handle = netlink::connect()?;
     for (route, _, _) in netlink::our_routes(&handle).await? {

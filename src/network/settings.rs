@@ -46,6 +46,13 @@ pub struct ClusterNetwork {
     pub service_lb: bool,
     /// The embedded cluster DNS (unless `--disable coredns`).
     pub dns: bool,
+    /// NetworkPolicy enforcement (unless `--disable-network-policy`).
+    #[serde(default = "enabled")]
+    pub network_policy: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl Default for ClusterNetwork {
@@ -58,6 +65,7 @@ impl Default for ClusterNetwork {
             backend: Backend::default(),
             service_lb: true,
             dns: true,
+            network_policy: true,
         }
     }
 }
