@@ -73,7 +73,7 @@ fn slice(index: usize, endpoints: usize, generation: usize) -> Arc<EndpointSlice
 
 /// Enters a fresh network namespace (this thread, and the commands it starts, stay in it).
 fn enter_fresh_netns(name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).status();
+    let _ = Command::new("ip").args(["netns", "del", name]).stderr(std::process::Stdio::null()).status();
     assert!(Command::new("ip").args(["netns", "add", name]).status().expect("ip netns").success());
     let file = std::fs::File::open(format!("/run/netns/{name}")).expect("netns file");
     nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -231,7 +231,7 @@ fn dns(runtime: &tokio::runtime::Runtime) {
 fn iperf(netns_of_server: &str, bind: &str, client_netns: Option<&str>, seconds: usize) -> f64 {
     let mut server = Command::new("nsenter");
     server.arg(format!("--net={netns_of_server}")).args(["--", "iperf3", "-s", "-1", "-B", bind]);
-    let mut server = server.spawn().expect("iperf3 server");
+    let mut server = server.stdout(std::process::Stdio::null()).spawn().expect("iperf3 server");
     std::thread::sleep(Duration::from_millis(500));
     let mut client = Command::new("nsenter");
     if let Some(netns) = client_netns {
