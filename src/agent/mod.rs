@@ -115,6 +115,12 @@ async fn start_networking(
     if cfg.network.network_policy {
         let name = cfg.node.name.clone();
         tasks.push(tokio::spawn(crate::netpol::run(client.clone(), iptables, name, stopped.clone())));
+    } else {
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = crate::netpol::remove(&iptables).await {
+                tracing::warn!(%error, "cannot remove the rules of earlier network policies");
+            }
+        }));
     }
     if cfg.network.dns {
         let (nodes, name, cluster, stop) =

@@ -16,11 +16,11 @@ pub struct NodeArgs {
     #[arg(long, env = "TUG_NODE_IP", help_heading = "Agent/Node")]
     pub node_ip: Option<IpAddr>,
 
-    /// External IP address to advertise for the node (ServiceLB addresses, the overlay's peer address)
+    /// External IP address to advertise for the node (its ExternalIP; ServiceLB gives it to LoadBalancer Services)
     #[arg(long, env = "TUG_NODE_EXTERNAL_IP", help_heading = "Agent/Node")]
     pub node_external_ip: Option<IpAddr>,
 
-    /// Interface whose address the node uses (its node IP, the overlay's underlay) [default: the host's first IPv4 address]
+    /// Interface whose first IPv4 address is the node IP (and so carries the overlay) when --node-ip is not given
     #[arg(long, env = "TUG_NETWORK_IFACE", help_heading = "Agent/Networking")]
     pub network_iface: Option<String>,
 

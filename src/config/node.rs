@@ -14,8 +14,6 @@ pub struct NodeConfig {
     pub name: String,
     pub ip: Option<IpAddr>,
     pub external_ip: Option<IpAddr>,
-    /// The interface the node's traffic to other nodes leaves by (`--network-iface`).
-    pub network_iface: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub container_runtime_endpoint: Option<PathBuf>,
     /// Mirrors, credentials and TLS of private registries, for the containerd the agent starts.
@@ -55,7 +53,6 @@ impl NodeConfig {
             name,
             ip,
             external_ip: args.node_external_ip,
-            network_iface: args.network_iface,
             labels: parse_labels("node-label", &args.node_labels)?,
             container_runtime_endpoint: args.container_runtime_endpoint,
             registries: registries(args.private_registry.as_deref())?,

@@ -1,7 +1,9 @@
 //! The endpoints of the embedded cluster DNS: every node with a podCIDR serves DNS on its pods'
 //! gateway (see `crate::dns`), so the `kube-dns` Service (which has no selector) gets one endpoint per
-//! such node, named by the node and ready while the node is, in an EndpointSlice the proxies read and
-//! in the Endpoints object users look at. Written with server-side apply, only when they change.
+//! such node, named by the node, in an EndpointSlice the proxies read and in the Endpoints object
+//! users look at. Each endpoint is always ready: only its own node's pods use it (the Service's
+//! internal traffic policy is Local), and a node cut off from the API server still answers them.
+//! Written with server-side apply, only when they change.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Node};
@@ -21,29 +23,26 @@ pub fn ports() -> Value {
     json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}])
 }
 
-/// Each node's DNS address and readiness, by node name.
-fn servers(nodes: &[std::sync::Arc<Node>]) -> Vec<(String, String, bool)> {
-    let mut servers: Vec<(String, String, bool)> = nodes
+/// Each node's name and DNS address.
+fn servers(nodes: &[std::sync::Arc<Node>]) -> Vec<(String, String)> {
+    let mut servers: Vec<(String, String)> = nodes
         .iter()
         .filter_map(|node| {
             let name = node.metadata.name.clone()?;
             let cidr = node.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()?;
-            let address = crate::dns::listen_address(cidr)?;
-            let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
-            let ready = conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-            Some((name, address.to_string(), ready))
+            Some((name, crate::dns::listen_address(cidr)?.to_string()))
         })
         .collect();
     servers.sort();
     servers
 }
 
-fn slice(servers: &[(String, String, bool)]) -> Value {
+fn slice(servers: &[(String, String)]) -> Value {
     let endpoints: Vec<Value> = servers
         .iter()
-        .map(|(node, address, ready)| {
+        .map(|(node, address)| {
             json!({"addresses": [address], "nodeName": node,
-                   "conditions": {"ready": ready, "serving": ready, "terminating": false}})
+                   "conditions": {"ready": true, "serving": true, "terminating": false}})
         })
         .collect();
     json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -52,15 +51,9 @@ fn slice(servers: &[(String, String, bool)]) -> Value {
         "addressType": "IPv4", "endpoints": endpoints, "ports": ports()})
 }
 
-fn endpoints(servers: &[(String, String, bool)]) -> Value {
-    let address = |(node, ip, _): &(String, String, bool)| json!({"ip": ip, "nodeName": node});
-    let ready: Vec<Value> = servers.iter().filter(|s| s.2).map(address).collect();
-    let not_ready: Vec<Value> = servers.iter().filter(|s| !s.2).map(address).collect();
-    let subsets = if servers.is_empty() {
-        json!([])
-    } else {
-        json!([{"addresses": ready, "notReadyAddresses": not_ready, "ports": ports()}])
-    };
+fn endpoints(servers: &[(String, String)]) -> Value {
+    let addresses: Vec<Value> = servers.iter().map(|(node, ip)| json!({"ip": ip, "nodeName": node})).collect();
+    let subsets = if servers.is_empty() { json!([]) } else { json!([{"addresses": addresses, "ports": ports()}]) };
     json!({"apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": SERVICE, "namespace": NAMESPACE,
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
@@ -98,28 +91,21 @@ pub async fn run(client: Client) {
 mod tests {
     use super::*;
 
-    fn node(name: &str, cidr: Option<&str>, ready: &str) -> std::sync::Arc<Node> {
+    fn node(name: &str, cidr: Option<&str>) -> std::sync::Arc<Node> {
         std::sync::Arc::new(
-            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr},
-                "status": {"conditions": [{"type": "Ready", "status": ready}]}}))
-            .unwrap(),
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr}})).unwrap(),
         )
     }
 
     #[test]
     fn every_node_with_a_pod_cidr_serves_dns_on_its_gateway() {
-        let nodes = [
-            node("b", Some("10.42.1.0/24"), "False"),
-            node("a", Some("10.42.0.0/24"), "True"),
-            node("c", None, "True"),
-        ];
+        let nodes = [node("b", Some("10.42.1.0/24")), node("a", Some("10.42.0.0/24")), node("c", None)];
         let servers = servers(&nodes);
-        assert_eq!(servers, [("a".into(), "10.42.0.1".into(), true), ("b".into(), "10.42.1.1".into(), false)]);
+        assert_eq!(servers, [("a".into(), "10.42.0.1".into()), ("b".into(), "10.42.1.1".into())]);
         let slice = slice(&servers);
         assert_eq!(slice["endpoints"][1]["nodeName"], "b");
-        assert_eq!(slice["endpoints"][1]["conditions"]["ready"], false);
+        assert_eq!(slice["endpoints"][1]["conditions"]["ready"], true, "always ready: only its node uses it");
         let endpoints = endpoints(&servers);
-        assert_eq!(endpoints["subsets"][0]["addresses"][0]["ip"], "10.42.0.1");
-        assert_eq!(endpoints["subsets"][0]["notReadyAddresses"][0]["ip"], "10.42.1.1");
+        assert_eq!(endpoints["subsets"][0]["addresses"][1]["ip"], "10.42.1.1");
     }
 }

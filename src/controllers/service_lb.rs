@@ -110,7 +110,7 @@ pub async fn run(client: Client) {
             if let Err(error) =
                 api.patch_status(&service.name_any(), &PatchParams::default(), &Patch::Merge(status)).await
             {
-                tracing::debug!(%error, service = service.name_any(), "servicelb: cannot set the ingress");
+                tracing::warn!(%error, service = service.name_any(), "servicelb: cannot set the ingress");
             }
         }
     }

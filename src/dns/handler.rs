@@ -8,7 +8,7 @@ use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::TokioResolver;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, Metadata, ResponseCode};
-use hickory_server::proto::rr::{Name, Record};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
@@ -87,6 +87,20 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// The records of a CNAME's `target`: from the zone, or upstream.
+    async fn chase(&self, zone: &Zone, target: Name, kind: RecordType) -> Vec<Record> {
+        match zone.answer(&LowerName::new(&target), kind) {
+            Answer::Records(records) => records,
+            Answer::Elsewhere => match self.upstream.lookup(target, kind).await {
+                Ok(lookup) => lookup.answers().to_vec(),
+                Err(_) => Vec::new(),
+            },
+            Answer::NoData | Answer::NxDomain => Vec::new(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, handle: R) -> ResponseInfo {
@@ -102,7 +116,16 @@ impl RequestHandler for Handler {
         let soa = std::slice::from_ref(zone.soa());
         let authoritative = |code, answers, authority| Reply { code, authoritative: true, answers, authority };
         match zone.answer(query, kind) {
-            Answer::Records(records) => {
+            Answer::Records(mut records) => {
+                // An ExternalName's CNAME comes with its target's records, as CoreDNS answers it:
+                // stub resolvers do not chase it themselves.
+                let target = records.iter().find_map(|r| match &r.data {
+                    RData::CNAME(target) if kind != RecordType::CNAME => Some(target.0.clone()),
+                    _ => None,
+                });
+                if let Some(target) = target {
+                    records.extend(self.chase(&zone, target, kind).await);
+                }
                 Self::send(request, handle, authoritative(ResponseCode::NoError, &records, &[])).await
             }
             Answer::NoData => Self::send(request, handle, authoritative(ResponseCode::NoError, &[], soa)).await,

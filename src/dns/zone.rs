@@ -72,12 +72,15 @@ impl Zone {
             86400,
             TTL,
         );
-        let mut zone = Zone {
-            domain: LowerName::new(&origin),
-            reverse,
-            names: HashMap::new(),
-            soa: Record::from_rdata(origin, TTL, RData::SOA(soa)),
-        };
+        let soa = Record::from_rdata(origin.clone(), TTL, RData::SOA(soa));
+        let mut zone = Zone { domain: LowerName::new(&origin), reverse, names: HashMap::new(), soa: soa.clone() };
+        // The apex answers its SOA; `svc` and `pod` exist (names below them do).
+        zone.add(&origin, Some(soa));
+        for below in ["svc", "pod"] {
+            if let Some(empty) = name(&format!("{below}.{domain}")) {
+                zone.add(&empty, None);
+            }
+        }
         let mut slices_of: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             let service = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
@@ -125,10 +128,7 @@ impl Zone {
             self.add(&base, target.map(|t| Record::from_rdata(base.clone(), TTL, RData::CNAME(CNAME(t)))));
             return;
         }
-        let mut cluster_ips: Vec<IpAddr> =
-            spec.cluster_ips.iter().flatten().chain(&spec.cluster_ip).filter_map(|ip| ip.parse().ok()).collect();
-        cluster_ips.sort();
-        cluster_ips.dedup();
+        let cluster_ips = crate::proxy::model::cluster_ips(spec);
         let ports = spec.ports.iter().flatten().filter_map(|p| Some((p.name.clone()?, p.protocol.clone(), p.port)));
         if !cluster_ips.is_empty() {
             self.add(&base, None);
@@ -143,10 +143,13 @@ impl Zone {
             }
             return;
         }
-        // Headless: the ready endpoints, by address and by name.
+        // Headless: the ready endpoints, by address and by name; SRV records per slice, each slice's
+        // ports with its own endpoints.
         self.add(&base, None);
-        let mut endpoints: Vec<(IpAddr, Name)> = Vec::new();
+        let mut seen: Vec<IpAddr> = Vec::new();
+        let mut per_slice: Vec<(&EndpointSlice, Vec<Name>)> = Vec::new();
         for slice in slices {
+            let mut names = Vec::new();
             for endpoint in &slice.endpoints {
                 if endpoint.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
                     continue;
@@ -154,23 +157,26 @@ impl Zone {
                 for ip in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
                     let label = endpoint.hostname.clone().unwrap_or_else(|| dashed(ip));
                     let Some(own) = name(&format!("{label}.{service_name}.{namespace}.svc.{domain}")) else { continue };
-                    if !endpoints.iter().any(|(known, _)| *known == ip) {
-                        endpoints.push((ip, own));
+                    if seen.contains(&ip) {
+                        continue;
                     }
+                    seen.push(ip);
+                    self.add(&base, Some(address_record(&base, ip)));
+                    self.add(&own, Some(address_record(&own, ip)));
+                    let ptr = Record::from_rdata(Name::from(ip), TTL, RData::PTR(PTR(own.clone())));
+                    self.add(&Name::from(ip), Some(ptr));
+                    names.push(own);
                 }
             }
+            per_slice.push((slice, names));
         }
-        for (ip, own) in &endpoints {
-            self.add(&base, Some(address_record(&base, *ip)));
-            self.add(own, Some(address_record(own, *ip)));
-            self.add(&Name::from(*ip), Some(Record::from_rdata(Name::from(*ip), TTL, RData::PTR(PTR(own.clone())))));
-        }
-        let weight = u16::try_from(100 / endpoints.len().max(1)).unwrap_or(100);
-        for slice in slices {
+        let weight = u16::try_from(100 / seen.len().max(1)).unwrap_or(100);
+        for (slice, names) in per_slice {
             for port in slice.ports.iter().flatten() {
                 let (Some(port_name), Some(number)) = (&port.name, port.port) else { continue };
                 let Some(owner) = srv_owner(port_name, port.protocol.as_deref(), &base) else { continue };
-                for (_, own) in &endpoints {
+                self.add(&owner, None);
+                for own in &names {
                     let srv = SRV::new(0, weight, u16::try_from(number).unwrap_or_default(), own.clone());
                     self.add(&owner, Some(Record::from_rdata(owner.clone(), TTL, RData::SRV(srv))));
                 }
@@ -201,6 +207,7 @@ impl Zone {
                     Answer::Records(vec![address_record(&Name::from(query.clone()), ip)])
                 }
                 Some(_) => Answer::NoData,
+                None if self.is_pod_namespace(query) => Answer::NoData,
                 None => Answer::NxDomain,
             };
         }
@@ -209,6 +216,13 @@ impl Zone {
             Some(net) if self.reverse.iter().any(|owned| owned.contains(&net.addr())) => Answer::NxDomain,
             _ => Answer::Elsewhere,
         }
+    }
+
+    /// Whether `query` is `<namespace>.pod.<domain>`, which has pod names below it.
+    fn is_pod_namespace(&self, query: &LowerName) -> bool {
+        let query = Name::from(query.clone());
+        let zone_labels = Name::from(self.domain.clone()).num_labels();
+        query.num_labels() == zone_labels + 2 && query.iter().nth(1) == Some(&b"pod"[..])
     }
 
     /// The address in `<a-b-c-d>.<namespace>.pod.<domain>`.

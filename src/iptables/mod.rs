@@ -1,5 +1,5 @@
-//! iptables as tug drives it: the backend in use on the host (nft or legacy, detected as Kubernetes'
-//! iptables-wrapper does), whole payloads applied atomically with `iptables-restore --noflush`, the
+//! iptables as tug drives it: the backend in use on the host (nft or legacy, the one holding the
+//! host's rules, much as Kubernetes' iptables-wrapper decides), whole payloads applied atomically with `iptables-restore --noflush`, the
 //! jump rules that lead from the built-in chains into tug's own, what is there now (`iptables-save`)
 //! and the removal of everything tug added. Every chain tug owns starts with [`PREFIX`]; nothing else
 //! is flushed or deleted.
@@ -33,7 +33,9 @@ pub struct Iptables {
 
 impl Iptables {
     /// The backend holding the host's rules: where both exist, the one with more rules (so tug joins
-    /// what kube-proxy, Docker or a firewall already use), else the host's default `iptables`.
+    /// what kube-proxy, Docker or a firewall already use), else, when neither holds any, the host's
+    /// default `iptables` (Kubernetes' iptables-wrapper prefers nft there; tug follows the host's
+    /// alternatives).
     pub async fn detect() -> Iptables {
         let mut best = Iptables { variant: String::new() };
         let mut most = 0;
@@ -87,15 +89,51 @@ impl Iptables {
         self.run("iptables-restore", &["--noflush", "-w", "5"], Some(&payload.text())).await.map(drop)
     }
 
-    /// Puts `rule` (which must carry a `-m comment`, as tug's jumps do) first in the built-in `chain`
-    /// unless it is already there.
-    pub async fn ensure_rule(&self, table: Table, chain: &str, rule: &[&str]) -> Result<(), IptablesError> {
+    /// Puts `rule` (which must carry a `-m comment`, as tug's jumps do) into the built-in `chain`
+    /// unless it is already there: first in the chain, or last with `append` (as flannel adds its
+    /// forwarding rules, after whatever decides first).
+    pub async fn ensure_rule(
+        &self,
+        table: Table,
+        chain: &str,
+        rule: &[&str],
+        append: bool,
+    ) -> Result<(), IptablesError> {
         let check = [&["-w", "5", "-t", table.name(), "-C", chain][..], rule].concat();
         if self.run("iptables", &check, None).await.is_ok() {
             return Ok(());
         }
-        let insert = [&["-w", "5", "-t", table.name(), "-I", chain, "1"][..], rule].concat();
-        self.run("iptables", &insert, None).await.map(drop)
+        let position: &[&str] = if append { &["-A", chain] } else { &["-I", chain, "1"] };
+        let add = [&["-w", "5", "-t", table.name()][..], position, rule].concat();
+        self.run("iptables", &add, None).await.map(drop)
+    }
+
+    /// Makes `rule` the first rule of the built-in `chain`, moving it there if something else was
+    /// put before it (for the policy chain, which must see traffic before any rule accepts it).
+    pub async fn ensure_first(
+        &self,
+        table: Table,
+        chain: &str,
+        rule: &[&str],
+        target: &str,
+    ) -> Result<(), IptablesError> {
+        let listed = self.run("iptables", &["-w", "5", "-t", table.name(), "-S", chain], None).await?;
+        let first = listed.lines().find(|line| line.starts_with("-A "));
+        if first.is_some_and(|line| line.ends_with(&format!("-j {target}"))) {
+            return Ok(());
+        }
+        self.delete_rule(table, chain, rule).await?;
+        self.ensure_rule(table, chain, rule, false).await
+    }
+
+    /// Removes `rule` from `chain` if it is there.
+    pub async fn delete_rule(&self, table: Table, chain: &str, rule: &[&str]) -> Result<(), IptablesError> {
+        let check = [&["-w", "5", "-t", table.name(), "-C", chain][..], rule].concat();
+        while self.run("iptables", &check, None).await.is_ok() {
+            let delete = [&["-w", "5", "-t", table.name(), "-D", chain][..], rule].concat();
+            self.run("iptables", &delete, None).await?;
+        }
+        Ok(())
     }
 
     /// The chains tug owns now, with `owned` picking which (by name), as a ruleset.
@@ -112,6 +150,24 @@ impl Iptables {
         }
         Ok(())
     }
+}
+
+/// `<prefix>` and 16 hex digits of a hash of `key`: a chain or set name that is stable across
+/// restarts and fits iptables' 28 and ipset's 31 characters.
+pub fn hashed_name(prefix: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02X}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// A `--comment` value iptables takes (at most 256 bytes), cut on a character boundary.
+pub fn comment(text: &str) -> String {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].replace('"', "'")
 }
 
 /// Runs `command` with `args`, `input` on its stdin; its stdout, or what it said when it failed.

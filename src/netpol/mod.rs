@@ -23,6 +23,8 @@ use tokio::sync::watch;
 use crate::iptables::{self, Iptables, Ruleset, Table};
 
 const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon a failed sync is tried again.
+const RETRY: Duration = Duration::from_secs(10);
 
 /// A watched kind: its store and whether its first list is in.
 struct Watched<K: kube::Resource<DynamicType = ()> + 'static> {
@@ -58,23 +60,39 @@ where
     }
 }
 
-/// Enforces the policies for the pods of `node` until `stop` turns true.
+/// Enforces the policies for the pods of `node` until `stop` turns true. While no policy exists
+/// nothing of it is in the host's tables (rules left by an earlier run are removed).
 pub async fn run(client: Client, iptables: Iptables, node: String, mut stop: watch::Receiver<bool>) {
     let (changed, mut changes) = watch::channel(0u64);
     let policies = Watched::<NetworkPolicy>::start(&client, &changed);
     let mut world: Option<(Watched<Pod>, Watched<Namespace>)> = None;
+    // What the last sync applied; None when it must be read back from the host first.
     let mut applied: Option<Ruleset> = None;
+    let mut maybe_in_force = true;
+    let mut due = false;
+    let mut retry = tokio::time::interval(RETRY);
     loop {
         let started = Instant::now();
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
-            changed = changes.changed() => if changed.is_err() { return },
+            changed = changes.changed() => match changed {
+                Ok(()) => due = true,
+                Err(_) => return,
+            },
+            _ = retry.tick() => {}
         }
-        if !policies.listed() {
+        if !due || !policies.listed() {
             continue;
         }
         let current = policies.store.state();
-        if current.is_empty() && applied.is_none() {
+        if current.is_empty() {
+            if maybe_in_force {
+                match remove(&iptables).await {
+                    Ok(()) => (maybe_in_force, applied) = (false, None),
+                    Err(error) => log_failure(&error),
+                }
+            }
+            due = maybe_in_force;
             continue;
         }
         let (pods, namespaces) = world.get_or_insert_with(|| {
@@ -86,15 +104,21 @@ pub async fn run(client: Client, iptables: Iptables, node: String, mut stop: wat
         }
         let (pods, namespaces) = (pods.store.state(), namespaces.store.state());
         let isolated = model::isolated(&current, &model::World { pods: &pods, namespaces: &namespaces }, &node);
+        maybe_in_force = true;
         match apply(&iptables, applied.take(), &isolated).await {
-            Ok(now) => applied = Some(now),
-            Err(error) => tracing::error!(%error, "network policies: cannot apply"),
+            Ok(now) => (applied, due) = (Some(now), false),
+            Err(error) => log_failure(&error),
         }
         tokio::time::sleep_until((started + MIN_SYNC_INTERVAL).into()).await;
     }
 }
 
-/// Sets first, then the chains that use them, then the jump; sets no longer used go last.
+fn log_failure(error: &dyn std::fmt::Display) {
+    tracing::error!(%error, retry_in = ?RETRY, "network policies: cannot apply");
+}
+
+/// Sets first, then the chains that use them, then the jump (kept first in FORWARD, before any rule
+/// that accepts); sets no longer used go last.
 async fn apply(iptables: &Iptables, applied: Option<Ruleset>, isolated: &[model::Isolated]) -> anyhow::Result<Ruleset> {
     let (next, sets) = render::render(isolated);
     iptables::exec("ipset", &["restore"], Some(&render::ipset_payload(&sets))).await?;
@@ -103,11 +127,23 @@ async fn apply(iptables: &Iptables, applied: Option<Ruleset>, isolated: &[model:
         None => iptables.owned_chains(render::owns).await?,
     };
     iptables.restore(&applied.transition_to(&next)).await?;
-    iptables.ensure_rule(Table::Filter, "FORWARD", &render::JUMP).await?;
+    iptables.ensure_first(Table::Filter, "FORWARD", &render::JUMP, render::POLICIES).await?;
     for stale in our_sets().await?.into_iter().filter(|name| !sets.contains_key(name)) {
         iptables::exec("ipset", &["destroy", &stale], None).await?;
     }
     Ok(next)
+}
+
+/// Takes every policy rule and set of tug's out of the host (no policy exists, or enforcement is
+/// turned off).
+pub async fn remove(iptables: &Iptables) -> anyhow::Result<()> {
+    iptables.delete_rule(Table::Filter, "FORWARD", &render::JUMP).await?;
+    let applied = iptables.owned_chains(render::owns).await?;
+    iptables.restore(&applied.transition_to(&Ruleset::default())).await?;
+    match remove_sets().await {
+        Err(iptables::IptablesError::Spawn { .. }) => Ok(()), // no ipset: no sets either
+        other => Ok(other?),
+    }
 }
 
 /// The names of tug's ipsets.

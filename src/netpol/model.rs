@@ -39,10 +39,11 @@ pub struct Peers {
 /// One rule of one policy, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    /// `<namespace>/<policy>/<direction>/<index>`: names the rule's chain comment and address set.
+    /// `<namespace>/<policy>/<direction>/<index>`: names the rule's chain comment and address sets.
     pub id: String,
-    /// None: any peer.
-    pub peers: Option<Peers>,
+    /// None: any peer. Otherwise the selected pods' addresses, and each ipBlock on its own (its
+    /// exceptions must not carve into what another peer of the rule allows).
+    pub peers: Option<Vec<Peers>>,
     /// Empty: any port.
     pub ports: Vec<PortRange>,
 }
@@ -153,22 +154,25 @@ fn port_ranges(ports: &[NetworkPolicyPort], carriers: &[&Arc<Pod>]) -> Vec<PortR
     ranges
 }
 
-fn peers(world: &World, peers: &[NetworkPolicyPeer], namespace: &str) -> (Peers, Vec<Arc<Pod>>) {
-    let mut resolved = Peers::default();
+fn peers(world: &World, peers: &[NetworkPolicyPeer], namespace: &str) -> (Vec<Peers>, Vec<Arc<Pod>>) {
+    let mut selected = Peers::default();
+    let mut blocks = Vec::new();
     let mut pods = Vec::new();
     for peer in peers {
         if let Some(block) = &peer.ip_block {
-            resolved.networks.extend(block.cidr.parse::<IpNet>().ok());
-            resolved.except.extend(block.except.iter().flatten().filter_map(|e| e.parse::<IpNet>().ok()));
+            let networks = block.cidr.parse::<IpNet>().ok().into_iter().collect();
+            let except = block.except.iter().flatten().filter_map(|e| e.parse::<IpNet>().ok()).collect();
+            blocks.push(Peers { networks, except });
             continue;
         }
         for pod in world.peer_pods(peer, namespace) {
-            resolved.networks.extend(pod_ip(pod).map(IpNet::from));
+            selected.networks.extend(pod_ip(pod).map(IpNet::from));
             pods.push(pod.clone());
         }
     }
-    resolved.networks.sort();
-    resolved.networks.dedup();
+    selected.networks.sort();
+    selected.networks.dedup();
+    let resolved = std::iter::once(selected).filter(|s| !s.networks.is_empty()).chain(blocks).collect();
     (resolved, pods)
 }
 
@@ -201,7 +205,7 @@ pub fn isolated(policies: &[Arc<NetworkPolicy>], world: &World, node: &str) -> V
             }
             let types: Vec<&str> = match &spec.policy_types {
                 Some(types) => types.iter().map(String::as_str).collect(),
-                None if spec.egress.is_some() => vec!["Ingress", "Egress"],
+                None if spec.egress.as_ref().is_some_and(|e| !e.is_empty()) => vec!["Ingress", "Egress"],
                 None => vec!["Ingress"],
             };
             let name = policy.metadata.name.as_deref().unwrap_or_default();

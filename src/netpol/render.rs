@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 
 use super::model::{Direction, Isolated, Rule};
-use crate::iptables::{Ruleset, Table};
+use crate::iptables::{comment, hashed_name as hashed, Ruleset, Table};
 
 pub const POLICIES: &str = "TUG-NWPLCY";
 
@@ -27,12 +26,6 @@ pub const JUMP: [&str; 6] = ["-m", "comment", "--comment", "tug network policies
 
 /// The prefix of tug's ipsets.
 pub const SET_PREFIX: &str = "TUG-";
-
-fn hashed(prefix: &str, key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02X}")).collect();
-    format!("{prefix}{hex}")
-}
 
 /// The address sets by name, each with its members and excluded networks.
 pub type Sets = BTreeMap<String, (Vec<IpNet>, Vec<IpNet>)>;
@@ -58,38 +51,43 @@ pub fn render(pods: &[Isolated]) -> (Ruleset, Sets) {
             for rule in rules {
                 render_rule(&mut set, &mut sets, &chain, side, rule);
             }
-            set.rule(
-                Table::Filter,
-                &chain,
-                format!("-m comment --comment \"{} {direction:?} not allowed by policy\" -j REJECT", pod.pod),
-            );
+            let label = comment(&format!("{} {direction:?} not allowed by policy", pod.pod));
+            set.rule(Table::Filter, &chain, format!("-m comment --comment \"{label}\" -j REJECT"));
         }
     }
     (set, sets)
 }
 
 fn render_rule(set: &mut Ruleset, sets: &mut Sets, chain: &str, side: &str, rule: &Rule) {
-    let peers = match &rule.peers {
-        None => String::new(),
-        Some(peers) => {
-            let name = hashed(SET_PREFIX, &rule.id);
-            let members = peers.networks.iter().filter(|n| n.addr().is_ipv4()).flat_map(|n| storable(*n)).collect();
-            sets.insert(name.clone(), (members, peers.except.iter().filter(|n| n.addr().is_ipv4()).copied().collect()));
-            format!("-m set --match-set {name} {side} ")
-        }
+    // Each peer group is its own set: any of them lets the traffic through.
+    let matches: Vec<String> = match &rule.peers {
+        None => vec![String::new()],
+        Some(groups) => groups
+            .iter()
+            .enumerate()
+            .map(|(index, peers)| {
+                let name = hashed(SET_PREFIX, &format!("{}/{index}", rule.id));
+                let members = peers.networks.iter().filter(|n| n.addr().is_ipv4()).flat_map(|n| storable(*n)).collect();
+                let except = peers.except.iter().filter(|n| n.addr().is_ipv4()).copied().collect();
+                sets.insert(name.clone(), (members, except));
+                format!("-m set --match-set {name} {side} ")
+            })
+            .collect(),
     };
-    let comment = format!("-m comment --comment \"{}\"", rule.id);
-    if rule.ports.is_empty() {
-        set.rule(Table::Filter, chain, format!("{peers}{comment} -j RETURN"));
-    }
-    for port in &rule.ports {
-        let protocol = port.protocol.to_ascii_lowercase();
-        let ports = match port.ports {
-            None => String::new(),
-            Some((first, last)) if first == last => format!(" -m {protocol} --dport {first}"),
-            Some((first, last)) => format!(" -m {protocol} --dport {first}:{last}"),
-        };
-        set.rule(Table::Filter, chain, format!("{peers}-p {protocol}{ports} {comment} -j RETURN"));
+    let label = format!("-m comment --comment \"{}\"", comment(&rule.id));
+    for peers in matches {
+        if rule.ports.is_empty() {
+            set.rule(Table::Filter, chain, format!("{peers}{label} -j RETURN"));
+        }
+        for port in &rule.ports {
+            let protocol = port.protocol.to_ascii_lowercase();
+            let ports = match port.ports {
+                None => String::new(),
+                Some((first, last)) if first == last => format!(" -m {protocol} --dport {first}"),
+                Some((first, last)) => format!(" -m {protocol} --dport {first}:{last}"),
+            };
+            set.rule(Table::Filter, chain, format!("{peers}-p {protocol}{ports} {label} -j RETURN"));
+        }
     }
 }
 
@@ -134,10 +132,10 @@ mod tests {
     fn an_isolated_pod_gets_a_chain_that_returns_what_its_rules_allow_and_rejects_the_rest() {
         let rule = Rule {
             id: "shop/allow/ingress/0".into(),
-            peers: Some(Peers {
+            peers: Some(vec![Peers {
                 networks: vec!["10.42.1.5/32".parse().unwrap(), "0.0.0.0/0".parse().unwrap()],
                 except: vec!["10.0.0.0/8".parse().unwrap()],
-            }),
+            }]),
             ports: vec![
                 PortRange { protocol: "TCP".into(), ports: Some((8080, 8080)) },
                 PortRange { protocol: "UDP".into(), ports: Some((1000, 2000)) },

@@ -39,12 +39,11 @@ pub fn render(pod_cidr: IpNet, mtu: Option<u32>, ipam_dir: &Path) -> String {
 }
 
 /// Writes the conflist into `conf_dir`, where containerd's CRI plugin picks it up.
-pub fn write(conf_dir: &Path, pod_cidr: IpNet, mtu: Option<u32>, ipam_dir: &Path) {
+pub fn write(conf_dir: &Path, pod_cidr: IpNet, mtu: Option<u32>, ipam_dir: &Path) -> std::io::Result<()> {
     let path = conf_dir.join(CONFLIST);
-    match crate::fsutil::write_atomic(&path, render(pod_cidr, mtu, ipam_dir).as_bytes(), 0o644) {
-        Ok(()) => tracing::info!(%pod_cidr, path = %path.display(), "wrote the pod network's CNI config"),
-        Err(error) => tracing::error!(%error, path = %path.display(), "cannot write the CNI config"),
-    }
+    crate::fsutil::write_atomic(&path, render(pod_cidr, mtu, ipam_dir).as_bytes(), 0o644)?;
+    tracing::info!(%pod_cidr, path = %path.display(), "wrote the pod network's CNI config");
+    Ok(())
 }
 
 #[cfg(test)]

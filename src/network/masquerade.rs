@@ -41,8 +41,9 @@ pub async fn apply(iptables: &Iptables, rules: &Ruleset) -> Result<(), IptablesE
     let applied = iptables.owned_chains(owns).await?;
     iptables.restore(&applied.transition_to(rules)).await?;
     let comment = ["-m", "comment", "--comment", "tug pod network"];
-    iptables.ensure_rule(Table::Nat, "POSTROUTING", &[&comment[..], &["-j", POSTROUTING]].concat()).await?;
-    iptables.ensure_rule(Table::Filter, "FORWARD", &[&comment[..], &["-j", FORWARD]].concat()).await
+    // Appended, as flannel's: the service proxy's and the policies' rules decide first.
+    iptables.ensure_rule(Table::Nat, "POSTROUTING", &[&comment[..], &["-j", POSTROUTING]].concat(), true).await?;
+    iptables.ensure_rule(Table::Filter, "FORWARD", &[&comment[..], &["-j", FORWARD]].concat(), true).await
 }
 
 #[cfg(test)]

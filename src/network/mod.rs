@@ -118,13 +118,14 @@ async fn set_up(iptables: &Iptables, network: &NodeNetwork, pod_cidr: IpNet) -> 
         Backend::HostGw | Backend::None => (peers::Overlay::HostGw, None),
     };
     if let Some((conf_dir, ipam_dir)) = &network.cni {
-        cni::write(conf_dir, pod_cidr, pod_mtu, ipam_dir);
+        cni::write(conf_dir, pod_cidr, pod_mtu, ipam_dir)
+            .map_err(|e| anyhow::anyhow!("cannot write the CNI config into {}: {e}", conf_dir.display()))?;
     }
     masquerade::apply(iptables, &masquerade::render(network.cluster.cluster_cidr, pod_cidr)).await?;
     Ok(peers::Peering::new(handle, overlay))
 }
 
-/// Keeps the routes to the other nodes' pods as the Nodes say.
+/// Keeps the routes to the other nodes' pods as the Nodes say, repairing them every few seconds.
 async fn follow_peers(nodes: Api<Node>, mut peering: peers::Peering, network: &NodeNetwork) {
     let (store, writer) = reflector::store();
     let mut events = std::pin::pin!(watcher(nodes, watcher::Config::default()).default_backoff().reflect(writer));
@@ -168,7 +169,8 @@ fn prepare_kernel() {
 }
 
 /// Removes what the pod network, the proxy and the policies added to this host: tug's iptables
-/// chains and ipsets, its routes, the VXLAN device and the pods' bridge.
+/// chains and ipsets, its routes, the VXLAN device and the pods' bridge. (The CNI config stays in
+/// the data dir, which uninstalling removes.)
 pub async fn cleanup() -> anyhow::Result<()> {
     for iptables in Iptables::every_backend() {
         match iptables.remove_all().await {

@@ -144,7 +144,7 @@ pub async fn delete_route(handle: &Handle, route: RouteMessage) -> Result<(), Er
     }
 }
 
-/// tug's IPv4 routes in the main table, each with its destination.
+/// tug's IPv4 routes (those with its route protocol, in any table), each with its destination.
 pub async fn our_routes(handle: &Handle) -> Result<Vec<(RouteMessage, Ipv4Addr, u8)>, Error> {
     let mut routes = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
     let mut ours = Vec::new();

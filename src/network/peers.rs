@@ -80,19 +80,36 @@ impl Peering {
         }
     }
 
-    /// Makes the kernel's entries those of `desired`; a no-op when nothing changed since the last sync.
+    /// Makes the kernel's entries those of `desired`, repairing whatever was changed under it; one
+    /// peer that cannot be programmed does not keep the others from being. The first error, if any.
     pub async fn sync(&mut self, desired: BTreeMap<String, Peer>) -> Result<(), Error> {
-        if self.programmed.as_ref() == Some(&desired) {
-            return Ok(());
-        }
+        let mut first_error = None;
         for peer in desired.values() {
-            if let Overlay::Vxlan(device) = self.overlay {
-                let (vtep, mac) = (peer.pod_cidr.network(), vtep_mac(peer.pod_cidr));
-                netlink::replace_neighbour(&self.handle, device, vtep, mac).await?;
-                netlink::replace_fdb(&self.handle, device, mac, peer.address).await?;
+            if let Err(error) = self.program(peer).await {
+                first_error.get_or_insert(error);
             }
-            netlink::replace_route(&self.handle, self.route(peer)).await?;
         }
+        if let Err(error) = self.prune(&desired).await {
+            first_error.get_or_insert(error);
+        }
+        if self.programmed.as_ref() != Some(&desired) {
+            tracing::info!(peers = ?desired.keys().collect::<Vec<_>>(), "pod network: routes to the other nodes set");
+            self.programmed = Some(desired);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn program(&self, peer: &Peer) -> Result<(), Error> {
+        if let Overlay::Vxlan(device) = self.overlay {
+            let (vtep, mac) = (peer.pod_cidr.network(), vtep_mac(peer.pod_cidr));
+            netlink::replace_neighbour(&self.handle, device, vtep, mac).await?;
+            netlink::replace_fdb(&self.handle, device, mac, peer.address).await?;
+        }
+        netlink::replace_route(&self.handle, self.route(peer)).await
+    }
+
+    /// Removes the routes and VXLAN entries of peers not in `desired`.
+    async fn prune(&self, desired: &BTreeMap<String, Peer>) -> Result<(), Error> {
         let wanted: Vec<(Ipv4Addr, u8)> =
             desired.values().map(|p| (p.pod_cidr.network(), p.pod_cidr.prefix_len())).collect();
         for (route, destination, prefix) in netlink::our_routes(&self.handle).await? {
@@ -105,8 +122,6 @@ impl Peering {
             let macs: Vec<[u8; 6]> = desired.values().map(|p| vtep_mac(p.pod_cidr)).collect();
             netlink::prune_peers(&self.handle, device, &vteps, &macs).await?;
         }
-        tracing::info!(peers = ?desired.keys().collect::<Vec<_>>(), "pod network: routes to the other nodes set");
-        self.programmed = Some(desired);
         Ok(())
     }
 }

@@ -89,7 +89,9 @@ impl Proxy {
 
     async fn ensure_jumps(&mut self) {
         for (table, chain, rule) in render::JUMPS {
-            if let Err(error) = self.iptables.ensure_rule(table, chain, rule).await {
+            if let Err(error) = self.iptables.ensure_rule(table, chain, rule, false).await {
+                // Read the rules back at the next sync: whatever removed a jump may have flushed more.
+                self.applied = None;
                 return tracing::error!(%error, "proxy: cannot add the jumps to the service rules");
             }
         }

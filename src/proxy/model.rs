@@ -92,6 +92,18 @@ impl ServicePort {
     }
 }
 
+/// The Service's cluster IPs (`clusterIPs`, and `clusterIP` for objects written without them), each
+/// once; none for a headless Service.
+pub fn cluster_ips(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for ip in spec.cluster_ips.iter().flatten().chain(&spec.cluster_ip).filter_map(|ip| ip.parse().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
 /// The label naming a Service another proxy implements, which this one leaves alone.
 const SERVICE_PROXY_NAME: &str = "service.kubernetes.io/service-proxy-name";
 
@@ -109,16 +121,7 @@ pub fn service_ports(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -
         else {
             continue;
         };
-        let cluster_ips: Vec<IpAddr> =
-            spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.as_ref()).filter_map(|ip| ip.parse().ok()).fold(
-                Vec::new(),
-                |mut ips, ip| {
-                    if !ips.contains(&ip) {
-                        ips.push(ip);
-                    }
-                    ips
-                },
-            );
+        let cluster_ips = cluster_ips(spec);
         if cluster_ips.is_empty() || spec.type_.as_deref() == Some("ExternalName") {
             continue;
         }
@@ -173,7 +176,8 @@ pub fn service_ports(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -
 fn endpoints_by_port(slices: &[Arc<EndpointSlice>]) -> BTreeMap<PortId, Vec<Endpoint>> {
     // Per port: the ready endpoints, and the serving-and-terminating ones for when none is ready.
     let mut found: BTreeMap<PortId, (Vec<Endpoint>, Vec<Endpoint>)> = BTreeMap::new();
-    for slice in slices {
+    // The proxy programs iptables (IPv4); IPv6 slices are for ip6tables, which is not done yet.
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
         let labels = slice.metadata.labels.as_ref();
         let (Some(namespace), Some(service)) =
             (&slice.metadata.namespace, labels.and_then(|l| l.get("kubernetes.io/service-name")))
@@ -199,7 +203,11 @@ fn endpoints_by_port(slices: &[Arc<EndpointSlice>]) -> BTreeMap<PortId, Vec<Endp
                 let is_ready = conditions.and_then(|c| c.ready).unwrap_or(true);
                 let serving = conditions.and_then(|c| c.serving).unwrap_or(is_ready);
                 let is_terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-                let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) else { continue };
+                let Some(ip) =
+                    endpoint.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()).filter(IpAddr::is_ipv4)
+                else {
+                    continue;
+                };
                 let endpoint_at = Endpoint { ip, port: number, node: endpoint.node_name.clone() };
                 if is_ready {
                     ready.push(endpoint_at);

@@ -1,3 +1,6 @@
+//! Tests of the zone's answers: service, headless, ExternalName, pod and reverse names, and the
+//! negative answers.
+
 use super::*;
 use serde_json::json;
 
@@ -72,6 +75,9 @@ fn names_outside_the_cluster_are_asked_elsewhere_and_missing_ones_do_not_exist()
     assert_eq!(ask(&zone, "nope.default.svc.cluster.local.", RecordType::A), Answer::NxDomain);
     assert_eq!(ask(&zone, "web.default.svc.cluster.local.default.svc.cluster.local.", RecordType::A), Answer::NxDomain);
     assert_eq!(ask(&zone, "default.svc.cluster.local.", RecordType::A), Answer::NoData);
+    assert_eq!(ask(&zone, "prod.pod.cluster.local.", RecordType::A), Answer::NoData);
+    assert_eq!(ask(&zone, "_pg._tcp.db.prod.svc.cluster.local.", RecordType::A), Answer::NoData);
+    assert_eq!(data(ask(&zone, "cluster.local.", RecordType::SOA)).len(), 1, "the apex answers its SOA");
     assert_eq!(ask(&zone, "example.com.", RecordType::A), Answer::Elsewhere);
     assert_eq!(ask(&zone, "9.9.43.10.in-addr.arpa.", RecordType::PTR), Answer::NxDomain);
     assert_eq!(ask(&zone, "1.2.0.192.in-addr.arpa.", RecordType::PTR), Answer::Elsewhere);

@@ -1,3 +1,5 @@
+//! Tests of policy resolution: isolation, peers, ports, directions.
+
 use super::*;
 use serde_json::json;
 
@@ -30,8 +32,8 @@ fn world() -> (Vec<Arc<Pod>>, Vec<Arc<Namespace>>) {
     (pods, namespaces)
 }
 
-fn networks(peers: &Option<Peers>) -> Vec<String> {
-    peers.as_ref().expect("peers").networks.iter().map(|n| n.to_string()).collect()
+fn networks(peers: &Option<Vec<Peers>>) -> Vec<String> {
+    peers.as_ref().expect("peers").iter().flat_map(|p| &p.networks).map(|n| n.to_string()).collect()
 }
 
 #[test]
@@ -62,7 +64,7 @@ fn peers_are_pods_of_the_namespace_or_of_the_selected_namespaces_and_ip_blocks()
     assert_eq!(rules[0].ports, [PortRange { protocol: "TCP".into(), ports: Some((8080, 8080)) }], "named port");
     assert_eq!(networks(&rules[1].peers), ["10.42.1.6/32"], "every pod of the trusted namespace");
     assert!(rules[1].ports.is_empty());
-    let block = rules[2].peers.as_ref().unwrap();
+    let block = &rules[2].peers.as_ref().unwrap()[0];
     assert_eq!(
         (block.networks[0].to_string(), block.except[0].to_string()),
         ("192.0.2.0/24".into(), "192.0.2.128/25".into())
@@ -83,4 +85,21 @@ fn egress_is_isolated_when_the_policy_says_so() {
     assert_eq!(networks(&rules[0].peers).len(), 4, "every pod of every namespace");
     assert_eq!(rules[0].ports, [PortRange { protocol: "TCP".into(), ports: Some((8080, 8080)) }]);
     assert_eq!(isolated[0].ingress, Some(vec![]), "policyTypes default to Ingress too");
+}
+
+#[test]
+fn each_ip_block_keeps_its_own_exceptions() {
+    let (pods, namespaces) = world();
+    let world = World { pods: &pods, namespaces: &namespaces };
+    let blocks = policy(json!({"metadata": {"name": "blocks", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"from": [
+            {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}}));
+    let isolated = isolated(&[blocks], &world, "a");
+    let peers = isolated[0].ingress.as_ref().unwrap()[0].peers.as_ref().unwrap();
+    assert_eq!(peers.len(), 2);
+    assert!(peers[1].except.is_empty(), "the second block allows 10.1.0.0/16: {peers:?}");
+    let empty_egress = policy(json!({"metadata": {"name": "e", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "other"}}, "egress": []}}));
+    let isolated = super::isolated(&[empty_egress], &world, "a");
+    assert_eq!(isolated[0].egress, None, "an empty egress list does not make the policy an egress policy");
 }

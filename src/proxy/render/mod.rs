@@ -9,7 +9,6 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 
 use super::model::{Endpoint, PortId, ServicePort};
 use crate::iptables::{Ruleset, Table};
@@ -107,12 +106,9 @@ fn static_chains(set: &mut Ruleset) {
     set.rule(Table::Filter, FORWARD, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
 }
 
-/// `TUG-<kind>-` and 16 hex digits of a hash of `key`: stable across restarts, within iptables'
-/// 28-character limit.
+/// `TUG-<kind>-` and a hash of `key`.
 fn chain_name(kind: &str, key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02X}")).collect();
-    format!("TUG-{kind}-{hex}")
+    crate::iptables::hashed_name(&format!("TUG-{kind}-"), key)
 }
 
 fn port_key(id: &PortId) -> String {
@@ -205,51 +201,50 @@ fn render_port(set: &mut Ruleset, node: &Node, port: &ServicePort) {
     if !port.is_external() {
         return;
     }
-    let external_entry = external_chain.as_ref().map(|policy_chain| {
+    // As kube-proxy: the external chain exists whenever the port has endpoints; with
+    // externalTrafficPolicy Local, pods and the node itself still reach every endpoint, and traffic
+    // from elsewhere goes only to this node's (none: it falls through and the filter table drops it).
+    let external_entry = cluster_chain.as_ref().map(|cluster| {
         let chain = chain_name("EXT", &port_key(id));
-        match (port.external_local, &cluster_chain) {
-            (true, Some(cluster)) => {
-                let pod_traffic = format!(
-                    "-s {} -m comment --comment \"pod traffic for {id} external destinations\" -j {cluster}",
-                    node.cluster_cidr
-                );
-                set.rule(Table::Nat, &chain, pod_traffic);
-                let local_source = format!("-m comment --comment \"masquerade LOCAL traffic for {id} external destinations\" -m addrtype --src-type LOCAL");
-                set.rule(Table::Nat, &chain, format!("{local_source} -j {MARK_MASQ}"));
-                set.rule(Table::Nat, &chain, format!("{local_source} -j {cluster}"));
+        if port.external_local {
+            let pod_traffic = format!(
+                "-s {} -m comment --comment \"pod traffic for {id} external destinations\" -j {cluster}",
+                node.cluster_cidr
+            );
+            set.rule(Table::Nat, &chain, pod_traffic);
+            let local_source = format!(
+                "-m comment --comment \"masquerade LOCAL traffic for {id} external destinations\" -m addrtype --src-type LOCAL"
+            );
+            set.rule(Table::Nat, &chain, format!("{local_source} -j {MARK_MASQ}"));
+            set.rule(Table::Nat, &chain, format!("{local_source} -j {cluster}"));
+            if let Some(local) = &local_chain {
+                set.rule(Table::Nat, &chain, format!("-j {local}"));
             }
-            _ => set.rule(Table::Nat, &chain, format!("-j {MARK_MASQ}")),
+        } else {
+            set.rule(Table::Nat, &chain, format!("-j {MARK_MASQ}"));
+            set.rule(Table::Nat, &chain, format!("-j {cluster}"));
         }
-        set.rule(Table::Nat, &chain, format!("-j {policy_chain}"));
         chain
     });
     let refused = refusal(external_chain.is_some());
     if let Some(node_port) = port.node_port {
-        match (&external_entry, refused) {
-            (Some(chain), _) => {
-                set.rule(Table::Nat, NODE_PORTS, format!("{} -j {chain}", matches("node port", node_port)))
-            }
-            (None, Some((why, target))) => set.rule(
-                Table::Filter,
-                EXTERNAL_SERVICES,
-                format!("-m addrtype --dst-type LOCAL {} -j {target}", matches(why, node_port)),
-            ),
-            (None, None) => {}
+        if let Some(chain) = &external_entry {
+            set.rule(Table::Nat, NODE_PORTS, format!("{} -j {chain}", matches("node port", node_port)));
+        }
+        if let Some((why, target)) = refused {
+            let rule = format!("-m addrtype --dst-type LOCAL {} -j {target}", matches(why, node_port));
+            set.rule(Table::Filter, EXTERNAL_SERVICES, rule);
         }
     }
     let outside = [("external IP", v4(&port.external_ips)), ("load balancer IP", v4(&port.load_balancer_ips))];
     for (kind, ips) in outside {
         for ip in ips {
-            match (&external_entry, refused) {
-                (Some(chain), _) => {
-                    set.rule(Table::Nat, SERVICES, format!("-d {} {} -j {chain}", host(ip), matches(kind, port.port)))
-                }
-                (None, Some((why, target))) => set.rule(
-                    Table::Filter,
-                    EXTERNAL_SERVICES,
-                    format!("-d {} {} -j {target}", host(ip), matches(why, port.port)),
-                ),
-                (None, None) => {}
+            if let Some(chain) = &external_entry {
+                set.rule(Table::Nat, SERVICES, format!("-d {} {} -j {chain}", host(ip), matches(kind, port.port)));
+            }
+            if let Some((why, target)) = refused {
+                let rule = format!("-d {} {} -j {target}", host(ip), matches(why, port.port));
+                set.rule(Table::Filter, EXTERNAL_SERVICES, rule);
             }
         }
     }

@@ -1,3 +1,6 @@
+//! Tests of the iptables layout: chains reached from each kind of address, balancing, affinity,
+//! traffic policies, refusals.
+
 use super::*;
 use crate::proxy::model::Protocol;
 
@@ -115,7 +118,9 @@ fn external_traffic_policy_local_keeps_the_source_and_drops_without_local_endpoi
     let set = render(&elsewhere, &[port]);
     let drops = set.rules(Table::Filter, EXTERNAL_SERVICES).unwrap();
     assert!(drops[0].contains("has no local endpoints") && drops[0].ends_with("-j DROP"), "{drops:?}");
-    assert!(set.rules(Table::Nat, NODE_PORTS).unwrap().is_empty());
+    let (_, rules) = target_of(&set, Table::Nat, NODE_PORTS, "--dport 30080");
+    assert_eq!(rules.len(), 3, "pods and the node itself still reach the service: {rules:?}");
+    assert!(rules.iter().all(|r| !r.contains("TUG-SVL-")));
 }
 
 #[test]
