@@ -2,8 +2,8 @@
 # Installs what tug needs to build, run and test on Debian/Ubuntu: build tools, kubectl (where the
 # machine's package sources carry it), etcd (the benchmark's reference), the runtime pieces (containerd,
 # runc, CNI plugins, iptables, ipset for NetworkPolicies), a registry for the pull tests
-# (docker-registry, apache2-utils for its htpasswd file) and iperf3 for the network benchmark. Safe to
-# run again.
+# (docker-registry, apache2-utils for its htpasswd file), dnsmasq as the networking test's upstream DNS
+# and iperf3 for the network benchmark. Safe to run again.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(build-essential pkg-config ca-certificates curl iproute2 iptables protobuf-compiler libprotobuf-dev
           containerd runc containernetworking-plugins busybox-static etcd-server etcd-client procps
-          docker-registry apache2-utils ipset iperf3)
+          docker-registry apache2-utils ipset iperf3 dnsmasq-base)
 need=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -243,6 +243,7 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
             data_dir: cfg.data_dir.clone(),
             cluster_domain: cfg.cluster_domain.clone(),
             cluster_dns: cfg.cluster_dns,
+            resolv_conf: cfg.node.resolv_conf.clone(),
         },
         network: cfg.cluster_network(),
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),

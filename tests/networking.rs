@@ -1,7 +1,7 @@
 //! Cluster networking on the real thing (root, containerd, iptables, the kernel's VXLAN): two nodes on
 //! one machine — the server's own node on the host, an agent in a network namespace the test creates,
 //! joined by a veth pair — running pods that reach each other by pod IP (VXLAN and host-gw), by
-//! ClusterIP and by cluster DNS name; NodePorts and a LoadBalancer Service answering on the nodes'
+//! ClusterIP and by cluster DNS name, other names forwarded to the nodes' resolvers; NodePorts and a LoadBalancer Service answering on the nodes'
 //! addresses; endpoints following scaling and readiness; NetworkPolicies blocking and allowing by
 //! namespace; and nothing of tug left on the hosts after `tug network-cleanup`.
 
@@ -51,25 +51,66 @@ spec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress]\n";
 const ALLOW_OUTSIDE: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-outside}\n\
 spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: outside}}\n";
 
-/// Two nodes: `a` (the server's, on the host at `netns.host_ip`) and `b` (an agent in `netns`).
+/// Two nodes: `a` (the server's, on the host at `netns.host_ip`) and `b` (an agent in `netns`), both
+/// with `--resolv-conf` naming a dnsmasq on the host's veth address as the nodes' resolver.
 struct Cluster {
     server: TugServer,
     b: TugAgent,
     netns: Netns,
     bin: std::path::PathBuf,
+    upstream: std::process::Child,
+    _resolv_conf: tempfile::NamedTempFile,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.upstream.kill();
+        let _ = self.upstream.wait();
+    }
+}
+
+/// The name the upstream resolver knows, and its address.
+const UPSTREAM_NAME: &str = "upstream.test";
+const UPSTREAM_ADDRESS: &str = "192.0.2.77";
+
+/// dnsmasq answering `UPSTREAM_NAME` on `address`:53 (and refusing to forward anything).
+fn upstream_dns(address: &str) -> std::process::Child {
+    Command::new("dnsmasq")
+        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--bind-interfaces"])
+        .args(["--user=root", "--pid-file=", "--port=53"])
+        .arg(format!("--listen-address={address}"))
+        .arg(format!("--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDRESS}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq (scripts/setup.sh installs dnsmasq-base)")
 }
 
 impl Cluster {
     fn start(name: &str, subnet: u8, backend: &str) -> Cluster {
         let netns = Netns::create(name, &format!("10.{subnet}.0.1"), &format!("10.{subnet}.0.2"));
         let host_ip = netns.host_ip.clone();
-        let flags =
-            ["--bind-address", &host_ip, "--node-name", "a", "--node-ip", &host_ip, "--network-backend", backend];
+        let upstream = upstream_dns(&host_ip);
+        let resolv_conf = tempfile::NamedTempFile::new().expect("resolv.conf");
+        std::fs::write(resolv_conf.path(), format!("nameserver {host_ip}\n")).expect("write resolv.conf");
+        let resolv = resolv_conf.path().to_str().expect("path").to_string();
+        let flags = [
+            "--bind-address",
+            &host_ip,
+            "--node-name",
+            "a",
+            "--node-ip",
+            &host_ip,
+            "--network-backend",
+            backend,
+            "--resolv-conf",
+            &resolv,
+        ];
         let server = TugServer::start_with_agent(&flags, node::images());
         let token = std::fs::read_to_string(server.data_dir().join("server/token")).expect("token");
-        let b = TugAgent::start(&server, &netns, "b", &["--token", token.trim()], node::images());
+        let agent_flags = ["--token", token.trim(), "--resolv-conf", &resolv];
+        let b = TugAgent::start(&server, &netns, "b", &agent_flags, node::images());
         let bin = kubectls()[0].clone();
-        let cluster = Cluster { server, b, netns, bin };
+        let cluster = Cluster { server, b, netns, bin, upstream, _resolv_conf: resolv_conf };
         for node in ["a", "b"] {
             let ready = common::within(WAIT, || {
                 cluster.get(&["node", node], r#"{.status.conditions[?(@.type=="Ready")].status}"#) == "True"
@@ -218,6 +259,12 @@ fn pods_services_and_names_work_across_two_nodes_over_vxlan() {
     assert!(both.contains(&cluster.fetch_in(&on_b, "web", 80)), "the short name resolves on b");
     let by_name = answers(12, || Some(cluster.fetch_in("client", "web.default.svc.cluster.local", 80)));
     assert_eq!(by_name, both, "the full name resolves to the service");
+
+    // Other names are forwarded to the nodes' resolvers (--resolv-conf), on both nodes.
+    for pod in ["client", on_b.as_str()] {
+        let answer = cluster.kubectl(&["exec", pod, "--", "nslookup", UPSTREAM_NAME], None).stdout;
+        assert!(answer.contains(UPSTREAM_ADDRESS), "{pod} resolves {UPSTREAM_NAME} upstream: {answer}");
+    }
 
     // NodePort on both nodes' addresses, from the host.
     let node_port: u16 = cluster.get(&["svc", "web"], "{.spec.ports[0].nodePort}").parse().expect("nodePort");

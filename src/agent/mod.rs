@@ -125,9 +125,10 @@ async fn start_networking(
     if cfg.network.dns {
         let (nodes, name, cluster, stop) =
             (kube::Api::all(client.clone()), cfg.node.name.clone(), cfg.network.clone(), stopped.clone());
+        let nameservers = crate::kubelet::pods::dns::Resolv::of_node(cfg.node.resolv_conf.as_deref()).nameservers;
         tasks.push(tokio::spawn(async move {
             let pod_cidr = crate::network::wait_for_pod_cidr(&nodes, &name).await;
-            crate::dns::run(cache, cluster, pod_cidr, stop).await
+            crate::dns::run(cache, cluster, pod_cidr, nameservers, stop).await
         }));
     }
     tasks

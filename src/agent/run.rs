@@ -34,6 +34,7 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             cluster_domain: credentials.network.cluster_domain.clone(),
             cluster_dns: credentials.network.cluster_dns,
+            resolv_conf: cfg.node.resolv_conf.clone(),
         },
         network: credentials.network.clone(),
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),

@@ -24,6 +24,10 @@ pub struct NodeArgs {
     #[arg(long, env = "TUG_NETWORK_IFACE", help_heading = "Agent/Networking")]
     pub network_iface: Option<String>,
 
+    /// The resolv.conf for pods with dnsPolicy Default and for the cluster DNS's upstream servers [default: /etc/resolv.conf]
+    #[arg(long, env = "TUG_RESOLV_CONF", help_heading = "Agent/Networking")]
+    pub resolv_conf: Option<PathBuf>,
+
     /// Labels to register the node with, key=value
     #[arg(long = "node-label", env = "TUG_NODE_LABEL", value_delimiter = ',', help_heading = "Agent/Node")]
     pub node_labels: Vec<String>,

@@ -14,6 +14,8 @@ pub struct NodeConfig {
     pub name: String,
     pub ip: Option<IpAddr>,
     pub external_ip: Option<IpAddr>,
+    /// `--resolv-conf`: the node's resolver settings for pods and the cluster DNS.
+    pub resolv_conf: Option<PathBuf>,
     pub labels: BTreeMap<String, String>,
     pub container_runtime_endpoint: Option<PathBuf>,
     /// Mirrors, credentials and TLS of private registries, for the containerd the agent starts.
@@ -53,6 +55,12 @@ impl NodeConfig {
             name,
             ip,
             external_ip: args.node_external_ip,
+            resolv_conf: match args.resolv_conf {
+                Some(path) if std::fs::metadata(&path).is_err() => {
+                    return Err(invalid("resolv-conf", path.display(), "no such file"))
+                }
+                given => given,
+            },
             labels: parse_labels("node-label", &args.node_labels)?,
             container_runtime_endpoint: args.container_runtime_endpoint,
             registries: registries(args.private_registry.as_deref())?,

@@ -112,4 +112,6 @@ fn the_network_backend_and_disabled_components_are_checked() {
     assert!(err.contains("--disable") && err.contains("servicelb, coredns"), "{err}");
     let err = server(&["server", "-c", &path, "--network-iface", "no-such-if0"]).unwrap_err();
     assert!(err.contains("--network-iface"), "{err}");
+    let err = server(&["server", "-c", &path, "--resolv-conf", "/no/such/resolv.conf"]).unwrap_err();
+    assert!(err.contains("--resolv-conf") && err.contains("no such file"), "{err}");
 }

@@ -3,7 +3,8 @@
 //! cluster IP leads to on every node (the Service's endpoints are the nodes' gateways and its
 //! internal traffic policy is Local, so a pod asks its own node). It answers the cluster's names from
 //! the agent's Service and EndpointSlice caches (`zone.rs`, rebuilt on every change) and forwards the
-//! rest to the node's resolvers from /etc/resolv.conf, caching their answers (`handler.rs`).
+//! rest to the node's resolvers (its resolv.conf, as pods with dnsPolicy Default get it), caching their
+//! answers (`handler.rs`).
 
 mod handler;
 pub mod zone;
@@ -33,11 +34,18 @@ pub fn listen_address(pod_cidr: IpNet) -> Option<IpAddr> {
     pod_cidr.hosts().next()
 }
 
-/// Serves DNS on the gateway of `pod_cidr` until `stop` turns true.
-pub async fn run(cache: ServiceCache, cluster: ClusterNetwork, pod_cidr: IpNet, mut stop: watch::Receiver<bool>) {
+/// Serves DNS on the gateway of `pod_cidr`, forwarding to `nameservers` (the node's resolv.conf),
+/// until `stop` turns true.
+pub async fn run(
+    cache: ServiceCache,
+    cluster: ClusterNetwork,
+    pod_cidr: IpNet,
+    nameservers: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let Some(address) = listen_address(pod_cidr) else { return };
     let listen = SocketAddr::new(address, PORT);
-    let upstreams = upstreams(&std::fs::read("/etc/resolv.conf").unwrap_or_default(), &[address, cluster.cluster_dns]);
+    let upstreams = upstreams(&nameservers, &[address, cluster.cluster_dns]);
     let zone: SharedZone = Arc::new(RwLock::new(None));
     let handler = Handler { zone: zone.clone(), upstream: resolver(&upstreams) };
     let mut server = hickory_server::Server::new(handler);
@@ -90,10 +98,9 @@ fn sockets(listen: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio:
     Ok((tokio::net::UdpSocket::from_std(udp.into())?, tokio::net::TcpListener::from_std(tcp.into())?))
 }
 
-/// The nameservers of a resolv.conf, without `exclude` (the cluster's own DNS, which would loop).
-fn upstreams(resolv_conf: &[u8], exclude: &[IpAddr]) -> Vec<IpAddr> {
-    let Ok((config, _)) = hickory_resolver::system_conf::parse_resolv_conf(resolv_conf) else { return vec![] };
-    let mut ips: Vec<IpAddr> = config.name_servers().iter().map(|server| server.ip).collect();
+/// The addresses of `nameservers`, without `exclude` (the cluster's own DNS, which would loop).
+fn upstreams(nameservers: &[String], exclude: &[IpAddr]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = nameservers.iter().filter_map(|ns| ns.parse().ok()).collect();
     ips.retain(|ip| !exclude.contains(ip));
     ips.dedup();
     ips
@@ -125,8 +132,9 @@ mod tests {
 
     #[test]
     fn upstreams_are_the_nodes_nameservers_without_the_clusters_own() {
-        let conf = b"search example.org\nnameserver 192.0.2.53\nnameserver 10.43.0.10\nnameserver 127.0.0.53\n";
-        let ips = upstreams(conf, &["10.43.0.10".parse().unwrap()]);
+        let conf = "search example.org\nnameserver 192.0.2.53\nnameserver 10.43.0.10\nnameserver 127.0.0.53\n";
+        let nameservers = crate::kubelet::pods::dns::Resolv::parse(conf).nameservers;
+        let ips = upstreams(&nameservers, &["10.43.0.10".parse().unwrap()]);
         assert_eq!(ips, ["192.0.2.53".parse::<IpAddr>().unwrap(), "127.0.0.53".parse().unwrap()]);
     }
 }

@@ -76,7 +76,7 @@ pub async fn run(
     let dns = pods::dns::PodDns {
         cluster_dns: identity.cluster_dns,
         cluster_domain: identity.cluster_domain.clone(),
-        node: pods::dns::Resolv::of_node(),
+        node: pods::dns::Resolv::of_node(identity.resolv_conf.as_deref()),
     };
     tokio::spawn(log_rotation::run(cri.clone(), log_rotation, stop.clone()));
     tokio::spawn(stats::sample(cri.clone(), node_name, stats.clone(), stop.clone()));

@@ -35,6 +35,9 @@ pub struct Identity {
     pub cluster_domain: String,
     /// The cluster DNS Service's address, the nameserver of pods with dnsPolicy ClusterFirst.
     pub cluster_dns: IpAddr,
+    /// The resolv.conf pods with dnsPolicy Default get, and the cluster DNS forwards to
+    /// (`--resolv-conf`; default /etc/resolv.conf).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Identity {
@@ -218,6 +221,7 @@ mod tests {
             address: Some("192.0.2.7".parse().expect("ip")),
             external_address: None,
             cluster_dns: "10.43.0.10".parse().expect("ip"),
+            resolv_conf: None,
             labels: BTreeMap::from([("site".to_string(), "north".to_string())]),
             data_dir: "/".into(),
             cluster_domain: "cluster.local".into(),

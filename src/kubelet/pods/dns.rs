@@ -2,8 +2,9 @@
 //! cluster DNS with the pod's namespace, `svc` and the cluster domain searched first and ndots:5;
 //! Default (and ClusterFirst with host networking) takes the node's resolv.conf; None takes only the
 //! pod's dnsConfig, which the other policies merge in (nameservers and search domains appended,
-//! options overriding by name). The node's resolv.conf is /etc/resolv.conf, or systemd-resolved's
-//! real one when /etc/resolv.conf names only its loopback stub, which pods cannot reach.
+//! options overriding by name). The node's resolv.conf is `--resolv-conf`, else /etc/resolv.conf, or
+//! systemd-resolved's real one when /etc/resolv.conf names only its loopback stub, which pods cannot
+//! reach. The cluster DNS forwards to the same servers.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -38,9 +39,12 @@ impl Resolv {
         resolv
     }
 
-    /// The node's: /etc/resolv.conf unless it only names loopback servers and systemd-resolved's
-    /// upstream file exists.
-    pub fn of_node() -> Resolv {
+    /// The node's: the file given (`--resolv-conf`), else /etc/resolv.conf unless it only names
+    /// loopback servers and systemd-resolved's upstream file exists.
+    pub fn of_node(given: Option<&Path>) -> Resolv {
+        if let Some(path) = given {
+            return Resolv::parse(&std::fs::read_to_string(path).unwrap_or_default());
+        }
         let etc = Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         let only_loopback = !etc.nameservers.is_empty()
             && etc.nameservers.iter().all(|ns| ns.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()));
