@@ -100,17 +100,23 @@ impl World<'_> {
         ) else {
             return Vec::new();
         };
+        // Each namespace is judged once, not once per pod.
+        let mut judged: BTreeMap<String, bool> = BTreeMap::new();
+        let mut in_namespace = |pod_namespace: &str| -> bool {
+            match &namespace_selector {
+                None => pod_namespace == namespace,
+                Some(None) => false,
+                Some(Some(selector)) => *judged
+                    .entry(pod_namespace.to_string())
+                    .or_insert_with(|| selector.matches(&self.namespace_labels(pod_namespace))),
+            }
+        };
         self.pods
             .iter()
             .filter(|pod| pod_ip(pod).is_some())
             .filter(|pod| {
-                let pod_namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                let in_namespace = match &namespace_selector {
-                    None => pod_namespace == namespace,
-                    Some(None) => false,
-                    Some(Some(selector)) => selector.matches(&self.namespace_labels(pod_namespace)),
-                };
-                in_namespace && pod_selector.matches(&labels_of(pod.as_ref()))
+                in_namespace(pod.metadata.namespace.as_deref().unwrap_or_default())
+                    && pod_selector.matches(&labels_of(pod.as_ref()))
             })
             .collect()
     }
@@ -179,6 +185,8 @@ fn peers(world: &World, peers: &[NetworkPolicyPeer], namespace: &str) -> (Vec<Pe
 /// The pods of `node` that `policies` isolate, with their resolved rules.
 pub fn isolated(policies: &[Arc<NetworkPolicy>], world: &World, node: &str) -> Vec<Isolated> {
     let mut isolated = Vec::new();
+    let mut sorted: Vec<&Arc<NetworkPolicy>> = policies.iter().collect();
+    sorted.sort_by_key(|p| (p.metadata.namespace.clone(), p.metadata.name.clone()));
     let local = world.pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node));
     for pod in local {
         let (Some(ip), Some(namespace)) = (pod_ip(pod), pod.metadata.namespace.as_deref()) else { continue };
@@ -188,9 +196,7 @@ pub fn isolated(policies: &[Arc<NetworkPolicy>], world: &World, node: &str) -> V
             ingress: None,
             egress: None,
         };
-        let mut sorted: Vec<&Arc<NetworkPolicy>> = policies.iter().collect();
-        sorted.sort_by_key(|p| (p.metadata.namespace.clone(), p.metadata.name.clone()));
-        for policy in sorted {
+        for policy in &sorted {
             let (Some(spec), Some(policy_namespace)) = (&policy.spec, policy.metadata.namespace.as_deref()) else {
                 continue;
             };
