@@ -141,6 +141,8 @@ pub struct ServerConfig {
     pub disabled: Vec<String>,
     pub disable_network_policy: bool,
     pub token: Option<crate::join::Token>,
+    /// The member to join through (`--server`), with the token.
+    pub join: Option<crate::join::client::ServerUrl>,
     pub disable_agent: bool,
     /// The in-process agent's node (unused with --disable-agent).
     pub node: NodeConfig,
@@ -206,6 +208,15 @@ impl ServerConfig {
     /// Validates the parsed flags.
     pub fn from_args(args: ServerArgs) -> Result<ServerConfig, ConfigError> {
         let root = is_root();
+        let token = args.token.as_deref().map(parse_token).transpose()?;
+        let join = args
+            .server
+            .as_deref()
+            .map(|url| crate::join::client::ServerUrl::parse(url).map_err(|reason| invalid("server", url, reason)))
+            .transpose()?;
+        if join.is_some() && token.is_none() {
+            return Err(invalid("token", "", "required with --server: the token of the cluster to join"));
+        }
         let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
         let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| {
             if root {
@@ -271,7 +282,8 @@ impl ServerConfig {
             network_backend,
             disabled: args.disable,
             disable_network_policy: args.disable_network_policy,
-            token: args.token.as_deref().map(parse_token).transpose()?,
+            join,
+            token,
             disable_agent: args.disable_agent,
             node,
             compaction: CompactionPolicy {

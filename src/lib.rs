@@ -21,6 +21,7 @@ pub mod netpol;
 pub mod network;
 pub mod pki;
 pub mod proxy;
+pub mod replication;
 pub mod scheduler;
 pub mod server;
 pub mod simulator;

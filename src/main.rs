@@ -97,8 +97,9 @@ fn fatal(e: &anyhow::Error) -> ExitCode {
 }
 
 fn init_logging(debug: bool) {
-    // hickory's server logs every DNS query at info.
-    let default = if debug { "debug" } else { "info,hickory_server=warn" };
+    // hickory's server logs every DNS query at info; openraft every step of an election and of
+    // replication (tug logs membership changes and leadership itself).
+    let default = if debug { "debug" } else { "info,hickory_server=warn,openraft=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

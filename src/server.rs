@@ -17,6 +17,7 @@ use crate::controllers::{ControlLoops, Settings};
 use crate::store::Store;
 
 mod bootstrap;
+mod cluster;
 
 /// The running server's handles, for tests and for the process entry point.
 pub struct RunningServer {
@@ -27,6 +28,7 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<()>,
     control_loops: ControlLoops,
     app: axum::Router,
+    replication: Arc<crate::replication::Replication>,
 }
 
 impl RunningServer {
@@ -40,6 +42,7 @@ impl RunningServer {
         self.control_loops.stop();
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        self.replication.shutdown().await;
     }
 }
 
@@ -107,8 +110,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let server_dir = cfg.data_dir.join("server");
     crate::fsutil::create_private_dir(&server_dir, 0o700)?;
     let (dns, ips) = sans(&cfg);
+    cluster::fetch_shared_files(&cfg, &server_dir.join("tls")).await?;
     let tls_files = crate::pki::ensure_server_tls(&server_dir.join("tls"), &dns, &ips)?;
-    let store = Store::open(&server_dir.join("db").join("state.db"))?;
+    let db_dir = server_dir.join("db");
+    let store = Store::open(&db_dir.join("state.db"))?;
     let listener = TcpListener::bind(SocketAddr::new(cfg.bind_address, cfg.https_listen_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.bind_address, cfg.https_listen_port))?;
@@ -118,6 +123,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .or(cfg.node.ip.filter(|ip| !ip.is_loopback()))
         .or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // The other servers reach this one at the advertised address, or at the one it is bound to.
+    let peer_host =
+        cfg.advertise_address.unwrap_or(if cfg.bind_address.is_unspecified() { advertise } else { cfg.bind_address });
+    let peer_address = crate::core::net::join_host_port(&peer_host.to_string(), port);
+    let replication = cluster::start_replication(&store, &db_dir, peer_address, &tls_files).await?;
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
     let rest = Rest::new(store.clone(), Admission, network);
     let service_key = crate::pki::service_account_key(&tls_files.dir)?;
@@ -144,8 +154,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         token,
         network: cfg.cluster_network(),
         client: crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor()),
+        tls_dir: tls_files.dir.clone(),
     };
-    let app = crate::join::server::routes(Arc::new(join)).merge(app);
+    let app = crate::join::server::routes(Arc::new(join))
+        .merge(crate::replication::routes(replication.clone(), db_dir.join("snapshots")))
+        .merge(app);
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -164,6 +177,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         &tls_files.admin,
         cfg.kubeconfig_mode,
     )?;
+    cluster::become_member(&replication, &cfg, &tls_files.ca_cert_pem).await?;
     let cluster_network = cfg.cluster_network();
     let cluster_dns = cluster_network.dns.then_some(cfg.cluster_dns);
     bootstrap::run(&state.rest, cfg.service_cidr, advertise, port, cluster_dns)
@@ -187,6 +201,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         task,
         control_loops,
         app: agent_app,
+        replication,
     })
 }
 

@@ -224,6 +224,11 @@ impl From<crate::store::StoreError> for ApiError {
                 ),
                 ..ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
             },
+            // No leader reachable (an election, a partition): clients retry, as with etcd's "leader changed".
+            unavailable @ crate::store::StoreError::Unavailable(_) => ApiError {
+                details: Some(json!({"retryAfterSeconds": 1})),
+                ..ApiError::new(503, "ServiceUnavailable", unavailable.to_string())
+            },
             other => ApiError::internal(other),
         }
     }

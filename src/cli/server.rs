@@ -96,6 +96,11 @@ pub struct ServerArgs {
     #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,
 
+    /// Join the cluster of the server at https://HOST:PORT (needs --token): this server's store becomes
+    /// a replica of the cluster's (ignored once this server is a member)
+    #[arg(long, short = 's', env = "TUG_URL", value_name = "URL", help_heading = "Cluster")]
+    pub server: Option<String>,
+
     /// Do not run a node agent in the server process
     #[arg(long, env = "TUG_DISABLE_AGENT", help_heading = "Components")]
     pub disable_agent: bool,

@@ -99,6 +99,33 @@ pub async fn request_credentials(
     ca_pem: &str,
     request: &CredentialsRequest,
 ) -> Result<Credentials, JoinError> {
+    let http_request =
+        authorized_post(NODE_CREDENTIALS_PATH, server, token).header(http::header::CONTENT_TYPE, "application/json");
+    let body = serde_json::to_vec(request).map_err(|e| JoinError::Refused(e.to_string()))?;
+    let answer = exchange(server, verifying(ca_pem)?, http_request, Full::new(Bytes::from(body))).await?;
+    serde_json::from_slice(&answer).map_err(|e| JoinError::Refused(format!("unexpected answer: {e}")))
+}
+
+/// Asks the server for the cluster's shared files (a joining server), over TLS verified by `ca_pem`.
+pub async fn fetch_server_bootstrap(
+    server: &ServerUrl,
+    token: &Token,
+    ca_pem: &str,
+) -> Result<super::ServerBootstrap, JoinError> {
+    let request = authorized_post(super::SERVER_BOOTSTRAP_PATH, server, token);
+    let answer = exchange(server, verifying(ca_pem)?, request, Full::default()).await?;
+    serde_json::from_slice(&answer).map_err(|e| JoinError::Refused(format!("unexpected answer: {e}")))
+}
+
+/// A POST to `path` with the token as HTTP basic credentials.
+fn authorized_post(path: &str, server: &ServerUrl, token: &Token) -> http::request::Builder {
+    let credentials = format!("{}:{}", token.user, token.secret);
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials));
+    http::Request::post(path).header(http::header::HOST, server.authority()).header(http::header::AUTHORIZATION, basic)
+}
+
+/// A TLS client trusting only the CA of `ca_pem`.
+fn verifying(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, JoinError> {
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(
         rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()).filter_map(Result::ok),
@@ -111,15 +138,7 @@ pub async fn request_credentials(
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let credentials = format!("{}:{}", token.user, token.secret);
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials));
-    let http_request = http::Request::post(NODE_CREDENTIALS_PATH)
-        .header(http::header::HOST, server.authority())
-        .header(http::header::AUTHORIZATION, basic)
-        .header(http::header::CONTENT_TYPE, "application/json");
-    let body = serde_json::to_vec(request).map_err(|e| JoinError::Refused(e.to_string()))?;
-    let answer = exchange(server, Arc::new(config), http_request, Full::new(Bytes::from(body))).await?;
-    serde_json::from_slice(&answer).map_err(|e| JoinError::Refused(format!("unexpected answer: {e}")))
+    Ok(Arc::new(config))
 }
 
 /// How long one request to the server may take before the server counts as unreachable.

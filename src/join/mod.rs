@@ -19,6 +19,15 @@ pub const CACERTS_PATH: &str = "/cacerts";
 /// Node credentials for token holders.
 pub const NODE_CREDENTIALS_PATH: &str = "/v1-tug/node-credentials";
 
+/// The cluster's shared secrets (CA, service account key) for a joining server holding the token.
+pub const SERVER_BOOTSTRAP_PATH: &str = "/v1-tug/server-bootstrap";
+
+/// What a joining server receives: file name (in `<data-dir>/server/tls`) to PEM contents.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServerBootstrap {
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
 /// What a joining node asks for.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

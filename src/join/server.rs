@@ -1,5 +1,6 @@
-//! The server's end of joining: `GET /cacerts` for anyone, and `POST /v1-tug/node-credentials` for
-//! holders of the join token, which signs a joining kubelet's client and serving certificates.
+//! The server's end of joining: `GET /cacerts` for anyone, `POST /v1-tug/node-credentials` for holders
+//! of the join token, which signs a joining kubelet's client and serving certificates, and
+//! `POST /v1-tug/server-bootstrap`, which hands a joining server the cluster's CA and service account key.
 //!
 //! The node password rule: the first join of a node name stores a hash of its node password in the
 //! Secret `<name>.node-password.tug` in kube-system. A later join of that name with another password is
@@ -21,7 +22,9 @@ use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Credentials, CredentialsRequest, Token, CACERTS_PATH, NODE_CREDENTIALS_PATH};
+use super::{
+    Credentials, CredentialsRequest, ServerBootstrap, Token, CACERTS_PATH, NODE_CREDENTIALS_PATH, SERVER_BOOTSTRAP_PATH,
+};
 use crate::apiserver::status::{ApiError, FieldError};
 use crate::pki::{self, Authority};
 
@@ -65,6 +68,8 @@ pub struct JoinService {
     pub network: crate::network::ClusterNetwork,
     /// A privileged API client (the node password Secrets, the Nodes).
     pub client: kube::Client,
+    /// Where the cluster's shared files are (handed to joining servers).
+    pub tls_dir: std::path::PathBuf,
 }
 
 /// The join endpoints, to be merged in front of the API router.
@@ -72,6 +77,7 @@ pub fn routes(service: Arc<JoinService>) -> axum::Router {
     axum::Router::new()
         .route(CACERTS_PATH, axum::routing::get(cacerts))
         .route(NODE_CREDENTIALS_PATH, axum::routing::post(node_credentials))
+        .route(SERVER_BOOTSTRAP_PATH, axum::routing::post(server_bootstrap))
         .with_state(service)
 }
 
@@ -86,6 +92,25 @@ async fn node_credentials(State(service): State<Arc<JoinService>>, request: axum
             Err(e) => ApiError::internal(e).into_response(),
         },
         Err(error) => error.into_response(),
+    }
+}
+
+/// The shared files for a joining server holding the token.
+async fn server_bootstrap(State(service): State<Arc<JoinService>>, request: axum::extract::Request) -> Response {
+    if !authorized(&service.token, request.headers()) {
+        return ApiError::new(401, "Unauthorized", "the token is not valid for this cluster").into_response();
+    }
+    let mut files = std::collections::BTreeMap::new();
+    for name in pki::shared_files() {
+        match std::fs::read_to_string(service.tls_dir.join(&name)) {
+            Ok(pem) => files.insert(name, pem),
+            Err(e) => return ApiError::internal(format!("cannot read {name}: {e}")).into_response(),
+        };
+    }
+    tracing::info!("handed the cluster's shared files to a joining server");
+    match serde_json::to_vec(&ServerBootstrap { files }) {
+        Ok(body) => ([(http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
     }
 }
 

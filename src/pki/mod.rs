@@ -10,7 +10,7 @@ mod service_key;
 
 pub use authority::{still_good, Authority, Leaf, LeafSpec};
 pub use kubeconfig::write_kubeconfig;
-pub use service_key::service_account_key;
+pub use service_key::{service_account_key, SERVICE_KEY_FILE};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,16 @@ use std::path::{Path, PathBuf};
 /// The cluster CA's file name (`<name>.crt`, `.key`) and common name.
 pub const CA_NAME: &str = "server-ca";
 const CA_COMMON_NAME: &str = "tug-server-ca";
+
+/// The organization of the certificate servers present to each other; only its holders reach the
+/// replication endpoints.
+pub const PEER_GROUP: &str = "tug:servers";
+
+/// The files every server of a cluster shares (the CA and the service account key), handed to a
+/// joining server.
+pub fn shared_files() -> [String; 3] {
+    [format!("{CA_NAME}.crt"), format!("{CA_NAME}.key"), SERVICE_KEY_FILE.to_string()]
+}
 
 /// Loads (or creates) the cluster CA kept in `dir`.
 pub fn cluster_authority(dir: &Path) -> Result<Authority> {
@@ -49,6 +59,8 @@ pub struct ServerTls {
     pub admin: Leaf,
     /// The API server's client certificate towards kubelets (logs, exec, port-forward).
     pub kubelet_client: Leaf,
+    /// What this server presents to the other servers (replication).
+    pub peer: Leaf,
     pub dir: PathBuf,
 }
 
@@ -90,7 +102,19 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
             server: false,
         },
     )?;
-    Ok(ServerTls { ca_cert_pem: ca.cert_pem().to_string(), serving, admin, kubelet_client, dir: dir.to_path_buf() })
+    let peer = ca.ensure_leaf(
+        dir,
+        "client-tug-server-peer",
+        &LeafSpec {
+            common_name: "tug-server".into(),
+            organizations: vec![PEER_GROUP.into()],
+            dns_sans: vec![],
+            ip_sans: vec![],
+            server: false,
+        },
+    )?;
+    let ca_cert_pem = ca.cert_pem().to_string();
+    Ok(ServerTls { ca_cert_pem, serving, admin, kubelet_client, peer, dir: dir.to_path_buf() })
 }
 
 /// What node `name`'s kubelet presents to the API server.

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use super::command::{self, Change};
 use super::index::SharedIndex;
 use super::syncer::{Committed, Outcome, Reply, SyncerLink};
-use super::{Proposal, Record, Result, StoreError};
+use super::watch::Hub;
+use super::{restore, Proposal, Record, Result, StoreError, Work};
 
 /// The most proposals one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -81,12 +82,14 @@ pub(super) struct State {
     pub index: SharedIndex,
     /// The last revision committed.
     pub revision: i64,
+    /// Where a restore announces the replaced contents.
+    pub hub: Hub,
 }
 
 /// Starts the applier thread, which hands each committed transaction to `syncer`.
 pub(super) fn spawn(
     state: State,
-    rx: mpsc::Receiver<Proposal>,
+    rx: mpsc::Receiver<Work>,
     syncer: SyncerLink,
     metrics: Metrics,
 ) -> Result<std::thread::JoinHandle<()>> {
@@ -99,13 +102,21 @@ pub(super) fn spawn(
 /// How long the applier waits for the syncer before looking at the queue again.
 const WAIT_FOR_SYNCER: Duration = Duration::from_micros(100);
 
-fn run(mut state: State, mut rx: mpsc::Receiver<Proposal>, syncer: SyncerLink, metrics: Metrics) {
+fn run(mut state: State, mut rx: mpsc::Receiver<Work>, syncer: SyncerLink, metrics: Metrics) {
     syncer.register_applier();
-    while let Some(first) = rx.blocking_recv() {
+    let mut deferred = None;
+    while let Some(work) = deferred.take().or_else(|| rx.blocking_recv()) {
+        let first = match work {
+            Work::Propose(first) => first,
+            Work::Restore { from, reply } => {
+                let _ = reply.send(restore::run(&mut state, &from, &syncer));
+                continue;
+            }
+        };
         let started = Instant::now();
         let mut replies = Vec::new();
         let committed = state.revision;
-        let result = transaction(&mut state, first, &mut rx, &syncer, &mut replies);
+        let result = transaction(&mut state, first, &mut rx, &syncer, &mut replies, &mut deferred);
         match result {
             Ok(Applied { outcomes, changes, compacted_to }) => {
                 metrics.record(replies.len(), started.elapsed());
@@ -141,26 +152,34 @@ struct Applied {
 /// Applies `first` and what else is queued in one transaction, and keeps taking proposals while the
 /// syncer is busy (they could not be durable sooner anyway), up to MAX_BATCH; then commits and advances
 /// `state`. Each proposal's reply goes to `replies`, also on failure, when nothing of the transaction
-/// remains in SQLite (the caller drops it from the index).
+/// remains in SQLite (the caller drops it from the index). A restore met in the queue ends the batch and
+/// is left in `deferred`.
 fn transaction(
     state: &mut State,
     first: Proposal,
-    rx: &mut mpsc::Receiver<Proposal>,
+    rx: &mut mpsc::Receiver<Work>,
     syncer: &SyncerLink,
     replies: &mut Vec<Reply>,
+    deferred: &mut Option<Work>,
 ) -> rusqlite::Result<Applied> {
     let tx = state.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut revision = state.revision;
     let mut applied = Applied { outcomes: Vec::new(), changes: Vec::new(), compacted_to: None };
+    let mut replicated_state = None;
     let mut next = Some(first);
     loop {
-        while let Some(proposal) = next.take().or_else(|| (replies.len() < MAX_BATCH).then(|| rx.try_recv().ok())?) {
+        while let Some(proposal) = next.take().or_else(|| next_proposal(rx, replies.len(), deferred)) {
             replies.push(proposal.reply);
-            let compaction = match proposal.command {
+            replicated_state = proposal.applied.or(replicated_state);
+            let Some(command) = proposal.command else {
+                applied.outcomes.push(Ok(marker_record(revision)));
+                continue;
+            };
+            let compaction = match command {
                 command::Command::Compact { revision } => Some(revision),
                 _ => None,
             };
-            match command::apply(&tx, &state.index, proposal.command, revision + 1)? {
+            match command::apply(&tx, &state.index, command, revision + 1)? {
                 Ok(Some(change)) => {
                     revision += 1;
                     applied.outcomes.push(Ok(change.record.clone()));
@@ -169,22 +188,19 @@ fn transaction(
                 // Compaction writes no key; its outcome carries the revision it ran at.
                 Ok(None) => {
                     applied.compacted_to = compaction;
-                    let record = Record {
-                        key: String::new(),
-                        value: Default::default(),
-                        create_revision: 0,
-                        mod_revision: revision,
-                    };
-                    applied.outcomes.push(Ok(record));
+                    applied.outcomes.push(Ok(marker_record(revision)));
                 }
                 Err(refused) => applied.outcomes.push(Err(refused)),
             }
         }
-        if replies.len() >= MAX_BATCH || !syncer.busy() {
+        if replies.len() >= MAX_BATCH || deferred.is_some() || !syncer.busy() {
             break;
         }
         // Woken early when the syncer finishes.
         std::thread::park_timeout(WAIT_FOR_SYNCER);
+    }
+    if let Some(state) = replicated_state {
+        command::record_replicated_state(&tx, &state)?;
     }
     tx.commit()?;
     state.revision = revision;
@@ -192,6 +208,25 @@ fn transaction(
         state.index.write().compact(target);
     }
     Ok(applied)
+}
+
+/// The next queued proposal for the current batch, if the batch has room; a restore is set aside.
+fn next_proposal(rx: &mut mpsc::Receiver<Work>, taken: usize, deferred: &mut Option<Work>) -> Option<Proposal> {
+    if taken >= MAX_BATCH || deferred.is_some() {
+        return None;
+    }
+    match rx.try_recv().ok()? {
+        Work::Propose(proposal) => Some(proposal),
+        restore @ Work::Restore { .. } => {
+            *deferred = Some(restore);
+            None
+        }
+    }
+}
+
+/// The outcome of a proposal that wrote no key: the revision it ran at.
+fn marker_record(revision: i64) -> Record {
+    Record { key: String::new(), value: Default::default(), create_revision: 0, mod_revision: revision }
 }
 
 /// After a compaction: folds the WAL back into the file and returns freed pages to the file system, so

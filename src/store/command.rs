@@ -23,7 +23,7 @@ pub enum Command {
 }
 
 /// Why a command was refused; the state is unchanged.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandError {
     #[error("key already exists")]
     AlreadyExists { mod_revision: i64 },
@@ -32,7 +32,7 @@ pub enum CommandError {
     #[error("revision conflict")]
     Conflict { current: Record },
     #[error("cannot compact to revision {requested}: {reason}")]
-    BadCompaction { requested: i64, reason: &'static str },
+    BadCompaction { requested: i64, reason: String },
 }
 
 /// What one applied command changed, for the watch hub.
@@ -88,6 +88,12 @@ pub(super) fn apply(
         },
         Command::Compact { revision: target } => compact(tx, index, target, revision).map(|r| r.map(|()| None)),
     }
+}
+
+/// Records the replication layer's applied state (opaque here) in the transaction it covers.
+pub(super) fn record_replicated_state(tx: &Transaction<'_>, state: &[u8]) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO raft_applied (id, state) VALUES (0, ?1)")?.execute([state])?;
+    Ok(())
 }
 
 /// The value stored at `revision`.
@@ -147,10 +153,13 @@ fn compact(
     let compacted: i64 =
         tx.prepare_cached("SELECT value FROM counters WHERE name = 'compacted'")?.query_row([], |r| r.get(0))?;
     if target <= compacted {
-        return Ok(Err(CommandError::BadCompaction { requested: target, reason: "already compacted" }));
+        return Ok(Err(CommandError::BadCompaction { requested: target, reason: "already compacted".into() }));
     }
     if target >= next_revision {
-        return Ok(Err(CommandError::BadCompaction { requested: target, reason: "newer than the current revision" }));
+        return Ok(Err(CommandError::BadCompaction {
+            requested: target,
+            reason: "newer than the current revision".into(),
+        }));
     }
     let mut delete = tx.prepare_cached("DELETE FROM history WHERE revision = ?1")?;
     let victims = index.read().compaction_victims(target);

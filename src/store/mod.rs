@@ -10,6 +10,7 @@ mod command;
 mod compactor;
 mod index;
 mod read;
+mod restore;
 mod schema;
 mod syncer;
 mod watch;
@@ -26,7 +27,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 /// One key's value at a revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub key: String,
     pub value: Bytes,
@@ -47,6 +48,8 @@ pub enum StoreError {
     Compacted { requested: i64, compacted: i64 },
     #[error("revision {requested} is newer than the current revision {current}")]
     FutureRevision { requested: i64, current: i64 },
+    #[error("the store's replication is unavailable: {0}")]
+    Unavailable(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
 }
@@ -60,10 +63,38 @@ pub(crate) const CURRENT_REVISION_SQL: &str = "SELECT MAX(
     (SELECT value FROM counters WHERE name = 'revision'),
     COALESCE((SELECT MAX(revision) FROM history), 0))";
 
-/// A proposal on its way to the applier, with the channel its outcome goes back on.
+/// A write on its way to the applier: its command (none when only the replicated state advances), the
+/// replication layer's applied state to record in the same transaction, and where its outcome goes.
 struct Proposal {
-    command: Command,
+    command: Option<Command>,
+    applied: Option<Bytes>,
     reply: syncer::Reply,
+}
+
+/// What the applier thread does, in queue order.
+enum Work {
+    Propose(Proposal),
+    /// Replace the contents with the copy at `from`.
+    Restore {
+        from: PathBuf,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// A command's result: the written record (for a delete: the last value, at the delete's revision; for
+/// a compaction or a state-only proposal: only the revision it ran at) or why it was refused.
+pub type Outcome = std::result::Result<Record, CommandError>;
+
+/// The replication layer, when the store is replicated: every write of [`Store::apply`] goes through it
+/// (it comes back to this store through [`Store::submit`] once committed), and reads that must be current
+/// wait on its barrier first.
+#[async_trait::async_trait]
+pub trait Replicator: Send + Sync {
+    /// Commits `command` in the replicated log and returns its outcome once applied here.
+    async fn propose(&self, command: Command) -> Result<Outcome>;
+    /// Returns once this store has applied everything committed before the call (a linearizable read
+    /// point).
+    async fn read_barrier(&self) -> Result<()>;
 }
 
 /// Handle to the store; cheap to clone.
@@ -73,7 +104,8 @@ pub struct Store {
 }
 
 struct Inner {
-    proposals: mpsc::Sender<Proposal>,
+    proposals: mpsc::Sender<Work>,
+    replicator: std::sync::OnceLock<Arc<dyn Replicator>>,
     /// Joined on drop, so that the file is released when the last handle goes (a reopen does not race
     /// the old connection's close).
     applier: Option<std::thread::JoinHandle<()>>,
@@ -105,27 +137,80 @@ impl Store {
         let metrics = applier::Metrics::default();
         let (proposals, rx) = mpsc::channel(4096);
         let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone())?;
-        let state = applier::State { conn, index: index.clone(), revision: counters.revision };
+        let state = applier::State { conn, index: index.clone(), revision: counters.revision, hub: hub.clone() };
         let applier = Some(applier::spawn(state, rx, syncer, metrics.clone())?);
         let readers = read::Readers::new(path.to_path_buf(), hub.clone(), index);
-        Ok(Store { inner: Arc::new(Inner { proposals, applier, readers, hub, metrics }) })
+        let replicator = Default::default();
+        Ok(Store { inner: Arc::new(Inner { proposals, replicator, applier, readers, hub, metrics }) })
     }
 
-    /// Applies one write command; returns the written record (for a delete: the last value, at the
-    /// delete's revision) or why the command was refused. Returns only once the write is durable.
-    pub async fn apply(&self, command: Command) -> Result<std::result::Result<Record, CommandError>> {
+    /// Routes every later write through `replicator` and makes current reads wait on its barrier.
+    pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
+        let _ = self.inner.replicator.set(replicator);
+    }
+
+    /// Applies one write command (through the replication layer when there is one); returns the
+    /// written record or why the command was refused. Returns only once the write is durable.
+    pub async fn apply(&self, command: Command) -> Result<Outcome> {
+        match self.inner.replicator.get() {
+            Some(replicator) => replicator.propose(command).await,
+            None => self.submit(Some(command), None).await?.await.map_err(|_| StoreError::Closed)?,
+        }
+    }
+
+    /// Queues a committed write for this store's applier (the replication layer's way in): `command`,
+    /// if any, and the replicated `applied` state recorded with it. Proposals apply in the order they
+    /// are submitted; the returned channel gives the outcome once durable.
+    pub async fn submit(
+        &self,
+        command: Option<Command>,
+        applied: Option<Bytes>,
+    ) -> Result<oneshot::Receiver<Result<Outcome>>> {
         let (reply, rx) = oneshot::channel();
-        self.inner.proposals.send(Proposal { command, reply }).await.map_err(|_| StoreError::Closed)?;
+        let proposal = Proposal { command, applied, reply };
+        self.inner.proposals.send(Work::Propose(proposal)).await.map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// The replication layer's applied state last recorded with a write.
+    pub async fn replicated_state(&self) -> Result<Option<Vec<u8>>> {
+        self.inner.readers.replicated_state().await
+    }
+
+    /// Writes a consistent copy of the whole store to `to` (a new SQLite file), durably.
+    pub async fn copy_to(&self, to: &Path) -> Result<()> {
+        self.inner.readers.copy_to(to.to_path_buf()).await
+    }
+
+    /// Replaces the store's whole contents with the copy at `from` (see [`Store::copy_to`]); open
+    /// watches end and must relist.
+    pub async fn restore_from(&self, from: &Path) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        let work = Work::Restore { from: from.to_path_buf(), reply };
+        self.inner.proposals.send(work).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Reads one key at the current revision.
+    /// Waits until reading here observes every write committed before the call.
+    async fn read_barrier(&self) -> Result<()> {
+        match self.inner.replicator.get() {
+            Some(replicator) => replicator.read_barrier().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reads one key at the current revision (linearizable).
     pub async fn get(&self, key: &str) -> Result<Option<Record>> {
+        self.read_barrier().await?;
         self.inner.readers.get(key.to_string()).await
     }
 
-    /// Lists the keys under `prefix` (see [`ListOptions`]).
+    /// Lists the keys under `prefix` (see [`ListOptions`]); without a revision, at the current one
+    /// (linearizable).
     pub async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult> {
+        if options.revision == 0 {
+            self.read_barrier().await?;
+        }
         self.inner.readers.list(prefix.to_string(), options).await
     }
 

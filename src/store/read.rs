@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::command::value_at;
 use super::index::{KeyIndex, SharedIndex, Version};
@@ -105,6 +105,22 @@ impl Readers {
             out
         })
         .await?
+    }
+
+    /// The replication layer's applied state, as last recorded.
+    pub async fn replicated_state(&self) -> Result<Option<Vec<u8>>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT state FROM raft_applied WHERE id = 0")?
+                .query_row([], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// A consistent copy of the whole database at `to`.
+    pub async fn copy_to(&self, to: PathBuf) -> Result<()> {
+        self.with_conn(move |conn| super::restore::copy(conn, &to)).await
     }
 
     /// Resolves keys at `revision` with `pick` and fetches their values, off the async threads (a large

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_objects_and_history.sql")),
     (2, include_str!("../../migrations/0002_values_only_in_history.sql")),
     (3, include_str!("../../migrations/0003_key_index_in_memory.sql")),
+    (4, include_str!("../../migrations/0004_raft_applied.sql")),
 ];
 
 /// Opens (creating if needed) the database, brings its schema up to date and makes everything in it

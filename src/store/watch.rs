@@ -3,8 +3,9 @@
 //! is told so (WatchError::Lagged) and must relist, as upstream's 410 Gone asks; nothing is skipped silently.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::RwLock;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -74,7 +75,10 @@ pub enum WatchError {
 }
 
 struct HubInner {
-    sender: broadcast::Sender<Arc<Event>>,
+    /// Replaced when the store's contents are replaced, which ends every watch.
+    sender: RwLock<broadcast::Sender<Arc<Event>>>,
+    /// Counts those replacements.
+    epoch: AtomicU64,
     /// The newest durable revision: everything at or below it is on disk.
     revision: AtomicI64,
     compacted: AtomicI64,
@@ -89,7 +93,8 @@ impl Hub {
     pub fn new(revision: i64, compacted: i64) -> Hub {
         let (sender, _) = broadcast::channel(RING);
         Hub(Arc::new(HubInner {
-            sender,
+            sender: RwLock::new(sender),
+            epoch: AtomicU64::new(0),
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             watchers: AtomicUsize::new(0),
@@ -102,9 +107,20 @@ impl Hub {
     pub fn publish(&self, changes: Vec<Change>, revision: i64, compacted: i64) {
         self.0.compacted.store(compacted, Ordering::Release);
         self.0.revision.store(revision, Ordering::Release);
+        let sender = self.0.sender.read().unwrap_or_else(|e| e.into_inner());
         for change in changes {
-            let _ = self.0.sender.send(Arc::new(Event::from_stored(change.event, change.record, change.prev)));
+            let _ = sender.send(Arc::new(Event::from_stored(change.event, change.record, change.prev)));
         }
+    }
+
+    /// After the store's contents were replaced: every open watch ends as if it had lagged (its
+    /// watcher relists), and the revisions start from the new contents'.
+    pub fn reset(&self, revision: i64, compacted: i64) {
+        let mut sender = self.0.sender.write().unwrap_or_else(|e| e.into_inner());
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        *sender = broadcast::channel(RING).0;
+        self.0.compacted.store(compacted, Ordering::Release);
+        self.0.revision.store(revision, Ordering::Release);
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -121,7 +137,7 @@ impl Hub {
 
     /// Subscribes to live events; must happen before the backlog is read so nothing falls in between.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.0.sender.subscribe()
+        self.0.sender.read().unwrap_or_else(|e| e.into_inner()).subscribe()
     }
 
     /// Builds a stream from a backlog read after `live` was subscribed.
@@ -134,6 +150,7 @@ impl Hub {
     ) -> WatchStream {
         self.0.watchers.fetch_add(1, Ordering::Relaxed);
         WatchStream {
+            epoch: self.0.epoch.load(Ordering::Acquire),
             prefix,
             last_revision: after_revision,
             backlog: backlog.into_iter().map(Arc::new).collect(),
@@ -145,6 +162,8 @@ impl Hub {
 
 /// The events under one prefix after a revision, in revision order: first the stored backlog, then live.
 pub struct WatchStream {
+    /// The hub's epoch when the watch began.
+    epoch: u64,
     prefix: String,
     last_revision: i64,
     backlog: VecDeque<Arc<Event>>,
@@ -169,6 +188,9 @@ impl WatchStream {
                     return Some(Ok(event));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => return Some(Err(WatchError::Lagged)),
+                Err(broadcast::error::RecvError::Closed) if self.hub.0.epoch.load(Ordering::Acquire) != self.epoch => {
+                    return Some(Err(WatchError::Lagged))
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }

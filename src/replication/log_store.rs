@@ -1,0 +1,222 @@
+//! The Raft log and vote in their own SQLite file (`raft.db` beside the store), every change committed
+//! with `synchronous=FULL`, so it is fsynced before openraft is told it is done — the storage contract
+//! under which a vote is never forgotten and an acknowledged entry never lost.
+
+// openraft's storage traits fix the error type, StorageError, which is large.
+#![allow(clippy::result_large_err)]
+
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader};
+use rusqlite::{Connection, OptionalExtension};
+
+use super::types::{decode, encode, Entry, IoError, LogId, StorageError, TypeConfig, Vote};
+
+/// The log store; clones share the one connection.
+#[derive(Clone)]
+pub struct LogStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);";
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "last_purged";
+
+impl LogStore {
+    /// Opens (creating) the log file at `path`.
+    pub fn open(path: &Path) -> rusqlite::Result<LogStore> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA journal_size_limit = 16777216;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(LogStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StorageError::from(IoError::read_logs(&e)))?
+    }
+
+    async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        name: &'static str,
+    ) -> Result<Option<T>, StorageError> {
+        self.blocking(move |conn| read_meta(conn, name)).await
+    }
+
+    async fn write_meta<T: serde::Serialize>(&self, name: &'static str, value: &T) -> Result<(), StorageError> {
+        let bytes = encode(value).map_err(|e| IoError::write(&e))?;
+        self.blocking(move |conn| {
+            conn.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(rusqlite::params![name, bytes]))
+                .map_err(|e| IoError::write(&e))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn read_meta<T: serde::de::DeserializeOwned>(conn: &Connection, name: &str) -> Result<Option<T>, StorageError> {
+    let bytes: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT value FROM meta WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+        .map_err(|e| IoError::read(&e))?;
+    bytes.map(|b| decode(&b).map_err(|e| IoError::read(&e).into())).transpose()
+}
+
+/// The inclusive index bounds of `range`.
+fn bounds(range: &impl RangeBounds<u64>) -> (i64, i64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s as i64,
+        Bound::Excluded(&s) => s as i64 + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.min(i64::MAX as u64) as i64,
+        Bound::Excluded(&e) => e.min(i64::MAX as u64) as i64 - 1,
+        Bound::Unbounded => i64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = bounds(&range);
+        self.blocking(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
+                .map_err(|e| IoError::read_logs(&e))?;
+            let rows = statement
+                .query_map([start, end], |r| r.get::<_, Vec<u8>>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| IoError::read_logs(&e))?;
+            rows.iter().map(|b| decode(b).map_err(|e| IoError::read_logs(&e).into())).collect()
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.blocking(|conn| {
+            let last_purged_log_id: Option<LogId> = read_meta(conn, PURGED)?;
+            let last: Option<Vec<u8>> = conn
+                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| IoError::read_logs(&e))?;
+            let last_log_id = match last {
+                Some(bytes) => {
+                    let entry: Entry = decode(&bytes).map_err(|e| IoError::read_logs(&e))?;
+                    Some(entry.log_id)
+                }
+                None => last_purged_log_id,
+            };
+            Ok(LogState { last_purged_log_id, last_log_id })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.write_meta(VOTE, vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_meta(VOTE).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.write_meta(COMMITTED, &committed).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.read_meta::<Option<LogId>>(COMMITTED).await?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let encoded = entries
+            .into_iter()
+            .map(|entry| encode(&entry).map(|bytes| (entry.log_id.index as i64, bytes)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IoError::write_logs(&e))?;
+        let result = self
+            .blocking(move |conn| {
+                let tx = conn.transaction().map_err(|e| IoError::write_logs(&e))?;
+                {
+                    let mut insert = tx
+                        .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
+                        .map_err(|e| IoError::write_logs(&e))?;
+                    for (index, bytes) in encoded {
+                        insert.execute(rusqlite::params![index, bytes]).map_err(|e| IoError::write_logs(&e))?;
+                    }
+                }
+                // synchronous=FULL: the commit returns once the WAL is fsynced.
+                tx.commit().map_err(|e| IoError::write_logs(&e))?;
+                Ok(())
+            })
+            .await;
+        let io_result = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(io_result);
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let from = log_id.index as i64;
+        self.blocking(move |conn| {
+            conn.execute("DELETE FROM log WHERE idx >= ?1", [from]).map_err(|e| IoError::write_logs(&e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.write_meta(PURGED, &log_id).await?;
+        let upto = log_id.index as i64;
+        self.blocking(move |conn| {
+            conn.execute("DELETE FROM log WHERE idx <= ?1", [upto]).map_err(|e| IoError::write_logs(&e))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// openraft's own conformance suite for log storage (with the state machine over a real store).
+    #[test]
+    fn passes_openrafts_storage_suite() {
+        openraft::testing::Suite::test_all(super::super::testing::StoreBuilder).expect("suite");
+    }
+}

@@ -1,0 +1,292 @@
+//! The store's replication: the store always runs as a Raft group (openraft), a lone server being a
+//! group of one voter, so adding servers needs no migration. Writes go through the log (forwarded to the
+//! leader from a follower), committed entries are applied to every member's store in log order, current
+//! reads wait on a read index (asked of the leader from a follower), and watches are served from each
+//! member's own applied state. Servers talk over mutual TLS on the API port (`routes`, `network`).
+
+mod log_store;
+mod network;
+mod pool;
+mod routes;
+mod snapshot_wire;
+mod state_machine;
+mod types;
+
+#[cfg(test)]
+mod testing;
+
+pub use routes::routes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Command, Outcome, Store, StoreError};
+use network::{CallError, Peers, JOIN_PATH, READ_INDEX_PATH, WRITE_PATH};
+use types::{LogId, NodeId, Raft};
+
+/// How long a write or current read waits for a leader (an election) before failing as unavailable.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// The deadline of a forwarded write or read index.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between attempts while there is no leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// What starting replication needs.
+pub struct Settings {
+    /// The store's directory (`raft.db`, `raft-id`, `snapshots/` live here).
+    pub dir: PathBuf,
+    /// This server's address for its peers, `host:port` of its API.
+    pub address: String,
+    /// The TLS client configuration presenting this server's peer certificate.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// A request to add a server (or to update a member's address).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct JoinRequest {
+    id: NodeId,
+    address: String,
+}
+
+/// Why a leader-only request was not carried out.
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+enum Refusal {
+    /// The receiver is not the leader (nothing was done).
+    #[error("not the leader")]
+    NotLeader,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The replication of one server's store.
+pub struct Replication {
+    id: NodeId,
+    address: String,
+    raft: Raft,
+    peers: pool::Pool,
+    /// Membership changes one at a time (Raft allows one in progress).
+    membership_changes: tokio::sync::Mutex<()>,
+}
+
+impl Replication {
+    /// Starts this server's Raft node over `store` and routes the store's writes and current reads
+    /// through it. A new server is not a member of any group until [`Replication::initialize_alone`]
+    /// or [`Replication::join`].
+    pub async fn start(store: &Store, settings: Settings) -> anyhow::Result<Arc<Replication>> {
+        let id = node_id(&settings.dir)?;
+        let log = log_store::LogStore::open(&settings.dir.join("raft.db")).context("opening the Raft log")?;
+        let state_machine = state_machine::StateMachine::new(store.clone(), settings.dir.join("snapshots")).await?;
+        let config = openraft::Config {
+            cluster_name: "tug".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout: 60_000,
+            ..Default::default()
+        }
+        .validate()?;
+        let peers = Peers { id, tls: settings.tls.clone() };
+        let raft = Raft::new(id, Arc::new(config), peers, log, state_machine).await?;
+        let replication = Arc::new(Replication {
+            id,
+            address: settings.address,
+            raft,
+            peers: pool::Pool::new(settings.tls),
+            membership_changes: Default::default(),
+        });
+        store.set_replicator(replication.clone());
+        Ok(replication)
+    }
+
+    /// Whether this server belongs to a group (it has been initialized or has joined before).
+    pub async fn is_member(&self) -> anyhow::Result<bool> {
+        Ok(self.raft.is_initialized().await?)
+    }
+
+    /// Makes this server a group of one voter (the first server of a cluster, on its first start).
+    pub async fn initialize_alone(&self) -> anyhow::Result<()> {
+        let members = BTreeMap::from([(self.id, BasicNode::new(&self.address))]);
+        self.raft.initialize(members).await.context("initializing the Raft group")?;
+        Ok(())
+    }
+
+    /// Joins the group through the member at `via` (`host:port`): this server is added as a learner,
+    /// catches up, and is promoted to voter; returns once the leader has done so.
+    pub async fn join(&self, via: &str) -> anyhow::Result<()> {
+        let request = JoinRequest { id: self.id, address: self.address.clone() };
+        let answer: Result<(), Refusal> = self
+            .peers
+            .call(via, JOIN_PATH, &request, Duration::from_secs(300))
+            .await
+            .with_context(|| format!("asking {via} to add this server"))?;
+        answer.with_context(|| format!("{via} did not add this server"))
+    }
+
+    /// After a restart at another address (a new `--advertise-address`, another port): has the leader
+    /// record the new one, so the other servers find this one again.
+    pub async fn update_address(&self) -> anyhow::Result<()> {
+        if self.member_address(self.id).is_none_or(|known| known == self.address) {
+            return Ok(());
+        }
+        let request = JoinRequest { id: self.id, address: self.address.clone() };
+        self.on_leader(JOIN_PATH, &request, || self.add_server(request.clone())).await?;
+        tracing::info!(address = %self.address, "this server's address changed; the cluster knows the new one");
+        Ok(())
+    }
+
+    /// Waits until this server knows a leader and has applied what it has learned is committed.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .context("no Raft leader elected")?;
+        Ok(())
+    }
+
+    /// This server's node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// On the leader: applies a write and returns its outcome.
+    async fn write_as_leader(&self, command: Command) -> Result<Outcome, Refusal> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
+            Err(other) => Err(Refusal::Failed(other.to_string())),
+        }
+    }
+
+    /// On the leader: the read index (the log id a current read must have seen applied).
+    async fn read_index_as_leader(&self) -> Result<Option<LogId>, Refusal> {
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _applied)) => Ok(read_log_id),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
+            Err(other) => Err(Refusal::Failed(other.to_string())),
+        }
+    }
+
+    /// On the leader: adds a server as a learner, waits for it to catch up, then makes it a voter in
+    /// place of any member at the same address (a server re-joining with a wiped data dir).
+    async fn add_server(&self, request: JoinRequest) -> Result<(), Refusal> {
+        let refused = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Refusal::NotLeader,
+            other => Refusal::Failed(other.to_string()),
+        };
+        let _one_at_a_time = self.membership_changes.lock().await;
+        let node = BasicNode::new(&request.address);
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.get_node(&request.id).is_some() {
+            tracing::info!(id = request.id, address = %request.address, "updating a member's address");
+            let update = ChangeMembers::SetNodes(BTreeMap::from([(request.id, node)]));
+            self.raft.change_membership(update, true).await.map_err(refused)?;
+            return Ok(());
+        }
+        tracing::info!(id = request.id, address = %request.address, "adding a server as a learner");
+        self.raft.add_learner(request.id, node, true).await.map_err(refused)?;
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let replaced: BTreeSet<NodeId> = membership
+            .nodes()
+            .filter(|(id, node)| node.addr == request.address && **id != request.id)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| !replaced.contains(id)).collect();
+        voters.insert(request.id);
+        tracing::info!(id = request.id, ?replaced, ?voters, "promoting the server to voter");
+        self.raft.change_membership(voters, false).await.map_err(refused)?;
+        Ok(())
+    }
+
+    /// Runs `local` if this server leads, else sends `request` to `path` on the leader; retries while
+    /// no leader is known or the one asked has just lost leadership, up to [`LEADER_WAIT`].
+    async fn on_leader<Req, T, F, Fut>(&self, path: &str, request: &Req, local: F) -> Result<T, StoreError>
+    where
+        Req: Serialize,
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Refusal>>,
+    {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.raft.current_leader().await;
+            let answer = match leader {
+                Some(id) if id == self.id => local().await,
+                Some(id) => match self.member_address(id) {
+                    Some(address) => match self.peers.call(&address, path, request, FORWARD_TIMEOUT).await {
+                        Ok(answer) => answer,
+                        // Not sent: the leader is gone, the next one is worth waiting for.
+                        Err(CallError::Connect { .. }) => Err(Refusal::NotLeader),
+                        Err(e) => return Err(StoreError::Unavailable(format!("the leader: {e}"))),
+                    },
+                    None => Err(Refusal::NotLeader),
+                },
+                None => Err(Refusal::NotLeader),
+            };
+            match answer {
+                Ok(value) => return Ok(value),
+                Err(Refusal::Failed(reason)) => return Err(StoreError::Unavailable(reason)),
+                Err(Refusal::NotLeader) if Instant::now() >= deadline => {
+                    return Err(StoreError::Unavailable(format!("no Raft leader within {LEADER_WAIT:?}")));
+                }
+                Err(Refusal::NotLeader) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    }
+
+    /// The address of member `id`, from the membership this server knows.
+    fn member_address(&self, id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().get_node(&id).map(|node| node.addr.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::Replicator for Replication {
+    async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
+        self.on_leader(WRITE_PATH, &command, || self.write_as_leader(command.clone())).await
+    }
+
+    async fn read_barrier(&self) -> Result<(), StoreError> {
+        let read_index = self.on_leader(READ_INDEX_PATH, &(), || self.read_index_as_leader()).await?;
+        self.raft
+            .wait(Some(FORWARD_TIMEOUT))
+            .applied_index_at_least(read_index.map(|id| id.index), "the read index")
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("applying up to the read index: {e}")))?;
+        Ok(())
+    }
+}
+
+/// This server's node id: random on first start, kept in `<dir>/raft-id`.
+fn node_id(dir: &Path) -> anyhow::Result<NodeId> {
+    let path = dir.join("raft-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().with_context(|| format!("{} is not a node id", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a node id: {e}"))?;
+            // Non-zero and below 2^63, so it reads back the same everywhere.
+            let id = (u64::from_le_bytes(bytes) >> 1).max(1);
+            crate::fsutil::write_atomic(&path, format!("{id}\n").as_bytes(), 0o600)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}

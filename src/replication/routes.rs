@@ -1,0 +1,117 @@
+//! The replication endpoints on the API port, for servers presenting the peer certificate only: Raft's
+//! RPCs handed to the local node, and the leader-side of forwarded writes, read indexes and joins.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use openraft::Snapshot;
+
+use super::network::{APPEND_PATH, JOIN_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
+use super::types::{decode, encode, SnapshotFile};
+use super::Replication;
+use crate::apiserver::auth::User;
+use crate::apiserver::status::ApiError;
+use crate::pki::PEER_GROUP;
+
+/// Largest message other than a snapshot.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest snapshot (a store file).
+const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024 * 1024;
+
+/// The replication endpoints, to be merged in front of the API router.
+pub fn routes(replication: Arc<Replication>, snapshots: std::path::PathBuf) -> axum::Router {
+    let state = Arc::new(Endpoints { replication, snapshots });
+    let messages = axum::Router::new()
+        .route(APPEND_PATH, post(append))
+        .route(VOTE_PATH, post(vote))
+        .route(WRITE_PATH, post(write))
+        .route(READ_INDEX_PATH, post(read_index))
+        .route(JOIN_PATH, post(join))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
+    let snapshots = axum::Router::new()
+        .route(SNAPSHOT_PATH, post(install_snapshot))
+        .layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES));
+    messages.merge(snapshots).route_layer(axum::middleware::from_fn(only_peers)).with_state(state)
+}
+
+struct Endpoints {
+    replication: Arc<Replication>,
+    snapshots: std::path::PathBuf,
+}
+
+type Shared = State<Arc<Endpoints>>;
+
+/// Refuses callers without the peer certificate.
+async fn only_peers(request: Request, next: axum::middleware::Next) -> Response {
+    let is_peer = request.extensions().get::<User>().is_some_and(|user| user.groups.iter().any(|g| g == PEER_GROUP));
+    if !is_peer {
+        return ApiError::new(403, "Forbidden", "only the cluster's servers may use the replication endpoints")
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// The encoded answer, or 400 for a message that does not decode.
+fn answer<T: serde::Serialize>(value: &T) -> Response {
+    match encode(value) {
+        Ok(bytes) => ([(http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+fn undecodable(e: impl std::fmt::Display) -> Response {
+    ApiError::bad_request(format!("the replication message does not decode: {e}")).into_response()
+}
+
+async fn append(State(s): Shared, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(request) => answer(&s.replication.raft.append_entries(request).await),
+        Err(e) => undecodable(e),
+    }
+}
+
+async fn vote(State(s): Shared, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(request) => answer(&s.replication.raft.vote(request).await),
+        Err(e) => undecodable(e),
+    }
+}
+
+async fn write(State(s): Shared, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(command) => answer(&s.replication.write_as_leader(command).await),
+        Err(e) => undecodable(e),
+    }
+}
+
+async fn read_index(State(s): Shared) -> Response {
+    answer(&s.replication.read_index_as_leader().await)
+}
+
+async fn join(State(s): Shared, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(request) => answer(&s.replication.add_server(request).await),
+        Err(e) => undecodable(e),
+    }
+}
+
+async fn install_snapshot(State(s): Shared, body: Bytes) -> Response {
+    let (vote, meta, file) = match super::snapshot_wire::decode_message(&body) {
+        Ok(parts) => parts,
+        Err(e) => return undecodable(e),
+    };
+    let path = s.snapshots.join(format!("receiving-{}.db", uuid::Uuid::new_v4()));
+    if let Err(e) = write_durably(&path, file).await {
+        return ApiError::internal(format!("cannot write the received snapshot: {e}")).into_response();
+    }
+    let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) };
+    answer(&s.replication.raft.install_full_snapshot(vote, snapshot).await)
+}
+
+async fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::fs::write(path, bytes).await?;
+    tokio::fs::File::open(path).await?.sync_all().await
+}

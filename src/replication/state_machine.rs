@@ -1,0 +1,185 @@
+//! The replicated state machine: committed entries applied to the MVCC store in log order (each write
+//! records the applied log id and membership in its own transaction, so a restart resumes right after
+//! it), and snapshots as consistent SQLite copies of the store kept in `<db>/snapshots/`.
+
+// openraft's storage traits fix the error type, StorageError, which is large.
+#![allow(clippy::result_large_err)]
+
+use std::path::{Path, PathBuf};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta};
+use rusqlite::OptionalExtension;
+use serde::{Deserialize, Serialize};
+
+use super::types::{decode, encode, Entry, IoError, LogId, SnapshotFile, StorageError, StoredMembership, TypeConfig};
+use crate::store::{Outcome, Store};
+
+/// What the store records of the log with each write.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// The state machine over the store.
+pub struct StateMachine {
+    store: Store,
+    snapshots: PathBuf,
+    applied: AppliedState,
+}
+
+const SNAPSHOT_PREFIX: &str = "snapshot-";
+
+impl StateMachine {
+    /// The state machine over `store`, keeping snapshots in `snapshots`.
+    pub async fn new(store: Store, snapshots: PathBuf) -> Result<StateMachine, StorageError> {
+        std::fs::create_dir_all(&snapshots).map_err(|e| IoError::write_snapshot(None, &e))?;
+        let applied = match store.replicated_state().await.map_err(|e| IoError::read_state_machine(&e))? {
+            Some(bytes) => decode(&bytes).map_err(|e| IoError::read_state_machine(&e))?,
+            None => AppliedState::default(),
+        };
+        Ok(StateMachine { store, snapshots, applied })
+    }
+}
+
+/// The snapshot file of `meta`'s id.
+fn snapshot_path(dir: &Path, snapshot_id: &str) -> PathBuf {
+    dir.join(format!("{SNAPSHOT_PREFIX}{snapshot_id}.db"))
+}
+
+/// The applied state recorded inside a snapshot file.
+fn applied_in(path: &Path) -> Result<AppliedState, StorageError> {
+    let read = || -> Result<Option<Vec<u8>>, rusqlite::Error> {
+        let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT state FROM raft_applied WHERE id = 0", [], |r| r.get(0)).optional()
+    };
+    match read().map_err(|e| IoError::read_snapshot(None, &e))? {
+        Some(bytes) => decode(&bytes).map_err(|e| IoError::read_snapshot(None, &e).into()),
+        None => Ok(AppliedState::default()),
+    }
+}
+
+fn meta_of(applied: AppliedState, snapshot_id: String) -> SnapshotMeta<u64, openraft::BasicNode> {
+    SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id }
+}
+
+/// Removes every snapshot file in `dir` but `keep`.
+fn remove_others(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(SNAPSHOT_PREFIX)) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The newest snapshot file in `dir`, with its id.
+fn current_snapshot(dir: &Path) -> Option<(String, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let id = name.strip_prefix(SNAPSHOT_PREFIX)?.strip_suffix(".db")?.to_string();
+            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, id, entry.path()))
+        })
+        .max_by_key(|(modified, _, _)| *modified)
+        .map(|(_, id, path)| (id, path))
+}
+
+/// Builds snapshots by copying the store.
+pub struct SnapshotBuilder {
+    store: Store,
+    snapshots: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let building = self.snapshots.join("building.db");
+        self.store.copy_to(&building).await.map_err(|e| IoError::write_snapshot(None, &e))?;
+        let applied = applied_in(&building)?;
+        let id = match &applied.last_applied {
+            Some(log_id) => format!("{}-{}-{}", log_id.leader_id.term, log_id.leader_id.node_id, log_id.index),
+            None => "0-0-0".to_string(),
+        };
+        let path = snapshot_path(&self.snapshots, &id);
+        std::fs::rename(&building, &path).map_err(|e| IoError::write_snapshot(None, &e))?;
+        remove_others(&self.snapshots, &path);
+        tracing::info!(snapshot = %id, "built a store snapshot");
+        Ok(Snapshot { meta: meta_of(applied, id), snapshot: Box::new(SnapshotFile { path }) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        // Everything is queued before anything is awaited: the applier takes the whole run into as few
+        // transactions (and fsyncs) as it can, in order.
+        let mut pending = Vec::new();
+        for entry in entries {
+            let command = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(command) => Some(command),
+                EntryPayload::Membership(membership) => {
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    None
+                }
+            };
+            self.applied.last_applied = Some(entry.log_id);
+            let state = encode(&self.applied).map_err(|e| IoError::apply(entry.log_id, &e))?;
+            let reply =
+                self.store.submit(command, Some(state.into())).await.map_err(|e| IoError::apply(entry.log_id, &e))?;
+            pending.push((entry.log_id, reply));
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for (log_id, reply) in pending {
+            let outcome =
+                reply.await.map_err(|e| IoError::apply(log_id, &e))?.map_err(|e| IoError::apply(log_id, &e))?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        Ok(Box::new(SnapshotFile { path: self.snapshots.join(format!("receiving-{}.db", uuid::Uuid::new_v4())) }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        let signature = Some(meta.signature());
+        let path = snapshot_path(&self.snapshots, &meta.snapshot_id);
+        if snapshot.path != path {
+            std::fs::rename(&snapshot.path, &path).map_err(|e| IoError::read_snapshot(signature.clone(), &e))?;
+        }
+        self.store.restore_from(&path).await.map_err(|e| IoError::read_snapshot(signature.clone(), &e))?;
+        self.applied = applied_in(&path)?;
+        remove_others(&self.snapshots, &path);
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a store snapshot from the leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let Some((id, path)) = current_snapshot(&self.snapshots) else { return Ok(None) };
+        let applied = applied_in(&path)?;
+        Ok(Some(Snapshot { meta: meta_of(applied, id), snapshot: Box::new(SnapshotFile { path }) }))
+    }
+}

@@ -1,0 +1,85 @@
+//! The server's place in its cluster: the shared files fetched from a member when joining for the first
+//! time (`--server`), the store's replication started over the peer certificate, and membership — a
+//! group of one on a cluster's first start, or added through the member given by `--server`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::ServerConfig;
+use crate::join::client::{self, ServerUrl};
+use crate::join::Token;
+use crate::replication::{Replication, Settings};
+use crate::store::Store;
+
+/// How long a new member waits to learn of a leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Before a joining server's certificates exist: writes the cluster's CA and service account key,
+/// fetched from the member (whose CA is checked against the token's hash), into `tls_dir`.
+pub async fn fetch_shared_files(cfg: &ServerConfig, tls_dir: &Path) -> anyhow::Result<()> {
+    let (Some(server), Some(token)) = (&cfg.join, &cfg.token) else { return Ok(()) };
+    let ca_file = tls_dir.join(format!("{}.crt", crate::pki::CA_NAME));
+    if ca_file.exists() {
+        return Ok(());
+    }
+    let ca_pem = client::fetch_ca(server, token).await.context("fetching the cluster's CA")?;
+    let bootstrap =
+        client::fetch_server_bootstrap(server, token, &ca_pem).await.context("fetching the cluster's shared files")?;
+    crate::fsutil::create_private_dir(tls_dir, 0o700)?;
+    for name in crate::pki::shared_files() {
+        let pem = bootstrap.files.get(&name).with_context(|| format!("{server} did not hand over {name}"))?;
+        let mode = if name.ends_with(".crt") { 0o644 } else { 0o600 };
+        crate::fsutil::write_atomic(&tls_dir.join(&name), pem.as_bytes(), mode)?;
+    }
+    tracing::info!(%server, "received the cluster's CA and service account key");
+    Ok(())
+}
+
+/// Starts the replication of `store`, reachable by the other servers at `address` (`host:port`).
+pub async fn start_replication(
+    store: &Store,
+    db_dir: &Path,
+    address: String,
+    tls: &crate::pki::ServerTls,
+) -> anyhow::Result<Arc<Replication>> {
+    let client_tls =
+        crate::apiserver::serve::client_tls_config(&tls.ca_cert_pem, &tls.peer.cert_pem, &tls.peer.key_pem)?;
+    let settings = Settings { dir: db_dir.to_path_buf(), address, tls: Arc::new(client_tls) };
+    Replication::start(store, settings).await
+}
+
+/// Makes this server a member if it is not one yet: through `--server` when given (after checking that
+/// this server has the cluster's CA), else as a group of one. Returns once a leader is known.
+pub async fn become_member(replication: &Replication, cfg: &ServerConfig, ca_pem: &str) -> anyhow::Result<()> {
+    if !replication.is_member().await? {
+        match (&cfg.join, &cfg.token) {
+            (Some(server), Some(token)) => join(replication, server, token, ca_pem).await?,
+            _ => {
+                replication.initialize_alone().await?;
+                tracing::info!(id = replication.id(), "started the cluster's store as a group of one server");
+            }
+        }
+    } else if let Some(server) = &cfg.join {
+        tracing::info!(%server, "already a member of the cluster; --server is not needed to restart");
+    }
+    replication.wait_for_leader(LEADER_TIMEOUT).await?;
+    replication.update_address().await
+}
+
+async fn join(replication: &Replication, server: &ServerUrl, token: &Token, ca_pem: &str) -> anyhow::Result<()> {
+    let cluster_ca = client::fetch_ca(server, token).await.context("fetching the cluster's CA")?;
+    if cluster_ca.trim() != ca_pem.trim() {
+        anyhow::bail!(
+            "this server's CA is not the cluster's ({server}): its data dir belongs to another cluster; \
+             remove it (or use another --data-dir) to join"
+        );
+    }
+    let via = crate::core::net::join_host_port(&server.host, server.port);
+    tracing::info!(%server, id = replication.id(), "joining the cluster");
+    replication.join(&via).await?;
+    tracing::info!(%server, id = replication.id(), "joined the cluster as a voter");
+    Ok(())
+}
