@@ -141,6 +141,8 @@ pub struct ServerConfig {
     pub disabled: Vec<String>,
     pub disable_network_policy: bool,
     pub token: Option<crate::join::Token>,
+    /// Raft log entries between store snapshots.
+    pub raft_snapshot_entries: u64,
     /// The member to join through (`--server`), with the token.
     pub join: Option<crate::join::client::ServerUrl>,
     pub disable_agent: bool,
@@ -282,6 +284,7 @@ impl ServerConfig {
             network_backend,
             disabled: args.disable,
             disable_network_policy: args.disable_network_policy,
+            raft_snapshot_entries: args.raft_snapshot_entries,
             join,
             token,
             disable_agent: args.disable_agent,

@@ -127,7 +127,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let peer_host =
         cfg.advertise_address.unwrap_or(if cfg.bind_address.is_unspecified() { advertise } else { cfg.bind_address });
     let peer_address = crate::core::net::join_host_port(&peer_host.to_string(), port);
-    let replication = cluster::start_replication(&store, &db_dir, peer_address, &tls_files).await?;
+    let replication = cluster::start_replication(&store, &cfg, &db_dir, peer_address, &tls_files).await?;
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
     let rest = Rest::new(store.clone(), Admission, network);
     let service_key = crate::pki::service_account_key(&tls_files.dir)?;
@@ -156,9 +156,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         client: crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor()),
         tls_dir: tls_files.dir.clone(),
     };
-    let app = crate::join::server::routes(Arc::new(join))
-        .merge(crate::replication::routes(replication.clone(), db_dir.join("snapshots")))
-        .merge(app);
+    let app =
+        crate::join::server::routes(Arc::new(join)).merge(crate::replication::routes(replication.clone())).merge(app);
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{jsonpath, kubectl, kubectls, TugServer};
+use common::{eventually, jsonpath, kubectl, kubectls, TugServer};
 
 fn version_tag(bin: &std::path::Path) -> String {
     bin.file_name().map(|n| n.to_string_lossy().replace("kubectl", "k").replace('.', "")).unwrap_or_default()
@@ -274,7 +274,14 @@ fn server_side_apply_tracks_owners_and_reports_conflicts() {
         let manifest = DEPLOYMENT.replace("NAME", &name);
         let first = kubectl(&bin, &server, &["apply", "--server-side", "-f", "-"], Some(&manifest)).ok().stdout;
         assert!(first.contains("serverside-applied"), "{first}");
-        let rv = jsonpath(&bin, &server, &["deploy", &name], "{.metadata.resourceVersion}");
+        // The controllers write the Deployment's status after its creation; wait until they are done.
+        let current_rv = || jsonpath(&bin, &server, &["deploy", &name], "{.metadata.resourceVersion}");
+        let mut rv = current_rv();
+        eventually("the Deployment's status settles", || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let now = current_rv();
+            std::mem::replace(&mut rv, now.clone()) == now
+        });
         kubectl(&bin, &server, &["apply", "--server-side", "-f", "-"], Some(&manifest)).ok();
         let rv_again = jsonpath(&bin, &server, &["deploy", &name], "{.metadata.resourceVersion}");
         assert_eq!(rv, rv_again, "re-applying the same configuration writes nothing");

@@ -40,12 +40,14 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// What starting replication needs.
 pub struct Settings {
-    /// The store's directory (`raft.db`, `raft-id`, `snapshots/` live here).
+    /// The store's directory (`raft.db`, `raft-id`, `raft-snapshots/` live here).
     pub dir: PathBuf,
     /// This server's address for its peers, `host:port` of its API.
     pub address: String,
     /// The TLS client configuration presenting this server's peer certificate.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Log entries between two snapshots.
+    pub snapshot_entries: u64,
 }
 
 /// A request to add a server (or to update a member's address).
@@ -73,6 +75,8 @@ pub struct Replication {
     peers: pool::Pool,
     /// Membership changes one at a time (Raft allows one in progress).
     membership_changes: tokio::sync::Mutex<()>,
+    /// Where the state machine keeps its snapshots (and receives the leader's).
+    snapshots: PathBuf,
 }
 
 impl Replication {
@@ -82,14 +86,16 @@ impl Replication {
     pub async fn start(store: &Store, settings: Settings) -> anyhow::Result<Arc<Replication>> {
         let id = node_id(&settings.dir)?;
         let log = log_store::LogStore::open(&settings.dir.join("raft.db")).context("opening the Raft log")?;
-        let state_machine = state_machine::StateMachine::new(store.clone(), settings.dir.join("snapshots")).await?;
+        let snapshots = settings.dir.join("raft-snapshots");
+        let state_machine = state_machine::StateMachine::new(store.clone(), snapshots.clone()).await?;
         let config = openraft::Config {
             cluster_name: "tug".into(),
             heartbeat_interval: 100,
             election_timeout_min: 500,
             election_timeout_max: 1000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_entries),
+            // A tenth of the interval stays for followers slightly behind; farther behind, a snapshot.
+            max_in_snapshot_log_to_keep: settings.snapshot_entries / 10,
             install_snapshot_timeout: 60_000,
             ..Default::default()
         }
@@ -102,6 +108,7 @@ impl Replication {
             raft,
             peers: pool::Pool::new(settings.tls),
             membership_changes: Default::default(),
+            snapshots,
         });
         store.set_replicator(replication.clone());
         Ok(replication)

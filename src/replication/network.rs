@@ -128,6 +128,12 @@ impl PeerClient {
     }
 }
 
+/// `path` addressed to node `target`: the receiver refuses a message meant for another node (a server
+/// that re-joined at the address of a member it replaced must not take that member's messages).
+fn addressed(path: &str, target: NodeId) -> String {
+    format!("{path}?target={target}")
+}
+
 /// Makes a client per peer for openraft.
 #[derive(Clone)]
 pub struct Peers {
@@ -166,8 +172,9 @@ impl RaftPeer {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
+        let path = addressed(path, self.target);
         let answer: Result<Resp, E> =
-            self.client.call(path, request, option.hard_ttl()).await.map_err(|e| match e {
+            self.client.call(&path, request, option.hard_ttl()).await.map_err(|e| match e {
                 CallError::Timeout { after, .. } => {
                     RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout: after })
                 }
@@ -216,12 +223,13 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
             // A snapshot may be large: its deadline grows with its size (at least 1 MiB/s).
             let ttl = option.hard_ttl().max(Duration::from_secs(10 + body.len() as u64 / (1 << 20)));
-            let answer = self.client.post(SNAPSHOT_PATH, body, ttl).await.map_err(|e| match e {
-                CallError::Connect { .. } | CallError::Unreachable { .. } => {
-                    StreamingError::Unreachable(Unreachable::new(&e))
-                }
-                other => StreamingError::Network(NetworkError::new(&other)),
-            })?;
+            let answer =
+                self.client.post(&addressed(SNAPSHOT_PATH, self.target), body, ttl).await.map_err(|e| match e {
+                    CallError::Connect { .. } | CallError::Unreachable { .. } => {
+                        StreamingError::Unreachable(Unreachable::new(&e))
+                    }
+                    other => StreamingError::Network(NetworkError::new(&other)),
+                })?;
             let answer: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
                 decode(&answer).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
             answer.map_err(|fatal| StreamingError::RemoteError(RemoteError::new(self.target, fatal)))

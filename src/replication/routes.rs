@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use openraft::Snapshot;
@@ -22,8 +22,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024 * 1024;
 
 /// The replication endpoints, to be merged in front of the API router.
-pub fn routes(replication: Arc<Replication>, snapshots: std::path::PathBuf) -> axum::Router {
-    let state = Arc::new(Endpoints { replication, snapshots });
+pub fn routes(replication: Arc<Replication>) -> axum::Router {
+    let state = Arc::new(Endpoints { replication });
     let messages = axum::Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
@@ -39,7 +39,6 @@ pub fn routes(replication: Arc<Replication>, snapshots: std::path::PathBuf) -> a
 
 struct Endpoints {
     replication: Arc<Replication>,
-    snapshots: std::path::PathBuf,
 }
 
 type Shared = State<Arc<Endpoints>>;
@@ -66,14 +65,34 @@ fn undecodable(e: impl std::fmt::Display) -> Response {
     ApiError::bad_request(format!("the replication message does not decode: {e}")).into_response()
 }
 
-async fn append(State(s): Shared, body: Bytes) -> Response {
+/// The node a Raft message is meant for.
+#[derive(serde::Deserialize)]
+struct Target {
+    target: super::types::NodeId,
+}
+
+/// Refuses a Raft message meant for another node than this one.
+fn misaddressed(s: &Endpoints, target: &Target) -> Option<Response> {
+    (target.target != s.replication.id).then(|| {
+        let message = format!("this server is node {}, not node {}", s.replication.id, target.target);
+        ApiError::new(404, "NotFound", message).into_response()
+    })
+}
+
+async fn append(State(s): Shared, Query(target): Query<Target>, body: Bytes) -> Response {
+    if let Some(refused) = misaddressed(&s, &target) {
+        return refused;
+    }
     match decode(&body) {
         Ok(request) => answer(&s.replication.raft.append_entries(request).await),
         Err(e) => undecodable(e),
     }
 }
 
-async fn vote(State(s): Shared, body: Bytes) -> Response {
+async fn vote(State(s): Shared, Query(target): Query<Target>, body: Bytes) -> Response {
+    if let Some(refused) = misaddressed(&s, &target) {
+        return refused;
+    }
     match decode(&body) {
         Ok(request) => answer(&s.replication.raft.vote(request).await),
         Err(e) => undecodable(e),
@@ -98,12 +117,15 @@ async fn join(State(s): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn install_snapshot(State(s): Shared, body: Bytes) -> Response {
+async fn install_snapshot(State(s): Shared, Query(target): Query<Target>, body: Bytes) -> Response {
+    if let Some(refused) = misaddressed(&s, &target) {
+        return refused;
+    }
     let (vote, meta, file) = match super::snapshot_wire::decode_message(&body) {
         Ok(parts) => parts,
         Err(e) => return undecodable(e),
     };
-    let path = s.snapshots.join(format!("receiving-{}.db", uuid::Uuid::new_v4()));
+    let path = s.replication.snapshots.join(format!("receiving-{}.db", uuid::Uuid::new_v4()));
     if let Err(e) = write_durably(&path, file).await {
         return ApiError::internal(format!("cannot write the received snapshot: {e}")).into_response();
     }

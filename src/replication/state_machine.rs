@@ -39,6 +39,8 @@ impl StateMachine {
             Some(bytes) => decode(&bytes).map_err(|e| IoError::read_state_machine(&e))?,
             None => AppliedState::default(),
         };
+        let current = current_snapshot(&snapshots).map(|(_, path)| path);
+        remove_others(&snapshots, current.as_deref());
         Ok(StateMachine { store, snapshots, applied })
     }
 }
@@ -64,12 +66,12 @@ fn meta_of(applied: AppliedState, snapshot_id: String) -> SnapshotMeta<u64, open
     SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id }
 }
 
-/// Removes every snapshot file in `dir` but `keep`.
-fn remove_others(dir: &Path, keep: &Path) {
+/// Removes every file in `dir` but `keep`: older snapshots, and copies a crash left half made.
+fn remove_others(dir: &Path, keep: Option<&Path>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path != keep && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(SNAPSHOT_PREFIX)) {
+        if Some(path.as_path()) != keep {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -107,7 +109,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let path = snapshot_path(&self.snapshots, &id);
         std::fs::rename(&building, &path).map_err(|e| IoError::write_snapshot(None, &e))?;
-        remove_others(&self.snapshots, &path);
+        remove_others(&self.snapshots, Some(&path));
         tracing::info!(snapshot = %id, "built a store snapshot");
         Ok(Snapshot { meta: meta_of(applied, id), snapshot: Box::new(SnapshotFile { path }) })
     }
@@ -172,7 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.store.restore_from(&path).await.map_err(|e| IoError::read_snapshot(signature.clone(), &e))?;
         self.applied = applied_in(&path)?;
-        remove_others(&self.snapshots, &path);
+        remove_others(&self.snapshots, Some(&path));
         tracing::info!(snapshot = %meta.snapshot_id, "installed a store snapshot from the leader");
         Ok(())
     }

@@ -41,13 +41,19 @@ pub async fn fetch_shared_files(cfg: &ServerConfig, tls_dir: &Path) -> anyhow::R
 /// Starts the replication of `store`, reachable by the other servers at `address` (`host:port`).
 pub async fn start_replication(
     store: &Store,
+    cfg: &ServerConfig,
     db_dir: &Path,
     address: String,
     tls: &crate::pki::ServerTls,
 ) -> anyhow::Result<Arc<Replication>> {
     let client_tls =
         crate::apiserver::serve::client_tls_config(&tls.ca_cert_pem, &tls.peer.cert_pem, &tls.peer.key_pem)?;
-    let settings = Settings { dir: db_dir.to_path_buf(), address, tls: Arc::new(client_tls) };
+    let settings = Settings {
+        dir: db_dir.to_path_buf(),
+        address,
+        tls: Arc::new(client_tls),
+        snapshot_entries: cfg.raft_snapshot_entries,
+    };
     Replication::start(store, settings).await
 }
 

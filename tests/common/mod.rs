@@ -136,12 +136,27 @@ impl TugServer {
 
     /// Kills the process with SIGKILL (no chance to flush anything) and starts it again on the same port.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the (killed or terminated) server again on the same port and waits until it is ready.
+    pub fn restart(&mut self) {
         let port = self.port;
         self.launch(port);
+    }
+
+    /// The server's `tug server` flags, to be changed before a restart.
+    pub fn flags_mut(&mut self) -> &mut Vec<String> {
+        &mut self.flags
     }
 }
 
