@@ -141,8 +141,12 @@ pub struct ServerConfig {
     pub disabled: Vec<String>,
     pub disable_network_policy: bool,
     pub token: Option<crate::join::Token>,
+    /// Scheduled store snapshots (None with --disable-snapshots).
+    pub snapshots: Option<crate::snapshot::Schedule>,
     /// Raft log entries between store snapshots.
     pub raft_snapshot_entries: u64,
+    /// `--cluster-reset`, with the snapshot to restore first if any.
+    pub cluster_reset: Option<ClusterReset>,
     /// The member to join through (`--server`), with the token.
     pub join: Option<crate::join::client::ServerUrl>,
     pub disable_agent: bool,
@@ -161,7 +165,7 @@ fn home() -> PathBuf {
 }
 
 /// /var/lib/tug as root, else ~/.tug.
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     if is_root() {
         "/var/lib/tug".into()
     } else {
@@ -204,6 +208,13 @@ fn parse_port_range(value: &str) -> Result<RangeInclusive<u16>, ConfigError> {
 /// A `--token`, never echoed back in an error.
 fn parse_token(text: &str) -> Result<crate::join::Token, ConfigError> {
     crate::join::Token::parse(text).map_err(|e| invalid("token", "(hidden)", e))
+}
+
+/// What `--cluster-reset` does.
+#[derive(Debug, Clone)]
+pub struct ClusterReset {
+    /// The snapshot that replaces the store first.
+    pub restore: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -268,6 +279,15 @@ impl ServerConfig {
             Err(_) if args.disable_agent => NodeConfig::default(),
             Err(e) => return Err(e),
         };
+        let snapshots = match args.disable_snapshots {
+            true => None,
+            false => Some(crate::snapshot::Schedule {
+                cron: crate::core::cron::Schedule::parse(&args.snapshot_schedule_cron)
+                    .map_err(|reason| invalid("snapshot-schedule-cron", &args.snapshot_schedule_cron, reason))?,
+                retention: args.snapshot_retention as usize,
+                dir: args.snapshot_dir.clone().unwrap_or_else(|| crate::snapshot::default_dir(&data_dir)),
+            }),
+        };
         Ok(ServerConfig {
             data_dir,
             bind_address: args.bind_address,
@@ -284,6 +304,10 @@ impl ServerConfig {
             network_backend,
             disabled: args.disable,
             disable_network_policy: args.disable_network_policy,
+            snapshots,
+            cluster_reset: args
+                .cluster_reset
+                .then(|| ClusterReset { restore: args.cluster_reset_restore_path.clone() }),
             raft_snapshot_entries: args.raft_snapshot_entries,
             join,
             token,

@@ -25,6 +25,7 @@ pub mod replication;
 pub mod scheduler;
 pub mod server;
 pub mod simulator;
+pub mod snapshot;
 pub mod spdy;
 pub mod store;
 pub mod upgrade_proxy;

@@ -68,6 +68,10 @@ fn main() -> ExitCode {
             init_logging(false);
             run(tug::network::cleanup())
         }
+        cli::Command::Snapshot(args) => {
+            init_logging(false);
+            run(async move { tug::snapshot::run_command(args) })
+        }
     }
 }
 

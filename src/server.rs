@@ -29,6 +29,8 @@ pub struct RunningServer {
     control_loops: ControlLoops,
     app: axum::Router,
     replication: Arc<crate::replication::Replication>,
+    /// The scheduled snapshots' task.
+    snapshots: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -40,6 +42,9 @@ impl RunningServer {
     /// Stops serving and waits for the listener to close.
     pub async fn stop(mut self) {
         self.control_loops.stop();
+        if let Some(snapshots) = &self.snapshots {
+            snapshots.abort();
+        }
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.replication.shutdown().await;
@@ -113,6 +118,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     cluster::fetch_shared_files(&cfg, &server_dir.join("tls")).await?;
     let tls_files = crate::pki::ensure_server_tls(&server_dir.join("tls"), &dns, &ips)?;
     let db_dir = server_dir.join("db");
+    if let Some(reset) = &cfg.cluster_reset {
+        cluster::reset_before_start(&db_dir, reset.restore.as_deref())?;
+    }
     let store = Store::open(&db_dir.join("state.db"))?;
     let listener = TcpListener::bind(SocketAddr::new(cfg.bind_address, cfg.https_listen_port))
         .await
@@ -191,6 +199,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let control_loops = ControlLoops::start(loops_app, settings);
     state.set_ready();
     store.spawn_compactor(cfg.compaction);
+    let snapshots = cfg
+        .snapshots
+        .clone()
+        .map(|schedule| crate::snapshot::spawn_schedule(cfg.data_dir.clone(), schedule, cfg.node.name.clone()));
     tracing::info!(port, kubeconfig = %cfg.kubeconfig_path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "tug server is ready");
     Ok(RunningServer {
         port,
@@ -201,12 +213,20 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         control_loops,
         app: agent_app,
         replication,
+        snapshots,
     })
 }
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let server = start(cfg.clone()).await?;
+    if cfg.cluster_reset.is_some() {
+        // Servers joining later must start from the store as it is now, not from the fresh log.
+        server.replication.snapshot_and_purge().await?;
+        server.stop().await;
+        tracing::info!("the cluster's membership was reset to this server alone; restart without --cluster-reset");
+        return Ok(());
+    }
     let agent = match cfg.disable_agent {
         true => None,
         false => {

@@ -1,8 +1,9 @@
 //! High availability on one host (loopback, distinct ports and data dirs): three servers form one
 //! cluster through `--server`/`--token`; writes through any server are read back from every other one;
-//! the cluster keeps taking writes while any one server is killed and catches the killed one up when it
-//! returns (by snapshot when the log it missed has been purged); a server with another cluster's token
-//! cannot join; a server whose data dir was wiped re-joins in its old place.
+//! the cluster keeps taking writes while the leader or a follower is killed, catches the killed one up
+//! when it returns (by snapshot when the log it missed has been purged), and a watch on a third server
+//! sees every write once and in order throughout; a server with another cluster's token cannot join; a
+//! server whose data dir was wiped re-joins in its old place.
 
 mod common;
 
@@ -11,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::{eventually_within, kubectl, kubectls, TugServer};
 
-/// Starts a cluster of three servers; the first starts alone, the others join through it.
+/// Starts a cluster of three servers: the first starts alone, the second joins through it, the third
+/// through the second (a follower, which passes the request to the leader).
 fn cluster(extra: &[&str]) -> Vec<TugServer> {
-    let first = TugServer::start_with(extra);
-    let (url, token) = join_flags(&first);
-    let mut servers = vec![first];
+    let mut servers = vec![TugServer::start_with(extra)];
     for _ in 0..2 {
+        let (url, token) = join_flags(servers.last().expect("a server"));
         let mut flags: Vec<&str> = vec!["--server", &url, "--token", &token];
         flags.extend(extra);
         servers.push(TugServer::start_with(&flags));
@@ -68,27 +69,96 @@ fn create_configmap(server: &TugServer, name: &str) -> Duration {
     }
 }
 
+/// Which of `servers` leads, from their `tug_raft_is_leader` gauge.
+fn leader(servers: &[TugServer]) -> usize {
+    let bin = &kubectls()[0];
+    let mut found = None;
+    eventually_within(Duration::from_secs(20), "one server is the leader", || {
+        found = servers.iter().position(|server| {
+            let metrics = kubectl(bin, server, &["get", "--raw", "/metrics"], None).stdout;
+            metrics.lines().any(|line| line == "tug_raft_is_leader 1")
+        });
+        found.is_some()
+    });
+    found.expect("a leader")
+}
+
+/// `kubectl get cm --watch` against `server`, its events written to a file as `TYPE NAME RV` lines.
+struct Watch {
+    child: std::process::Child,
+    output: tempfile::NamedTempFile,
+}
+
+impl Watch {
+    fn start(server: &TugServer) -> Watch {
+        let output = tempfile::NamedTempFile::new().expect("watch output");
+        let child = Command::new(&kubectls()[0])
+            .env("KUBECONFIG", server.kubeconfig())
+            .args(["get", "cm", "--watch", "--output-watch-events", "--request-timeout=0"])
+            .args(["-o", "jsonpath={.type} {.object.metadata.name} {.object.metadata.resourceVersion}{\"\\n\"}"])
+            .stdout(output.reopen().expect("output file"))
+            .spawn()
+            .expect("kubectl watch");
+        Watch { child, output }
+    }
+
+    /// Stops the watch; its events as (type, name, resourceVersion).
+    fn events(mut self) -> Vec<(String, String, u64)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(self.output.path()).expect("watch output");
+        text.lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(fields.len(), 3, "a watch event line: {line:?}");
+                (fields[0].to_string(), fields[1].to_string(), fields[2].parse().expect("resourceVersion"))
+            })
+            .collect()
+    }
+}
+
 #[test]
-fn three_servers_share_one_store_and_survive_losing_any_one() {
+fn three_servers_share_one_store_and_survive_losing_the_leader_or_a_follower() {
     let mut servers = cluster(&[]);
-    create_configmap(&servers[1], "through-a-follower");
+    let first_leader = leader(&servers);
+    let (follower, watched) = ((first_leader + 1) % 3, (first_leader + 2) % 3);
+    let watch = Watch::start(&servers[watched]);
+    create_configmap(&servers[follower], "through-a-follower");
     for server in &servers {
         assert_eq!(configmaps(server), ["through-a-follower"], "every server reads the write at once");
     }
     let mut expected = vec!["through-a-follower".to_string()];
-    for victim in 0..3 {
+    for what in ["leader", "follower"] {
+        // The third server, which the watch is on, is never killed.
+        let current = leader(&servers);
+        let (victim, writer) = match what {
+            "leader" => (current, if current == follower { first_leader } else { follower }),
+            _ if current == follower => (first_leader, follower),
+            _ => (follower, current),
+        };
+        assert_ne!(victim, watched);
         servers[victim].kill();
-        let survivor = &servers[(victim + 1) % 3];
-        let name = format!("while-{victim}-is-down");
-        let took = create_configmap(survivor, &name);
-        eprintln!("server {victim} killed: first write accepted after {took:?}");
+        let name = format!("while-the-{what}-is-down");
+        let took = create_configmap(&servers[writer], &name);
+        eprintln!("{what} killed: the first write was accepted after {took:?}");
         expected.push(name);
         expected.sort();
-        assert_eq!(configmaps(&servers[(victim + 2) % 3]), expected);
+        assert_eq!(configmaps(&servers[watched]), expected, "the third server reads the write");
         servers[victim].restart();
         let back = &servers[victim];
         eventually_within(Duration::from_secs(20), "the restarted server catches up", || configmaps(back) == expected);
     }
+    // The watch on the server never killed saw every create once, in resourceVersion order.
+    let events = watch.events();
+    let versions: Vec<u64> = events.iter().map(|(_, _, rv)| *rv).collect();
+    assert!(versions.windows(2).all(|pair| pair[0] < pair[1]), "events in order: {events:?}");
+    let mut added: Vec<String> = events
+        .iter()
+        .filter(|(kind, name, _)| kind == "ADDED" && name != "kube-root-ca.crt")
+        .map(|(_, name, _)| name.clone())
+        .collect();
+    added.sort();
+    assert_eq!(added, expected, "every create seen once: {events:?}");
 }
 
 #[test]

@@ -88,6 +88,23 @@ impl Metrics {
             s.batches, s.commands, s.commit_seconds_total, s.batches, s.commit_seconds_max, s.sync_seconds_total, s.syncs,
             store.current_revision(), store.watch_count()
         );
+        if let Some(r) = store.replication_status() {
+            let gauges = [
+                ("has_leader", "Whether this server knows a Raft leader (1) or not (0).", u64::from(r.has_leader)),
+                ("is_leader", "Whether this server is the Raft leader.", u64::from(r.is_leader)),
+                ("term", "The current Raft term.", r.term),
+                ("last_log_index", "The index of the last entry in this server's Raft log.", r.last_log_index),
+                ("applied_index", "The index of the last Raft entry applied to this server's store.", r.applied_index),
+                ("voters", "Voting members of the Raft group.", r.voters as u64),
+                ("learners", "Non-voting members (servers catching up).", r.learners as u64),
+            ];
+            for (name, help, value) in gauges {
+                let _ = write!(
+                    out,
+                    "# HELP tug_raft_{name} {help}\n# TYPE tug_raft_{name} gauge\ntug_raft_{name} {value}\n"
+                );
+            }
+        }
         out
     }
 }

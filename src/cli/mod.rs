@@ -5,11 +5,13 @@ mod agent;
 mod node;
 mod server;
 mod simulate;
+mod snapshot;
 
 pub use agent::AgentArgs;
 pub use node::NodeArgs;
 pub use server::ServerArgs;
 pub use simulate::SimulateArgs;
+pub use snapshot::{SnapshotAction, SnapshotArgs};
 
 use clap::{Parser, Subcommand};
 
@@ -35,4 +37,7 @@ pub enum Command {
     /// backends), its routes, the VXLAN device and the pods' bridge. For tug-killall.sh and uninstall;
     /// run it with tug stopped.
     NetworkCleanup,
+    /// Save, list, delete and prune snapshots of the store (as k3s's etcd-snapshot); restore one with
+    /// `tug server --cluster-reset --cluster-reset-restore-path FILE`.
+    Snapshot(SnapshotArgs),
 }

@@ -33,6 +33,28 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_RAFT_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..), help_heading = "Data")]
     pub raft_snapshot_entries: u64,
 
+    /// Take store snapshots on this cron schedule (five fields, the server's local time)
+    #[arg(
+        long,
+        alias = "etcd-snapshot-schedule-cron",
+        env = "TUG_SNAPSHOT_SCHEDULE_CRON",
+        default_value = "0 */12 * * *",
+        help_heading = "Data"
+    )]
+    pub snapshot_schedule_cron: String,
+
+    /// Scheduled snapshots to keep (older ones are deleted)
+    #[arg(long, alias = "etcd-snapshot-retention", env = "TUG_SNAPSHOT_RETENTION", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Data")]
+    pub snapshot_retention: u32,
+
+    /// Folder of the store snapshots [default: <data-dir>/server/db/snapshots]
+    #[arg(long, alias = "etcd-snapshot-dir", env = "TUG_SNAPSHOT_DIR", help_heading = "Data")]
+    pub snapshot_dir: Option<PathBuf>,
+
+    /// Take no scheduled snapshots
+    #[arg(long, alias = "etcd-disable-snapshots", env = "TUG_DISABLE_SNAPSHOTS", help_heading = "Data")]
+    pub disable_snapshots: bool,
+
     /// How often to compact history
     #[arg(long, env = "TUG_DATASTORE_COMPACT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration, help_heading = "Data")]
     pub datastore_compact_interval: std::time::Duration,
@@ -100,6 +122,21 @@ pub struct ServerArgs {
     /// Shared secret used to join agents and servers
     #[arg(long, short = 't', env = "TUG_TOKEN", hide_env_values = true, help_heading = "Cluster")]
     pub token: Option<String>,
+
+    /// Forget the cluster's other servers: this server becomes a cluster of one with the store it holds
+    /// (or the snapshot of --cluster-reset-restore-path), then exits; restart it without this flag
+    #[arg(long, env = "TUG_CLUSTER_RESET", help_heading = "Cluster")]
+    pub cluster_reset: bool,
+
+    /// With --cluster-reset: replace the store with this snapshot first (see `tug snapshot`)
+    #[arg(
+        long,
+        env = "TUG_CLUSTER_RESET_RESTORE_PATH",
+        requires = "cluster_reset",
+        value_name = "FILE",
+        help_heading = "Cluster"
+    )]
+    pub cluster_reset_restore_path: Option<PathBuf>,
 
     /// Join the cluster of the server at https://HOST:PORT (needs --token): this server's store becomes
     /// a replica of the cluster's (ignored once this server is a member)

@@ -27,7 +27,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Command, Outcome, Store, StoreError};
+use crate::store::{Command, Outcome, ReplicationStatus, Store, StoreError};
 use network::{CallError, Peers, JOIN_PATH, READ_INDEX_PATH, WRITE_PATH};
 use types::{LogId, NodeId, Raft};
 
@@ -35,6 +35,8 @@ use types::{LogId, NodeId, Raft};
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// The deadline of a forwarded write or read index.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long adding a server may take (it catches up, by snapshot if need be, before it votes).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The pause between attempts while there is no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -132,7 +134,7 @@ impl Replication {
         let request = JoinRequest { id: self.id, address: self.address.clone() };
         let answer: Result<(), Refusal> = self
             .peers
-            .call(via, JOIN_PATH, &request, Duration::from_secs(300))
+            .call(via, JOIN_PATH, &request, JOIN_TIMEOUT)
             .await
             .with_context(|| format!("asking {via} to add this server"))?;
         answer.with_context(|| format!("{via} did not add this server"))
@@ -145,7 +147,7 @@ impl Replication {
             return Ok(());
         }
         let request = JoinRequest { id: self.id, address: self.address.clone() };
-        self.on_leader(JOIN_PATH, &request, || self.add_server(request.clone())).await?;
+        self.add_server_via_leader(request).await?;
         tracing::info!(address = %self.address, "this server's address changed; the cluster knows the new one");
         Ok(())
     }
@@ -157,6 +159,18 @@ impl Replication {
             .metrics(|m| m.current_leader.is_some(), "a leader")
             .await
             .context("no Raft leader elected")?;
+        Ok(())
+    }
+
+    /// Takes a snapshot of everything applied and purges the log behind it, so that a server joining
+    /// later starts from the snapshot (after a cluster reset, the log no longer holds the store's past).
+    pub async fn snapshot_and_purge(&self) -> anyhow::Result<()> {
+        let applied = self.raft.metrics().borrow().last_applied.context("nothing applied yet")?;
+        self.raft.trigger().snapshot().await?;
+        let timeout = Some(Duration::from_secs(300));
+        self.raft.wait(timeout).snapshot(applied, "a snapshot of everything applied").await?;
+        self.raft.trigger().purge_log(applied.index).await?;
+        self.raft.wait(timeout).purged(Some(applied), "the log purged behind the snapshot").await?;
         Ok(())
     }
 
@@ -186,6 +200,12 @@ impl Replication {
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
             Err(other) => Err(Refusal::Failed(other.to_string())),
         }
+    }
+
+    /// Adds a server (or records a member's new address) through the leader, from any member.
+    async fn add_server_via_leader(&self, request: JoinRequest) -> Result<(), Refusal> {
+        let added = self.on_leader(JOIN_PATH, JOIN_TIMEOUT, &request, || self.add_server(request.clone())).await;
+        added.map_err(|e| Refusal::Failed(e.to_string()))
     }
 
     /// On the leader: adds a server as a learner, waits for it to catch up, then makes it a voter in
@@ -221,7 +241,13 @@ impl Replication {
 
     /// Runs `local` if this server leads, else sends `request` to `path` on the leader; retries while
     /// no leader is known or the one asked has just lost leadership, up to [`LEADER_WAIT`].
-    async fn on_leader<Req, T, F, Fut>(&self, path: &str, request: &Req, local: F) -> Result<T, StoreError>
+    async fn on_leader<Req, T, F, Fut>(
+        &self,
+        path: &str,
+        timeout: Duration,
+        request: &Req,
+        local: F,
+    ) -> Result<T, StoreError>
     where
         Req: Serialize,
         T: serde::de::DeserializeOwned,
@@ -234,7 +260,7 @@ impl Replication {
             let answer = match leader {
                 Some(id) if id == self.id => local().await,
                 Some(id) => match self.member_address(id) {
-                    Some(address) => match self.peers.call(&address, path, request, FORWARD_TIMEOUT).await {
+                    Some(address) => match self.peers.call(&address, path, request, timeout).await {
                         Ok(answer) => answer,
                         // Not sent: the leader is gone, the next one is worth waiting for.
                         Err(CallError::Connect { .. }) => Err(Refusal::NotLeader),
@@ -266,17 +292,33 @@ impl Replication {
 #[async_trait::async_trait]
 impl crate::store::Replicator for Replication {
     async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
-        self.on_leader(WRITE_PATH, &command, || self.write_as_leader(command.clone())).await
+        self.on_leader(WRITE_PATH, FORWARD_TIMEOUT, &command, || self.write_as_leader(command.clone())).await
     }
 
     async fn read_barrier(&self) -> Result<(), StoreError> {
-        let read_index = self.on_leader(READ_INDEX_PATH, &(), || self.read_index_as_leader()).await?;
+        let read_index = self.on_leader(READ_INDEX_PATH, FORWARD_TIMEOUT, &(), || self.read_index_as_leader()).await?;
         self.raft
             .wait(Some(FORWARD_TIMEOUT))
             .applied_index_at_least(read_index.map(|id| id.index), "the read index")
             .await
             .map_err(|e| StoreError::Unavailable(format!("applying up to the read index: {e}")))?;
         Ok(())
+    }
+
+    fn status(&self) -> ReplicationStatus {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        ReplicationStatus {
+            has_leader: metrics.current_leader.is_some(),
+            is_leader: metrics.current_leader == Some(self.id),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            voters,
+            learners: membership.nodes().count().saturating_sub(voters),
+        }
     }
 }
 

@@ -112,7 +112,7 @@ async fn read_index(State(s): Shared) -> Response {
 
 async fn join(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(request) => answer(&s.replication.add_server(request).await),
+        Ok(request) => answer(&s.replication.add_server_via_leader(request).await),
         Err(e) => undecodable(e),
     }
 }

@@ -57,12 +57,75 @@ pub async fn start_replication(
     Replication::start(store, settings).await
 }
 
+/// `--cluster-reset`, before the store opens: puts the snapshot to restore (if any) in place of the
+/// store file, then forgets the Raft log, vote and snapshots and the store's record of what it applied,
+/// so that the server starts as a new group of one holding the store's contents.
+pub fn reset_before_start(db_dir: &Path, restore: Option<&Path>) -> anyhow::Result<()> {
+    let store = db_dir.join("state.db");
+    crate::fsutil::create_private_dir(db_dir, 0o700)?;
+    if let Some(snapshot) = restore {
+        check_snapshot(snapshot)?;
+        let incoming = db_dir.join("state.db.restoring");
+        std::fs::copy(snapshot, &incoming).with_context(|| format!("cannot copy {}", snapshot.display()))?;
+        std::fs::File::open(&incoming).and_then(|f| f.sync_all())?;
+        for stale in ["state.db-wal", "state.db-shm"] {
+            remove_if_present(&db_dir.join(stale))?;
+        }
+        std::fs::rename(&incoming, &store)?;
+        std::fs::File::open(db_dir).and_then(|d| d.sync_all())?;
+        tracing::info!(snapshot = %snapshot.display(), "restored the store from a snapshot");
+    }
+    if store.exists() {
+        let conn = rusqlite::Connection::open(&store)?;
+        let has_state: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'raft_applied')",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_state {
+            conn.execute("DELETE FROM raft_applied", [])?;
+        }
+    }
+    for file in ["raft.db", "raft.db-wal", "raft.db-shm"] {
+        remove_if_present(&db_dir.join(file))?;
+    }
+    match std::fs::remove_dir_all(db_dir.join("raft-snapshots")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a file that is not a sound tug store.
+fn check_snapshot(path: &Path) -> anyhow::Result<()> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let check = || -> rusqlite::Result<(String, i64)> {
+        let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+        let integrity = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let keys = conn.query_row("SELECT COUNT(*) FROM history", [], |r| r.get(0))?;
+        Ok((integrity, keys))
+    };
+    match check() {
+        Ok((integrity, _)) if integrity == "ok" => Ok(()),
+        Ok((integrity, _)) => anyhow::bail!("{} is damaged: {integrity}", path.display()),
+        Err(e) => anyhow::bail!("{} is not a tug store snapshot: {e}", path.display()),
+    }
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Makes this server a member if it is not one yet: through `--server` when given (after checking that
 /// this server has the cluster's CA), else as a group of one. Returns once a leader is known.
 pub async fn become_member(replication: &Replication, cfg: &ServerConfig, ca_pem: &str) -> anyhow::Result<()> {
     if !replication.is_member().await? {
         match (&cfg.join, &cfg.token) {
-            (Some(server), Some(token)) => join(replication, server, token, ca_pem).await?,
+            (Some(server), Some(token)) if cfg.cluster_reset.is_none() => {
+                join(replication, server, token, ca_pem).await?
+            }
             _ => {
                 replication.initialize_alone().await?;
                 tracing::info!(id = replication.id(), "started the cluster's store as a group of one server");

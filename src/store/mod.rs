@@ -95,6 +95,20 @@ pub trait Replicator: Send + Sync {
     /// Returns once this store has applied everything committed before the call (a linearizable read
     /// point).
     async fn read_barrier(&self) -> Result<()>;
+    /// Where this member stands, for /metrics.
+    fn status(&self) -> ReplicationStatus;
+}
+
+/// A member's view of its replication group.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplicationStatus {
+    pub has_leader: bool,
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub voters: usize,
+    pub learners: usize,
 }
 
 /// Handle to the store; cheap to clone.
@@ -219,6 +233,11 @@ impl Store {
         self.inner.readers.watch(prefix.to_string(), after_revision).await
     }
 
+    /// The replication group as this member sees it (None when the store is not replicated).
+    pub fn replication_status(&self) -> Option<ReplicationStatus> {
+        self.inner.replicator.get().map(|replicator| replicator.status())
+    }
+
     /// The newest revision applied.
     pub fn current_revision(&self) -> i64 {
         self.inner.hub.current_revision()
@@ -246,6 +265,14 @@ impl Store {
 }
 
 pub use applier::MetricsSnapshot;
+
+/// Writes a consistent copy of the store file at `database` (open in a running server or not) to `to`,
+/// durably: for `tug snapshot save`, which runs beside the server.
+pub fn copy_database(database: &Path, to: &Path) -> Result<()> {
+    let source = rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    source.busy_timeout(std::time::Duration::from_secs(5))?;
+    restore::copy(&source, to)
+}
 
 #[cfg(test)]
 mod tests;
