@@ -184,7 +184,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         &tls_files.admin,
         cfg.kubeconfig_mode,
     )?;
-    cluster::become_member(&replication, &cfg, &tls_files.ca_cert_pem).await?;
+    cluster::become_member(&replication, &store, &cfg, &tls_files.ca_cert_pem).await?;
     let cluster_network = cfg.cluster_network();
     let cluster_dns = cluster_network.dns.then_some(cfg.cluster_dns);
     bootstrap::run(&state.rest, cfg.service_cidr, advertise, port, cluster_dns)
@@ -221,8 +221,6 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let server = start(cfg.clone()).await?;
     if cfg.cluster_reset.is_some() {
-        // Servers joining later must start from the store as it is now, not from the fresh log.
-        server.replication.snapshot_and_purge().await?;
         server.stop().await;
         tracing::info!("the cluster's membership was reset to this server alone; restart without --cluster-reset");
         return Ok(());

@@ -165,9 +165,11 @@ impl Replication {
     /// Takes a snapshot of everything applied and purges the log behind it, so that a server joining
     /// later starts from the snapshot (after a cluster reset, the log no longer holds the store's past).
     pub async fn snapshot_and_purge(&self) -> anyhow::Result<()> {
-        let applied = self.raft.metrics().borrow().last_applied.context("nothing applied yet")?;
-        self.raft.trigger().snapshot().await?;
         let timeout = Some(Duration::from_secs(300));
+        let last_log_index = self.raft.metrics().borrow().last_log_index;
+        let metrics = self.raft.wait(timeout).applied_index_at_least(last_log_index, "the log applied").await?;
+        let applied = metrics.last_applied.context("nothing applied yet")?;
+        self.raft.trigger().snapshot().await?;
         self.raft.wait(timeout).snapshot(applied, "a snapshot of everything applied").await?;
         self.raft.trigger().purge_log(applied.index).await?;
         self.raft.wait(timeout).purged(Some(applied), "the log purged behind the snapshot").await?;

@@ -120,7 +120,12 @@ fn remove_if_present(path: &Path) -> std::io::Result<()> {
 
 /// Makes this server a member if it is not one yet: through `--server` when given (after checking that
 /// this server has the cluster's CA), else as a group of one. Returns once a leader is known.
-pub async fn become_member(replication: &Replication, cfg: &ServerConfig, ca_pem: &str) -> anyhow::Result<()> {
+pub async fn become_member(
+    replication: &Replication,
+    store: &Store,
+    cfg: &ServerConfig,
+    ca_pem: &str,
+) -> anyhow::Result<()> {
     if !replication.is_member().await? {
         match (&cfg.join, &cfg.token) {
             (Some(server), Some(token)) if cfg.cluster_reset.is_none() => {
@@ -129,6 +134,13 @@ pub async fn become_member(replication: &Replication, cfg: &ServerConfig, ca_pem
             _ => {
                 replication.initialize_alone().await?;
                 tracing::info!(id = replication.id(), "started the cluster's store as a group of one server");
+                replication.wait_for_leader(LEADER_TIMEOUT).await?;
+                // A store with contents from before the group (a cluster reset, a data dir of a tug without
+                // replication): the new log does not hold them, so servers joining later must start from
+                // a snapshot of the store rather than from the log.
+                if store.current_revision() > 0 {
+                    replication.snapshot_and_purge().await?;
+                }
             }
         }
     } else if let Some(server) = &cfg.join {
