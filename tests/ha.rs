@@ -38,8 +38,8 @@ fn configmaps(server: &TugServer) -> Vec<String> {
     out.stdout.split_whitespace().filter(|n| *n != "kube-root-ca.crt").map(str::to_string).collect()
 }
 
-/// Creates ConfigMap `name` through `server`, retrying while the cluster elects a leader (503); the
-/// time it took.
+/// Creates ConfigMap `name` through `server`, retrying while the cluster elects a leader (503, or 504
+/// when the leader died with the write in flight); the time it took.
 fn create_configmap(server: &TugServer, name: &str) -> Duration {
     let bin = &kubectls()[0];
     let started = Instant::now();
@@ -57,6 +57,7 @@ fn create_configmap(server: &TugServer, name: &str) -> Duration {
         assert!(
             run.stderr.contains("ServiceUnavailable")
                 || run.stderr.contains("unavailable")
+                || run.stderr.contains("outcome is unknown")
                 || run.stderr.contains("already exists"),
             "unexpected failure: {}",
             run.stderr

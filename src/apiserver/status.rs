@@ -229,6 +229,8 @@ impl From<crate::store::StoreError> for ApiError {
                 details: Some(json!({"retryAfterSeconds": 1})),
                 ..ApiError::new(503, "ServiceUnavailable", unavailable.to_string())
             },
+            // Upstream answers a write whose commit it stopped waiting for with 504 (etcd's "request timed out").
+            indeterminate @ crate::store::StoreError::Indeterminate(_) => ApiError::timeout(indeterminate.to_string()),
             other => ApiError::internal(other),
         }
     }

@@ -65,6 +65,9 @@ enum Refusal {
     /// The receiver is not the leader (nothing was done).
     #[error("not the leader")]
     NotLeader,
+    /// The write may or may not take effect.
+    #[error("{0}")]
+    Indeterminate(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -113,6 +116,7 @@ impl Replication {
             snapshots,
         });
         store.set_replicator(replication.clone());
+        exit_when_stopped(&replication.raft);
         Ok(replication)
     }
 
@@ -140,19 +144,27 @@ impl Replication {
         answer.with_context(|| format!("{via} did not add this server"))
     }
 
-    /// After a restart at another address (a new `--advertise-address`, another port): has the leader
-    /// record the new one, so the other servers find this one again.
-    pub async fn update_address(&self) -> anyhow::Result<()> {
-        if self.member_address(self.id).is_none_or(|known| known == self.address) {
+    /// At each start of a member: has the leader record this server's address if it changed (a new
+    /// `--advertise-address`, another port), so the other servers find it again, and finish promoting it
+    /// to voter if an earlier join was interrupted after adding it as a learner.
+    pub async fn settle_membership(&self) -> anyhow::Result<()> {
+        let (known, voter) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            let known = membership.get_node(&self.id).map(|node| node.addr.clone());
+            (known, membership.voter_ids().any(|id| id == self.id))
+        };
+        if known.is_none() || (voter && known.as_deref() == Some(self.address.as_str())) {
             return Ok(());
         }
         let request = JoinRequest { id: self.id, address: self.address.clone() };
         self.add_server_via_leader(request).await?;
-        tracing::info!(address = %self.address, "this server's address changed; the cluster knows the new one");
+        tracing::info!(address = %self.address, "the cluster knows this server as a voter at its address");
         Ok(())
     }
 
-    /// Waits until this server knows a leader and has applied what it has learned is committed.
+    /// Waits until this server knows a leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<()> {
         self.raft
             .wait(Some(timeout))
@@ -170,9 +182,13 @@ impl Replication {
         let metrics = self.raft.wait(timeout).applied_index_at_least(last_log_index, "the log applied").await?;
         let applied = metrics.last_applied.context("nothing applied yet")?;
         self.raft.trigger().snapshot().await?;
-        self.raft.wait(timeout).snapshot(applied, "a snapshot of everything applied").await?;
-        self.raft.trigger().purge_log(applied.index).await?;
-        self.raft.wait(timeout).purged(Some(applied), "the log purged behind the snapshot").await?;
+        let covers =
+            |m: &openraft::RaftMetrics<NodeId, BasicNode>| m.snapshot.is_some_and(|s| s.index >= applied.index);
+        let metrics = self.raft.wait(timeout).metrics(covers, "a snapshot of everything applied").await?;
+        let snapshot = metrics.snapshot.context("no snapshot")?;
+        self.raft.trigger().purge_log(snapshot.index).await?;
+        let purged = |m: &openraft::RaftMetrics<NodeId, BasicNode>| m.purged.is_some_and(|p| p.index >= snapshot.index);
+        self.raft.wait(timeout).metrics(purged, "the log purged behind the snapshot").await?;
         Ok(())
     }
 
@@ -186,12 +202,14 @@ impl Replication {
         let _ = self.raft.shutdown().await;
     }
 
-    /// On the leader: applies a write and returns its outcome.
+    /// On the leader: applies a write and returns its outcome, within [`FORWARD_TIMEOUT`] (without a
+    /// quorum it would wait for ever).
     async fn write_as_leader(&self, command: Command) -> Result<Outcome, Refusal> {
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
-            Err(other) => Err(Refusal::Failed(other.to_string())),
+        match tokio::time::timeout(FORWARD_TIMEOUT, self.raft.client_write(command)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Refusal::NotLeader),
+            Ok(Err(other)) => Err(Refusal::Failed(other.to_string())),
+            Err(_) => Err(Refusal::Indeterminate(format!("not committed within {FORWARD_TIMEOUT:?}"))),
         }
     }
 
@@ -220,14 +238,23 @@ impl Replication {
         let _one_at_a_time = self.membership_changes.lock().await;
         let node = BasicNode::new(&request.address);
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
-        if membership.get_node(&request.id).is_some() {
-            tracing::info!(id = request.id, address = %request.address, "updating a member's address");
-            let update = ChangeMembers::SetNodes(BTreeMap::from([(request.id, node)]));
-            self.raft.change_membership(update, true).await.map_err(refused)?;
+        match membership.get_node(&request.id) {
+            Some(known) if known.addr != request.address => {
+                tracing::info!(id = request.id, address = %request.address, "updating a member's address");
+                let update = ChangeMembers::SetNodes(BTreeMap::from([(request.id, node)]));
+                self.raft.change_membership(update, true).await.map_err(refused)?;
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(id = request.id, address = %request.address, "adding a server as a learner");
+                self.raft.add_learner(request.id, node, true).await.map_err(refused)?;
+            }
+        }
+        // A learner (just added, or left so by an interrupted join) becomes a voter.
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.voter_ids().any(|id| id == request.id) {
             return Ok(());
         }
-        tracing::info!(id = request.id, address = %request.address, "adding a server as a learner");
-        self.raft.add_learner(request.id, node, true).await.map_err(refused)?;
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let replaced: BTreeSet<NodeId> = membership
             .nodes()
@@ -266,7 +293,8 @@ impl Replication {
                         Ok(answer) => answer,
                         // Not sent: the leader is gone, the next one is worth waiting for.
                         Err(CallError::Connect { .. }) => Err(Refusal::NotLeader),
-                        Err(e) => return Err(StoreError::Unavailable(format!("the leader: {e}"))),
+                        // Sent: whether it took effect is unknown.
+                        Err(e) => return Err(StoreError::Indeterminate(format!("the leader: {e}"))),
                     },
                     None => Err(Refusal::NotLeader),
                 },
@@ -275,6 +303,7 @@ impl Replication {
             match answer {
                 Ok(value) => return Ok(value),
                 Err(Refusal::Failed(reason)) => return Err(StoreError::Unavailable(reason)),
+                Err(Refusal::Indeterminate(reason)) => return Err(StoreError::Indeterminate(reason)),
                 Err(Refusal::NotLeader) if Instant::now() >= deadline => {
                     return Err(StoreError::Unavailable(format!("no Raft leader within {LEADER_WAIT:?}")));
                 }
@@ -322,6 +351,25 @@ impl crate::store::Replicator for Replication {
             learners: membership.nodes().count().saturating_sub(voters),
         }
     }
+}
+
+/// Exits the process if the Raft node stops on an error (a storage failure): what reached the disk is
+/// unknown, and a restart recovers from the log, as the store does when an fsync fails.
+fn exit_when_stopped(raft: &Raft) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        while metrics.changed().await.is_ok() {
+            match &metrics.borrow().running_state {
+                Ok(()) => {}
+                // Shut down on purpose.
+                Err(openraft::error::Fatal::Stopped) => return,
+                Err(error) => {
+                    tracing::error!(%error, "the Raft node stopped on an error; exiting");
+                    std::process::exit(1);
+                }
+            }
+        }
+    });
 }
 
 /// This server's node id: random on first start, kept in `<dir>/raft-id`.

@@ -125,12 +125,16 @@ async fn install_snapshot(State(s): Shared, Query(target): Query<Target>, body: 
         Ok(parts) => parts,
         Err(e) => return undecodable(e),
     };
-    let path = s.replication.snapshots.join(format!("receiving-{}.db", uuid::Uuid::new_v4()));
+    let path = super::state_machine::receiving_path(&s.replication.snapshots);
     if let Err(e) = write_durably(&path, file).await {
+        let _ = tokio::fs::remove_file(&path).await;
         return ApiError::internal(format!("cannot write the received snapshot: {e}")).into_response();
     }
-    let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) };
-    answer(&s.replication.raft.install_full_snapshot(vote, snapshot).await)
+    let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path: path.clone() }) };
+    let installed = s.replication.raft.install_full_snapshot(vote, snapshot).await;
+    // Installed, the file was moved into place; ignored (an older snapshot) or failed, it goes.
+    let _ = tokio::fs::remove_file(&path).await;
+    answer(&installed)
 }
 
 async fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

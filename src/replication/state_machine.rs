@@ -1,11 +1,13 @@
 //! The replicated state machine: committed entries applied to the MVCC store in log order (each write
 //! records the applied log id and membership in its own transaction, so a restart resumes right after
-//! it), and snapshots as consistent SQLite copies of the store kept in `<db>/snapshots/`.
+//! it), and snapshots as consistent SQLite copies of the store kept in `<db>/raft-snapshots/` (only the
+//! newest; the directory is this module's alone).
 
 // openraft's storage traits fix the error type, StorageError, which is large.
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta};
@@ -27,9 +29,18 @@ pub struct StateMachine {
     store: Store,
     snapshots: PathBuf,
     applied: AppliedState,
+    /// Held while snapshot files are made, replaced or removed: openraft builds snapshots in a task of
+    /// their own, which may overlap an install.
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 const SNAPSHOT_PREFIX: &str = "snapshot-";
+const BUILDING_PREFIX: &str = "building-";
+
+/// A fresh name for a snapshot being received.
+pub fn receiving_path(dir: &Path) -> PathBuf {
+    dir.join(format!("receiving-{}.db", uuid::Uuid::new_v4()))
+}
 
 impl StateMachine {
     /// The state machine over `store`, keeping snapshots in `snapshots`.
@@ -40,8 +51,8 @@ impl StateMachine {
             None => AppliedState::default(),
         };
         let current = current_snapshot(&snapshots).map(|(_, path)| path);
-        remove_others(&snapshots, current.as_deref());
-        Ok(StateMachine { store, snapshots, applied })
+        remove_all_but(&snapshots, current.as_deref());
+        Ok(StateMachine { store, snapshots, applied, files: Default::default() })
     }
 }
 
@@ -66,18 +77,36 @@ fn meta_of(applied: AppliedState, snapshot_id: String) -> SnapshotMeta<u64, open
     SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id }
 }
 
-/// Removes every file in `dir` but `keep`: older snapshots, and copies a crash left half made.
-fn remove_others(dir: &Path, keep: Option<&Path>) {
+/// Removes every file in `dir` but `keep`: older snapshots and copies left half made (at start, when
+/// nothing is in flight, also snapshots half received).
+fn remove_all_but(dir: &Path, keep: Option<&Path>) {
+    remove_matching(dir, keep, |_| true)
+}
+
+/// Removes the snapshots and copies being built in `dir` but `keep` (not what is being received).
+fn remove_others(dir: &Path, keep: &Path) {
+    remove_matching(dir, Some(keep), |name| name.starts_with(SNAPSHOT_PREFIX) || name.starts_with(BUILDING_PREFIX))
+}
+
+fn remove_matching(dir: &Path, keep: Option<&Path>, matches: impl Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if Some(path.as_path()) != keep {
+        let name = entry.file_name();
+        if Some(path.as_path()) != keep && name.to_str().is_some_and(&matches) {
             let _ = std::fs::remove_file(&path);
         }
     }
 }
 
-/// The newest snapshot file in `dir`, with its id.
+/// The log position a snapshot id (`<term>-<node>-<index>`) names, to order snapshots by.
+fn position(snapshot_id: &str) -> Option<(u64, u64)> {
+    let mut parts = snapshot_id.split('-').map(|part| part.parse::<u64>().ok());
+    let (term, _node, index) = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some((index, term))
+}
+
+/// The snapshot file in `dir` furthest along the log, with its id.
 fn current_snapshot(dir: &Path) -> Option<(String, PathBuf)> {
     std::fs::read_dir(dir)
         .ok()?
@@ -85,10 +114,9 @@ fn current_snapshot(dir: &Path) -> Option<(String, PathBuf)> {
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let id = name.strip_prefix(SNAPSHOT_PREFIX)?.strip_suffix(".db")?.to_string();
-            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
-            Some((modified, id, entry.path()))
+            Some((position(&id)?, id, entry.path()))
         })
-        .max_by_key(|(modified, _, _)| *modified)
+        .max_by_key(|(position, _, _)| *position)
         .map(|(_, id, path)| (id, path))
 }
 
@@ -96,11 +124,13 @@ fn current_snapshot(dir: &Path) -> Option<(String, PathBuf)> {
 pub struct SnapshotBuilder {
     store: Store,
     snapshots: PathBuf,
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let building = self.snapshots.join("building.db");
+        let _files = self.files.lock().await;
+        let building = self.snapshots.join(format!("{BUILDING_PREFIX}{}.db", uuid::Uuid::new_v4()));
         self.store.copy_to(&building).await.map_err(|e| IoError::write_snapshot(None, &e))?;
         let applied = applied_in(&building)?;
         let id = match &applied.last_applied {
@@ -109,7 +139,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let path = snapshot_path(&self.snapshots, &id);
         std::fs::rename(&building, &path).map_err(|e| IoError::write_snapshot(None, &e))?;
-        remove_others(&self.snapshots, Some(&path));
+        remove_others(&self.snapshots, &path);
         tracing::info!(snapshot = %id, "built a store snapshot");
         Ok(Snapshot { meta: meta_of(applied, id), snapshot: Box::new(SnapshotFile { path }) })
     }
@@ -155,11 +185,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone() }
+        SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone(), files: self.files.clone() }
     }
 
+    /// Only for chunked transfer, which tug does not use (snapshots arrive whole, see `routes`).
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        Ok(Box::new(SnapshotFile { path: self.snapshots.join(format!("receiving-{}.db", uuid::Uuid::new_v4())) }))
+        Ok(Box::new(SnapshotFile { path: receiving_path(&self.snapshots) }))
     }
 
     async fn install_snapshot(
@@ -168,13 +199,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
         let signature = Some(meta.signature());
+        let refused = |reason: String| IoError::read_snapshot(signature.clone(), &std::io::Error::other(reason));
+        if position(&meta.snapshot_id).is_none() {
+            return Err(refused(format!("{:?} is not a snapshot id", meta.snapshot_id)).into());
+        }
+        let received = applied_in(&snapshot.path)?;
+        if received.last_applied != meta.last_log_id {
+            let reason =
+                format!("the snapshot holds {:?}, its metadata says {:?}", received.last_applied, meta.last_log_id);
+            return Err(refused(reason).into());
+        }
+        let _files = self.files.lock().await;
         let path = snapshot_path(&self.snapshots, &meta.snapshot_id);
         if snapshot.path != path {
             std::fs::rename(&snapshot.path, &path).map_err(|e| IoError::read_snapshot(signature.clone(), &e))?;
         }
         self.store.restore_from(&path).await.map_err(|e| IoError::read_snapshot(signature.clone(), &e))?;
-        self.applied = applied_in(&path)?;
-        remove_others(&self.snapshots, Some(&path));
+        self.applied = received;
+        remove_others(&self.snapshots, &path);
         tracing::info!(snapshot = %meta.snapshot_id, "installed a store snapshot from the leader");
         Ok(())
     }

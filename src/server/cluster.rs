@@ -29,7 +29,8 @@ pub async fn fetch_shared_files(cfg: &ServerConfig, tls_dir: &Path) -> anyhow::R
     let bootstrap =
         client::fetch_server_bootstrap(server, token, &ca_pem).await.context("fetching the cluster's shared files")?;
     crate::fsutil::create_private_dir(tls_dir, 0o700)?;
-    for name in crate::pki::shared_files() {
+    // The CA certificate last: its presence means the fetch is complete.
+    for name in crate::pki::shared_files().into_iter().rev() {
         let pem = bootstrap.files.get(&name).with_context(|| format!("{server} did not hand over {name}"))?;
         let mode = if name.ends_with(".crt") { 0o644 } else { 0o600 };
         crate::fsutil::write_atomic(&tls_dir.join(&name), pem.as_bytes(), mode)?;
@@ -86,7 +87,8 @@ pub fn reset_before_start(db_dir: &Path, restore: Option<&Path>) -> anyhow::Resu
             conn.execute("DELETE FROM raft_applied", [])?;
         }
     }
-    for file in ["raft.db", "raft.db-wal", "raft.db-shm"] {
+    // A new node id too: servers of the old group must not take the new group's messages for theirs.
+    for file in ["raft.db", "raft.db-wal", "raft.db-shm", "raft-id"] {
         remove_if_present(&db_dir.join(file))?;
     }
     match std::fs::remove_dir_all(db_dir.join("raft-snapshots")) {
@@ -147,7 +149,7 @@ pub async fn become_member(
         tracing::info!(%server, "already a member of the cluster; --server is not needed to restart");
     }
     replication.wait_for_leader(LEADER_TIMEOUT).await?;
-    replication.update_address().await
+    replication.settle_membership().await
 }
 
 async fn join(replication: &Replication, server: &ServerUrl, token: &Token, ca_pem: &str) -> anyhow::Result<()> {

@@ -47,7 +47,10 @@ pub(super) fn spawn(store: Store, policy: CompactionPolicy) -> tokio::task::Join
             let now = Instant::now();
             let current = store.current_revision();
             samples.push_back((now, current));
-            if let Some(target) = policy.target(current, store.compacted_revision(), &samples, now) {
+            // Compaction is a replicated command: one member (the leader) proposes it for all.
+            let proposes = store.replication_status().is_none_or(|status| status.is_leader);
+            let target = policy.target(current, store.compacted_revision(), &samples, now).filter(|_| proposes);
+            if let Some(target) = target {
                 match store.apply(Command::Compact { revision: target }).await {
                     Ok(Ok(_)) => tracing::info!(revision = target, "compacted store history"),
                     Ok(Err(refused)) => tracing::debug!(%refused, "compaction skipped"),

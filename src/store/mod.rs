@@ -50,6 +50,9 @@ pub enum StoreError {
     FutureRevision { requested: i64, current: i64 },
     #[error("the store's replication is unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent to the leader but no answer came: it may or may not take effect.
+    #[error("the write's outcome is unknown: {0}")]
+    Indeterminate(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
 }
@@ -175,7 +178,7 @@ impl Store {
     /// Queues a committed write for this store's applier (the replication layer's way in): `command`,
     /// if any, and the replicated `applied` state recorded with it. Proposals apply in the order they
     /// are submitted; the returned channel gives the outcome once durable.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         command: Option<Command>,
         applied: Option<Bytes>,

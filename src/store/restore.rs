@@ -37,18 +37,27 @@ fn copy_all(source: &Connection, dest: &mut Connection) -> Result<()> {
 pub(super) fn copy(source: &Connection, to: &Path) -> Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, e))?;
-    let partial = to.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(format!(".{}.partial", uuid::Uuid::new_v4()));
+    let partial = std::path::PathBuf::from(partial);
+    let copied = copy_into(source, &partial).and_then(|()| {
+        std::fs::rename(&partial, to).map_err(|e| data_dir_error(to, e))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| data_dir_error(dir, e))
+    });
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    copied
+}
+
+/// Copies `source` into a new self-contained file at `path` (no WAL beside it), fsynced.
+fn copy_into(source: &Connection, path: &Path) -> Result<()> {
     {
-        let mut dest = Connection::open(&partial)?;
+        let mut dest = Connection::open(path)?;
         copy_all(source, &mut dest)?;
-        // One self-contained file: the copy's WAL folded in and removed.
         dest.execute_batch("PRAGMA journal_mode = DELETE;")?;
     }
-    std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| data_dir_error(&partial, e))?;
-    std::fs::rename(&partial, to).map_err(|e| data_dir_error(to, e))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| data_dir_error(dir, e))?;
-    Ok(())
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| data_dir_error(path, e))
 }
 
 /// On the applier thread: replaces the store's contents with the copy at `from`, reloads the key index and
@@ -60,12 +69,31 @@ pub(super) fn run(state: &mut State, from: &Path, syncer: &SyncerLink) -> Result
     }
     let source = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     copy_all(&source, &mut state.conn)?;
-    state.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    make_durable(&state.conn)?;
     let counters = read::load_counters(&state.conn)?;
     *state.index.write() = KeyIndex::load(&state.conn, counters.compacted)?;
     state.revision = counters.revision;
     state.hub.reset(counters.revision, counters.compacted);
     tracing::info!(from = %from.display(), revision = counters.revision, "store contents replaced");
+    Ok(())
+}
+
+/// The restored pages went through a commit without the syncer: they are made durable here, before
+/// the restore is acknowledged (the Raft log is purged behind a snapshot once it is installed). The
+/// checkpoint may be held back by readers, so the WAL is fsynced whatever it did, and the file too.
+fn make_durable(conn: &Connection) -> Result<()> {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))?;
+    let database =
+        conn.path().map(Path::new).ok_or_else(|| data_dir_error(Path::new("?"), std::io::Error::other("no path")))?;
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    for file in [Path::new(&wal), database] {
+        match std::fs::File::open(file) {
+            Ok(f) => f.sync_all().map_err(|e| data_dir_error(file, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(data_dir_error(file, e)),
+        }
+    }
     Ok(())
 }
 

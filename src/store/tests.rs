@@ -199,3 +199,24 @@ async fn revisions_never_go_back_after_compacting_away_the_newest_tombstone() {
     assert_eq!(store.current_revision(), 2);
     assert_eq!(create(&store, "/r/b", "2").await.mod_revision, 3);
 }
+
+#[tokio::test]
+async fn restoring_a_copy_replaces_the_contents_and_ends_open_watches() {
+    let (dir, source) = open();
+    create(&source, "/r/kept", "from the copy").await;
+    create(&source, "/r/also-kept", "2").await;
+    let copy = dir.path().join("copy.db");
+    source.copy_to(&copy).await.expect("copy");
+
+    let (_other_dir, store) = open();
+    create(&store, "/r/replaced", "x").await;
+    let mut watch = store.watch("/r/", store.current_revision()).await.expect("watch");
+    store.restore_from(&copy).await.expect("restore");
+    assert!(matches!(watch.next().await, Some(Err(WatchError::Lagged))), "the watcher must relist");
+    assert_eq!(store.get("/r/replaced").await.expect("get"), None);
+    let kept = store.get("/r/kept").await.expect("get").expect("kept");
+    assert_eq!(&kept.value[..], b"from the copy");
+    assert_eq!(store.current_revision(), source.current_revision());
+    // Writes go on from the copy's revision.
+    assert_eq!(create(&store, "/r/after", "3").await.mod_revision, source.current_revision() + 1);
+}

@@ -136,28 +136,30 @@ impl Hub {
     }
 
     /// Subscribes to live events; must happen before the backlog is read so nothing falls in between.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.0.sender.read().unwrap_or_else(|e| e.into_inner()).subscribe()
+    pub fn subscribe(&self) -> Live {
+        let sender = self.0.sender.read().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock: a reset replaces the sender and bumps the epoch together.
+        Live { epoch: self.0.epoch.load(Ordering::Acquire), receiver: sender.subscribe() }
     }
 
     /// Builds a stream from a backlog read after `live` was subscribed.
-    pub fn stream(
-        &self,
-        prefix: String,
-        after_revision: i64,
-        backlog: Vec<Event>,
-        live: broadcast::Receiver<Arc<Event>>,
-    ) -> WatchStream {
+    pub fn stream(&self, prefix: String, after_revision: i64, backlog: Vec<Event>, live: Live) -> WatchStream {
         self.0.watchers.fetch_add(1, Ordering::Relaxed);
         WatchStream {
-            epoch: self.0.epoch.load(Ordering::Acquire),
+            epoch: live.epoch,
             prefix,
             last_revision: after_revision,
             backlog: backlog.into_iter().map(Arc::new).collect(),
-            live,
+            live: live.receiver,
             hub: self.clone(),
         }
     }
+}
+
+/// A subscription to live events, with the hub's epoch it began in.
+pub(super) struct Live {
+    epoch: u64,
+    receiver: broadcast::Receiver<Arc<Event>>,
 }
 
 /// The events under one prefix after a revision, in revision order: first the stored backlog, then live.
