@@ -255,7 +255,6 @@ impl Replication {
         if membership.voter_ids().any(|id| id == request.id) {
             return Ok(());
         }
-        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let replaced: BTreeSet<NodeId> = membership
             .nodes()
             .filter(|(id, node)| node.addr == request.address && **id != request.id)
