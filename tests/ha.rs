@@ -218,3 +218,21 @@ fn a_server_with_another_clusters_token_cannot_join() {
     assert_eq!(output.status.code(), Some(1), "refused, not timed out: {stderr}");
     assert!(stderr.contains("does not match the token's CA hash"), "{stderr}");
 }
+
+#[test]
+fn a_server_cut_off_from_its_quorum_is_not_ready() {
+    let mut servers = cluster(&[]);
+    let bin = &kubectls()[0];
+    let ready = |server: &TugServer| kubectl(bin, server, &["get", "--raw", "/readyz"], None).code == 0;
+    assert!(servers.iter().all(ready));
+    let survivor = leader(&servers);
+    for (i, server) in servers.iter_mut().enumerate() {
+        if i != survivor {
+            server.kill();
+        }
+    }
+    let alone = &servers[survivor];
+    eventually_within(Duration::from_secs(20), "the leader without a quorum is not ready", || !ready(alone));
+    let why = kubectl(bin, alone, &["get", "--raw", "/readyz?verbose"], None);
+    assert!(why.stdout.contains("[-]raft-leader failed") || why.stderr.contains("raft-leader"), "{}", why.stderr);
+}

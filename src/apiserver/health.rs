@@ -1,5 +1,6 @@
 //! /healthz, /livez and /readyz with upstream's plain-text answers and per-check detail (`?verbose`,
-//! or a single check by path, e.g. /readyz/store).
+//! or a single check by path, e.g. /readyz/store); /readyz also fails while the store's Raft group has
+//! no leader this server has heard from.
 
 use std::sync::atomic::Ordering;
 
@@ -18,6 +19,9 @@ pub fn respond(state: &ApiState, check: &str, query: &Query) -> Response {
     let mut checks = vec![("ping", true), ("store", store_ok)];
     if endpoint == "readyz" {
         checks.push(("bootstrap", state.ready.load(Ordering::Acquire)));
+        // As upstream's etcd readiness: without a leader heard from, writes and current reads fail.
+        let leader = state.rest.store.replication_status().is_none_or(|status| status.has_leader);
+        checks.push(("raft-leader", leader));
     }
     if let Some(name) = only {
         return match checks.iter().find(|(n, _)| *n == name) {

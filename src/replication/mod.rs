@@ -37,6 +37,9 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long adding a server may take (it catches up, by snapshot if need be, before it votes).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a leader may go without a quorum's acknowledgement before it no longer counts as one
+/// (twice the longest election timeout).
+const QUORUM_SILENCE_MS: u64 = 2_000;
 /// The pause between attempts while there is no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -340,9 +343,13 @@ impl crate::store::Replicator for Replication {
         let metrics = metrics.borrow();
         let membership = metrics.membership_config.membership();
         let voters = membership.voter_ids().count();
+        let is_leader = metrics.current_leader == Some(self.id);
+        // A leader cut off from its quorum still calls itself leader: it counts only while a quorum
+        // acknowledged it recently.
+        let leader_heard = !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < QUORUM_SILENCE_MS);
         ReplicationStatus {
-            has_leader: metrics.current_leader.is_some(),
-            is_leader: metrics.current_leader == Some(self.id),
+            has_leader: metrics.current_leader.is_some() && leader_heard,
+            is_leader,
             term: metrics.current_term,
             last_log_index: metrics.last_log_index.unwrap_or(0),
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
