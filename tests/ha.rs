@@ -3,7 +3,8 @@
 //! the cluster keeps taking writes while the leader or a follower is killed, catches the killed one up
 //! when it returns (by snapshot when the log it missed has been purged), and a watch on a third server
 //! sees every write once and in order throughout; a server with another cluster's token cannot join; a
-//! server whose data dir was wiped re-joins in its old place.
+//! server whose data dir was wiped re-joins in its old place; a server restarted on another port is
+//! found there; a leader cut off from its quorum is not ready.
 
 mod common;
 
@@ -235,4 +236,20 @@ fn a_server_cut_off_from_its_quorum_is_not_ready() {
     eventually_within(Duration::from_secs(20), "the leader without a quorum is not ready", || !ready(alone));
     let why = kubectl(bin, alone, &["get", "--raw", "/readyz?verbose"], None);
     assert!(why.stdout.contains("[-]raft-leader failed") || why.stderr.contains("raft-leader"), "{}", why.stderr);
+}
+
+#[test]
+fn a_server_restarted_on_another_port_is_found_there() {
+    let mut servers = cluster(&[]);
+    let first_leader = leader(&servers);
+    let moved = (first_leader + 1) % 3;
+    servers[moved].kill();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    servers[moved].flags_mut().extend(["--https-listen-port".to_string(), free.to_string()]);
+    servers[moved].restart();
+    assert_eq!(servers[moved].port, free);
+    // The leader replicates to the new address: a current read on the moved server waits until it has
+    // applied the write, which fails (503) if the entries never reach it.
+    create_configmap(&servers[first_leader], "after-the-move");
+    assert_eq!(configmaps(&servers[moved]), ["after-the-move"]);
 }

@@ -24,17 +24,20 @@ const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024 * 1024;
 /// The replication endpoints, to be merged in front of the API router.
 pub fn routes(replication: Arc<Replication>) -> axum::Router {
     let state = Arc::new(Endpoints { replication });
-    let messages = axum::Router::new()
+    // Raft's own messages name the node they are for (see `network::addressed`).
+    let raft = axum::Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
+        .route(SNAPSHOT_PATH, post(install_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_for_this_node));
+    axum::Router::new()
         .route(WRITE_PATH, post(write))
         .route(READ_INDEX_PATH, post(read_index))
         .route(JOIN_PATH, post(join))
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
-    let snapshots = axum::Router::new()
-        .route(SNAPSHOT_PATH, post(install_snapshot))
-        .layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES));
-    messages.merge(snapshots).route_layer(axum::middleware::from_fn(only_peers)).with_state(state)
+        .merge(raft)
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .route_layer(axum::middleware::from_fn(only_peers))
+        .with_state(state)
 }
 
 struct Endpoints {
@@ -53,7 +56,7 @@ async fn only_peers(request: Request, next: axum::middleware::Next) -> Response 
     next.run(request).await
 }
 
-/// The encoded answer, or 400 for a message that does not decode.
+/// The encoded answer.
 fn answer<T: serde::Serialize>(value: &T) -> Response {
     match encode(value) {
         Ok(bytes) => ([(http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
@@ -71,28 +74,29 @@ struct Target {
     target: super::types::NodeId,
 }
 
-/// Refuses a Raft message meant for another node than this one.
-fn misaddressed(s: &Endpoints, target: &Target) -> Option<Response> {
-    (target.target != s.replication.id).then(|| {
+/// Refuses a Raft message meant for another node than this one (a server that re-joined at the address
+/// of the member it replaced must not take that member's messages).
+async fn only_for_this_node(
+    State(s): Shared,
+    Query(target): Query<Target>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if target.target != s.replication.id {
         let message = format!("this server is node {}, not node {}", s.replication.id, target.target);
-        ApiError::new(404, "NotFound", message).into_response()
-    })
+        return ApiError::new(404, "NotFound", message).into_response();
+    }
+    next.run(request).await
 }
 
-async fn append(State(s): Shared, Query(target): Query<Target>, body: Bytes) -> Response {
-    if let Some(refused) = misaddressed(&s, &target) {
-        return refused;
-    }
+async fn append(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => answer(&s.replication.raft.append_entries(request).await),
         Err(e) => undecodable(e),
     }
 }
 
-async fn vote(State(s): Shared, Query(target): Query<Target>, body: Bytes) -> Response {
-    if let Some(refused) = misaddressed(&s, &target) {
-        return refused;
-    }
+async fn vote(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => answer(&s.replication.raft.vote(request).await),
         Err(e) => undecodable(e),
@@ -117,17 +121,16 @@ async fn join(State(s): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn install_snapshot(State(s): Shared, Query(target): Query<Target>, body: Bytes) -> Response {
-    if let Some(refused) = misaddressed(&s, &target) {
-        return refused;
-    }
+async fn install_snapshot(State(s): Shared, body: Bytes) -> Response {
     let (vote, meta, file) = match super::snapshot_wire::decode_message(&body) {
         Ok(parts) => parts,
         Err(e) => return undecodable(e),
     };
+    let file = body.slice(body.len() - file.len()..);
     let path = super::state_machine::receiving_path(&s.replication.snapshots);
-    if let Err(e) = write_durably(&path, file).await {
-        let _ = tokio::fs::remove_file(&path).await;
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&target, &file, 0o600)).await;
+    if let Err(e) = written.map_err(std::io::Error::other).and_then(|result| result) {
         return ApiError::internal(format!("cannot write the received snapshot: {e}")).into_response();
     }
     let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path: path.clone() }) };
@@ -135,9 +138,4 @@ async fn install_snapshot(State(s): Shared, Query(target): Query<Target>, body: 
     // Installed, the file was moved into place; ignored (an older snapshot) or failed, it goes.
     let _ = tokio::fs::remove_file(&path).await;
     answer(&installed)
-}
-
-async fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    tokio::fs::write(path, bytes).await?;
-    tokio::fs::File::open(path).await?.sync_all().await
 }
