@@ -18,6 +18,10 @@ use crate::store::Store;
 
 mod bootstrap;
 mod cluster;
+pub(crate) mod endpoints;
+
+/// How long a stopping server tries to take itself out of the `kubernetes` endpoints.
+const WITHDRAW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The running server's handles, for tests and for the process entry point.
 pub struct RunningServer {
@@ -31,6 +35,8 @@ pub struct RunningServer {
     replication: Arc<crate::replication::Replication>,
     /// The scheduled snapshots' task.
     snapshots: Option<tokio::task::JoinHandle<()>>,
+    /// This server's place in the `kubernetes` endpoints, and the task renewing it.
+    endpoints: (endpoints::ApiServerEndpoints, tokio::task::JoinHandle<()>),
 }
 
 impl RunningServer {
@@ -42,6 +48,13 @@ impl RunningServer {
     /// Stops serving and waits for the listener to close.
     pub async fn stop(mut self) {
         self.control_loops.stop();
+        let (mut endpoints, renewing) = self.endpoints;
+        renewing.abort();
+        match tokio::time::timeout(WITHDRAW_TIMEOUT, endpoints.withdraw()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot take this server out of the kubernetes endpoints"),
+            Err(_) => tracing::warn!("cannot take this server out of the kubernetes endpoints in time"),
+        }
         if let Some(snapshots) = &self.snapshots {
             snapshots.abort();
         }
@@ -187,11 +200,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     cluster::become_member(&replication, &store, &cfg, &tls_files.ca_cert_pem).await?;
     let cluster_network = cfg.cluster_network();
     let cluster_dns = cluster_network.dns.then_some(cfg.cluster_dns);
-    bootstrap::run(&state.rest, cfg.service_cidr, advertise, port, cluster_dns)
+    bootstrap::run(&state.rest, cfg.service_cidr, port, cluster_dns)
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
+    let identity = crate::controllers::leader::identity(&server_dir)?;
+    let endpoints = start_endpoints(&loops_app, replication.id(), &identity, SocketAddr::new(advertise, port)).await;
     let settings = Settings {
-        identity: crate::controllers::leader::identity(&server_dir)?,
+        identity,
         ca_pem: tls_files.ca_cert_pem.clone(),
         network: cluster_network,
         node_monitor_grace_period: cfg.node_monitor_grace_period,
@@ -214,7 +229,24 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         app: agent_app,
         replication,
         snapshots,
+        endpoints,
     })
+}
+
+/// This server in the `kubernetes` endpoints now (so pods started next reach it), and kept there.
+async fn start_endpoints(
+    app: &axum::Router,
+    node_id: u64,
+    identity: &str,
+    address: SocketAddr,
+) -> (endpoints::ApiServerEndpoints, tokio::task::JoinHandle<()>) {
+    let client = || crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor());
+    let mut first = endpoints::ApiServerEndpoints::new(client(), node_id, identity.to_string(), address);
+    if let Err(error) = first.reconcile().await {
+        tracing::warn!(%error, "cannot add this server to the kubernetes service's endpoints yet");
+    }
+    let task = tokio::spawn(first.run());
+    (endpoints::ApiServerEndpoints::new(client(), node_id, identity.to_string(), address), task)
 }
 
 /// Runs the server until SIGTERM or SIGINT.

@@ -5,6 +5,7 @@
 //! kubelet.
 
 pub mod archive;
+pub mod balancer;
 pub mod containerd;
 pub mod credentials;
 pub mod images;

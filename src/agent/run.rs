@@ -1,12 +1,15 @@
-//! `tug agent`: join the server named on the command line, then run the node agent with a kubelet that
-//! talks to that server over TLS as `system:node:<name>`, until SIGTERM or SIGINT.
+//! `tug agent`: join the cluster through the server named on the command line, then run the node agent
+//! with a kubelet that talks to the servers over TLS as `system:node:<name>`, until SIGTERM or SIGINT;
+//! every connection to a server passes through the agent's load balancer (`super::balancer`).
 
 use std::net::IpAddr;
 
 use anyhow::Context;
 
+use super::balancer::Balancer;
 use super::credentials;
 use crate::config::AgentRunConfig;
+use crate::join::client::ServerUrl;
 use crate::kubelet::node::Identity;
 use crate::kubelet::server::KubeletTls;
 
@@ -19,11 +22,15 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
     let name = credentials::node_name(&agent_dir, &cfg.node.name, cfg.with_node_id)?;
     let address = cfg.node.ip.or_else(|| crate::server::host_addresses().into_iter().find(IpAddr::is_ipv4));
     let addresses: Vec<IpAddr> = address.into_iter().collect();
-    let credentials = credentials::obtain(&cfg.server, &cfg.token, &agent_dir, &name, &addresses).await?;
+    // Everything reaches the servers through the balancer, the join included.
+    let balancer = Balancer::start(&agent_dir, &cfg.server.authority(), cfg.lb_server_port).await?;
+    let via = ServerUrl { host: balancer.address().ip().to_string(), port: balancer.address().port() };
+    let credentials = credentials::obtain(&via, &cfg.token, &agent_dir, &name, &addresses).await?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&credentials.kubeconfig)?;
     let client_config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     let client = kube::Client::try_from(client_config)?;
+    let following = balancer.follow_endpoints(client.clone());
     let agent_config = super::AgentConfig {
         data_dir: cfg.data_dir.clone(),
         node: Identity {
@@ -49,5 +56,6 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
     let agent = super::Agent::start(agent_config, client).await?;
     crate::server::until_stopped().await?;
     agent.stop().await;
+    following.abort();
     Ok(())
 }

@@ -31,6 +31,10 @@ pub struct AgentArgs {
     #[arg(long, short = 'd', env = "TUG_DATA_DIR", help_heading = "Data")]
     pub data_dir: Option<PathBuf>,
 
+    /// Local port of the load balancer in front of the API servers (127.0.0.1)
+    #[arg(long, env = "TUG_LB_SERVER_PORT", default_value_t = 6444, help_heading = "Agent/Networking")]
+    pub lb_server_port: u16,
+
     /// Append a random id, kept in <data-dir>/agent/node-id, to the node name (for machines sharing a host name)
     #[arg(long, env = "TUG_WITH_NODE_ID", help_heading = "Agent/Node")]
     pub with_node_id: bool,

@@ -16,6 +16,8 @@ pub struct AgentRunConfig {
     pub data_dir: PathBuf,
     pub node: NodeConfig,
     pub with_node_id: bool,
+    /// The local port of the load balancer in front of the API servers.
+    pub lb_server_port: u16,
 }
 
 impl AgentRunConfig {
@@ -42,6 +44,7 @@ impl AgentRunConfig {
             data_dir: args.data_dir.unwrap_or_else(default_data_dir),
             node: NodeConfig::from_args(args.node)?,
             with_node_id: args.with_node_id,
+            lb_server_port: args.lb_server_port,
         })
     }
 }

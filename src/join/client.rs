@@ -61,7 +61,8 @@ impl ServerUrl {
         Ok(ServerUrl { host, port: authority.port_u16().unwrap_or(6443) })
     }
 
-    fn authority(&self) -> String {
+    /// `host:port`.
+    pub fn authority(&self) -> String {
         crate::core::net::join_host_port(&self.host, self.port)
     }
 }

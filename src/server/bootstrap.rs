@@ -1,43 +1,37 @@
 //! The objects every cluster has, created (or corrected) at each start through the REST layer: the
 //! default, kube-system, kube-public and kube-node-lease namespaces with their `default`
 //! ServiceAccounts (so pods can be created the moment the server is ready, before the service account
-//! controller runs), the `kubernetes` Service with the Endpoints and EndpointSlice that point at
-//! this API server, and the `kube-dns` Service of the embedded cluster DNS.
+//! controller runs), the `kubernetes` Service (its endpoints are the servers, see `super::endpoints`),
+//! and the `kube-dns` Service of the embedded cluster DNS.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-use crate::apiserver::rest::{Rest, UpdateKind, WriteContext};
+use crate::apiserver::rest::{Rest, WriteContext};
 use crate::apiserver::status::ApiResult;
 use crate::core::registry;
 
-async fn ensure(rest: &Rest, group: &str, plural: &str, ns: Option<&str>, obj: Value, replace: bool) -> ApiResult<()> {
+/// Creates `obj` unless it exists.
+async fn ensure(rest: &Rest, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> ApiResult<()> {
     let res = registry::find(group, "v1", plural)
         .ok_or_else(|| crate::apiserver::status::ApiError::internal(format!("unknown resource {plural}")))?;
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut ctx = WriteContext::default();
     match rest.get(res, ns, &name).await {
-        Ok(_) if replace => rest.update(res, ns, &name, obj, UpdateKind::Main, &mut ctx).await.map(|_| ()),
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => rest.create(res, ns, obj, &mut ctx).await.map(|_| ()),
         Err(e) => Err(e),
     }
 }
 
-/// Creates the default objects; `advertise:port` is where the API server is reached; `cluster_dns` is
-/// the embedded DNS's Service address, unless it is disabled.
-pub async fn run(
-    rest: &Rest,
-    service_cidr: IpNet,
-    advertise: IpAddr,
-    port: u16,
-    cluster_dns: Option<IpAddr>,
-) -> ApiResult<()> {
+/// Creates the default objects; `port` is where the API server listens; `cluster_dns` is the embedded
+/// DNS's Service address, unless it is disabled.
+pub async fn run(rest: &Rest, service_cidr: IpNet, port: u16, cluster_dns: Option<IpAddr>) -> ApiResult<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(rest, "", "namespaces", None, json!({"metadata": {"name": ns}}), false).await?;
-        ensure(rest, "", "serviceaccounts", Some(ns), json!({"metadata": {"name": "default"}}), false).await?;
+        ensure(rest, "", "namespaces", None, json!({"metadata": {"name": ns}})).await?;
+        ensure(rest, "", "serviceaccounts", Some(ns), json!({"metadata": {"name": "default"}})).await?;
     }
     let cluster_ip = service_cidr.hosts().next().map(|ip| ip.to_string()).unwrap_or_default();
     let service = json!({
@@ -45,21 +39,9 @@ pub async fn run(
         "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     });
-    ensure(rest, "", "services", Some("default"), service, false).await?;
-    let endpoints = json!({
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-    });
-    ensure(rest, "", "endpoints", Some("default"), endpoints, true).await?;
-    let slice = json!({
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "tug"}},
-        "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
-        "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    });
-    ensure(rest, "discovery.k8s.io", "endpointslices", Some("default"), slice, true).await?;
+    ensure(rest, "", "services", Some("default"), service).await?;
     if let Some(cluster_dns) = cluster_dns {
-        ensure(rest, "", "services", Some("kube-system"), dns_service(cluster_dns), false).await?;
+        ensure(rest, "", "services", Some("kube-system"), dns_service(cluster_dns)).await?;
     }
     Ok(())
 }

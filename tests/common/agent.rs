@@ -66,12 +66,32 @@ impl TugAgent {
         for image in images {
             std::fs::copy(image, images_dir.join(image.file_name().expect("image file name"))).expect("copy image");
         }
-        let child = agent_command(server, netns, dir.path(), name, flags)
+        let mut agent = TugAgent { dir, node_name: name.into(), child: None, kubeconfig: server.kubeconfig() };
+        agent.launch(server, netns, flags);
+        agent
+    }
+
+    fn launch(&mut self, server: &TugServer, netns: &Netns, flags: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let child = agent_command(server, netns, self.dir.path(), &self.node_name, flags)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).expect("agent log"))
+            .stderr(log)
             .spawn()
             .expect("start tug agent");
-        TugAgent { dir, node_name: name.into(), child: Some(child), kubeconfig: server.kubeconfig() }
+        self.child = Some(child);
+    }
+
+    /// Stops the agent with SIGTERM (its containers keep running) and starts it again with the same
+    /// data dir, `--server` pointing at `server`.
+    pub fn restart(&mut self, server: &TugServer, netns: &Netns, flags: &[&str]) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+        self.launch(server, netns, flags);
     }
 
     pub fn log(&self) -> String {
@@ -94,19 +114,21 @@ impl TugAgent {
                 .args(["delete", "pods", "-A", "--field-selector", &selector, "--grace-period=1", "--timeout=60s"])
                 .output();
             super::node::kill_containers(self.dir.path());
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        terminate(child);
         super::node::clean_up(self.dir.path());
     }
+}
+
+/// SIGTERM, then SIGKILL when it has not ended within 30 s.
+fn terminate(mut child: Child) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for TugAgent {
