@@ -19,6 +19,7 @@ use crate::store::Store;
 mod bootstrap;
 mod cluster;
 pub(crate) mod endpoints;
+mod members;
 
 /// How long a stopping server tries to take itself out of the `kubernetes` endpoints.
 const WITHDRAW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -35,8 +36,10 @@ pub struct RunningServer {
     replication: Arc<crate::replication::Replication>,
     /// The scheduled snapshots' task.
     snapshots: Option<tokio::task::JoinHandle<()>>,
-    /// This server's place in the `kubernetes` endpoints, and the task renewing it.
-    endpoints: (endpoints::ApiServerEndpoints, tokio::task::JoinHandle<()>),
+    /// This server's place in the `kubernetes` endpoints, taken out when it stops.
+    endpoints: endpoints::ApiServerEndpoints,
+    /// The server's own upkeep: its endpoints renewed, deleted servers' membership ended.
+    housekeeping: tokio::task::JoinSet<()>,
 }
 
 impl RunningServer {
@@ -48,9 +51,8 @@ impl RunningServer {
     /// Stops serving and waits for the listener to close.
     pub async fn stop(mut self) {
         self.control_loops.stop();
-        let (mut endpoints, renewing) = self.endpoints;
-        renewing.abort();
-        match tokio::time::timeout(WITHDRAW_TIMEOUT, endpoints.withdraw()).await {
+        self.housekeeping.abort_all();
+        match tokio::time::timeout(WITHDRAW_TIMEOUT, self.endpoints.withdraw()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot take this server out of the kubernetes endpoints"),
             Err(_) => tracing::warn!("cannot take this server out of the kubernetes endpoints in time"),
@@ -204,7 +206,16 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .map_err(|e| anyhow::anyhow!("creating the cluster's default objects: {}", e.message))?;
     let identity = crate::controllers::leader::identity(&server_dir)?;
-    let endpoints = start_endpoints(&loops_app, replication.id(), &identity, SocketAddr::new(advertise, port)).await;
+    let supervisor =
+        || crate::controllers::client::in_process(loops_app.clone(), crate::controllers::client::supervisor());
+    let mut housekeeping = tokio::task::JoinSet::new();
+    let address = SocketAddr::new(advertise, port);
+    let endpoints = endpoints::ApiServerEndpoints::new(supervisor(), replication.id(), identity.clone(), address);
+    housekeeping.spawn(endpoints.clone().start().await);
+    housekeeping.spawn(members::remove_deleted_servers(supervisor(), replication.clone()));
+    if !cfg.disable_agent {
+        housekeeping.spawn(members::mark_own_node(supervisor(), cfg.node.name.clone(), replication.id()));
+    }
     let settings = Settings {
         identity,
         ca_pem: tls_files.ca_cert_pem.clone(),
@@ -230,23 +241,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         replication,
         snapshots,
         endpoints,
+        housekeeping,
     })
-}
-
-/// This server in the `kubernetes` endpoints now (so pods started next reach it), and kept there.
-async fn start_endpoints(
-    app: &axum::Router,
-    node_id: u64,
-    identity: &str,
-    address: SocketAddr,
-) -> (endpoints::ApiServerEndpoints, tokio::task::JoinHandle<()>) {
-    let client = || crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor());
-    let mut first = endpoints::ApiServerEndpoints::new(client(), node_id, identity.to_string(), address);
-    if let Err(error) = first.reconcile().await {
-        tracing::warn!(%error, "cannot add this server to the kubernetes service's endpoints yet");
-    }
-    let task = tokio::spawn(first.run());
-    (endpoints::ApiServerEndpoints::new(client(), node_id, identity.to_string(), address), task)
 }
 
 /// Runs the server until SIGTERM or SIGINT.

@@ -86,7 +86,9 @@ fn an_agent_joins_with_the_token_runs_pods_and_wrong_tokens_are_refused() {
     // Another machine with the same node name (a fresh data dir, so another node password) is refused
     // while node-b is alive, and keeps trying; once node-b is gone it takes the name over. It joins with
     // the short token (the secret alone), which works but warns.
-    let mut twin = TugAgent::start(&server, &netns, "node-b", &["--token", secret], node::images());
+    // (Its own load balancer port: it shares node-b's network namespace.)
+    let twin_flags = ["--token", secret, "--lb-server-port", "6445"];
+    let mut twin = TugAgent::start(&server, &netns, "node-b", &twin_flags, node::images());
     eventually_within(Duration::from_secs(30), "the twin is refused", || twin.log().contains("node password rejected"));
     assert!(twin.running(), "a rejected node keeps trying:\n{}", twin.log());
     assert!(twin.log().contains("has no CA hash"), "a short token warns:\n{}", twin.log());

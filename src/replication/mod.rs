@@ -5,6 +5,7 @@
 //! member's own applied state. Servers talk over mutual TLS on the API port (`routes`, `network`).
 
 mod log_store;
+mod membership;
 mod network;
 mod pool;
 mod routes;
@@ -17,14 +18,14 @@ mod testing;
 
 pub use routes::routes;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Command, Outcome, ReplicationStatus, Store, StoreError};
@@ -64,7 +65,7 @@ struct JoinRequest {
 
 /// Why a leader-only request was not carried out.
 #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
-enum Refusal {
+pub enum Refusal {
     /// The receiver is not the leader (nothing was done).
     #[error("not the leader")]
     NotLeader,
@@ -195,6 +196,11 @@ impl Replication {
         Ok(())
     }
 
+    /// Whether this server leads the group.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
     /// This server's node id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -229,45 +235,6 @@ impl Replication {
     async fn add_server_via_leader(&self, request: JoinRequest) -> Result<(), Refusal> {
         let added = self.on_leader(JOIN_PATH, JOIN_TIMEOUT, &request, || self.add_server(request.clone())).await;
         added.map_err(|e| Refusal::Failed(e.to_string()))
-    }
-
-    /// On the leader: adds a server as a learner, waits for it to catch up, then makes it a voter in
-    /// place of any member at the same address (a server re-joining with a wiped data dir).
-    async fn add_server(&self, request: JoinRequest) -> Result<(), Refusal> {
-        let refused = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Refusal::NotLeader,
-            other => Refusal::Failed(other.to_string()),
-        };
-        let _one_at_a_time = self.membership_changes.lock().await;
-        let node = BasicNode::new(&request.address);
-        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
-        match membership.get_node(&request.id) {
-            Some(known) if known.addr != request.address => {
-                tracing::info!(id = request.id, address = %request.address, "updating a member's address");
-                let update = ChangeMembers::SetNodes(BTreeMap::from([(request.id, node)]));
-                self.raft.change_membership(update, true).await.map_err(refused)?;
-            }
-            Some(_) => {}
-            None => {
-                tracing::info!(id = request.id, address = %request.address, "adding a server as a learner");
-                self.raft.add_learner(request.id, node, true).await.map_err(refused)?;
-            }
-        }
-        // A learner (just added, or left so by an interrupted join) becomes a voter.
-        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
-        if membership.voter_ids().any(|id| id == request.id) {
-            return Ok(());
-        }
-        let replaced: BTreeSet<NodeId> = membership
-            .nodes()
-            .filter(|(id, node)| node.addr == request.address && **id != request.id)
-            .map(|(id, _)| *id)
-            .collect();
-        let mut voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| !replaced.contains(id)).collect();
-        voters.insert(request.id);
-        tracing::info!(id = request.id, ?replaced, ?voters, "promoting the server to voter");
-        self.raft.change_membership(voters, false).await.map_err(refused)?;
-        Ok(())
     }
 
     /// Runs `local` if this server leads, else sends `request` to `path` on the leader; retries while

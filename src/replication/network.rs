@@ -27,6 +27,8 @@ pub const SNAPSHOT_PATH: &str = "/tug/raft/snapshot";
 pub const WRITE_PATH: &str = "/tug/raft/write";
 pub const READ_INDEX_PATH: &str = "/tug/raft/read-index";
 pub const JOIN_PATH: &str = "/tug/raft/join";
+/// Answers whether a member is up (before a removal).
+pub const PING_PATH: &str = "/tug/raft/ping";
 
 /// Largest answer accepted from a peer.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
@@ -130,7 +132,7 @@ impl PeerClient {
 
 /// `path` addressed to node `target`: the receiver refuses a message meant for another node (a server
 /// that re-joined at the address of a member it replaced must not take that member's messages).
-fn addressed(path: &str, target: NodeId) -> String {
+pub(super) fn addressed(path: &str, target: NodeId) -> String {
     format!("{path}?target={target}")
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use openraft::Snapshot;
 
-use super::network::{APPEND_PATH, JOIN_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
+use super::network::{APPEND_PATH, JOIN_PATH, PING_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
 use super::types::{decode, encode, SnapshotFile};
 use super::Replication;
 use crate::apiserver::auth::User;
@@ -28,6 +28,7 @@ pub fn routes(replication: Arc<Replication>) -> axum::Router {
     let raft = axum::Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
+        .route(PING_PATH, post(|| async { answer(&()) }))
         .route(SNAPSHOT_PATH, post(install_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_for_this_node));
     axum::Router::new()

@@ -34,6 +34,7 @@ const NAMESPACE: &str = "default";
 const MANAGER: &str = "tug-apiserver-endpoints";
 
 /// This server's part in the `kubernetes` endpoints.
+#[derive(Clone)]
 pub struct ApiServerEndpoints {
     leases: Api<Lease>,
     endpoints: Api<Endpoints>,
@@ -59,19 +60,24 @@ impl ApiServerEndpoints {
         }
     }
 
-    /// Renews this server's Lease and brings the endpoints up to date; again every [`RENEW_PERIOD`],
-    /// for ever.
-    pub async fn run(mut self) {
-        loop {
-            if let Err(error) = self.reconcile().await {
-                tracing::debug!(%error, "cannot update the kubernetes service's endpoints yet");
+    /// Puts this server in the endpoints now (so pods started next reach it); the task that keeps it
+    /// there, renewing every [`RENEW_PERIOD`].
+    pub async fn start(mut self) -> impl std::future::Future<Output = ()> {
+        if let Err(error) = self.reconcile().await {
+            tracing::warn!(%error, "cannot add this server to the kubernetes service's endpoints yet");
+        }
+        async move {
+            loop {
+                tokio::time::sleep(RENEW_PERIOD).await;
+                if let Err(error) = self.reconcile().await {
+                    tracing::debug!(%error, "cannot update the kubernetes service's endpoints yet");
+                }
             }
-            tokio::time::sleep(RENEW_PERIOD).await;
         }
     }
 
     /// One round: renew, forget the lapsed, write the endpoints if they differ.
-    pub async fn reconcile(&mut self) -> kube::Result<()> {
+    async fn reconcile(&mut self) -> kube::Result<()> {
         self.renew().await?;
         let servers = self.live_servers().await?;
         self.write(&servers).await

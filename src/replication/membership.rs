@@ -1,0 +1,100 @@
+//! Membership changes, made by the leader one at a time: adding a server (as a learner that catches up,
+//! then a voter in place of any member at its address) and removing one, refused when the voters left
+//! could not form a quorum among the members answering now (etcd's strict reconfiguration check).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+
+use super::network::{addressed, PING_PATH};
+use super::types::NodeId;
+use super::{JoinRequest, Refusal, Replication};
+
+/// How long a member may take to answer the check before a removal.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Refusal {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Refusal::NotLeader,
+        other => Refusal::Failed(other.to_string()),
+    }
+}
+
+impl Replication {
+    /// On the leader: adds a server as a learner, waits for it to catch up, then makes it a voter in
+    /// place of any member at the same address (a server re-joining with a wiped data dir).
+    pub(super) async fn add_server(&self, request: JoinRequest) -> Result<(), Refusal> {
+        let _one_at_a_time = self.membership_changes.lock().await;
+        let node = BasicNode::new(&request.address);
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        match membership.get_node(&request.id) {
+            Some(known) if known.addr != request.address => {
+                tracing::info!(id = request.id, address = %request.address, "updating a member's address");
+                let update = ChangeMembers::SetNodes(BTreeMap::from([(request.id, node)]));
+                self.raft.change_membership(update, true).await.map_err(refused)?;
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(id = request.id, address = %request.address, "adding a server as a learner");
+                self.raft.add_learner(request.id, node, true).await.map_err(refused)?;
+            }
+        }
+        // A learner (just added, or left so by an interrupted join) becomes a voter.
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.voter_ids().any(|id| id == request.id) {
+            return Ok(());
+        }
+        let replaced: BTreeSet<NodeId> = membership
+            .nodes()
+            .filter(|(id, node)| node.addr == request.address && **id != request.id)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| !replaced.contains(id)).collect();
+        voters.insert(request.id);
+        tracing::info!(id = request.id, ?replaced, ?voters, "promoting the server to voter");
+        self.raft.change_membership(voters, false).await.map_err(refused)?;
+        Ok(())
+    }
+
+    /// On the leader: removes member `id` (voter or learner); whether it was a member. Refused when it
+    /// would leave no voter, or fewer voters answering than a quorum of those left.
+    pub async fn remove_server(&self, id: NodeId) -> Result<bool, Refusal> {
+        let _one_at_a_time = self.membership_changes.lock().await;
+        if self.raft.current_leader().await != Some(self.id) {
+            return Err(Refusal::NotLeader);
+        }
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.get_node(&id).is_none() {
+            return Ok(false);
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|voter| *voter != id).collect();
+        if voters.is_empty() {
+            return Err(Refusal::Failed("it is the only voter".into()));
+        }
+        let mut answering = 0;
+        for voter in &voters {
+            let address = membership.get_node(voter).map(|node| node.addr.clone()).unwrap_or_default();
+            let path = addressed(PING_PATH, *voter);
+            if *voter == self.id || self.peers.call::<(), ()>(&address, &path, &(), PING_TIMEOUT).await.is_ok() {
+                answering += 1;
+            }
+        }
+        let quorum = voters.len() / 2 + 1;
+        if answering < quorum {
+            return Err(Refusal::Failed(format!(
+                "only {answering} of the {} voters left answer, fewer than their quorum of {quorum}",
+                voters.len()
+            )));
+        }
+        tracing::info!(id, ?voters, "removing a server from the group");
+        let change = if membership.voter_ids().any(|voter| voter == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft.change_membership(change, false).await.map_err(refused)?;
+        Ok(true)
+    }
+}

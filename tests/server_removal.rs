@@ -1,0 +1,61 @@
+//! Removing a server by deleting its Node, as with k3s (root, containerd): three servers, the third
+//! with its in-process agent and so a Node. Deleting that Node while another server is down is refused
+//! (the two voters left would have no quorum) and the Node waits, Terminating, with a warning event;
+//! once the down server is back, the deleted Node's server leaves the group and the Node goes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually_within, kubectl, kubectls, node, TugServer};
+
+/// `tug_raft_voters` as `server` reports it.
+fn voters(server: &TugServer) -> String {
+    let metrics = kubectl(&kubectls()[0], server, &["get", "--raw", "/metrics"], None).stdout;
+    let line = metrics.lines().find(|l| l.starts_with("tug_raft_voters "));
+    line.and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default().to_string()
+}
+
+fn node_field(server: &TugServer, path: &str) -> String {
+    let path = format!("jsonpath={path}");
+    kubectl(&kubectls()[0], server, &["get", "node", "edge-test", "-o", &path], None).stdout
+}
+
+#[test]
+fn deleting_a_servers_node_removes_it_from_the_cluster_once_that_is_safe() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let bin = &kubectls()[0];
+    let first = TugServer::start();
+    let token = std::fs::read_to_string(first.data_dir().join("server/token")).expect("token");
+    let url = format!("https://127.0.0.1:{}", first.port);
+    let join = ["--server", url.as_str(), "--token", token.trim()];
+    let mut second = TugServer::start_with(&join);
+    let third = node::ready_server_with(&join);
+    eventually_within(Duration::from_secs(20), "the third server's node is marked as a server", || {
+        !node_field(&first, r#"{.metadata.annotations.tug\.dev/server-id}"#).is_empty()
+            && node_field(&first, "{.metadata.finalizers}").contains("tug.dev/server-member")
+    });
+    assert_eq!(voters(&first), "3");
+
+    second.kill();
+    kubectl(bin, &first, &["delete", "node", "edge-test", "--wait=false"], None).ok();
+    eventually_within(Duration::from_secs(30), "the removal is refused with a warning event", || {
+        let selector = "involvedObject.name=edge-test,reason=RemovingServerRefused";
+        let events = kubectl(bin, &first, &["get", "events", "--field-selector", selector, "-o", "name"], None);
+        !events.stdout.trim().is_empty()
+    });
+    assert_eq!(voters(&first), "3", "no voter was removed");
+    assert!(!node_field(&first, "{.metadata.deletionTimestamp}").is_empty(), "the node waits, Terminating");
+
+    second.restart();
+    eventually_within(Duration::from_secs(30), "the server left the group", || voters(&first) == "2");
+    eventually_within(Duration::from_secs(30), "the node is gone", || {
+        kubectl(bin, &first, &["get", "node", "edge-test"], None).stderr.contains("NotFound")
+    });
+    assert_eq!(voters(&second), "2", "the other server agrees");
+    kubectl(bin, &second, &["create", "cm", "after-removal"], None).ok();
+    drop(third);
+}
