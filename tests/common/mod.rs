@@ -23,6 +23,8 @@ pub struct TugServer {
     flags: Vec<String>,
     /// Whether the server runs its node agent (containerd and the kubelet).
     agent: bool,
+    /// The network namespace it runs in, if not the host's.
+    netns: Option<String>,
 }
 
 impl TugServer {
@@ -49,8 +51,17 @@ impl TugServer {
             std::fs::copy(image, images_dir.join(image.file_name().expect("image file name"))).expect("copy image");
         }
         let flags = flags.iter().map(|f| f.to_string()).collect();
-        let mut server = TugServer { dir, port: 0, child: None, flags, agent };
+        let mut server = TugServer { dir, port: 0, child: None, flags, agent, netns: None };
         server.launch(0);
+        server
+    }
+
+    /// Starts a server in network namespace `netns` (without its agent) on `port`.
+    pub fn start_in_netns(netns: &str, port: u16, flags: &[&str]) -> TugServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut server = TugServer { dir, port, child: None, flags, agent: false, netns: Some(netns.into()) };
+        server.launch(port);
         server
     }
 
@@ -68,13 +79,27 @@ impl TugServer {
     }
 
     fn launch(&mut self, port: u16) {
+        self.spawn(port);
+        self.wait_until_ready();
+    }
+
+    fn spawn(&mut self, port: u16) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log");
-        let child = Command::new(server_binary())
+        let mut command = match &self.netns {
+            // nsenter, not `ip netns exec`, as for agents (see `agent::agent_command`).
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command.arg(format!("--net=/run/netns/{netns}")).arg("--").arg(server_binary());
+                command
+            }
+            None => Command::new(server_binary()),
+        };
+        let child = command
             .args(["server", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
             .args((!self.agent).then_some("--disable-agent"))
             .arg("--data-dir")
@@ -88,6 +113,10 @@ impl TugServer {
             .spawn()
             .expect("start tug server");
         self.child = Some(child);
+    }
+
+    /// Waits until the server (just spawned) is ready, 20 s at most.
+    pub fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(text) = std::fs::read_to_string(self.kubeconfig()) {
@@ -152,6 +181,13 @@ impl TugServer {
     pub fn restart(&mut self) {
         let port = self.port;
         self.launch(port);
+    }
+
+    /// Starts the (killed) server again on the same port without waiting for it to be ready (it may
+    /// need other servers to be).
+    pub fn spawn_again(&mut self) {
+        let port = self.port;
+        self.spawn(port);
     }
 
     /// The server's `tug server` flags, to be changed before a restart.
