@@ -51,7 +51,8 @@ impl RunningServer {
     /// Stops serving and waits for the listener to close.
     pub async fn stop(mut self) {
         self.control_loops.stop();
-        self.housekeeping.abort_all();
+        // Waited for: a renewal in flight must not bring the Lease back after the withdrawal.
+        self.housekeeping.shutdown().await;
         match tokio::time::timeout(WITHDRAW_TIMEOUT, self.endpoints.withdraw()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot take this server out of the kubernetes endpoints"),

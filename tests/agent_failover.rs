@@ -3,7 +3,7 @@
 //! When that server is killed, the agent keeps its node Ready and runs a new pod through the others;
 //! the dead server leaves the Endpoints once its lease lapses; the agent restarted while its
 //! `--server` is still down rejoins through the servers it learned; a server stopping cleanly leaves
-//! the Endpoints at once.
+//! the Endpoints within a renewal period.
 
 mod common;
 
@@ -103,7 +103,8 @@ fn an_agent_fails_over_to_another_server_and_rejoins_through_the_servers_it_lear
     servers[2].terminate();
     let mut left: Vec<String> = servers[..2].iter().map(|s| format!("{HOST}:{}", s.port)).collect();
     left.sort();
-    eventually_within(Duration::from_secs(5), "a stopped server leaves the endpoints", || {
+    // At once by itself, but another server's round in flight may put it back until its next one.
+    eventually_within(Duration::from_secs(10), "a stopped server leaves the endpoints", || {
         api_endpoints(&servers[1]) == left
     });
 }

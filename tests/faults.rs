@@ -19,28 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually_within, in_ci, kubectl, kubectls, TugServer};
+use common::{eventually_within, in_ci, kubectl, kubectls, leader, TugServer};
 use network::Network;
 
 const PORT: u16 = 6443;
-
-fn metric(server: &TugServer, name: &str) -> Option<String> {
-    let metrics = kubectl(&kubectls()[0], server, &["get", "--raw", "/metrics"], None).stdout;
-    let line = metrics.lines().find(|l| l.split_whitespace().next() == Some(name))?;
-    line.split_whitespace().nth(1).map(str::to_string)
-}
-
-/// The index of the server leading the group, once one does.
-fn leader(servers: &[TugServer]) -> usize {
-    let started = Instant::now();
-    loop {
-        if let Some(i) = servers.iter().position(|s| metric(s, "tug_raft_is_leader").as_deref() == Some("1")) {
-            return i;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no leader within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Waits until every server takes a write; how long that took.
 fn serving(servers: &[TugServer], fault: &str) -> Duration {
@@ -96,37 +78,28 @@ fn the_store_stays_linearizable_through_crashes_partitions_and_packet_loss() {
     let mut report = Vec::new();
     pause();
 
-    let fault = "the leader killed";
-    let killed = leader(&servers);
-    servers[killed].kill();
-    pause();
-    servers[killed].restart();
-    report.push((fault, serving(&servers, fault)));
-
-    let fault = "a follower killed";
-    let killed = (leader(&servers) + 1) % 3;
-    servers[killed].kill();
-    pause();
-    servers[killed].restart();
-    report.push((fault, serving(&servers, fault)));
-
-    let fault = "the leader cut off from both followers";
-    let cut = leader(&servers);
-    for other in (0..3).filter(|i| *i != cut) {
-        network.partition(cut, other);
+    for (fault, leader_offset) in [("the leader killed", 0), ("a follower killed", 1)] {
+        let killed = (leader(&servers) + leader_offset) % 3;
+        servers[killed].kill();
+        pause();
+        servers[killed].restart();
+        report.push((fault, serving(&servers, fault)));
     }
-    pause();
-    network.heal();
-    report.push((fault, serving(&servers, fault)));
 
-    let fault = "the leader deaf to both followers (one way)";
-    let cut = leader(&servers);
-    for other in (0..3).filter(|i| *i != cut) {
-        network.drop_from(cut, other);
+    for (fault, both_ways) in
+        [("the leader cut off from both followers", true), ("the leader deaf to both followers (one way)", false)]
+    {
+        let cut = leader(&servers);
+        for other in (0..3).filter(|i| *i != cut) {
+            match both_ways {
+                true => network.partition(cut, other),
+                false => network.drop_from(cut, other),
+            }
+        }
+        pause();
+        network.heal();
+        report.push((fault, serving(&servers, fault)));
     }
-    pause();
-    network.heal();
-    report.push((fault, serving(&servers, fault)));
 
     let fault = "10% of packets lost";
     network.lose("0.1");

@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually_within, kubectl, kubectls, TugServer};
+use common::{eventually_within, kubectl, kubectls, leader, TugServer};
 
 /// Starts a cluster of three servers: the first starts alone, the second joins through it, the third
 /// through the second (a follower, which passes the request to the leader).
@@ -69,20 +69,6 @@ fn create_configmap(server: &TugServer, name: &str) -> Duration {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Which of `servers` leads, from their `tug_raft_is_leader` gauge.
-fn leader(servers: &[TugServer]) -> usize {
-    let bin = &kubectls()[0];
-    let mut found = None;
-    eventually_within(Duration::from_secs(20), "one server is the leader", || {
-        found = servers.iter().position(|server| {
-            let metrics = kubectl(bin, server, &["get", "--raw", "/metrics"], None).stdout;
-            metrics.lines().any(|line| line == "tug_raft_is_leader 1")
-        });
-        found.is_some()
-    });
-    found.expect("a leader")
 }
 
 /// `kubectl get cm --watch` against `server`, its events written to a file as `TYPE NAME RV` lines.

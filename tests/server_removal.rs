@@ -7,13 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually_within, kubectl, kubectls, node, TugServer};
+use common::{eventually_within, kubectl, kubectls, metric, node, TugServer};
 
 /// `tug_raft_voters` as `server` reports it.
 fn voters(server: &TugServer) -> String {
-    let metrics = kubectl(&kubectls()[0], server, &["get", "--raw", "/metrics"], None).stdout;
-    let line = metrics.lines().find(|l| l.starts_with("tug_raft_voters "));
-    line.and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default().to_string()
+    metric(server, "tug_raft_voters").unwrap_or_default()
 }
 
 fn node_field(server: &TugServer, path: &str) -> String {

@@ -23,14 +23,14 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
     let address = cfg.node.ip.or_else(|| crate::server::host_addresses().into_iter().find(IpAddr::is_ipv4));
     let addresses: Vec<IpAddr> = address.into_iter().collect();
     // Everything reaches the servers through the balancer, the join included.
-    let balancer = Balancer::start(&agent_dir, &cfg.server.authority(), cfg.lb_server_port).await?;
+    let mut balancer = Balancer::start(&agent_dir, &cfg.server.authority(), cfg.lb_server_port).await?;
     let via = ServerUrl { host: balancer.address().ip().to_string(), port: balancer.address().port() };
     let credentials = credentials::obtain(&via, &cfg.token, &agent_dir, &name, &addresses).await?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&credentials.kubeconfig)?;
     let client_config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     let client = kube::Client::try_from(client_config)?;
-    let following = balancer.follow_endpoints(client.clone());
+    balancer.follow_endpoints(client.clone());
     let agent_config = super::AgentConfig {
         data_dir: cfg.data_dir.clone(),
         node: Identity {
@@ -56,6 +56,5 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
     let agent = super::Agent::start(agent_config, client).await?;
     crate::server::until_stopped().await?;
     agent.stop().await;
-    following.abort();
     Ok(())
 }

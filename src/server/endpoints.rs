@@ -8,8 +8,9 @@
 //! server stopping cleanly takes itself out at once.
 //!
 //! Servers normally share one port; servers on one host (tests, demos) differ by port, so the
-//! addresses are grouped by port: one Endpoints subset and one EndpointSlice (`kubernetes`,
-//! `kubernetes-2`, …) per port.
+//! addresses are grouped: one Endpoints subset per port, one EndpointSlice (`kubernetes`,
+//! `kubernetes-2`, …) per port and address family. Every server compares both with what it would
+//! write, so a race between two servers' writes is mended at the next round.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +54,7 @@ impl ApiServerEndpoints {
             leases: Api::namespaced(client.clone(), LEASE_NAMESPACE),
             endpoints: Api::namespaced(client.clone(), NAMESPACE),
             slices: Api::namespaced(client, NAMESPACE),
-            lease_name: format!("apiserver-{node_id:016x}"),
+            lease_name: format!("apiserver-{node_id}"),
             identity,
             address,
             seen: HashMap::new(),
@@ -83,9 +84,14 @@ impl ApiServerEndpoints {
         self.write(&servers).await
     }
 
-    /// Takes this server out: its Lease deleted, the endpoints written without it.
+    /// Takes this server out: its Lease deleted, the endpoints written without it. Other servers
+    /// that listed the Lease just before may put it back for one round.
     pub async fn withdraw(&mut self) -> kube::Result<()> {
-        self.leases.delete(&self.lease_name, &DeleteParams::default()).await?;
+        match self.leases.delete(&self.lease_name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error),
+        }
         let mut servers = self.live_servers().await?;
         servers.remove(&self.address);
         self.write(&servers).await
@@ -138,29 +144,31 @@ impl ApiServerEndpoints {
         Ok(servers)
     }
 
-    /// Writes the slices, then the Endpoints (which are compared to decide), when they differ from
-    /// `servers`.
+    /// Writes the slices, then the Endpoints, when either differs from `servers`; slices of groups no
+    /// longer there are deleted.
     async fn write(&self, servers: &BTreeSet<SocketAddr>) -> kube::Result<()> {
-        let current = self.endpoints.get_opt(SERVICE).await?;
-        if current.as_ref().map(listed) == Some(servers.clone()) {
+        let selector = format!("kubernetes.io/service-name={SERVICE},endpointslice.kubernetes.io/managed-by=tug");
+        let slices = self.slices.list(&ListParams::default().labels(&selector)).await?.items;
+        let wanted = desired_slices(servers);
+        let endpoints_current = self.endpoints.get_opt(SERVICE).await?.is_some_and(|e| listed(&e) == *servers);
+        let slices_current = slices.len() == wanted.len()
+            && wanted.iter().all(|(name, addresses)| {
+                slices.iter().any(|s| s.metadata.name.as_deref() == Some(name) && sliced(s) == *addresses)
+            });
+        if endpoints_current && slices_current {
             return Ok(());
         }
         let params = PatchParams::apply(MANAGER).force();
-        let groups = by_port(servers);
-        let mut names = BTreeSet::new();
-        for (index, (port, ips)) in groups.iter().enumerate() {
-            let name = slice_name(index);
-            self.slices.patch(&name, &params, &Patch::Apply(slice(&name, *port, ips))).await?;
-            names.insert(name);
+        for (name, addresses) in &wanted {
+            self.slices.patch(name, &params, &Patch::Apply(slice(name, addresses))).await?;
         }
-        let selector = format!("kubernetes.io/service-name={SERVICE},endpointslice.kubernetes.io/managed-by=tug");
-        for stale in self.slices.list(&ListParams::default().labels(&selector)).await? {
+        for stale in slices {
             let name = stale.metadata.name.unwrap_or_default();
-            if !names.contains(&name) {
+            if !wanted.contains_key(&name) {
                 self.slices.delete(&name, &DeleteParams::default()).await?;
             }
         }
-        self.endpoints.patch(SERVICE, &params, &Patch::Apply(endpoints(&groups))).await?;
+        self.endpoints.patch(SERVICE, &params, &Patch::Apply(endpoints(&by_port(servers)))).await?;
         tracing::info!(servers = ?servers, "the kubernetes service's endpoints are now these servers");
         Ok(())
     }
@@ -170,15 +178,23 @@ impl ApiServerEndpoints {
 pub fn listed(endpoints: &Endpoints) -> BTreeSet<SocketAddr> {
     let mut addresses = BTreeSet::new();
     for subset in endpoints.subsets.iter().flatten() {
-        for port in subset.ports.iter().flatten() {
+        for port in subset.ports.iter().flatten().filter_map(|p| u16::try_from(p.port).ok()) {
             for address in subset.addresses.iter().flatten() {
                 if let Ok(ip) = address.ip.parse::<IpAddr>() {
-                    addresses.insert(SocketAddr::new(ip, port.port as u16));
+                    addresses.insert(SocketAddr::new(ip, port));
                 }
             }
         }
     }
     addresses
+}
+
+/// The addresses an EndpointSlice lists.
+fn sliced(slice: &EndpointSlice) -> BTreeSet<SocketAddr> {
+    let ports = slice.ports.iter().flatten().filter_map(|p| p.port.and_then(|port| u16::try_from(port).ok()));
+    let ips: Vec<IpAddr> =
+        slice.endpoints.iter().flat_map(|e| e.addresses.iter()).filter_map(|a| a.parse().ok()).collect();
+    ports.flat_map(|port| ips.iter().map(move |ip| SocketAddr::new(*ip, port))).collect()
 }
 
 fn by_port(servers: &BTreeSet<SocketAddr>) -> BTreeMap<u16, Vec<IpAddr>> {
@@ -187,6 +203,15 @@ fn by_port(servers: &BTreeSet<SocketAddr>) -> BTreeMap<u16, Vec<IpAddr>> {
         groups.entry(server.port()).or_default().push(server.ip());
     }
     groups
+}
+
+/// The slices to write, by name: one per port and address family.
+fn desired_slices(servers: &BTreeSet<SocketAddr>) -> BTreeMap<String, BTreeSet<SocketAddr>> {
+    let mut groups: BTreeMap<(u16, bool), BTreeSet<SocketAddr>> = BTreeMap::new();
+    for server in servers {
+        groups.entry((server.port(), server.is_ipv6())).or_default().insert(*server);
+    }
+    groups.into_values().enumerate().map(|(index, addresses)| (slice_name(index), addresses)).collect()
 }
 
 fn slice_name(index: usize) -> String {
@@ -200,17 +225,16 @@ fn port(port: u16) -> Value {
     json!([{"name": "https", "port": port, "protocol": "TCP"}])
 }
 
-fn slice(name: &str, port_number: u16, ips: &[IpAddr]) -> Value {
-    let ipv4 = ips.first().is_none_or(IpAddr::is_ipv4);
-    let endpoints: Vec<Value> = ips
-        .iter()
-        .filter(|ip| ip.is_ipv4() == ipv4)
-        .map(|ip| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}}))
-        .collect();
+/// A slice of `addresses`, which share a port and an address family.
+fn slice(name: &str, addresses: &BTreeSet<SocketAddr>) -> Value {
+    let first = addresses.first().copied();
+    let endpoints: Vec<Value> =
+        addresses.iter().map(|a| json!({"addresses": [a.ip().to_string()], "conditions": {"ready": true}})).collect();
     json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": name, "namespace": NAMESPACE,
             "labels": {"kubernetes.io/service-name": SERVICE, "endpointslice.kubernetes.io/managed-by": "tug"}},
-        "addressType": if ipv4 { "IPv4" } else { "IPv6" }, "endpoints": endpoints, "ports": port(port_number)})
+        "addressType": if first.is_some_and(|a| a.is_ipv6()) { "IPv6" } else { "IPv4" },
+        "endpoints": endpoints, "ports": port(first.map_or(0, |a| a.port()))})
 }
 
 fn endpoints(groups: &BTreeMap<u16, Vec<IpAddr>>) -> Value {
@@ -232,16 +256,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn servers_on_one_port_share_a_subset_and_a_slice_and_other_ports_get_their_own() {
-        let servers: BTreeSet<SocketAddr> =
-            ["10.0.0.2:6443", "10.0.0.1:6443", "10.0.0.1:7443"].iter().map(|a| a.parse().unwrap()).collect();
-        let groups = by_port(&servers);
-        let written: Endpoints = serde_json::from_value(endpoints(&groups)).unwrap();
+    fn servers_on_one_port_share_a_subset_and_a_slice_and_other_ports_or_families_get_their_own() {
+        let servers: BTreeSet<SocketAddr> = ["10.0.0.2:6443", "10.0.0.1:6443", "10.0.0.1:7443", "[fd00::1]:6443"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let written: Endpoints = serde_json::from_value(endpoints(&by_port(&servers))).unwrap();
         assert_eq!(listed(&written), servers, "the Endpoints read back as the servers written");
-        assert_eq!(written.subsets.as_ref().unwrap().len(), 2);
-        let first = slice(&slice_name(0), 6443, &groups[&6443]);
-        assert_eq!(first["metadata"]["name"], "kubernetes");
-        assert_eq!(first["endpoints"].as_array().unwrap().len(), 2);
-        assert_eq!(slice_name(1), "kubernetes-2");
+        assert_eq!(written.subsets.as_ref().unwrap().len(), 2, "a subset per port");
+        let slices = desired_slices(&servers);
+        assert_eq!(slices.keys().collect::<Vec<_>>(), ["kubernetes", "kubernetes-2", "kubernetes-3"]);
+        let first: EndpointSlice = serde_json::from_value(slice("kubernetes", &slices["kubernetes"])).unwrap();
+        assert_eq!(first.address_type, "IPv4");
+        assert_eq!(sliced(&first), slices["kubernetes"], "a slice reads back as its addresses");
+        assert_eq!(sliced(&first).len(), 2);
+        let v6: EndpointSlice = serde_json::from_value(slice("kubernetes-2", &slices["kubernetes-2"])).unwrap();
+        assert_eq!(v6.address_type, "IPv6");
     }
 }

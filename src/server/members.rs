@@ -3,7 +3,8 @@
 //! the Node (`kubectl delete node`) waits until the leader has taken the server out of the group. The
 //! leader refuses while the removal would cost the quorum (the voters left must have a quorum among the
 //! members answering); the Node then stays Terminating, with a warning event saying why, until it is
-//! safe. A removed server must be stopped, and its data dir wiped before it joins again.
+//! safe. The only voter stays a member and its Node simply goes. A removed server must be stopped, and
+//! its data dir wiped before it joins again.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::{kubectls, server_binary, TugServer};
+use super::{kubectls, server_binary, terminate, TugServer};
 
 fn ip(args: &[&str]) {
     let output = Command::new("ip").args(args).output().expect("run ip");
@@ -89,7 +88,7 @@ impl TugAgent {
     /// data dir, `--server` pointing at `server`.
     pub fn restart(&mut self, server: &TugServer, netns: &Netns, flags: &[&str]) {
         if let Some(child) = self.child.take() {
-            terminate(child);
+            let _ = terminate(child);
         }
         self.launch(server, netns, flags);
     }
@@ -115,20 +114,9 @@ impl TugAgent {
                 .output();
             super::node::kill_containers(self.dir.path());
         }
-        terminate(child);
+        let _ = terminate(child);
         super::node::clean_up(self.dir.path());
     }
-}
-
-/// SIGTERM, then SIGKILL when it has not ended within 30 s.
-fn terminate(mut child: Child) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 impl Drop for TugAgent {

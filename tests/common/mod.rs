@@ -144,18 +144,7 @@ impl TugServer {
 
     /// Stops the server with SIGTERM, as a service manager does, and waits for it to exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        child.wait().ok()
+        self.child.take().and_then(terminate)
     }
 
     /// Whether the next (re)start runs the node agent.
@@ -215,6 +204,38 @@ impl Drop for TugServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Stops `child` with SIGTERM and waits for it to exit; SIGKILL when it has not within 30 s.
+pub fn terminate(mut child: Child) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// The value of gauge `name` on `server`'s /metrics, if it has one.
+pub fn metric(server: &TugServer, name: &str) -> Option<String> {
+    let metrics = kubectl(&kubectls()[0], server, &["get", "--raw", "/metrics"], None).stdout;
+    let line = metrics.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+    line.split_whitespace().nth(1).map(str::to_string)
+}
+
+/// The index of the server leading the store's Raft group, once one does (20 s at most).
+pub fn leader(servers: &[TugServer]) -> usize {
+    let mut found = None;
+    eventually_within(Duration::from_secs(20), "one server is the leader", || {
+        found = servers.iter().position(|server| metric(server, "tug_raft_is_leader").as_deref() == Some("1"));
+        found.is_some()
+    });
+    found.expect("a leader")
 }
 
 /// `tug simulate` run against a server: simulated nodes until dropped or stopped.

@@ -63,9 +63,12 @@ fn key_is_linearizable(initial: Option<String>, ops: &[&Operation]) -> bool {
         if !seen.insert((done.clone(), value.clone())) {
             continue;
         }
-        // An operation may go next if it was invoked before every pending operation returned.
+        // An operation may go next if it was invoked before every pending operation returned; the
+        // earliest invoked is tried first (pushed last).
         let first_return = pending.iter().filter_map(|&i| ops[i].ret).min().unwrap_or(u64::MAX);
-        for &i in pending.iter().filter(|&&i| ops[i].call < first_return) {
+        let mut candidates: Vec<usize> = pending.iter().copied().filter(|&i| ops[i].call < first_return).collect();
+        candidates.sort_by_key(|&i| std::cmp::Reverse(ops[i].call));
+        for i in candidates {
             for next in step(&value, &ops[i].action) {
                 let mut done = done.clone();
                 done[i / 64] |= 1 << (i % 64);
@@ -131,6 +134,13 @@ mod tests {
         let not_applied =
             [op(0, None, Action::CasUnknown { old: None, new: "a".into() }), op(2, Some(3), Action::Read(None))];
         assert!(violations(&not_applied).is_empty());
+    }
+
+    #[test]
+    fn a_read_of_a_value_written_only_later_fails_even_if_that_write_is_unknown() {
+        let history =
+            [op(0, Some(1), Action::Read(v("a"))), op(2, None, Action::CasUnknown { old: None, new: "a".into() })];
+        assert_eq!(violations(&history), ["k"]);
     }
 
     #[test]

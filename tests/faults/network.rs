@@ -51,7 +51,8 @@ impl Network {
         network
     }
 
-    /// Server `from` no longer receives from server `to` (a one-way partition).
+    /// Server `at` no longer receives packets from server `from` (one way at the IP level; TCP
+    /// connections from either side stall, since their acknowledgements are lost).
     pub fn drop_from(&self, at: usize, from: usize) {
         in_netns(&self.servers[at].0, "iptables", &["-I", "INPUT", "-s", &self.servers[from].1, "-j", "DROP"]);
     }

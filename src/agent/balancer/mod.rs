@@ -4,10 +4,12 @@
 //! authenticate to the servers exactly as when connecting directly.
 //!
 //! Each new connection goes to the server in use while it accepts connections; when it does not, the
-//! next server is tried and takes over. A health check (a TCP connect every [`HEALTH_PERIOD`]) notices
-//! a server that died without closing its connections (power loss, a cut link), and the connections to
-//! a server that failed or left the list are closed, so clients reconnect (and re-watch) through the
-//! one in use. Which servers exist is [`servers`]'s concern.
+//! next server is tried and takes over (servers that failed lately are tried last). Every
+//! [`HEALTH_PERIOD`] the server in use is asked for `/readyz` (anonymous, over TLS): when it does not
+//! answer ready (it died without closing its connections, its link is cut, or it lost its quorum) and
+//! another server does, that one takes over. The connections to a server that failed or left the list
+//! are closed, so clients reconnect (and re-watch) through the one in use. Which servers exist is
+//! [`servers`]'s concern.
 
 pub mod servers;
 
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
@@ -24,20 +26,24 @@ use tokio::sync::watch;
 /// How long connecting to one server may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the server in use is checked.
-const HEALTH_PERIOD: Duration = Duration::from_secs(2);
+const HEALTH_PERIOD: Duration = Duration::from_secs(5);
+/// How long a server that failed is tried only after the others.
+const FAILED_LATELY: Duration = Duration::from_secs(30);
 
 /// The running balancer; its tasks end when it is dropped.
 pub struct Balancer {
     shared: Arc<Shared>,
     address: SocketAddr,
-    serving: tokio::task::JoinHandle<()>,
-    checking: tokio::task::JoinHandle<()>,
+    /// Accepting, health-checking and following the Endpoints.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The servers and which one is in use.
 struct Shared {
     state: Mutex<State>,
     list: servers::ServerList,
+    /// For the health checks, which only read the status code.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 #[derive(Default)]
@@ -47,6 +53,8 @@ struct State {
     current: Option<String>,
     /// Per server, a signal that closes its connections: bumped when it fails, dropped when it leaves.
     closers: HashMap<String, watch::Sender<u64>>,
+    /// When each server last failed.
+    failed_at: HashMap<String, Instant>,
 }
 
 impl Balancer {
@@ -58,12 +66,12 @@ impl Balancer {
             .with_context(|| format!("cannot listen on 127.0.0.1:{port} for the API server load balancer"))?;
         let address = listener.local_addr()?;
         let list = servers::ServerList::load(agent_dir, default_server);
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), list });
+        let tls = crate::http_client::trusting_any_server();
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), list, tls });
         shared.set_servers(shared.list.servers());
-        let serving = tokio::spawn(serve(shared.clone(), listener));
-        let checking = tokio::spawn(check_health(shared.clone()));
+        let tasks = vec![tokio::spawn(serve(shared.clone(), listener)), tokio::spawn(check_health(shared.clone()))];
         tracing::info!(%address, servers = ?shared.list.servers(), "API server load balancer listening");
-        Ok(Balancer { shared, address, serving, checking })
+        Ok(Balancer { shared, address, tasks })
     }
 
     /// Where clients connect: `127.0.0.1:<port>`.
@@ -73,22 +81,21 @@ impl Balancer {
 
     /// Keeps the servers up to date with the `kubernetes` Endpoints read through `client`, until
     /// the balancer is dropped.
-    pub fn follow_endpoints(&self, client: kube::Client) -> tokio::task::JoinHandle<()> {
-        let shared = Arc::downgrade(&self.shared);
-        tokio::spawn(servers::follow(client, move |learned| match shared.upgrade() {
-            Some(shared) => {
-                shared.set_servers(shared.list.learned(learned));
-                true
-            }
-            None => false,
-        }))
+    pub fn follow_endpoints(&mut self, client: kube::Client) {
+        let shared = self.shared.clone();
+        self.tasks.push(tokio::spawn(servers::follow(client, move |learned| {
+            shared.set_servers(shared.list.learned(learned));
+        })));
     }
 }
 
 impl Drop for Balancer {
+    /// Stops its tasks and closes every connection through it.
     fn drop(&mut self) {
-        self.serving.abort();
-        self.checking.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.state().closers.clear();
     }
 }
 
@@ -110,11 +117,15 @@ impl Shared {
         state.servers = servers;
     }
 
-    /// The servers in the order to try them: the one in use first.
+    /// The servers in the order to try them: the one in use first, those that failed lately last.
     fn candidates(&self) -> Vec<String> {
         let state = self.state();
+        let failed_lately =
+            |server: &String| state.failed_at.get(server).is_some_and(|at| at.elapsed() < FAILED_LATELY);
         let mut candidates: Vec<String> = state.current.iter().cloned().collect();
-        candidates.extend(state.servers.iter().filter(|s| Some(*s) != state.current.as_ref()).cloned());
+        let others = state.servers.iter().filter(|s| Some(*s) != state.current.as_ref());
+        let (lately, fine): (Vec<&String>, Vec<&String>) = others.partition(|s| failed_lately(s));
+        candidates.extend(fine.into_iter().chain(lately).cloned());
         candidates
     }
 
@@ -122,21 +133,28 @@ impl Shared {
     async fn connect(&self) -> Option<(TcpStream, watch::Receiver<u64>)> {
         for server in self.candidates() {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&server)).await {
-                Ok(Ok(stream)) => {
-                    let mut state = self.state();
-                    let closer = state.closers.get(&server)?.subscribe();
-                    if state.current.as_ref() != Some(&server) {
-                        tracing::info!(server, "API server load balancer: now using this server");
-                        state.current = Some(server);
-                    }
-                    return Some((stream, closer));
-                }
+                Ok(Ok(stream)) => match self.start_using(&server) {
+                    Some(closer) => return Some((stream, closer)),
+                    // It left the list meanwhile.
+                    None => continue,
+                },
                 Ok(Err(error)) => self.failed(&server, &error.to_string()),
                 Err(_) => self.failed(&server, "connecting timed out"),
             }
         }
         tracing::warn!("API server load balancer: no server can be reached");
         None
+    }
+
+    /// Makes `server` the one in use; the signal that closes its connections, unless it left the list.
+    fn start_using(&self, server: &str) -> Option<watch::Receiver<u64>> {
+        let mut state = self.state();
+        let closer = state.closers.get(server)?.subscribe();
+        if state.current.as_deref() != Some(server) {
+            tracing::info!(server, "API server load balancer: now using this server");
+            state.current = Some(server.to_string());
+        }
+        Some(closer)
     }
 
     /// `server` does not answer: its connections are closed and it is no longer the one in use.
@@ -146,9 +164,22 @@ impl Shared {
             tracing::warn!(server, reason, "API server load balancer: the server in use failed");
             state.current = None;
         }
+        state.failed_at.insert(server.to_string(), Instant::now());
         if let Some(closer) = state.closers.get(server) {
             closer.send_modify(|generation| *generation += 1);
         }
+    }
+
+    /// Whether `server` answers `/readyz` with 200 in time.
+    async fn ready(&self, server: &str) -> bool {
+        let asked = async {
+            let tcp = TcpStream::connect(server).await.ok()?;
+            let host = crate::core::net::host_of(server);
+            let tls = crate::http_client::tls(tcp, host, self.tls.clone()).await.ok()?;
+            let response = crate::http_client::get(tls, server, "/readyz", &[]).await.ok()?;
+            Some(response.status() == http::StatusCode::OK)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, asked).await.ok().flatten() == Some(true)
     }
 }
 
@@ -164,7 +195,10 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let Some((mut upstream, mut closer)) = shared.connect().await else { return };
+            let connected = shared.connect().await;
+            // Only the closer keeps the connection tied to the balancer.
+            drop(shared);
+            let Some((mut upstream, mut closer)) = connected else { return };
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
                 _ = closer.changed() => {}
@@ -173,15 +207,20 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Checks the server in use every [`HEALTH_PERIOD`].
+/// Every [`HEALTH_PERIOD`], moves off the server in use when it is not ready and another one is.
 async fn check_health(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(HEALTH_PERIOD).await;
         let Some(current) = shared.state().current.clone() else { continue };
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&current)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => shared.failed(&current, &error.to_string()),
-            Err(_) => shared.failed(&current, "health check timed out"),
+        if shared.ready(&current).await {
+            continue;
+        }
+        for other in shared.candidates().into_iter().filter(|s| *s != current) {
+            if shared.ready(&other).await {
+                shared.failed(&current, "not ready");
+                shared.start_using(&other);
+                break;
+            }
         }
     }
 }

@@ -29,12 +29,14 @@ pub struct ServerList {
 }
 
 impl ServerList {
-    /// The list kept in `agent_dir`, with `default` in front.
+    /// The list kept in `agent_dir`, with `default` in front; a list learned through another
+    /// `--server` (maybe another cluster's) is forgotten.
     pub fn load(agent_dir: &Path, default: &str) -> ServerList {
         let path = agent_dir.join(FILE);
         let saved: Saved =
             std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
-        ServerList { path, default: default.to_string(), learned: Mutex::new(saved.server_addresses) }
+        let learned = if saved.server_url == default { saved.server_addresses } else { Vec::new() };
+        ServerList { path, default: default.to_string(), learned: Mutex::new(learned) }
     }
 
     /// The servers to try, in order: the default one, then the learned ones.
@@ -70,9 +72,8 @@ impl ServerList {
     }
 }
 
-/// Watches the `kubernetes` Endpoints through `client` and hands each version's servers to `learn`
-/// until it returns false.
-pub async fn follow(client: kube::Client, learn: impl Fn(Vec<String>) -> bool) {
+/// Watches the `kubernetes` Endpoints through `client` and hands each version's servers to `learn`.
+pub async fn follow(client: kube::Client, learn: impl Fn(Vec<String>)) {
     let api: Api<Endpoints> = Api::namespaced(client, "default");
     let config = watcher::Config::default().fields("metadata.name=kubernetes");
     let mut events = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
@@ -80,10 +81,7 @@ pub async fn follow(client: kube::Client, learn: impl Fn(Vec<String>) -> bool) {
         match event {
             Ok(endpoints) => {
                 let servers = crate::server::endpoints::listed(&endpoints);
-                let servers = servers.iter().map(ToString::to_string).collect();
-                if !learn(servers) {
-                    return;
-                }
+                learn(servers.iter().map(ToString::to_string).collect());
             }
             Err(error) => tracing::debug!(%error, "cannot watch the kubernetes endpoints yet"),
         }
