@@ -14,73 +14,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/load.rs"]
+mod load;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 
 use common::TugServer;
-
-const VALUE_BYTES: usize = 1000;
-
-struct Stats {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn stats(total: Duration, mut latencies: Vec<Duration>) -> Stats {
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
-        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    Stats { per_second: latencies.len() as f64 / total.as_secs_f64(), p50_ms: pick(0.50), p99_ms: pick(0.99) }
-}
-
-fn payload() -> String {
-    "x".repeat(VALUE_BYTES)
-}
-
-async fn kube_client(server: &TugServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
-    let options = KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
-/// Runs `per_client` timed operations in each of `clients` concurrent loops.
-async fn timed<F, Fut>(clients: usize, per_client: usize, op: F) -> Stats
-where
-    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for i in 0..per_client {
-                    let t = Instant::now();
-                    op(c, i).await;
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("task"));
-    }
-    stats(started.elapsed(), all)
-}
+use load::{connect_etcd, etcd_puts, kube_client, median, payload, start_etcd_cluster, timed, tug_lean_creates, Stats};
 
 /// `total` ConfigMap creates with `labels`, spread over `clients` loops; names start with `prefix`.
 async fn tug_creates(api: &Api<ConfigMap>, prefix: &str, clients: usize, total: usize, labels: Value) -> Stats {
@@ -96,89 +41,6 @@ async fn tug_creates(api: &Api<ConfigMap>, prefix: &str, clients: usize, total: 
         }
     })
     .await
-}
-
-/// The same creates through a lean client, as etcd-client is one: the JSON body is built per request and
-/// the response (the created object) is read whole but not decoded into a typed object.
-async fn tug_lean_creates(client: &kube::Client, prefix: &str, clients: usize, total: usize) -> Stats {
-    let (client, prefix) = (client.clone(), prefix.to_string());
-    timed(clients, total / clients, move |c, i| {
-        let (client, name) = (client.clone(), format!("{prefix}-{c}-{i}"));
-        async move {
-            let body =
-                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": payload()}});
-            let request = http::Request::post("/api/v1/namespaces/default/configmaps")
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&body).expect("json"))
-                .expect("request");
-            let created = client.request_text(request).await.expect("create");
-            assert!(created.contains("\"resourceVersion\""), "not a created object: {created}");
-        }
-    })
-    .await
-}
-
-async fn etcd_puts(client: &etcd_client::Client, prefix: &str, clients: usize, total: usize) -> Stats {
-    let (client, prefix) = (client.clone(), prefix.to_string());
-    timed(clients, total / clients, move |c, i| {
-        let mut kv = client.kv_client();
-        let key = format!("/{prefix}/{c}/{i}");
-        async move {
-            kv.put(key, payload(), None).await.expect("put");
-        }
-    })
-    .await
-}
-
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().map(|a| a.port()).expect("free port")
-}
-
-fn start_etcd() -> Etcd {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .args(["--name", "bench", "--data-dir"])
-        .arg(dir.path())
-        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("bench={peer_url}"), "--log-level", "error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd (apt package etcd-server) must be installed for the benchmark");
-    Etcd { child, _dir: dir, endpoint }
-}
-
-async fn connect_etcd(etcd: &Etcd) -> etcd_client::Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempt = match etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
-            Ok(mut c) => c.status().await.map(|_| c),
-            Err(e) => Err(e),
-        };
-        match attempt {
-            Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => panic!("etcd did not start: {e}"),
-        }
-    }
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -217,11 +79,6 @@ impl Rounds {
     fn cpu(&self) -> String {
         format!("{:.0}, {:.0}", median(self.server_cpu.clone()), median(self.client_cpu.clone()))
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// CPU seconds (user + system) a process has used; /proc counts in USER_HZ, 100 on Linux.
@@ -330,8 +187,8 @@ async fn main() {
     let creates: usize = std::env::var("BENCH_CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(4096);
     let binary = std::fs::metadata(env!("CARGO_BIN_EXE_tug")).map(|m| m.len()).unwrap_or(0);
     let ready = tokio::task::block_in_place(time_to_ready);
-    let etcd = start_etcd();
-    let etcd_client = connect_etcd(&etcd).await;
+    let etcd = start_etcd_cluster(1).pop().expect("one member");
+    let etcd_client = connect_etcd(std::slice::from_ref(&etcd.endpoint)).await;
 
     let server = TugServer::start();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -352,7 +209,12 @@ async fn main() {
             (Rounds::default(), Rounds::default(), Rounds::default(), Vec::new());
         for round in 0..rounds {
             let prefix = format!("c{clients}r{round}");
-            let t = cpu_per_op(server.pid(), creates, tug_lean_creates(&client, &prefix, clients, creates)).await;
+            let t = cpu_per_op(
+                server.pid(),
+                creates,
+                tug_lean_creates(std::slice::from_ref(&client), &prefix, clients, creates),
+            )
+            .await;
             let e = cpu_per_op(etcd.child.id(), creates, etcd_puts(&etcd_client, &prefix, clients, creates)).await;
             let typed_prefix = format!("{prefix}-typed");
             typed.add(

@@ -1,0 +1,153 @@
+//! Replicated writes, side by side in one run, everything on loopback:
+//! - ~1 KiB creates through tug with one server and with three (clients spread over the servers;
+//!   followers forward to the leader), against puts to a 3-member etcd cluster from the OS packages
+//!   (etcd-client spreads its requests over the members), at 16 and 64 clients, medians of rounds;
+//! - the time from SIGKILL of the leader to the first write accepted through a surviving member, for
+//!   tug and for etcd, the client retrying every 10 ms.
+//!
+//! Run: `cargo bench --bench replicated` (env BENCH_CREATES: creates per run, BENCH_ROUNDS: rounds,
+//! BENCH_CLIENTS: client counts, BENCH_KILLS: leader kills per system).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "shared/load.rs"]
+mod load;
+
+use std::time::{Duration, Instant};
+
+use common::TugServer;
+use load::{connect_etcd, etcd_puts, kube_client, lean_create, median, start_etcd_cluster, tug_lean_creates, Etcd};
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Three servers: the first alone, the others joined through it.
+fn tug_cluster() -> Vec<TugServer> {
+    let mut servers = vec![TugServer::start()];
+    let token = std::fs::read_to_string(servers[0].data_dir().join("server/token")).expect("token");
+    let url = format!("https://127.0.0.1:{}", servers[0].port);
+    for _ in 0..2 {
+        servers.push(TugServer::start_with(&["--server", &url, "--token", token.trim()]));
+    }
+    servers
+}
+
+/// A client that gives up on a request after a second and never retries by itself.
+async fn impatient_client(server: &TugServer) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    config.read_timeout = Some(Duration::from_secs(1));
+    config.connect_timeout = Some(Duration::from_secs(1));
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("client")
+}
+
+/// Kills tug's leader and times the first create accepted through a survivor; the killed server is
+/// back and the cluster has a leader again when this returns.
+async fn tug_failover(servers: &mut [TugServer], round: usize) -> Duration {
+    let leader = tokio::task::block_in_place(|| common::leader(servers));
+    let survivor = impatient_client(&servers[(leader + 1) % 3]).await;
+    servers[leader].kill();
+    let killed = Instant::now();
+    let mut attempt = 0;
+    while lean_create(&survivor, &format!("failover-{round}-{attempt}")).await.is_err() {
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = killed.elapsed();
+    tokio::task::block_in_place(|| servers[leader].restart());
+    took
+}
+
+/// The same for etcd: its leader found through the status API, puts retried through the others.
+async fn etcd_failover(members: &mut [Etcd], round: usize) -> Duration {
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+    let mut client = connect_etcd(&endpoints).await;
+    let leader_id = client.status().await.expect("status").leader();
+    let names = client.member_list().await.expect("members");
+    let leader_name =
+        names.members().iter().find(|m| m.id() == leader_id).map(|m| m.name().to_string()).expect("the leader");
+    let leader = members.iter().position(|m| m.name == leader_name).expect("the leader's process");
+    let survivors: Vec<String> =
+        endpoints.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, e)| e.clone()).collect();
+    let options = etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(1));
+    let survivor = etcd_client::Client::connect(&survivors, Some(options)).await.expect("connect");
+    members[leader].kill();
+    let killed = Instant::now();
+    let mut kv = survivor.kv_client();
+    while kv.put(format!("/failover/{round}"), "x", None).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = killed.elapsed();
+    members[leader].restart();
+    connect_etcd(&endpoints).await;
+    took
+}
+
+fn millis(durations: &[Duration]) -> String {
+    let mut ms: Vec<String> = durations.iter().map(|d| format!("{}", d.as_millis())).collect();
+    ms.sort();
+    ms.join(", ")
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let creates = env_number("BENCH_CREATES", 4096);
+    let rounds = env_number("BENCH_ROUNDS", 3);
+    let kills = env_number("BENCH_KILLS", 5);
+    let clients: Vec<usize> = std::env::var("BENCH_CLIENTS")
+        .map(|v| v.split(',').map(|c| c.trim().parse().expect("BENCH_CLIENTS: comma-separated numbers")).collect())
+        .unwrap_or_else(|_| vec![16, 64]);
+
+    let one = TugServer::start();
+    let one_client = [kube_client(&one).await];
+    let mut three = tug_cluster();
+    let mut three_clients = Vec::new();
+    for server in &three {
+        three_clients.push(kube_client(server).await);
+    }
+    let mut etcd = start_etcd_cluster(3);
+    let endpoints: Vec<String> = etcd.iter().map(|m| m.endpoint.clone()).collect();
+    let etcd_client = connect_etcd(&endpoints).await;
+
+    println!("## Replicated creates of ~1 KiB objects, {creates} per run, medians of {rounds} rounds\n");
+    println!(
+        "| clients | tug 1 server: creates/s, p99 ms | tug 3 servers: creates/s, p99 ms | etcd 3 members: puts/s, \
+         p99 ms | tug 3 / etcd 3 | tug 3 / tug 1 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for clients in clients {
+        let (mut single, mut triple, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let prefix = format!("c{clients}r{round}");
+            single.push(tug_lean_creates(&one_client, &prefix, clients, creates).await);
+            triple.push(tug_lean_creates(&three_clients, &prefix, clients, creates).await);
+            reference.push(etcd_puts(&etcd_client, &prefix, clients, creates).await);
+        }
+        let rate = |stats: &[load::Stats]| median(stats.iter().map(|s| s.per_second).collect());
+        let p99 = |stats: &[load::Stats]| median(stats.iter().map(|s| s.p99_ms).collect());
+        println!(
+            "| {clients} | {:.0}, {:.1} | {:.0}, {:.1} | {:.0}, {:.1} | {:.2} | {:.2} |",
+            rate(&single),
+            p99(&single),
+            rate(&triple),
+            p99(&triple),
+            rate(&reference),
+            p99(&reference),
+            rate(&triple) / rate(&reference),
+            rate(&triple) / rate(&single),
+        );
+    }
+
+    let (mut tug, mut reference) = (Vec::new(), Vec::new());
+    for round in 0..kills {
+        tug.push(tug_failover(&mut three, round).await);
+        reference.push(etcd_failover(&mut etcd, round).await);
+    }
+    println!("\n## Leader SIGKILL to the first accepted write, {kills} kills each (ms, sorted)\n");
+    println!("| system | ms |");
+    println!("| --- | --- |");
+    println!("| tug, 3 servers (election timeout 500–1000 ms) | {} |", millis(&tug));
+    println!("| etcd 3.4, 3 members (defaults: election timeout 1000 ms) | {} |", millis(&reference));
+}
