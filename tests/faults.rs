@@ -4,19 +4,22 @@
 //! leader, a follower, then all three; cuts the leader off from both followers, then one way only;
 //! drops a share of all packets; and wipes a follower's data dir and has it re-join. After each fault
 //! heals, every server takes writes again. At the end the whole history must be linearizable
-//! (`faults/linearizability.rs`: no acknowledged write lost, no stale read), and every server must hold
-//! the same registers at the same resourceVersions.
+//! (`faults/linearizability.rs`: no acknowledged write lost, no stale read), every watch stream on
+//! every server ordered and without gaps (`faults/watches.rs`), and every server must hold the same
+//! registers at the same resourceVersions.
 
 mod common;
 #[path = "faults/linearizability.rs"]
 mod linearizability;
 #[path = "faults/network.rs"]
 mod network;
+#[path = "faults/watches.rs"]
+mod watches;
 #[path = "faults/workload.rs"]
 mod workload;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{eventually_within, in_ci, kubectl, kubectls, leader, TugServer};
@@ -73,6 +76,11 @@ fn the_store_stays_linearizable_through_crashes_partitions_and_packet_loss() {
     for id in 0..6 {
         let client = runtime.block_on(workload::client(&servers[id % 3].kubeconfig()));
         clients.push(runtime.spawn(workload::run(id, client, history.clone(), stop.clone())));
+    }
+    let streams = Arc::new(Mutex::new(Vec::new()));
+    for server in &servers {
+        let client = runtime.block_on(workload::client(&server.kubeconfig()));
+        clients.push(runtime.spawn(watches::run(client, streams.clone(), stop.clone())));
     }
     let pause = || std::thread::sleep(Duration::from_secs(4));
     let mut report = Vec::new();
@@ -155,7 +163,11 @@ fn the_store_stays_linearizable_through_crashes_partitions_and_packet_loss() {
     for (fault, took) in &report {
         println!("  after {fault}: every server took writes within {took:?}");
     }
+    let streams = streams.lock().unwrap();
+    let watched = watches::check(&streams, &operations);
+    println!("watch streams: {}; events checked: {watched:?}", streams.len());
     assert!(acknowledged > 50, "too few writes went through to mean anything: {acknowledged}");
+    assert!(watched.as_ref().is_ok_and(|events| *events > acknowledged), "watches: {watched:?}");
     let violations = linearizability::violations(&operations);
     assert!(violations.is_empty(), "not linearizable: registers {violations:?}");
     let contents: Vec<String> = servers.iter().map(registers).collect();

@@ -1,0 +1,126 @@
+//! Watch streams during the fault test: on each server, one after the other, a list of the registers
+//! and a watch from the list's resourceVersion, recording every event until the stream ends (the
+//! server died, the watch timed out, or it ended with an error such as 410 Gone), then a new list and
+//! watch. Each stream must be ordered (resourceVersions increasing) and have no gaps: every change of
+//! a register it shows, from the value it last showed (or listed), is a write the clients made from
+//! that value to that one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use kube::Api;
+
+use super::linearizability::{Action, Operation};
+
+/// One list and the watch that followed it.
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// The registers as listed.
+    listed: BTreeMap<String, String>,
+    /// Each event: register, value, resourceVersion.
+    events: Vec<(String, String, u64)>,
+}
+
+fn register(cm: &ConfigMap) -> Option<(String, String, u64)> {
+    let name = cm.metadata.name.clone().filter(|n| n.starts_with("reg-"))?;
+    let value = cm.data.as_ref()?.get("v")?.clone();
+    let version = cm.metadata.resource_version.as_ref()?.parse().ok()?;
+    Some((name, value, version))
+}
+
+/// One stream: a list, then the watch from it until it ends or `stop`.
+async fn stream(api: &Api<ConfigMap>, stop: &AtomicBool) -> Option<Stream> {
+    let list = api.list(&ListParams::default()).await.ok()?;
+    let version = list.metadata.resource_version.clone()?;
+    let listed = list.items.iter().filter_map(register).map(|(name, value, _)| (name, value)).collect();
+    let mut recorded = Stream { listed, events: Vec::new() };
+    let params = WatchParams::default().timeout(30);
+    let Ok(events) = api.watch(&params, &version).await else { return Some(recorded) };
+    let mut events = events.boxed();
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+            Err(_) => continue,
+            Ok(Some(Ok(WatchEvent::Added(cm) | WatchEvent::Modified(cm)))) => recorded.events.extend(register(&cm)),
+            Ok(Some(Ok(WatchEvent::Bookmark(_) | WatchEvent::Deleted(_)))) => {}
+            // The end: an error (410 Gone included), a broken connection, or the timeout.
+            Ok(_) => break,
+        }
+    }
+    Some(recorded)
+}
+
+/// Records streams on the server `client` talks to until `stop`.
+pub async fn run(client: kube::Client, streams: Arc<Mutex<Vec<Stream>>>, stop: Arc<AtomicBool>) {
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    while !stop.load(Ordering::Relaxed) {
+        match stream(&api, &stop).await {
+            Some(recorded) => streams.lock().unwrap().push(recorded),
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Checks every stream against the writes of `history`; the number of events checked.
+pub fn check(streams: &[Stream], history: &[Operation]) -> Result<usize, String> {
+    let writes: HashSet<(&str, Option<&str>, &str)> = history
+        .iter()
+        .filter_map(|op| match &op.action {
+            Action::CasOk { old, new } | Action::CasUnknown { old, new } => {
+                Some((op.key.as_str(), old.as_deref(), new.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut checked = 0;
+    for (index, stream) in streams.iter().enumerate() {
+        let mut last_version = 0;
+        let mut values: BTreeMap<&str, &str> =
+            stream.listed.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        for (name, value, version) in &stream.events {
+            if *version <= last_version {
+                return Err(format!("stream {index}: resourceVersion {version} after {last_version}"));
+            }
+            last_version = *version;
+            let previous = values.get(name.as_str()).copied();
+            if previous != Some(value.as_str()) && !writes.contains(&(name.as_str(), previous, value.as_str())) {
+                return Err(format!(
+                    "stream {index}: {name} went from {previous:?} to {value:?} with no write between them (a gap)"
+                ));
+            }
+            values.insert(name, value);
+            checked += 1;
+        }
+    }
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(key: &str, old: Option<&str>, new: &str) -> Operation {
+        let action = Action::CasOk { old: old.map(str::to_string), new: new.into() };
+        Operation { key: key.into(), call: 0, ret: Some(1), action }
+    }
+
+    fn stream(events: &[(&str, &str, u64)]) -> Stream {
+        let events = events.iter().map(|(k, v, rv)| (k.to_string(), v.to_string(), *rv)).collect();
+        Stream { listed: BTreeMap::from([("reg-0".into(), "a".into())]), events }
+    }
+
+    #[test]
+    fn a_stream_following_the_writes_passes_and_a_gap_or_a_reordering_fails() {
+        let history = [write("reg-0", Some("a"), "b"), write("reg-0", Some("b"), "c"), write("reg-1", None, "x")];
+        let whole = stream(&[("reg-0", "b", 5), ("reg-1", "x", 6), ("reg-0", "c", 7)]);
+        assert_eq!(check(&[whole], &history), Ok(3));
+        let gap = stream(&[("reg-0", "c", 7)]);
+        assert!(check(&[gap], &history).unwrap_err().contains("a gap"));
+        let reordered = stream(&[("reg-0", "b", 7), ("reg-1", "x", 6)]);
+        assert!(check(&[reordered], &history).unwrap_err().contains("after 7"));
+    }
+}
