@@ -1,11 +1,6 @@
 //! The Raft log and vote in their own SQLite file (`raft.db` beside the store), every change committed
 //! with `synchronous=FULL`, so it is fsynced before openraft is told it is done — the storage contract
 //! under which a vote is never forgotten and an acknowledged entry never lost.
-//!
-//! Appends are group-committed, as openraft's storage API intends: `append` queues the entries and
-//! returns; whoever takes the connection next (a flush started by the append, or any other read or
-//! write of the log, which must see the entries) writes everything queued in one transaction, one
-//! fsync, and then tells openraft of each append. Writes arriving during an fsync so share the next.
 
 // openraft's storage traits fix the error type, StorageError, which is large.
 #![allow(clippy::result_large_err)]
@@ -20,15 +15,11 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::types::{decode, encode, Entry, IoError, LogId, StorageError, TypeConfig, Vote};
 
-/// The log store; clones share the one connection and the queue of appends.
+/// The log store; clones share the one connection.
 #[derive(Clone)]
 pub struct LogStore {
     conn: Arc<Mutex<Connection>>,
-    queued: Arc<Mutex<Vec<QueuedAppend>>>,
 }
-
-/// Entries (index, encoded) appended but not yet written, and who to tell when they are on disk.
-type QueuedAppend = (Vec<(i64, Vec<u8>)>, LogFlushed<TypeConfig>);
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
@@ -49,47 +40,21 @@ impl LogStore {
              PRAGMA journal_size_limit = 16777216;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        Ok(LogStore { conn: Arc::new(Mutex::new(conn)), queued: Arc::new(Mutex::new(Vec::new())) })
+        Ok(LogStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
-    /// Runs `f` on the connection off the async threads, after writing the queued appends.
+    /// Runs `f` on the connection off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let store = self.clone();
+        let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
-            store.write_queued(&mut conn)?;
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut conn)
         })
         .await
         .map_err(|e| StorageError::from(IoError::read_logs(&e)))?
-    }
-
-    /// Writes every queued append in one transaction (one fsync), then tells openraft of each.
-    fn write_queued(&self, conn: &mut Connection) -> Result<(), StorageError> {
-        let queued = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
-        if queued.is_empty() {
-            return Ok(());
-        }
-        let result = (|| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")?;
-                for (index, bytes) in queued.iter().flat_map(|(entries, _)| entries) {
-                    insert.execute(rusqlite::params![index, bytes])?;
-                }
-            }
-            // synchronous=FULL: the commit returns once the WAL is fsynced.
-            tx.commit()
-        })()
-        .map_err(|e| StorageError::from(IoError::write_logs(&e)));
-        for (_, callback) in queued {
-            let io_result = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
-            callback.log_io_completed(io_result);
-        }
-        result
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -206,15 +171,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|entry| encode(&entry).map(|bytes| (entry.log_id.index as i64, bytes)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| IoError::write_logs(&e))?;
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((encoded, callback));
-        // Written by this flush, or by whoever takes the connection before it (a failure reaches
-        // openraft through the callbacks).
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = store.write_queued(&mut conn);
-        });
-        Ok(())
+        let result = self
+            .blocking(move |conn| {
+                let tx = conn.transaction().map_err(|e| IoError::write_logs(&e))?;
+                {
+                    let mut insert = tx
+                        .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
+                        .map_err(|e| IoError::write_logs(&e))?;
+                    for (index, bytes) in encoded {
+                        insert.execute(rusqlite::params![index, bytes]).map_err(|e| IoError::write_logs(&e))?;
+                    }
+                }
+                // synchronous=FULL: the commit returns once the WAL is fsynced.
+                tx.commit().map_err(|e| IoError::write_logs(&e))?;
+                Ok(())
+            })
+            .await;
+        let io_result = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(io_result);
+        result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -1,9 +1,10 @@
 //! Watch streams during the fault test: on each server, one after the other, a list of the registers
 //! and a watch from the list's resourceVersion, recording every event until the stream ends (the
 //! server died, the watch timed out, or it ended with an error such as 410 Gone), then a new list and
-//! watch. Each stream must be ordered (resourceVersions increasing) and have no gaps: every change of
-//! a register it shows, from the value it last showed (or listed), is a write the clients made from
-//! that value to that one.
+//! watch. Each stream must be ordered (resourceVersions increasing from the list's) and have no gaps:
+//! every change of a register it shows, from the value it last showed (or listed), is a write the
+//! clients made from that value to that one. (An event missing at a stream's very end is not caught:
+//! no later event of its register shows the gap.)
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,17 +21,23 @@ use super::linearizability::{Action, Operation};
 /// One list and the watch that followed it.
 #[derive(Debug, Default)]
 pub struct Stream {
-    /// The registers as listed.
+    /// The registers as listed, and the list's resourceVersion.
     listed: BTreeMap<String, String>,
+    listed_at: u64,
     /// Each event: register, value, resourceVersion.
     events: Vec<(String, String, u64)>,
 }
 
+/// A register's name, value and resourceVersion; a register without a value or version reads as the
+/// value `<malformed>`, which no write made, so the check fails on it.
 fn register(cm: &ConfigMap) -> Option<(String, String, u64)> {
     let name = cm.metadata.name.clone().filter(|n| n.starts_with("reg-"))?;
-    let value = cm.data.as_ref()?.get("v")?.clone();
-    let version = cm.metadata.resource_version.as_ref()?.parse().ok()?;
-    Some((name, value, version))
+    let value = cm.data.as_ref().and_then(|data| data.get("v")).cloned();
+    let version = cm.metadata.resource_version.as_ref().and_then(|v| v.parse().ok());
+    match (value, version) {
+        (Some(value), Some(version)) => Some((name, value, version)),
+        (_, version) => Some((name, "<malformed>".into(), version.unwrap_or(u64::MAX))),
+    }
 }
 
 /// One stream: a list, then the watch from it until it ends or `stop`.
@@ -38,7 +45,8 @@ async fn stream(api: &Api<ConfigMap>, stop: &AtomicBool) -> Option<Stream> {
     let list = api.list(&ListParams::default()).await.ok()?;
     let version = list.metadata.resource_version.clone()?;
     let listed = list.items.iter().filter_map(register).map(|(name, value, _)| (name, value)).collect();
-    let mut recorded = Stream { listed, events: Vec::new() };
+    let listed_at = version.parse().ok()?;
+    let mut recorded = Stream { listed, listed_at, events: Vec::new() };
     let params = WatchParams::default().timeout(30);
     let Ok(events) = api.watch(&params, &version).await else { return Some(recorded) };
     let mut events = events.boxed();
@@ -46,7 +54,11 @@ async fn stream(api: &Api<ConfigMap>, stop: &AtomicBool) -> Option<Stream> {
         match tokio::time::timeout(Duration::from_millis(500), events.next()).await {
             Err(_) => continue,
             Ok(Some(Ok(WatchEvent::Added(cm) | WatchEvent::Modified(cm)))) => recorded.events.extend(register(&cm)),
-            Ok(Some(Ok(WatchEvent::Bookmark(_) | WatchEvent::Deleted(_)))) => {}
+            // Registers are never deleted: a deletion is a value no write made.
+            Ok(Some(Ok(WatchEvent::Deleted(cm)))) => {
+                recorded.events.extend(register(&cm).map(|(name, _, version)| (name, "<deleted>".into(), version)))
+            }
+            Ok(Some(Ok(WatchEvent::Bookmark(_)))) => {}
             // The end: an error (410 Gone included), a broken connection, or the timeout.
             Ok(_) => break,
         }
@@ -78,7 +90,7 @@ pub fn check(streams: &[Stream], history: &[Operation]) -> Result<usize, String>
         .collect();
     let mut checked = 0;
     for (index, stream) in streams.iter().enumerate() {
-        let mut last_version = 0;
+        let mut last_version = stream.listed_at;
         let mut values: BTreeMap<&str, &str> =
             stream.listed.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
         for (name, value, version) in &stream.events {
@@ -110,7 +122,7 @@ mod tests {
 
     fn stream(events: &[(&str, &str, u64)]) -> Stream {
         let events = events.iter().map(|(k, v, rv)| (k.to_string(), v.to_string(), *rv)).collect();
-        Stream { listed: BTreeMap::from([("reg-0".into(), "a".into())]), events }
+        Stream { listed: BTreeMap::from([("reg-0".into(), "a".into())]), listed_at: 4, events }
     }
 
     #[test]
@@ -122,5 +134,7 @@ mod tests {
         assert!(check(&[gap], &history).unwrap_err().contains("a gap"));
         let reordered = stream(&[("reg-0", "b", 7), ("reg-1", "x", 6)]);
         assert!(check(&[reordered], &history).unwrap_err().contains("after 7"));
+        let replayed = stream(&[("reg-0", "b", 3)]);
+        assert!(check(&[replayed], &history).unwrap_err().contains("after 4"), "not before the list");
     }
 }
