@@ -63,7 +63,7 @@ impl Replication {
     /// those left.
     pub async fn remove_server(&self, id: NodeId) -> Result<bool, Refusal> {
         let _one_at_a_time = self.membership_changes.lock().await;
-        if self.raft.current_leader().await != Some(self.id) {
+        if !self.is_leader() {
             return Err(Refusal::NotLeader);
         }
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();

@@ -1,4 +1,4 @@
-//! The objects every cluster has, created (or corrected) at each start through the REST layer: the
+//! The objects every cluster has, created at each start when missing through the REST layer: the
 //! default, kube-system, kube-public and kube-node-lease namespaces with their `default`
 //! ServiceAccounts (so pods can be created the moment the server is ready, before the service account
 //! controller runs), the `kubernetes` Service (its endpoints are the servers, see `super::endpoints`),

@@ -5,7 +5,8 @@
 //! seen unchanged for [`LEASE_DURATION`] (measured on its own clock, so clock skew between servers does
 //! not matter). The Endpoints and EndpointSlices then list the servers whose Leases remain: agents
 //! learn the servers from there (see `crate::agent::balancer`), pods reach the API through them. A
-//! server stopping cleanly takes itself out at once.
+//! server stopping cleanly takes itself out (another server's round in flight may put it back until
+//! its next one).
 //!
 //! Servers normally share one port; servers on one host (tests, demos) differ by port, so the
 //! addresses are grouped: one Endpoints subset per port, one EndpointSlice (`kubernetes`,
@@ -42,6 +43,8 @@ pub struct ApiServerEndpoints {
     slices: Api<EndpointSlice>,
     lease_name: String,
     identity: String,
+    /// This host's name, as the Lease's `kubernetes.io/hostname` label.
+    host: String,
     address: SocketAddr,
     /// Other servers' Leases: the resourceVersion last seen and when it was first seen.
     seen: HashMap<String, (Option<String>, Instant)>,
@@ -56,6 +59,7 @@ impl ApiServerEndpoints {
             slices: Api::namespaced(client, NAMESPACE),
             lease_name: format!("apiserver-{node_id}"),
             identity,
+            host: hostname::get().map(|h| h.to_string_lossy().to_ascii_lowercase()).unwrap_or_default(),
             address,
             seen: HashMap::new(),
         }
@@ -98,11 +102,10 @@ impl ApiServerEndpoints {
     }
 
     async fn renew(&self) -> kube::Result<()> {
-        let host = hostname::get().map(|h| h.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         let lease = json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": self.lease_name, "namespace": LEASE_NAMESPACE,
-                "labels": {IDENTITY_LABEL: "kube-apiserver", "kubernetes.io/hostname": host},
+                "labels": {IDENTITY_LABEL: "kube-apiserver", "kubernetes.io/hostname": self.host},
                 "annotations": {ENDPOINT_ANNOTATION: self.address.to_string()}},
             "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_DURATION.as_secs(),
                 "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now())},

@@ -33,10 +33,11 @@ pub async fn mark_own_node(client: Client, name: String, id: u64) {
             Ok(Some(node)) if node.metadata.deletion_timestamp.is_none() => {
                 let mut finalizers = node.metadata.finalizers.clone().unwrap_or_default();
                 let annotated = node.annotations().get(SERVER_ID_ANNOTATION) == Some(&id.to_string());
-                if annotated && finalizers.iter().any(|f| f == FINALIZER) {
+                let held = finalizers.iter().any(|f| f == FINALIZER);
+                if annotated && held {
                     return;
                 }
-                if !finalizers.iter().any(|f| f == FINALIZER) {
+                if !held {
                     finalizers.push(FINALIZER.into());
                 }
                 let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version,

@@ -35,15 +35,16 @@ impl TugServer {
 
     /// Starts a server on a free port with extra `tug server` flags.
     pub fn start_with(flags: &[&str]) -> TugServer {
-        TugServer::launched(flags, false, &[])
+        TugServer::launched(flags, false, &[], None, 0)
     }
 
     /// Starts a server with its node agent (root, containerd), `images` placed in its images dir first.
     pub fn start_with_agent(flags: &[&str], images: &[PathBuf]) -> TugServer {
-        TugServer::launched(flags, true, images)
+        TugServer::launched(flags, true, images, None, 0)
     }
 
-    fn launched(flags: &[&str], agent: bool, images: &[PathBuf]) -> TugServer {
+    /// A server in `netns` (the host's if none) on `port` (any free one for 0).
+    fn launched(flags: &[&str], agent: bool, images: &[PathBuf], netns: Option<&str>, port: u16) -> TugServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let images_dir = dir.path().join("agent").join("images");
         std::fs::create_dir_all(&images_dir).expect("images dir");
@@ -51,18 +52,15 @@ impl TugServer {
             std::fs::copy(image, images_dir.join(image.file_name().expect("image file name"))).expect("copy image");
         }
         let flags = flags.iter().map(|f| f.to_string()).collect();
-        let mut server = TugServer { dir, port: 0, child: None, flags, agent, netns: None };
-        server.launch(0);
+        let netns = netns.map(str::to_string);
+        let mut server = TugServer { dir, port, child: None, flags, agent, netns };
+        server.launch(port);
         server
     }
 
     /// Starts a server in network namespace `netns` (without its agent) on `port`.
     pub fn start_in_netns(netns: &str, port: u16, flags: &[&str]) -> TugServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let flags = flags.iter().map(|f| f.to_string()).collect();
-        let mut server = TugServer { dir, port, child: None, flags, agent: false, netns: Some(netns.into()) };
-        server.launch(port);
-        server
+        TugServer::launched(flags, false, &[], Some(netns), port)
     }
 
     /// The server's process id.
