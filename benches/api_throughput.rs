@@ -157,24 +157,6 @@ fn time_to_ready() -> Duration {
     samples[2]
 }
 
-/// Writes per transaction and per fsync, and their mean times, from the server's /metrics.
-async fn store_batching(client: &kube::Client) -> String {
-    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
-    let metrics = client.request_text(request).await.unwrap_or_default();
-    let counter =
-        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
-    let batches = counter("tug_store_write_batches_total ").max(1.0);
-    let syncs = counter("tug_store_fsync_seconds_count ").max(1.0);
-    let commands = counter("tug_store_write_commands_total ");
-    let commit_ms = 1e3 * counter("tug_store_commit_seconds_sum ") / batches;
-    let sync_ms = 1e3 * counter("tug_store_fsync_seconds_sum ") / syncs;
-    format!(
-        "{commands:.0} writes in {batches:.0} transactions (each open {commit_ms:.2} ms on average) and \
-         {syncs:.0} fsyncs (mean {sync_ms:.2} ms), {:.1} writes per fsync",
-        commands / syncs
-    )
-}
-
 /// Client counts to measure: `BENCH_CLIENTS` (comma-separated, e.g. `64` while profiling) or 1, 16 and 64.
 fn client_counts() -> Vec<usize> {
     std::env::var("BENCH_CLIENTS")
@@ -235,7 +217,7 @@ async fn main() {
             median(typed.client_cpu.clone()),
         );
     }
-    println!("\nStore: {}.", store_batching(&client).await);
+    println!("\nStore: {}.", load::write_batching(std::slice::from_ref(&client)).await);
 
     let (complete, watchers, during) = watch_fanout(&api, creates).await;
     println!(

@@ -139,6 +139,8 @@ async fn main() {
             rate(&triple) / rate(&single),
         );
     }
+    println!("\nOne server: {}.", load::write_batching(&one_client).await);
+    println!("Three servers (each member applies every write): {}.", load::write_batching(&three_clients).await);
 
     let (mut tug, mut reference) = (Vec::new(), Vec::new());
     for round in 0..kills {

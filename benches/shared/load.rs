@@ -205,3 +205,30 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
+
+/// Writes per Raft log entry (each entry costs one log fsync on every member) and per store transaction,
+/// with the transactions' mean time, from the servers' /metrics (summed: only a leader proposes).
+pub async fn write_batching(servers: &[kube::Client]) -> String {
+    let mut sums = [0.0; 5];
+    let names = [
+        "tug_raft_proposed_entries_total ",
+        "tug_raft_proposed_writes_total ",
+        "tug_store_write_batches_total ",
+        "tug_store_write_commands_total ",
+        "tug_store_commit_seconds_sum ",
+    ];
+    for client in servers {
+        let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+        let metrics = client.request_text(request).await.unwrap_or_default();
+        for (sum, name) in sums.iter_mut().zip(names) {
+            *sum += metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    let [entries, writes, batches, commands, commit_seconds] = sums;
+    format!(
+        "{writes:.0} writes in {entries:.0} Raft entries ({:.1} per entry, one log fsync each); {commands:.0} \
+         applied in {batches:.0} store transactions (each open {:.2} ms on average)",
+        writes / entries.max(1.0),
+        1e3 * commit_seconds / batches.max(1.0)
+    )
+}

@@ -98,10 +98,15 @@ impl Metrics {
                 ("voters", "Voting members of the Raft group.", r.voters as u64),
                 ("learners", "Non-voting members (servers catching up).", r.learners as u64),
             ];
-            for (name, help, value) in gauges {
+            let counters = [
+                ("proposed_entries_total", "Raft log entries this server proposed as leader.", r.proposed_entries),
+                ("proposed_writes_total", "Writes carried by the entries this server proposed.", r.proposed_writes),
+            ];
+            let typed = gauges.iter().map(|g| (g, "gauge")).chain(counters.iter().map(|c| (c, "counter")));
+            for ((name, help, value), kind) in typed {
                 let _ = write!(
                     out,
-                    "# HELP tug_raft_{name} {help}\n# TYPE tug_raft_{name} gauge\ntug_raft_{name} {value}\n"
+                    "# HELP tug_raft_{name} {help}\n# TYPE tug_raft_{name} {kind}\ntug_raft_{name} {value}\n"
                 );
             }
         }

@@ -4,6 +4,7 @@
 //! reads wait on a read index (asked of the leader from a follower), and watches are served from each
 //! member's own applied state. Servers talk over mutual TLS on the API port (`routes`, `network`).
 
+mod batcher;
 mod log_store;
 mod membership;
 mod network;
@@ -15,6 +16,8 @@ mod types;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use routes::routes;
 
@@ -24,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +89,8 @@ pub struct Replication {
     membership_changes: tokio::sync::Mutex<()>,
     /// Where the state machine keeps its snapshots (and receives the leader's).
     snapshots: PathBuf,
+    /// Gathers the writes this server proposes as leader into log entries.
+    batcher: batcher::Batcher,
 }
 
 impl Replication {
@@ -114,10 +119,11 @@ impl Replication {
         let replication = Arc::new(Replication {
             id,
             address: settings.address,
-            raft,
+            raft: raft.clone(),
             peers: pool::Pool::new(settings.tls),
             membership_changes: Default::default(),
             snapshots,
+            batcher: batcher::Batcher::start(raft.clone(), FORWARD_TIMEOUT),
         });
         store.set_replicator(replication.clone());
         exit_when_stopped(&replication.raft);
@@ -211,15 +217,10 @@ impl Replication {
         let _ = self.raft.shutdown().await;
     }
 
-    /// On the leader: applies a write and returns its outcome, within [`FORWARD_TIMEOUT`] (without a
-    /// quorum it would wait for ever).
+    /// On the leader: applies a write (in a batch with others) and returns its outcome, within
+    /// [`FORWARD_TIMEOUT`] (without a quorum it would wait for ever).
     async fn write_as_leader(&self, command: Command) -> Result<Outcome, Refusal> {
-        match tokio::time::timeout(FORWARD_TIMEOUT, self.raft.client_write(command)).await {
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Refusal::NotLeader),
-            Ok(Err(other)) => Err(Refusal::Failed(other.to_string())),
-            Err(_) => Err(Refusal::Indeterminate(format!("not committed within {FORWARD_TIMEOUT:?}"))),
-        }
+        self.batcher.write(command).await
     }
 
     /// On the leader: the read index (the log id a current read must have seen applied).
@@ -314,6 +315,7 @@ impl crate::store::Replicator for Replication {
         // A leader cut off from its quorum still calls itself leader: it counts only while a quorum
         // acknowledged it recently.
         let leader_heard = !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < QUORUM_SILENCE_MS);
+        let (proposed_entries, proposed_writes) = self.batcher.proposed();
         ReplicationStatus {
             has_leader: metrics.current_leader.is_some() && leader_heard,
             is_leader,
@@ -322,6 +324,8 @@ impl crate::store::Replicator for Replication {
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             voters,
             learners: membership.nodes().count().saturating_sub(voters),
+            proposed_entries,
+            proposed_writes,
         }
     }
 }

@@ -152,27 +152,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.applied.last_applied, self.applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
         // Everything is queued before anything is awaited: the applier takes the whole run into as few
-        // transactions (and fsyncs) as it can, in order.
+        // transactions (and fsyncs) as it can, in order. Each entry's writes apply in one transaction,
+        // with the log id that says they did.
         let mut pending = Vec::new();
         for entry in entries {
-            let command = match entry.payload {
-                EntryPayload::Blank => None,
-                EntryPayload::Normal(command) => Some(command),
+            let commands = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(commands) => commands,
                 EntryPayload::Membership(membership) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    None
+                    Vec::new()
                 }
             };
             self.applied.last_applied = Some(entry.log_id);
             let state = encode(&self.applied).map_err(|e| IoError::apply(entry.log_id, &e))?;
             let reply =
-                self.store.submit(command, Some(state.into())).await.map_err(|e| IoError::apply(entry.log_id, &e))?;
+                self.store.submit(commands, Some(state.into())).await.map_err(|e| IoError::apply(entry.log_id, &e))?;
             pending.push((entry.log_id, reply));
         }
         let mut outcomes = Vec::with_capacity(pending.len());

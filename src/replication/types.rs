@@ -1,5 +1,5 @@
-//! The Raft type configuration: entries carry store commands, responses are the store's outcomes, nodes
-//! are servers addressed by their API endpoint, snapshots are SQLite files.
+//! The Raft type configuration: an entry carries a batch of store commands (applied together), its
+//! response their outcomes, nodes are servers addressed by their API endpoint, snapshots are SQLite files.
 
 use std::path::PathBuf;
 
@@ -8,8 +8,8 @@ use crate::store::{Command, Outcome};
 openraft::declare_raft_types!(
     /// tug's Raft types.
     pub TypeConfig:
-        D = Command,
-        R = Outcome,
+        D = Vec<Command>,
+        R = Vec<Outcome>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -119,7 +119,7 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Work>, syncer: SyncerLink, metri
         let result = transaction(&mut state, first, &mut rx, &syncer, &mut replies, &mut deferred);
         match result {
             Ok(Applied { outcomes, changes, compacted_to }) => {
-                metrics.record(replies.len(), started.elapsed());
+                metrics.record(outcomes.iter().map(Vec::len).sum(), started.elapsed());
                 let answers = replies.into_iter().zip(outcomes).collect();
                 let (revision, compacted) = (state.revision, state.index.read().compacted());
                 if !syncer.send(Committed { answers, changes, revision, compacted }) {
@@ -143,7 +143,8 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Work>, syncer: SyncerLink, metri
 
 /// What one transaction did, in proposal order.
 struct Applied {
-    outcomes: Vec<Outcome>,
+    /// Each proposal's outcomes, one per command.
+    outcomes: Vec<Vec<Outcome>>,
     changes: Vec<Change>,
     /// The revision a compaction in it compacted to.
     compacted_to: Option<i64>,
@@ -171,27 +172,11 @@ fn transaction(
         while let Some(proposal) = next.take().or_else(|| next_proposal(rx, replies.len(), deferred)) {
             replies.push(proposal.reply);
             replicated_state = proposal.applied.or(replicated_state);
-            let Some(command) = proposal.command else {
-                applied.outcomes.push(Ok(marker_record(revision)));
-                continue;
-            };
-            let compaction = match command {
-                command::Command::Compact { revision } => Some(revision),
-                _ => None,
-            };
-            match command::apply(&tx, &state.index, command, revision + 1)? {
-                Ok(Some(change)) => {
-                    revision += 1;
-                    applied.outcomes.push(Ok(change.record.clone()));
-                    applied.changes.push(change);
-                }
-                // Compaction writes no key; its outcome carries the revision it ran at.
-                Ok(None) => {
-                    applied.compacted_to = compaction;
-                    applied.outcomes.push(Ok(marker_record(revision)));
-                }
-                Err(refused) => applied.outcomes.push(Err(refused)),
+            let mut outcomes = Vec::with_capacity(proposal.commands.len());
+            for command in proposal.commands {
+                outcomes.push(apply_one(&tx, &state.index, command, &mut revision, &mut applied)?);
             }
+            applied.outcomes.push(outcomes);
         }
         if replies.len() >= MAX_BATCH || deferred.is_some() || !syncer.busy() {
             break;
@@ -210,6 +195,35 @@ fn transaction(
     Ok(applied)
 }
 
+/// Applies `command` at the revision after `revision`, advancing it if the command wrote, and records
+/// its change or compaction in `applied`; returns its outcome.
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    index: &SharedIndex,
+    command: command::Command,
+    revision: &mut i64,
+    applied: &mut Applied,
+) -> rusqlite::Result<Outcome> {
+    let compaction = match command {
+        command::Command::Compact { revision } => Some(revision),
+        _ => None,
+    };
+    Ok(match command::apply(tx, index, command, *revision + 1)? {
+        Ok(Some(change)) => {
+            *revision += 1;
+            let record = change.record.clone();
+            applied.changes.push(change);
+            Ok(record)
+        }
+        // Compaction writes no key; its outcome carries the revision it ran at.
+        Ok(None) => {
+            applied.compacted_to = compaction;
+            Ok(marker_record(*revision))
+        }
+        Err(refused) => Err(refused),
+    })
+}
+
 /// The next queued proposal for the current batch, if the batch has room; a restore is set aside.
 fn next_proposal(rx: &mut mpsc::Receiver<Work>, taken: usize, deferred: &mut Option<Work>) -> Option<Proposal> {
     if taken >= MAX_BATCH || deferred.is_some() {
@@ -224,7 +238,7 @@ fn next_proposal(rx: &mut mpsc::Receiver<Work>, taken: usize, deferred: &mut Opt
     }
 }
 
-/// The outcome of a proposal that wrote no key: the revision it ran at.
+/// The outcome of a command that wrote no key: the revision it ran at.
 fn marker_record(revision: i64) -> Record {
     Record { key: String::new(), value: Default::default(), create_revision: 0, mod_revision: revision }
 }

@@ -66,10 +66,11 @@ pub(crate) const CURRENT_REVISION_SQL: &str = "SELECT MAX(
     (SELECT value FROM counters WHERE name = 'revision'),
     COALESCE((SELECT MAX(revision) FROM history), 0))";
 
-/// A write on its way to the applier: its command (none when only the replicated state advances), the
-/// replication layer's applied state to record in the same transaction, and where its outcome goes.
+/// A write on its way to the applier: its commands, applied in order in one transaction (none when
+/// only the replicated state advances), the replication layer's applied state to record in the same
+/// transaction, and where their outcomes go.
 struct Proposal {
-    command: Option<Command>,
+    commands: Vec<Command>,
     applied: Option<Bytes>,
     reply: syncer::Reply,
 }
@@ -112,6 +113,9 @@ pub struct ReplicationStatus {
     pub applied_index: u64,
     pub voters: usize,
     pub learners: usize,
+    /// Log entries this member proposed as leader, and the writes they carried.
+    pub proposed_entries: u64,
+    pub proposed_writes: u64,
 }
 
 /// Handle to the store; cheap to clone.
@@ -123,6 +127,8 @@ pub struct Store {
 struct Inner {
     proposals: mpsc::Sender<Work>,
     replicator: std::sync::OnceLock<Arc<dyn Replicator>>,
+    /// Whether the syncer fsyncs each group of commits before publishing it (not once replicated).
+    fsync_commits: Arc<std::sync::atomic::AtomicBool>,
     /// Joined on drop, so that the file is released when the last handle goes (a reopen does not race
     /// the old connection's close).
     applier: Option<std::thread::JoinHandle<()>>,
@@ -153,17 +159,23 @@ impl Store {
         let hub = watch::Hub::new(counters.revision, counters.compacted);
         let metrics = applier::Metrics::default();
         let (proposals, rx) = mpsc::channel(4096);
-        let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone())?;
+        let fsync_commits = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let syncer = syncer::spawn(path.to_path_buf(), hub.clone(), metrics.clone(), fsync_commits.clone())?;
         let state = applier::State { conn, index: index.clone(), revision: counters.revision, hub: hub.clone() };
         let applier = Some(applier::spawn(state, rx, syncer, metrics.clone())?);
         let readers = read::Readers::new(path.to_path_buf(), hub.clone(), index);
         let replicator = Default::default();
-        Ok(Store { inner: Arc::new(Inner { proposals, replicator, applier, readers, hub, metrics }) })
+        let inner = Inner { proposals, replicator, fsync_commits, applier, readers, hub, metrics };
+        Ok(Store { inner: Arc::new(inner) })
     }
 
-    /// Routes every later write through `replicator` and makes current reads wait on its barrier.
+    /// Routes every later write through `replicator` and makes current reads wait on its barrier. The
+    /// replicated log, fsynced before a write commits, is then the durable record: a transaction lost
+    /// with the page cache is applied again from the log at restart, so commits are no longer fsynced
+    /// one by one (only before a snapshot lets the log behind it go, see [`Store::copy_to`]).
     pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
         let _ = self.inner.replicator.set(replicator);
+        self.inner.fsync_commits.store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Applies one write command (through the replication layer when there is one); returns the
@@ -171,20 +183,24 @@ impl Store {
     pub async fn apply(&self, command: Command) -> Result<Outcome> {
         match self.inner.replicator.get() {
             Some(replicator) => replicator.propose(command).await,
-            None => self.submit(Some(command), None).await?.await.map_err(|_| StoreError::Closed)?,
+            None => {
+                let outcomes = self.submit(vec![command], None).await?.await.map_err(|_| StoreError::Closed)??;
+                outcomes.into_iter().next().ok_or(StoreError::Closed)
+            }
         }
     }
 
-    /// Queues a committed write for this store's applier (the replication layer's way in): `command`,
-    /// if any, and the replicated `applied` state recorded with it. Proposals apply in the order they
-    /// are submitted; the returned channel gives the outcome once durable.
+    /// Queues a committed entry for this store's applier (the replication layer's way in): `commands`,
+    /// applied together in one transaction, and the replicated `applied` state recorded with them.
+    /// Proposals apply in the order they are submitted; the returned channel gives the outcomes, one per
+    /// command, once durable.
     pub(crate) async fn submit(
         &self,
-        command: Option<Command>,
+        commands: Vec<Command>,
         applied: Option<Bytes>,
-    ) -> Result<oneshot::Receiver<Result<Outcome>>> {
+    ) -> Result<oneshot::Receiver<Result<Vec<Outcome>>>> {
         let (reply, rx) = oneshot::channel();
-        let proposal = Proposal { command, applied, reply };
+        let proposal = Proposal { commands, applied, reply };
         self.inner.proposals.send(Work::Propose(proposal)).await.map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
@@ -194,7 +210,8 @@ impl Store {
         self.inner.readers.replicated_state().await
     }
 
-    /// Writes a consistent copy of the whole store to `to` (a new SQLite file), durably.
+    /// Writes a consistent copy of the whole store to `to` (a new SQLite file), durably, and makes every
+    /// write the copy holds durable in the store too (a Raft snapshot lets the log behind it be purged).
     pub async fn copy_to(&self, to: &Path) -> Result<()> {
         self.inner.readers.copy_to(to.to_path_buf()).await
     }

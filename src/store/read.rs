@@ -118,9 +118,14 @@ impl Readers {
         .await
     }
 
-    /// A consistent copy of the whole database at `to`.
+    /// A consistent copy of the whole database at `to`; then everything the copy holds is made durable
+    /// in the database itself too.
     pub async fn copy_to(&self, to: PathBuf) -> Result<()> {
-        self.with_conn(move |conn| super::restore::copy(conn, &to)).await
+        self.with_conn(move |conn| {
+            super::restore::copy(conn, &to)?;
+            super::restore::sync_files(conn)
+        })
+        .await
     }
 
     /// Resolves keys at `revision` with `pick` and fetches their values, off the async threads (a large

@@ -83,6 +83,13 @@ pub(super) fn run(state: &mut State, from: &Path, syncer: &SyncerLink) -> Result
 /// checkpoint may be held back by readers, so the WAL is fsynced whatever it did, and the file too.
 fn make_durable(conn: &Connection) -> Result<()> {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))?;
+    sync_files(conn)
+}
+
+/// Fsyncs the WAL and then the database file of `conn`'s database: every transaction committed before
+/// the call is durable after it (one a checkpoint moved out of the WAL meanwhile was fsynced into the
+/// file by that checkpoint, or is by the second fsync).
+pub(super) fn sync_files(conn: &Connection) -> Result<()> {
     let database =
         conn.path().map(Path::new).ok_or_else(|| data_dir_error(Path::new("?"), std::io::Error::other("no path")))?;
     let mut wal = database.as_os_str().to_owned();

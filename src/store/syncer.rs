@@ -4,12 +4,15 @@
 //! fsync, and only then publishes their changes to the watch hub and answers their proposers. The fsync of
 //! one group thus overlaps the applying of the next, as etcd overlaps its WAL sync with applying, and an
 //! acknowledged write is on disk. While an fsync runs the applier keeps its transaction open and adds
-//! the writes that arrive, so that transactions grow with the load instead of each writing a few pages. Reads wait for the durable revision the same way (see `read`).
+//! the writes that arrive, so that transactions grow with the load instead of each writing a few pages.
+//! Reads wait for the published revision the same way (see `read`). Once the store is replicated, the
+//! Raft log (fsynced before a write commits) is the durable record instead and the syncer only publishes,
+//! in commit order: a transaction lost with the page cache is applied again from the log at restart.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Instant;
@@ -23,11 +26,12 @@ use super::{Record, Result, StoreError};
 
 /// The outcome a proposer waits for.
 pub(super) type Outcome = std::result::Result<Record, super::CommandError>;
-pub(super) type Reply = oneshot::Sender<Result<Outcome>>;
+pub(super) type Reply = oneshot::Sender<Result<Vec<Outcome>>>;
 
 /// One committed (not yet durable) transaction.
 pub(super) struct Committed {
-    pub answers: Vec<(Reply, Outcome)>,
+    /// Each proposal's outcomes, one per command.
+    pub answers: Vec<(Reply, Vec<Outcome>)>,
     pub changes: Vec<Change>,
     pub revision: i64,
     pub compacted: i64,
@@ -66,15 +70,22 @@ impl SyncerLink {
     }
 }
 
-/// Starts the syncer thread for the database at `db_path`; the applier sends it each committed transaction.
-pub(super) fn spawn(db_path: PathBuf, hub: Hub, metrics: Metrics) -> Result<SyncerLink> {
+/// Starts the syncer thread for the database at `db_path`; the applier sends it each committed
+/// transaction. It fsyncs while `fsync_commits` holds (when the store is replicated, the log is the
+/// durable record and the syncer only publishes, in commit order).
+pub(super) fn spawn(
+    db_path: PathBuf,
+    hub: Hub,
+    metrics: Metrics,
+    fsync_commits: Arc<AtomicBool>,
+) -> Result<SyncerLink> {
     let (sender, rx) = mpsc::channel();
     let shared = Arc::new(Shared::default());
     let mut wal = WalFile { path: wal_path(db_path), file: None };
     let syncer_shared = shared.clone();
     std::thread::Builder::new()
         .name("tug-store-sync".into())
-        .spawn(move || run(&mut wal, rx, &syncer_shared, hub, metrics))
+        .spawn(move || run(&mut wal, rx, &syncer_shared, hub, metrics, &fsync_commits))
         .map_err(|e| StoreError::DataDir { path: "syncer thread".into(), source: e })?;
     Ok(SyncerLink { sender, shared })
 }
@@ -85,22 +96,31 @@ fn wal_path(db_path: PathBuf) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn run(wal: &mut WalFile, rx: mpsc::Receiver<Committed>, shared: &Shared, hub: Hub, metrics: Metrics) {
+fn run(
+    wal: &mut WalFile,
+    rx: mpsc::Receiver<Committed>,
+    shared: &Shared,
+    hub: Hub,
+    metrics: Metrics,
+    fsync_commits: &AtomicBool,
+) {
     while let Ok(first) = rx.recv() {
         let group: Vec<Committed> = std::iter::once(first).chain(rx.try_iter()).collect();
-        let started = Instant::now();
-        if let Err(e) = wal.sync() {
-            // What reached the disk is unknown (a failed fsync may have dropped dirty pages), so nothing
-            // of this group may be acknowledged; exiting makes SQLite recover a consistent state at start.
-            tracing::error!(error = %e, path = %wal.path.display(), "fsync of the store's WAL failed; exiting");
-            std::process::exit(1);
+        if fsync_commits.load(Ordering::Acquire) {
+            let started = Instant::now();
+            if let Err(e) = wal.sync() {
+                // What reached the disk is unknown (a failed fsync may have dropped dirty pages), so nothing
+                // of this group may be acknowledged; exiting makes SQLite recover a consistent state at start.
+                tracing::error!(error = %e, path = %wal.path.display(), "fsync of the store's WAL failed; exiting");
+                std::process::exit(1);
+            }
+            metrics.record_sync(started.elapsed());
         }
-        metrics.record_sync(started.elapsed());
         let synced = group.len();
         for committed in group {
             hub.publish(committed.changes, committed.revision, committed.compacted);
-            for (reply, outcome) in committed.answers {
-                let _ = reply.send(Ok(outcome));
+            for (reply, outcomes) in committed.answers {
+                let _ = reply.send(Ok(outcomes));
             }
         }
         shared.pending.fetch_sub(synced, Ordering::AcqRel);

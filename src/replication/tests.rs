@@ -1,0 +1,120 @@
+//! Tests of a one-server group over a real store: concurrent writes share log entries and each gets its
+//! own outcome, in one revision order.
+
+use std::sync::Arc;
+
+use super::{Replication, Settings};
+use crate::store::{Command, CommandError, Store};
+
+/// Replication over the store in `dir` (a member once initialized), with no peers to reach.
+async fn start(dir: &std::path::Path) -> (Store, Arc<Replication>) {
+    let store = Store::open(&dir.join("state.db")).expect("store");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let settings = Settings {
+        dir: dir.to_path_buf(),
+        address: "127.0.0.1:1".into(),
+        tls: Arc::new(tls),
+        snapshot_entries: 10_000,
+    };
+    let replication = Replication::start(&store, settings).await.expect("replication");
+    (store, replication)
+}
+
+/// A new one-server group in `dir`, leading.
+async fn lone_server(dir: &std::path::Path) -> (Store, Arc<Replication>) {
+    let (store, replication) = start(dir).await;
+    replication.initialize_alone().await.expect("initialize");
+    replication.wait_for_leader(std::time::Duration::from_secs(10)).await.expect("leader");
+    (store, replication)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_and_keep_their_own_outcomes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, replication) = lone_server(dir.path()).await;
+    let writes = 300;
+    let tasks: Vec<_> = (0..writes)
+        .map(|i| {
+            let store = store.clone();
+            // Every third write collides with an earlier key: refusals travel in a batch too.
+            let key = format!("/r/{}", if i % 3 == 2 { i - 1 } else { i });
+            tokio::spawn(async move { store.apply(Command::Create { key, value: vec![b'v'; 100] }).await })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("store") {
+            Ok(record) => revisions.push(record.mod_revision),
+            Err(CommandError::AlreadyExists { .. }) => refused += 1,
+            Err(other) => panic!("unexpected refusal: {other}"),
+        }
+    }
+    revisions.sort();
+    let created = writes - writes / 3;
+    assert_eq!(revisions.len(), created, "every write to a new key is created");
+    assert_eq!(refused, writes / 3, "every write to a taken key is refused");
+    revisions.dedup();
+    assert_eq!(revisions.len(), created, "each created key has its own revision");
+    assert_eq!(revisions.last().copied(), Some(store.current_revision()));
+
+    let status = store.replication_status().expect("replicated");
+    assert_eq!(status.proposed_writes, writes as u64);
+    assert!(
+        status.proposed_entries * 4 <= status.proposed_writes,
+        "{} writes went into {} log entries: not batched",
+        status.proposed_writes,
+        status.proposed_entries
+    );
+    replication.shutdown().await;
+}
+
+/// Creates `/r/<i>` for each `i` in `range`, concurrently.
+async fn create_all(store: &Store, range: std::ops::Range<usize>) {
+    let tasks: Vec<_> = range
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(Command::Create { key: format!("/r/{i}"), value: vec![1] }).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("store").expect("created");
+    }
+}
+
+/// Every key under `/r/` with its revisions.
+async fn contents(store: &Store) -> Vec<(String, i64, i64)> {
+    let listed = store.list("/r/", Default::default()).await.expect("list");
+    listed.records.into_iter().map(|r| (r.key, r.create_revision, r.mod_revision)).collect()
+}
+
+/// Once replicated, the store's commits are not fsynced one by one: a store that lost its newest
+/// transactions (as to a power cut) gets them back from the log at start, at the same revisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_the_store_lost_are_applied_again_from_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, replication) = lone_server(dir.path()).await;
+    create_all(&store, 0..50).await;
+    let early = dir.path().join("early.db");
+    store.copy_to(&early).await.expect("copy");
+    create_all(&store, 50..150).await;
+    let before = contents(&store).await;
+    assert_eq!(before.len(), 150);
+    replication.shutdown().await;
+    drop((store, replication));
+
+    // The store as it was after the first 50 writes.
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("state.db{suffix}")));
+    }
+    std::fs::rename(&early, dir.path().join("state.db")).expect("replace the store");
+    let (store, replication) = start(dir.path()).await;
+    replication.wait_for_leader(std::time::Duration::from_secs(10)).await.expect("leader");
+    assert_eq!(contents(&store).await, before);
+    replication.shutdown().await;
+}
