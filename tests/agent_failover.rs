@@ -2,7 +2,8 @@
 //! pair, each listed in the `kubernetes` Endpoints; an agent in the namespace joins through the first.
 //! When that server is killed, the agent keeps its node Ready and runs a new pod through the others;
 //! the dead server leaves the Endpoints once its lease lapses; the agent restarted while its
-//! `--server` is still down rejoins through the servers it learned; a server stopping cleanly leaves
+//! `--server` is still down rejoins through the servers it learned; when the server it uses hangs
+//! (takes connections, answers nothing) the agent moves to another; a server stopping cleanly leaves
 //! the Endpoints within a renewal period.
 
 mod common;
@@ -36,6 +37,21 @@ fn node_ready(server: &TugServer, name: &str) -> bool {
 fn lease_renewed(server: &TugServer, name: &str) -> String {
     let path = "jsonpath={.spec.renewTime}";
     kubectl(&kubectls()[0], server, &["get", "lease", "-n", "kube-node-lease", name, "-o", path], None).stdout
+}
+
+/// The server the agent's connections go to: the one most of the connections established from its
+/// namespace lead to.
+fn server_in_use(netns: &Netns, servers: &[TugServer]) -> usize {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &netns.name, "ss", "-Htn", "state", "established"])
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let peers: Vec<&str> = text.lines().filter_map(|line| line.split_whitespace().nth(3)).collect();
+    let connections = |i: &usize| peers.iter().filter(|peer| **peer == format!("{HOST}:{}", servers[*i].port)).count();
+    let in_use = (0..servers.len()).max_by_key(connections).expect("servers");
+    assert!(connections(&in_use) > 0, "the agent has no connection to any server: {text}");
+    in_use
 }
 
 #[test]
@@ -100,6 +116,18 @@ fn an_agent_fails_over_to_another_server_and_rejoins_through_the_servers_it_lear
     eventually_within(Duration::from_secs(20), "the restarted server is back in the endpoints", || {
         api_endpoints(&servers[1]) == all
     });
+    // A server that takes connections but answers nothing (hung, or cut off from the others and not
+    // ready): the agent's readiness check moves it to another one.
+    let hung = server_in_use(&netns, &servers);
+    let answering = (hung + 1) % servers.len();
+    let renewed = lease_renewed(&servers[answering], "node-b");
+    let hung_pid = nix::unistd::Pid::from_raw(servers[hung].pid() as i32);
+    nix::sys::signal::kill(hung_pid, nix::sys::signal::Signal::SIGSTOP).expect("stop the server");
+    let moved = common::within(Duration::from_secs(40), || lease_renewed(&servers[answering], "node-b") != renewed);
+    nix::sys::signal::kill(hung_pid, nix::sys::signal::Signal::SIGCONT).expect("continue the server");
+    assert!(moved, "node-b's lease is not renewed while its server hangs; agent log:\n{}", agent.log());
+    assert_ne!(server_in_use(&netns, &servers), hung, "the agent still uses the server that hung");
+
     servers[2].terminate();
     let mut left: Vec<String> = servers[..2].iter().map(|s| format!("{HOST}:{}", s.port)).collect();
     left.sort();

@@ -2,13 +2,16 @@
 //! namespace of its own behind one switch, serve a workload of concurrent clients doing reads and
 //! compare-and-sets on ConfigMaps through the API (`faults/workload.rs`) while the test kills the
 //! leader, a follower, then all three; cuts the leader off from both followers, then one way only;
-//! drops a share of all packets; and wipes a follower's data dir and has it re-join. After each fault
+//! drops a share of all packets; slows every link (a token bucket: the kernel has no netem); and wipes a
+//! follower's data dir and has it re-join. After each fault
 //! heals, every server takes writes again. At the end the whole history must be linearizable
 //! (`faults/linearizability.rs`: no acknowledged write lost, no stale read), every watch stream on
 //! every server ordered and without gaps (`faults/watches.rs`), and every server must hold the same
-//! registers at the same resourceVersions.
+//! registers at the same resourceVersions and, stopped, the same store contents (`faults/contents.rs`).
 
 mod common;
+#[path = "faults/contents.rs"]
+mod contents;
 #[path = "faults/linearizability.rs"]
 mod linearizability;
 #[path = "faults/network.rs"]
@@ -115,6 +118,12 @@ fn the_store_stays_linearizable_through_crashes_partitions_and_packet_loss() {
     network.heal();
     report.push((fault, serving(&servers, fault)));
 
+    let fault = "every link slowed to 1 Mbit/s (queueing delay up to 400 ms)";
+    network.slow("1mbit", "400ms");
+    pause();
+    network.heal();
+    report.push((fault, serving(&servers, fault)));
+
     let fault = "all three killed";
     for server in &mut servers {
         server.kill();
@@ -164,12 +173,22 @@ fn the_store_stays_linearizable_through_crashes_partitions_and_packet_loss() {
         println!("  after {fault}: every server took writes within {took:?}");
     }
     let streams = streams.lock().unwrap();
-    let watched = watches::check(&streams, &operations);
+    let watched = watches::check(&streams, &operations, &history.written());
     println!("watch streams: {}; events checked: {watched:?}", streams.len());
     assert!(acknowledged > 50, "too few writes went through to mean anything: {acknowledged}");
     assert!(watched.as_ref().is_ok_and(|events| *events > acknowledged), "watches: {watched:?}");
     let violations = linearizability::violations(&operations);
     assert!(violations.is_empty(), "not linearizable: registers {violations:?}");
-    let contents: Vec<String> = servers.iter().map(registers).collect();
-    assert!(contents.iter().all(|c| *c == contents[0]), "the servers' registers differ: {contents:#?}");
+    let listed: Vec<String> = servers.iter().map(registers).collect();
+    assert!(listed.iter().all(|c| *c == listed[0]), "the servers' registers differ: {listed:#?}");
+    contents::wait_until_caught_up(&servers);
+    for server in &mut servers {
+        server.terminate();
+    }
+    let common = servers.iter().map(|server| contents::revision(server.data_dir())).min().expect("servers");
+    let last_write = history.written().iter().map(|w| w.2).max().unwrap_or(0) as i64;
+    assert!(common >= last_write, "a server stopped before revision {last_write}, the last acknowledged write");
+    let hashes: Vec<_> = servers.iter().map(|server| contents::hash(server.data_dir(), common)).collect();
+    println!("store contents up to revision {common} (history rows, hash) on each server: {hashes:?}");
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "the servers' stores differ: {hashes:?}");
 }

@@ -1,7 +1,8 @@
 //! Removing a server by deleting its Node, as with k3s (root, containerd): three servers, the third
 //! with its in-process agent and so a Node. Deleting that Node while another server is down is refused
 //! (the two voters left would have no quorum) and the Node waits, Terminating, with a warning event;
-//! once the down server is back, the deleted Node's server leaves the group and the Node goes.
+//! once the down server is back, the deleted Node's server leaves the group and the Node goes; the
+//! removed server exits and refuses to start again until its store directory is cleared.
 
 mod common;
 
@@ -55,5 +56,15 @@ fn deleting_a_servers_node_removes_it_from_the_cluster_once_that_is_safe() {
     });
     assert_eq!(voters(&second), "2", "the other server agrees");
     kubectl(bin, &second, &["create", "cm", "after-removal"], None).ok();
-    drop(third);
+
+    // The removed server notices, exits, and will not start again into a group it is not in.
+    let removed = "this server was removed from the cluster";
+    let mut third = third;
+    eventually_within(Duration::from_secs(30), "the removed server exits", || third.exited().is_some());
+    assert!(third.log().contains(removed), "it says why:\n{}", third.log());
+    third.spawn_again();
+    eventually_within(Duration::from_secs(30), "the removed server refuses to start", || {
+        third.exited().is_some_and(|status| !status.success())
+    });
+    assert!(third.log().matches(removed).count() >= 2, "it says why again:\n{}", third.log());
 }

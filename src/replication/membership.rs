@@ -8,7 +8,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
-use super::network::{addressed, PING_PATH};
+use super::network::{addressed, PING_PATH, REMOVED_PATH};
 use super::types::NodeId;
 use super::{JoinRequest, Refusal, Replication};
 
@@ -97,6 +97,11 @@ impl Replication {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         self.raft.change_membership(change, false).await.map_err(refused)?;
+        // Told directly: replication to it has stopped, so it may never see the change itself.
+        let address = membership.get_node(&id).map(|node| node.addr.clone()).unwrap_or_default();
+        if let Err(error) = self.peers.call::<(), ()>(&address, &addressed(REMOVED_PATH, id), &(), PING_TIMEOUT).await {
+            tracing::warn!(id, %address, %error, "could not tell the removed server; it stays up until stopped");
+        }
         Ok(true)
     }
 }

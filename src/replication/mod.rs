@@ -5,6 +5,7 @@
 //! member's own applied state. Servers talk over mutual TLS on the API port (`routes`, `network`).
 
 mod batcher;
+mod lifecycle;
 mod log_store;
 mod membership;
 mod network;
@@ -19,15 +20,17 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use lifecycle::REMOVED_MARKER;
 pub use routes::routes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +40,9 @@ use types::{LogId, NodeId, Raft};
 
 /// How long a write or current read waits for a leader (an election) before failing as unavailable.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a write may wait for its batch to be committed before its outcome counts as unknown (the
+/// batch may wait for a leader, then for the leader's answer).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The deadline of a forwarded write or read index.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long adding a server may take (it catches up, by snapshot if need be, before it votes).
@@ -89,8 +95,13 @@ pub struct Replication {
     membership_changes: tokio::sync::Mutex<()>,
     /// Where the state machine keeps its snapshots (and receives the leader's).
     snapshots: PathBuf,
-    /// Gathers the writes this server proposes as leader into log entries.
+    /// The store directory (`Settings::dir`), where a removed server leaves its marker.
+    store_dir: PathBuf,
+    /// Gathers the writes this server takes into batches, each committed as one log entry.
     batcher: batcher::Batcher,
+    /// Log entries this server proposed as leader, and the writes they carried (for /metrics).
+    proposed_entries: AtomicU64,
+    proposed_writes: AtomicU64,
 }
 
 impl Replication {
@@ -98,7 +109,9 @@ impl Replication {
     /// through it. A new server is not a member of any group until [`Replication::initialize_alone`]
     /// or [`Replication::join`].
     pub async fn start(store: &Store, settings: Settings) -> anyhow::Result<Arc<Replication>> {
+        lifecycle::refuse_if_removed(&settings.dir)?;
         let id = node_id(&settings.dir)?;
+        let store_dir = settings.dir.clone();
         let log = log_store::LogStore::open(&settings.dir.join("raft.db")).context("opening the Raft log")?;
         let snapshots = settings.dir.join("raft-snapshots");
         let state_machine = state_machine::StateMachine::new(store.clone(), snapshots.clone()).await?;
@@ -116,17 +129,33 @@ impl Replication {
         .validate()?;
         let peers = Peers { id, tls: settings.tls.clone() };
         let raft = Raft::new(id, Arc::new(config), peers, log, state_machine).await?;
-        let replication = Arc::new(Replication {
-            id,
-            address: settings.address,
-            raft: raft.clone(),
-            peers: pool::Pool::new(settings.tls),
-            membership_changes: Default::default(),
-            snapshots,
-            batcher: batcher::Batcher::start(raft.clone(), FORWARD_TIMEOUT),
+        let replication = Arc::new_cyclic(|this: &Weak<Replication>| {
+            let this = this.clone();
+            let commit: batcher::Commit = Arc::new(move |commands| {
+                let this = this.clone();
+                Box::pin(async move {
+                    match this.upgrade() {
+                        Some(replication) => replication.commit(commands).await,
+                        None => Err(StoreError::Closed),
+                    }
+                })
+            });
+            Replication {
+                id,
+                address: settings.address,
+                raft,
+                peers: pool::Pool::new(settings.tls),
+                membership_changes: Default::default(),
+                snapshots,
+                store_dir: store_dir.clone(),
+                batcher: batcher::Batcher::start(commit, WRITE_TIMEOUT),
+                proposed_entries: AtomicU64::new(0),
+                proposed_writes: AtomicU64::new(0),
+            }
         });
         store.set_replicator(replication.clone());
-        exit_when_stopped(&replication.raft);
+        lifecycle::exit_when_stopped(&replication.raft);
+        lifecycle::exit_when_removed(&replication.raft, id, store_dir);
         Ok(replication)
     }
 
@@ -217,10 +246,22 @@ impl Replication {
         let _ = self.raft.shutdown().await;
     }
 
-    /// On the leader: applies a write (in a batch with others) and returns its outcome, within
-    /// [`FORWARD_TIMEOUT`] (without a quorum it would wait for ever).
-    async fn write_as_leader(&self, command: Command) -> Result<Outcome, Refusal> {
-        self.batcher.write(command).await
+    /// Commits a batch of writes as one log entry through the leader; their outcomes, in order.
+    async fn commit(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, StoreError> {
+        self.on_leader(WRITE_PATH, FORWARD_TIMEOUT, &commands, || self.propose_as_leader(commands.clone())).await
+    }
+
+    /// On the leader: commits a batch of writes as one log entry and returns their outcomes once
+    /// applied, within [`FORWARD_TIMEOUT`] (without a quorum it would wait for ever).
+    async fn propose_as_leader(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Refusal> {
+        self.proposed_entries.fetch_add(1, Ordering::Relaxed);
+        self.proposed_writes.fetch_add(commands.len() as u64, Ordering::Relaxed);
+        match tokio::time::timeout(FORWARD_TIMEOUT, self.raft.client_write(commands)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Refusal::NotLeader),
+            Ok(Err(other)) => Err(Refusal::Failed(other.to_string())),
+            Err(_) => Err(Refusal::Indeterminate(format!("not committed within {FORWARD_TIMEOUT:?}"))),
+        }
     }
 
     /// On the leader: the read index (the log id a current read must have seen applied).
@@ -293,7 +334,7 @@ impl Replication {
 #[async_trait::async_trait]
 impl crate::store::Replicator for Replication {
     async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
-        self.on_leader(WRITE_PATH, FORWARD_TIMEOUT, &command, || self.write_as_leader(command.clone())).await
+        self.batcher.write(command).await
     }
 
     async fn read_barrier(&self) -> Result<(), StoreError> {
@@ -315,7 +356,6 @@ impl crate::store::Replicator for Replication {
         // A leader cut off from its quorum still calls itself leader: it counts only while a quorum
         // acknowledged it recently.
         let leader_heard = !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < QUORUM_SILENCE_MS);
-        let (proposed_entries, proposed_writes) = self.batcher.proposed();
         ReplicationStatus {
             has_leader: metrics.current_leader.is_some() && leader_heard,
             is_leader,
@@ -324,29 +364,10 @@ impl crate::store::Replicator for Replication {
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             voters,
             learners: membership.nodes().count().saturating_sub(voters),
-            proposed_entries,
-            proposed_writes,
+            proposed_entries: self.proposed_entries.load(Ordering::Relaxed),
+            proposed_writes: self.proposed_writes.load(Ordering::Relaxed),
         }
     }
-}
-
-/// Exits the process if the Raft node stops on an error (a storage failure): what reached the disk is
-/// unknown, and a restart recovers from the log, as the store does when an fsync fails.
-fn exit_when_stopped(raft: &Raft) {
-    let mut metrics = raft.metrics();
-    tokio::spawn(async move {
-        while metrics.changed().await.is_ok() {
-            match &metrics.borrow().running_state {
-                Ok(()) => {}
-                // Shut down on purpose.
-                Err(openraft::error::Fatal::Stopped) => return,
-                Err(error) => {
-                    tracing::error!(%error, "the Raft node stopped on an error; exiting");
-                    std::process::exit(1);
-                }
-            }
-        }
-    });
 }
 
 /// This server's node id: random on first start, kept in `<dir>/raft-id`.

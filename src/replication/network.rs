@@ -29,6 +29,8 @@ pub const READ_INDEX_PATH: &str = "/tug/raft/read-index";
 pub const JOIN_PATH: &str = "/tug/raft/join";
 /// Answers whether a member is up (before a removal).
 pub const PING_PATH: &str = "/tug/raft/ping";
+/// Tells a member the leader has removed it from the group.
+pub const REMOVED_PATH: &str = "/tug/raft/removed";
 
 /// Largest answer accepted from a peer.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;

@@ -1,5 +1,6 @@
 //! The replication endpoints on the API port, for servers presenting the peer certificate only: Raft's
-//! RPCs handed to the local node, and the leader-side of forwarded writes, read indexes and joins.
+//! RPCs handed to the local node, the leader-side of forwarded writes, read indexes and joins, and the
+//! leader's word that this server was removed.
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use openraft::Snapshot;
 
-use super::network::{APPEND_PATH, JOIN_PATH, PING_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
+use super::network::{
+    APPEND_PATH, JOIN_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH,
+};
 use super::types::{decode, encode, SnapshotFile};
 use super::Replication;
 use crate::apiserver::auth::User;
@@ -29,6 +32,7 @@ pub fn routes(replication: Arc<Replication>) -> axum::Router {
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
         .route(PING_PATH, post(|| async { answer(&()) }))
+        .route(REMOVED_PATH, post(removed))
         .route(SNAPSHOT_PATH, post(install_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_for_this_node));
     axum::Router::new()
@@ -97,6 +101,17 @@ async fn append(State(s): Shared, body: Bytes) -> Response {
     }
 }
 
+/// The leader removed this server from the group: it answers, then exits (see `lifecycle`).
+async fn removed(State(s): Shared) -> Response {
+    let dir = s.replication.store_dir.clone();
+    tokio::spawn(async move {
+        // The answer goes out first.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        super::lifecycle::exit_removed(&dir);
+    });
+    answer(&())
+}
+
 async fn vote(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => answer(&s.replication.raft.vote(request).await),
@@ -106,7 +121,7 @@ async fn vote(State(s): Shared, body: Bytes) -> Response {
 
 async fn write(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(command) => answer(&s.replication.write_as_leader(command).await),
+        Ok(commands) => answer(&s.replication.propose_as_leader(commands).await),
         Err(e) => undecodable(e),
     }
 }

@@ -16,6 +16,8 @@ use crate::store::Store;
 
 /// How long a new member waits to learn of a leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a restarting member waiting for its group's leader says so.
+const QUORUM_WAIT_LOG: Duration = Duration::from_secs(15);
 
 /// Before a joining server's certificates exist: writes the cluster's CA and service account key,
 /// fetched from the member (whose CA is checked against the token's hash), into `tls_dir`.
@@ -88,7 +90,8 @@ pub fn reset_before_start(db_dir: &Path, restore: Option<&Path>) -> anyhow::Resu
         }
     }
     // A new node id too: servers of the old group must not take the new group's messages for theirs.
-    for file in ["raft.db", "raft.db-wal", "raft.db-shm", "raft-id"] {
+    // A server removed from its old group may start the new one.
+    for file in ["raft.db", "raft.db-wal", "raft.db-shm", "raft-id", crate::replication::REMOVED_MARKER] {
         remove_if_present(&db_dir.join(file))?;
     }
     match std::fs::remove_dir_all(db_dir.join("raft-snapshots")) {
@@ -128,7 +131,8 @@ pub async fn become_member(
     cfg: &ServerConfig,
     ca_pem: &str,
 ) -> anyhow::Result<()> {
-    if !replication.is_member().await? {
+    let restarting = replication.is_member().await?;
+    if !restarting {
         match (&cfg.join, &cfg.token) {
             (Some(server), Some(token)) if cfg.cluster_reset.is_none() => {
                 join(replication, server, token, ca_pem).await?
@@ -148,8 +152,26 @@ pub async fn become_member(
     } else if let Some(server) = &cfg.join {
         tracing::info!(%server, "already a member of the cluster; --server is not needed to restart");
     }
-    replication.wait_for_leader(LEADER_TIMEOUT).await?;
+    if restarting {
+        wait_for_quorum(replication).await?;
+    } else {
+        replication.wait_for_leader(LEADER_TIMEOUT).await?;
+    }
     replication.settle_membership().await
+}
+
+/// On a member restarting: waits for a leader as long as it takes (the other servers may come back
+/// much later, as after a power cut across a site), saying so every [`QUORUM_WAIT_LOG`].
+async fn wait_for_quorum(replication: &Replication) -> anyhow::Result<()> {
+    loop {
+        let started = std::time::Instant::now();
+        match replication.wait_for_leader(QUORUM_WAIT_LOG).await {
+            Ok(()) => return Ok(()),
+            // Not the wait running out: the node is shutting down.
+            Err(error) if started.elapsed() < QUORUM_WAIT_LOG => return Err(error),
+            Err(_) => tracing::warn!("waiting for a quorum of the cluster's servers to elect a leader"),
+        }
+    }
 }
 
 async fn join(replication: &Replication, server: &ServerUrl, token: &Token, ca_pem: &str) -> anyhow::Result<()> {

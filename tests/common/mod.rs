@@ -145,6 +145,13 @@ impl TugServer {
         self.child.take().and_then(terminate)
     }
 
+    /// The exit status once the process has exited by itself (it then counts as stopped).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     /// Whether the next (re)start runs the node agent.
     pub fn set_agent(&mut self, agent: bool) {
         self.agent = agent;

@@ -1,8 +1,9 @@
 //! The fault tests' network: a switch (a bridge in a namespace of its own) joining one namespace per
 //! server and the host, all on 10.251.9.0/24, created by the test and removed when dropped. Faults are
-//! made inside the servers' namespaces with iptables: DROP rules for partitions (one-way ones too), and
-//! random drops for packet loss (the `statistic` match: this machine's kernel has no netem, so no
-//! delay faults).
+//! made inside the servers' namespaces: iptables DROP rules for partitions (one-way ones too) and random
+//! drops for packet loss (the `statistic` match), and for delay a token bucket (`tc ... tbf`) on each
+//! server's link, which queues what exceeds its rate (this machine's kernel has no netem, so delay comes
+//! from a slow link rather than a fixed added latency).
 
 use std::process::Command;
 
@@ -72,10 +73,23 @@ impl Network {
         }
     }
 
-    /// Every partition and loss undone.
+    /// Every server's link sends at most `rate` (as tc writes it, e.g. `2mbit`), queueing what exceeds
+    /// it for up to `latency` (then dropping it).
+    pub fn slow(&self, rate: &str, latency: &str) {
+        for (netns, _) in &self.servers {
+            let qdisc =
+                ["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "16kb", "latency", latency];
+            in_netns(netns, "tc", &qdisc);
+        }
+    }
+
+    /// Every partition, loss and slow link undone.
     pub fn heal(&self) {
         for (netns, _) in &self.servers {
             in_netns(netns, "iptables", &["-F", "INPUT"]);
+            // Only slowed links have a root qdisc to delete.
+            let _ =
+                Command::new("ip").args(["netns", "exec", netns, "tc", "qdisc", "del", "dev", "eth0", "root"]).output();
         }
     }
 

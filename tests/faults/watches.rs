@@ -3,8 +3,10 @@
 //! server died, the watch timed out, or it ended with an error such as 410 Gone), then a new list and
 //! watch. Each stream must be ordered (resourceVersions increasing from the list's) and have no gaps:
 //! every change of a register it shows, from the value it last showed (or listed), is a write the
-//! clients made from that value to that one. (An event missing at a stream's very end is not caught:
-//! no later event of its register shows the gap.)
+//! clients made from that value to that one, and every acknowledged write with a resourceVersion
+//! between the list's and the stream's last event is in it, at that resourceVersion. (After a stream's
+//! last event nothing can be required: a stream may end at any point, and its client resumes from the
+//! last resourceVersion it saw.)
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::Api;
 
 use super::linearizability::{Action, Operation};
+use super::workload::Written;
 
 /// One list and the watch that followed it.
 #[derive(Debug, Default)]
@@ -77,8 +80,9 @@ pub async fn run(client: kube::Client, streams: Arc<Mutex<Vec<Stream>>>, stop: A
     }
 }
 
-/// Checks every stream against the writes of `history`; the number of events checked.
-pub fn check(streams: &[Stream], history: &[Operation]) -> Result<usize, String> {
+/// Checks every stream against the writes of `history` and the acknowledged writes `written`; the
+/// number of events checked.
+pub fn check(streams: &[Stream], history: &[Operation], written: &[Written]) -> Result<usize, String> {
     let writes: HashSet<(&str, Option<&str>, &str)> = history
         .iter()
         .filter_map(|op| match &op.action {
@@ -107,6 +111,11 @@ pub fn check(streams: &[Stream], history: &[Operation]) -> Result<usize, String>
             values.insert(name, value);
             checked += 1;
         }
+        let shown: HashSet<&Written> = stream.events.iter().collect();
+        let covered = stream.listed_at + 1..=last_version;
+        if let Some(missing) = written.iter().find(|w| covered.contains(&w.2) && !shown.contains(w)) {
+            return Err(format!("stream {index}: the acknowledged write {missing:?} is missing (a gap)"));
+        }
     }
     Ok(checked)
 }
@@ -128,13 +137,23 @@ mod tests {
     #[test]
     fn a_stream_following_the_writes_passes_and_a_gap_or_a_reordering_fails() {
         let history = [write("reg-0", Some("a"), "b"), write("reg-0", Some("b"), "c"), write("reg-1", None, "x")];
+        let written: Vec<Written> = [("reg-0", "b", 5), ("reg-1", "x", 6), ("reg-0", "c", 7)]
+            .iter()
+            .map(|(k, v, rv)| (k.to_string(), v.to_string(), *rv))
+            .collect();
         let whole = stream(&[("reg-0", "b", 5), ("reg-1", "x", 6), ("reg-0", "c", 7)]);
-        assert_eq!(check(&[whole], &history), Ok(3));
+        assert_eq!(check(&[whole], &history, &written), Ok(3));
         let gap = stream(&[("reg-0", "c", 7)]);
-        assert!(check(&[gap], &history).unwrap_err().contains("a gap"));
+        assert!(check(&[gap], &history, &written).unwrap_err().contains("a gap"));
         let reordered = stream(&[("reg-0", "b", 7), ("reg-1", "x", 6)]);
-        assert!(check(&[reordered], &history).unwrap_err().contains("after 7"));
+        assert!(check(&[reordered], &history, &written).unwrap_err().contains("after 7"));
         let replayed = stream(&[("reg-0", "b", 3)]);
-        assert!(check(&[replayed], &history).unwrap_err().contains("after 4"), "not before the list");
+        assert!(check(&[replayed], &history, &written).unwrap_err().contains("after 4"), "not before the list");
+        // reg-1's only change is missing: no later event of reg-1 shows it, the acknowledged write does.
+        let missing = stream(&[("reg-0", "b", 5), ("reg-0", "c", 7)]);
+        assert!(check(&[missing], &history, &written).unwrap_err().contains("\"x\", 6) is missing"));
+        // A stream that ended early owes nothing after its last event.
+        let ended = stream(&[("reg-0", "b", 5)]);
+        assert_eq!(check(&[ended], &history, &written), Ok(1));
     }
 }

@@ -18,15 +18,24 @@ use super::linearizability::{Action, Operation};
 
 pub const KEYS: usize = 4;
 
-/// Every recorded operation.
+/// Every recorded operation, and each acknowledged write's register, value and resourceVersion.
 pub struct History {
     started: Instant,
     operations: Mutex<Vec<Operation>>,
+    written: Mutex<Vec<Written>>,
 }
+
+/// An acknowledged write: register, value, resourceVersion.
+pub type Written = (String, String, u64);
 
 impl History {
     pub fn new() -> Arc<History> {
-        Arc::new(History { started: Instant::now(), operations: Mutex::new(Vec::new()) })
+        Arc::new(History { started: Instant::now(), operations: Mutex::new(Vec::new()), written: Default::default() })
+    }
+
+    /// The acknowledged writes.
+    pub fn written(&self) -> Vec<Written> {
+        self.written.lock().unwrap().clone()
     }
 
     fn now(&self) -> u64 {
@@ -108,7 +117,12 @@ async fn compare_and_set(
     };
     let ret = history.now();
     match answer {
-        Ok(_) => history.record(key, call, Some(ret), Action::CasOk { old, new }),
+        Ok(written) => {
+            let version = written.metadata.resource_version.and_then(|v| v.parse().ok());
+            let version = version.expect("an acknowledged write has a resourceVersion");
+            history.written.lock().unwrap().push((key.into(), new.clone(), version));
+            history.record(key, call, Some(ret), Action::CasOk { old, new })
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             history.record(key, call, Some(ret), Action::CasFailed { old })
         }
