@@ -135,6 +135,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let tls_files = crate::pki::ensure_server_tls(&server_dir.join("tls"), &dns, &ips)?;
     let db_dir = server_dir.join("db");
     if let Some(reset) = &cfg.cluster_reset {
+        if reset.restore.is_none() {
+            // The store's contents are kept: first every write the old log committed.
+            let store = Store::open(&db_dir.join("state.db"))?;
+            crate::replication::apply_committed_log(&store, &db_dir).await?;
+        }
         cluster::reset_before_start(&db_dir, reset.restore.as_deref())?;
     }
     let store = Store::open(&db_dir.join("state.db"))?;

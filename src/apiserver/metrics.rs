@@ -82,7 +82,7 @@ impl Metrics {
              # HELP tug_store_write_commands_total Write commands applied.\n# TYPE tug_store_write_commands_total counter\ntug_store_write_commands_total {}\n\
              # HELP tug_store_commit_seconds Time from a transaction's first write to its commit (it stays open for more writes while an fsync runs).\n# TYPE tug_store_commit_seconds summary\ntug_store_commit_seconds_sum {}\ntug_store_commit_seconds_count {}\n\
              # HELP tug_store_commit_seconds_max Slowest transaction.\n# TYPE tug_store_commit_seconds_max gauge\ntug_store_commit_seconds_max {}\n\
-             # HELP tug_store_fsync_seconds WAL fsync latency; each fsync makes one or more transactions durable.\n# TYPE tug_store_fsync_seconds summary\ntug_store_fsync_seconds_sum {}\ntug_store_fsync_seconds_count {}\n\
+             # HELP tug_store_fsync_seconds WAL fsync latency; each fsync makes one or more transactions durable (none once replicated: the Raft log is).\n# TYPE tug_store_fsync_seconds summary\ntug_store_fsync_seconds_sum {}\ntug_store_fsync_seconds_count {}\n\
              # HELP tug_store_revision Current store revision.\n# TYPE tug_store_revision gauge\ntug_store_revision {}\n\
              # HELP apiserver_registered_watchers Number of open watches.\n# TYPE apiserver_registered_watchers gauge\napiserver_registered_watchers {}\n",
             s.batches, s.commands, s.commit_seconds_total, s.batches, s.commit_seconds_max, s.sync_seconds_total, s.syncs,

@@ -28,8 +28,9 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_DATASTORE_COMPACT_KEEP_AGE", default_value = "0s", value_parser = humantime::parse_duration, help_heading = "Data")]
     pub datastore_compact_keep_age: std::time::Duration,
 
-    /// Raft log entries between two snapshots of the store; the log before a snapshot is purged, and a
-    /// server that missed purged entries catches up from the snapshot
+    /// Raft log entries (each a batch of up to 512 writes or 1 MiB) between two snapshots of the store;
+    /// the log before a snapshot is purged, and a server that missed purged entries catches up from the
+    /// snapshot
     #[arg(long, env = "TUG_RAFT_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..), help_heading = "Data")]
     pub raft_snapshot_entries: u64,
 

@@ -1,10 +1,11 @@
-//! Group commit above Raft, on every server: the writes a server takes while its earlier ones are in
-//! flight are gathered into one batch, committed as one log entry — proposed by the leader itself, or
-//! sent by a follower to the leader in one request — so that one forward, one log fsync on each member,
-//! one replication round and one store transaction serve them all (openraft appends and flushes each
-//! entry before taking the next, so the store's own group commit alone would see one write at a time).
-//! A batch goes as soon as fewer than [`MAX_IN_FLIGHT`] of the server's batches are waiting for their
-//! outcome; under load the queue fills meanwhile.
+//! Group commit above Raft, on the leader: the writes it takes (its own and those its followers
+//! forward) while earlier ones are in flight are gathered into one batch, proposed as one log entry, so
+//! that one log fsync on each member, one replication round and one store transaction serve them all
+//! (openraft appends and flushes each entry before taking the next, so the store's own group commit
+//! alone would see one write at a time). A batch goes as soon as fewer than [`MAX_IN_FLIGHT`] batches
+//! are waiting for their outcome; under load the queue fills meanwhile. (Batching on the followers as
+//! well, each forwarding its batches, was measured and was slower: the leader then proposed each
+//! follower's batch as an entry of its own, a third as large.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,29 +13,30 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::store::{Command, Outcome, StoreError};
+use super::Refusal;
+use crate::store::{Command, Outcome};
 
 /// Batches sent and not yet answered at any time: one being appended while the one before it
 /// replicates and applies.
 const MAX_IN_FLIGHT: usize = 2;
 /// The most writes one batch carries.
 const MAX_BATCH_WRITES: usize = 512;
-/// Beyond this many bytes of keys and values, a batch takes no more writes (one larger write goes
-/// alone), so that an entry stays far below the largest replication message.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The most bytes of keys and values one batch carries (one larger write goes alone): an entry must
+/// reach a follower within openraft's AppendEntries deadline, the heartbeat interval.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Writes waiting for a batch beyond which more wait to be queued.
 const MAX_QUEUED: usize = 8192;
 
-/// Commits a batch (through the leader) and returns each write's outcome, in order.
-pub type Commit = Arc<dyn Fn(Vec<Command>) -> BoxFuture<'static, Result<Vec<Outcome>, StoreError>> + Send + Sync>;
+/// Proposes a batch as one entry and returns each write's outcome, in order.
+pub type Commit = Arc<dyn Fn(Vec<Command>) -> BoxFuture<'static, Result<Vec<Outcome>, Refusal>> + Send + Sync>;
 
 /// A write waiting for its batch.
 struct Waiting {
     command: Command,
-    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+    reply: oneshot::Sender<Result<Outcome, Refusal>>,
 }
 
-/// A server's write queue.
+/// The leader's write queue.
 pub struct Batcher {
     queue: mpsc::Sender<Waiting>,
     timeout: Duration,
@@ -42,7 +44,7 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts batching writes into `commit`; a write not answered within `timeout` (its batch may
-    /// still be committed) is given up as indeterminate.
+    /// still be committed) is given up as indeterminate, one still queued then is dropped.
     pub fn start(commit: Commit, timeout: Duration) -> Batcher {
         let (queue, waiting) = mpsc::channel(MAX_QUEUED);
         tokio::spawn(send_batches(commit, waiting));
@@ -50,15 +52,16 @@ impl Batcher {
     }
 
     /// Commits `command` in a batch and returns its outcome once applied.
-    pub async fn write(&self, command: Command) -> Result<Outcome, StoreError> {
+    pub async fn write(&self, command: Command) -> Result<Outcome, Refusal> {
         let (reply, outcome) = oneshot::channel();
+        let stopped = || Refusal::Failed("the Raft node is shutting down".into());
         let queued = async {
-            self.queue.send(Waiting { command, reply }).await.map_err(|_| StoreError::Closed)?;
-            outcome.await.map_err(|_| StoreError::Closed)?
+            self.queue.send(Waiting { command, reply }).await.map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
         };
         match tokio::time::timeout(self.timeout, queued).await {
             Ok(answer) => answer,
-            Err(_) => Err(StoreError::Indeterminate(format!("not applied within {:?}", self.timeout))),
+            Err(_) => Err(Refusal::Indeterminate(format!("not applied within {:?}", self.timeout))),
         }
     }
 }
@@ -66,10 +69,14 @@ impl Batcher {
 /// Takes the writes queued whenever a batch may go, in arrival order, and commits them together.
 async fn send_batches(commit: Commit, mut waiting: mpsc::Receiver<Waiting>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = waiting.recv().await {
+    let mut next = None;
+    loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let (commands, replies): (Vec<_>, Vec<_>) =
-            gather(first, &mut waiting).into_iter().map(|w| (w.command, w.reply)).unzip();
+        let batch = gather(&mut next, &mut waiting).await;
+        if batch.is_empty() {
+            return;
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
         let committed = commit(commands);
         tokio::spawn(async move {
             answer(replies, committed.await);
@@ -78,14 +85,34 @@ async fn send_batches(commit: Commit, mut waiting: mpsc::Receiver<Waiting>) {
     }
 }
 
-/// `first` and the writes queued behind it, within the batch limits.
-fn gather(first: Waiting, waiting: &mut mpsc::Receiver<Waiting>) -> Vec<Waiting> {
-    let mut bytes = size(&first.command);
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-        let Ok(next) = waiting.try_recv() else { break };
-        bytes += size(&next.command);
-        batch.push(next);
+/// The next batch: `next` (the write the previous batch had no room for) or the next write to come,
+/// then those queued behind it, within the batch limits; the first that does not fit is left in
+/// `next`. Writes whose callers gave up are dropped, so that a write reported as timed out in the
+/// queue is never committed later. Empty once the queue is closed.
+async fn gather(next: &mut Option<Waiting>, waiting: &mut mpsc::Receiver<Waiting>) -> Vec<Waiting> {
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    while batch.len() < MAX_BATCH_WRITES {
+        let write = match next.take() {
+            Some(write) => write,
+            None if batch.is_empty() => match waiting.recv().await {
+                Some(write) => write,
+                None => break,
+            },
+            None => match waiting.try_recv() {
+                Ok(write) => write,
+                Err(_) => break,
+            },
+        };
+        if write.reply.is_closed() {
+            continue;
+        }
+        let size = size(&write.command);
+        if !batch.is_empty() && bytes + size > MAX_BATCH_BYTES {
+            *next = Some(write);
+            break;
+        }
+        bytes += size;
+        batch.push(write);
     }
     batch
 }
@@ -98,8 +125,8 @@ fn size(command: &Command) -> usize {
     }
 }
 
-/// Answers each write of a batch with its outcome, or all of them with the batch's failure.
-fn answer(replies: Vec<oneshot::Sender<Result<Outcome, StoreError>>>, committed: Result<Vec<Outcome>, StoreError>) {
+/// Answers each write of a batch with its outcome, or all of them with the batch's refusal.
+fn answer(replies: Vec<oneshot::Sender<Result<Outcome, Refusal>>>, committed: Result<Vec<Outcome>, Refusal>) {
     match committed {
         Ok(outcomes) if outcomes.len() == replies.len() => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -109,23 +136,13 @@ fn answer(replies: Vec<oneshot::Sender<Result<Outcome, StoreError>>>, committed:
         Ok(outcomes) => {
             let wrong = format!("{} outcomes came back for a batch of {} writes", outcomes.len(), replies.len());
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Indeterminate(wrong.clone())));
+                let _ = reply.send(Err(Refusal::Indeterminate(wrong.clone())));
             }
         }
-        Err(failure) => {
+        Err(refusal) => {
             for reply in replies {
-                let _ = reply.send(Err(for_each_write(&failure)));
+                let _ = reply.send(Err(refusal.clone()));
             }
         }
-    }
-}
-
-/// A batch's failure, for each of its writes.
-fn for_each_write(failure: &StoreError) -> StoreError {
-    match failure {
-        StoreError::Indeterminate(reason) => StoreError::Indeterminate(reason.clone()),
-        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
-        StoreError::Closed => StoreError::Closed,
-        other => StoreError::Unavailable(other.to_string()),
     }
 }

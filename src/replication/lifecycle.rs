@@ -12,8 +12,7 @@ use anyhow::Context;
 
 use super::types::{NodeId, Raft};
 
-/// How long a member may be missing from the membership it knows before it counts as removed (an
-/// uncommitted change that removed it may be undone by the next leader within a heartbeat).
+/// How long a member may be missing from the committed membership it knows before it counts as removed.
 const REMOVED_AFTER: Duration = Duration::from_secs(5);
 /// The marker a removed server leaves in its store directory.
 pub const REMOVED_MARKER: &str = "removed";
@@ -62,9 +61,16 @@ pub fn exit_when_removed(raft: &Raft, id: NodeId, dir: PathBuf) {
         let mut was_member = false;
         let mut missing_since: Option<Instant> = None;
         loop {
-            let member = metrics.borrow().membership_config.membership().get_node(&id).is_some();
+            let (member, committed) = {
+                let metrics = metrics.borrow();
+                let membership = &metrics.membership_config;
+                // Applied, hence committed: an uncommitted change may still be undone by the next leader.
+                (membership.membership().get_node(&id).is_some(), membership.log_id() <= &metrics.last_applied)
+            };
             if member {
                 was_member = true;
+                missing_since = None;
+            } else if !committed {
                 missing_since = None;
             } else if was_member && missing_since.get_or_insert_with(Instant::now).elapsed() >= REMOVED_AFTER {
                 exit_removed(&dir);

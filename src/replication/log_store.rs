@@ -84,6 +84,9 @@ fn read_meta<T: serde::de::DeserializeOwned>(conn: &Connection, name: &str) -> R
     bytes.map(|b| decode(&b).map_err(|e| IoError::read(&e).into())).transpose()
 }
 
+/// The most bytes of entries one AppendEntries carries (one larger entry goes alone).
+const APPEND_BYTES: usize = 256 * 1024;
+
 /// The inclusive index bounds of `range`.
 fn bounds(range: &impl RangeBounds<u64>) -> (i64, i64) {
     let start = match range.start_bound() {
@@ -99,23 +102,45 @@ fn bounds(range: &impl RangeBounds<u64>) -> (i64, i64) {
     (start, end)
 }
 
+impl LogStore {
+    /// The entries at indexes `start..=end`, in order; with a `budget`, only as many as fit in that
+    /// many bytes (always at least one).
+    async fn read_entries(&self, start: i64, end: i64, budget: Option<usize>) -> Result<Vec<Entry>, StorageError> {
+        self.blocking(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
+                .map_err(|e| IoError::read_logs(&e))?;
+            let mut rows = statement.query([start, end]).map_err(|e| IoError::read_logs(&e))?;
+            let (mut entries, mut bytes) = (Vec::new(), 0);
+            while let Some(row) = rows.next().map_err(|e| IoError::read_logs(&e))? {
+                let encoded = row.get_ref(0).and_then(|v| v.as_blob().map_err(Into::into));
+                let encoded = encoded.map_err(|e| IoError::read_logs(&e))?;
+                bytes += encoded.len();
+                if budget.is_some_and(|budget| bytes > budget) && !entries.is_empty() {
+                    break;
+                }
+                entries.push(decode(encoded).map_err(|e| IoError::read_logs(&e))?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
-        self.blocking(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
-                .map_err(|e| IoError::read_logs(&e))?;
-            let rows = statement
-                .query_map([start, end], |r| r.get::<_, Vec<u8>>(0))
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(|e| IoError::read_logs(&e))?;
-            rows.iter().map(|b| decode(b).map_err(|e| IoError::read_logs(&e).into())).collect()
-        })
-        .await
+        self.read_entries(start, end, None).await
+    }
+
+    /// What the leader sends a follower in one AppendEntries: at most [`APPEND_BYTES`] of entries, so
+    /// that a follower far behind gets it within openraft's deadline (the heartbeat interval).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = bounds(&(start..end));
+        self.read_entries(start, end, Some(APPEND_BYTES)).await
     }
 }
 

@@ -20,7 +20,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use lifecycle::REMOVED_MARKER;
+pub use lifecycle::{refuse_if_removed, REMOVED_MARKER};
 pub use routes::routes;
 
 use std::collections::BTreeMap;
@@ -40,9 +40,10 @@ use types::{LogId, NodeId, Raft};
 
 /// How long a write or current read waits for a leader (an election) before failing as unavailable.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
-/// How long a write may wait for its batch to be committed before its outcome counts as unknown (the
-/// batch may wait for a leader, then for the leader's answer).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the leader lets a write wait for its batch and the batch to be committed and applied:
+/// less than a forward's deadline, so that a follower gets the leader's answer rather than a timeout of
+/// its own.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 /// The deadline of a forwarded write or read index.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long adding a server may take (it catches up, by snapshot if need be, before it votes).
@@ -73,7 +74,7 @@ struct JoinRequest {
 }
 
 /// Why a leader-only request was not carried out.
-#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
     /// The receiver is not the leader (nothing was done).
     #[error("not the leader")]
@@ -109,7 +110,6 @@ impl Replication {
     /// through it. A new server is not a member of any group until [`Replication::initialize_alone`]
     /// or [`Replication::join`].
     pub async fn start(store: &Store, settings: Settings) -> anyhow::Result<Arc<Replication>> {
-        lifecycle::refuse_if_removed(&settings.dir)?;
         let id = node_id(&settings.dir)?;
         let store_dir = settings.dir.clone();
         let log = log_store::LogStore::open(&settings.dir.join("raft.db")).context("opening the Raft log")?;
@@ -135,8 +135,8 @@ impl Replication {
                 let this = this.clone();
                 Box::pin(async move {
                     match this.upgrade() {
-                        Some(replication) => replication.commit(commands).await,
-                        None => Err(StoreError::Closed),
+                        Some(replication) => replication.propose_as_leader(commands).await,
+                        None => Err(Refusal::Failed("the server is shutting down".into())),
                     }
                 })
             });
@@ -148,7 +148,7 @@ impl Replication {
                 membership_changes: Default::default(),
                 snapshots,
                 store_dir: store_dir.clone(),
-                batcher: batcher::Batcher::start(commit, WRITE_TIMEOUT),
+                batcher: batcher::Batcher::start(commit, COMMIT_TIMEOUT),
                 proposed_entries: AtomicU64::new(0),
                 proposed_writes: AtomicU64::new(0),
             }
@@ -246,22 +246,26 @@ impl Replication {
         let _ = self.raft.shutdown().await;
     }
 
-    /// Commits a batch of writes as one log entry through the leader; their outcomes, in order.
-    async fn commit(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, StoreError> {
-        self.on_leader(WRITE_PATH, FORWARD_TIMEOUT, &commands, || self.propose_as_leader(commands.clone())).await
+    /// On the leader: commits a write in a batch with others and returns its outcome once applied,
+    /// within [`COMMIT_TIMEOUT`] (queued and committed).
+    async fn write_as_leader(&self, command: Command) -> Result<Outcome, Refusal> {
+        self.batcher.write(command).await
     }
 
     /// On the leader: commits a batch of writes as one log entry and returns their outcomes once
-    /// applied, within [`FORWARD_TIMEOUT`] (without a quorum it would wait for ever).
+    /// applied, within [`COMMIT_TIMEOUT`] (without a quorum it would wait for ever).
     async fn propose_as_leader(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Refusal> {
+        let writes = commands.len() as u64;
+        let outcomes = match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(commands)).await {
+            Ok(Ok(response)) => response.data,
+            // Refused before it was appended, or its entry was truncated: certainly not done.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => return Err(Refusal::NotLeader),
+            Ok(Err(other)) => return Err(Refusal::Indeterminate(other.to_string())),
+            Err(_) => return Err(Refusal::Indeterminate(format!("not committed within {COMMIT_TIMEOUT:?}"))),
+        };
         self.proposed_entries.fetch_add(1, Ordering::Relaxed);
-        self.proposed_writes.fetch_add(commands.len() as u64, Ordering::Relaxed);
-        match tokio::time::timeout(FORWARD_TIMEOUT, self.raft.client_write(commands)).await {
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Refusal::NotLeader),
-            Ok(Err(other)) => Err(Refusal::Failed(other.to_string())),
-            Err(_) => Err(Refusal::Indeterminate(format!("not committed within {FORWARD_TIMEOUT:?}"))),
-        }
+        self.proposed_writes.fetch_add(writes, Ordering::Relaxed);
+        Ok(outcomes)
     }
 
     /// On the leader: the read index (the log id a current read must have seen applied).
@@ -334,7 +338,7 @@ impl Replication {
 #[async_trait::async_trait]
 impl crate::store::Replicator for Replication {
     async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
-        self.batcher.write(command).await
+        self.on_leader(WRITE_PATH, FORWARD_TIMEOUT, &command, || self.write_as_leader(command.clone())).await
     }
 
     async fn read_barrier(&self) -> Result<(), StoreError> {
@@ -368,6 +372,22 @@ impl crate::store::Replicator for Replication {
             proposed_writes: self.proposed_writes.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Applies to `store` every entry the Raft log in `dir` holds as committed and the store has not
+/// applied (as a start does first), without starting a node: for `--cluster-reset`, which forgets the
+/// log, while the store's newest commits may exist only there (they are not fsynced once replicated).
+pub async fn apply_committed_log(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("raft.db").exists() {
+        return Ok(());
+    }
+    let mut log = log_store::LogStore::open(&dir.join("raft.db")).context("opening the Raft log")?;
+    let mut state_machine = state_machine::StateMachine::new(store.clone(), dir.join("raft-snapshots")).await?;
+    openraft::storage::StorageHelper::new(&mut log, &mut state_machine)
+        .get_initial_state()
+        .await
+        .context("applying the Raft log's committed entries")?;
+    Ok(())
 }
 
 /// This server's node id: random on first start, kept in `<dir>/raft-id`.

@@ -121,7 +121,7 @@ async fn vote(State(s): Shared, body: Bytes) -> Response {
 
 async fn write(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(commands) => answer(&s.replication.propose_as_leader(commands).await),
+        Ok(command) => answer(&s.replication.write_as_leader(command).await),
         Err(e) => undecodable(e),
     }
 }

@@ -36,9 +36,13 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error
     postcard::to_stdvec(value)
 }
 
-/// Decodes what [`encode`] wrote.
+/// Decodes what [`encode`] wrote, all of it (bytes left over mean another format, such as a log entry
+/// written by another version).
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(bytes)
+    match postcard::take_from_bytes(bytes)? {
+        (value, []) => Ok(value),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
+    }
 }
 
 /// A storage I/O failure, as openraft reports them.

@@ -51,6 +51,7 @@ pub async fn start_replication(
 ) -> anyhow::Result<Arc<Replication>> {
     let client_tls =
         crate::apiserver::serve::client_tls_config(&tls.ca_cert_pem, &tls.peer.cert_pem, &tls.peer.key_pem)?;
+    crate::replication::refuse_if_removed(db_dir)?;
     let settings = Settings {
         dir: db_dir.to_path_buf(),
         address,

@@ -1,4 +1,5 @@
-//! The syncer: makes committed transactions durable before anyone learns of them. The applier commits
+//! The syncer: makes committed transactions durable before anyone learns of them (unless the store is
+//! replicated, see below). The applier commits
 //! without an fsync (WAL with `synchronous=NORMAL`, which SQLite keeps consistent across power loss but
 //! not durable); this thread fsyncs the WAL file once for every transaction committed since its previous
 //! fsync, and only then publishes their changes to the watch hub and answers their proposers. The fsync of

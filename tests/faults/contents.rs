@@ -1,8 +1,8 @@
 //! The fault test's last check: every member's store holds the same contents. Once all servers have
 //! applied the same log index they are stopped, and each store file is hashed up to the newest revision
-//! all of them hold (the servers keep renewing their Leases, so one may stop a write ahead): every
-//! history row (revision, key, event, create revision, value) in revision order, and the compacted
-//! revision.
+//! all of them hold (the servers keep renewing their Leases, so one may stop a write ahead) and above
+//! the newest compaction any of them applied (one may stop before applying it): every history row
+//! (revision, key, event, create revision, value) in revision order.
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -19,26 +19,28 @@ pub fn wait_until_caught_up(servers: &[TugServer]) {
     });
 }
 
-/// The newest revision of the stopped server with data dir `data_dir`.
-pub fn revision(data_dir: &Path) -> i64 {
-    open(data_dir).query_row("SELECT COALESCE(MAX(revision), 0) FROM history", [], |r| r.get(0)).expect("revision")
+/// The newest revision of the stopped server with data dir `data_dir`, and the revision it compacted to.
+pub fn revisions(data_dir: &Path) -> (i64, i64) {
+    let conn = open(data_dir);
+    let newest = conn.query_row("SELECT COALESCE(MAX(revision), 0) FROM history", [], |r| r.get(0)).expect("revision");
+    let compacted =
+        conn.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0)).expect("compacted");
+    (newest, compacted)
 }
 
-/// The store of the stopped server with data dir `data_dir` up to `revision`: its history rows and a
-/// hash of them and of the compacted revision.
-pub fn hash(data_dir: &Path, revision: i64) -> (usize, u64) {
+/// The store of the stopped server with data dir `data_dir` from after revision `after` up to
+/// `upto`: its history rows and a hash of them.
+pub fn hash(data_dir: &Path, after: i64, upto: i64) -> (usize, u64) {
     let conn = open(data_dir);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let compacted: i64 =
-        conn.query_row("SELECT value FROM counters WHERE name = 'compacted'", [], |r| r.get(0)).expect("compacted");
-    compacted.hash(&mut hasher);
     let mut rows = 0;
     let mut history = conn
         .prepare(
-            "SELECT revision, key, event, create_revision, value FROM history WHERE revision <= ?1 ORDER BY revision",
+            "SELECT revision, key, event, create_revision, value FROM history \
+             WHERE revision > ?1 AND revision <= ?2 ORDER BY revision",
         )
         .expect("history");
-    let mut cursor = history.query([revision]).expect("history rows");
+    let mut cursor = history.query([after, upto]).expect("history rows");
     while let Some(row) = cursor.next().expect("a history row") {
         row.get::<_, i64>(0).expect("revision").hash(&mut hasher);
         row.get::<_, String>(1).expect("key").hash(&mut hasher);
