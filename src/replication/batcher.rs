@@ -7,12 +7,14 @@
 //! well, each forwarding its batches, was measured and was slower: the leader then proposed each
 //! follower's batch as an entry of its own, a third as large.)
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::types::Raft;
 use super::Refusal;
 use crate::store::{Command, Outcome};
 
@@ -27,9 +29,6 @@ const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Writes waiting for a batch beyond which more wait to be queued.
 const MAX_QUEUED: usize = 8192;
 
-/// Proposes a batch as one entry and returns each write's outcome, in order.
-pub type Commit = Arc<dyn Fn(Vec<Command>) -> BoxFuture<'static, Result<Vec<Outcome>, Refusal>> + Send + Sync>;
-
 /// A write waiting for its batch.
 struct Waiting {
     command: Command,
@@ -40,15 +39,29 @@ struct Waiting {
 pub struct Batcher {
     queue: mpsc::Sender<Waiting>,
     timeout: Duration,
+    proposed: Arc<Proposed>,
+}
+
+/// The entries this server committed as leader and the writes they carried, for /metrics.
+#[derive(Default)]
+struct Proposed {
+    entries: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl Batcher {
-    /// Starts batching writes into `commit`; a write not answered within `timeout` (its batch may
-    /// still be committed) is given up as indeterminate, one still queued then is dropped.
-    pub fn start(commit: Commit, timeout: Duration) -> Batcher {
+    /// Starts batching writes into `raft`; a write not answered within `timeout` (its batch may still
+    /// be committed) is given up as indeterminate, one still queued then is dropped.
+    pub fn start(raft: Raft, timeout: Duration) -> Batcher {
         let (queue, waiting) = mpsc::channel(MAX_QUEUED);
-        tokio::spawn(send_batches(commit, waiting));
-        Batcher { queue, timeout }
+        let proposed = Arc::new(Proposed::default());
+        tokio::spawn(send_batches(raft, waiting, timeout, proposed.clone()));
+        Batcher { queue, timeout, proposed }
+    }
+
+    /// The log entries this server committed as leader, and the writes they carried.
+    pub fn proposed(&self) -> (u64, u64) {
+        (self.proposed.entries.load(Ordering::Relaxed), self.proposed.writes.load(Ordering::Relaxed))
     }
 
     /// Commits `command` in a batch and returns its outcome once applied.
@@ -67,7 +80,7 @@ impl Batcher {
 }
 
 /// Takes the writes queued whenever a batch may go, in arrival order, and commits them together.
-async fn send_batches(commit: Commit, mut waiting: mpsc::Receiver<Waiting>) {
+async fn send_batches(raft: Raft, mut waiting: mpsc::Receiver<Waiting>, timeout: Duration, proposed: Arc<Proposed>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut next = None;
     loop {
@@ -77,9 +90,9 @@ async fn send_batches(commit: Commit, mut waiting: mpsc::Receiver<Waiting>) {
             return;
         }
         let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
-        let committed = commit(commands);
+        let (raft, proposed) = (raft.clone(), proposed.clone());
         tokio::spawn(async move {
-            answer(replies, committed.await);
+            answer(replies, propose(&raft, commands, timeout, &proposed).await);
             drop(permit);
         });
     }
@@ -115,6 +128,27 @@ async fn gather(next: &mut Option<Waiting>, waiting: &mut mpsc::Receiver<Waiting
         batch.push(write);
     }
     batch
+}
+
+/// Commits a batch as one log entry and returns its writes' outcomes once applied, within `timeout`
+/// (without a quorum it would wait for ever).
+async fn propose(
+    raft: &Raft,
+    commands: Vec<Command>,
+    timeout: Duration,
+    proposed: &Proposed,
+) -> Result<Vec<Outcome>, Refusal> {
+    let writes = commands.len() as u64;
+    let outcomes = match tokio::time::timeout(timeout, raft.client_write(commands)).await {
+        Ok(Ok(response)) => response.data,
+        // Refused before it was appended, or its entry was truncated: certainly not done.
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => return Err(Refusal::NotLeader),
+        Ok(Err(other)) => return Err(Refusal::Indeterminate(other.to_string())),
+        Err(_) => return Err(Refusal::Indeterminate(format!("not committed within {timeout:?}"))),
+    };
+    proposed.entries.fetch_add(1, Ordering::Relaxed);
+    proposed.writes.fetch_add(writes, Ordering::Relaxed);
+    Ok(outcomes)
 }
 
 fn size(command: &Command) -> usize {

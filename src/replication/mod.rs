@@ -25,12 +25,11 @@ pub use routes::routes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
@@ -94,15 +93,10 @@ pub struct Replication {
     peers: pool::Pool,
     /// Membership changes one at a time (Raft allows one in progress).
     membership_changes: tokio::sync::Mutex<()>,
-    /// Where the state machine keeps its snapshots (and receives the leader's).
-    snapshots: PathBuf,
-    /// The store directory (`Settings::dir`), where a removed server leaves its marker.
+    /// The store directory (`Settings::dir`): the log, the snapshots, a removed server's marker.
     store_dir: PathBuf,
-    /// Gathers the writes this server takes into batches, each committed as one log entry.
+    /// Gathers the writes this server takes as leader into batches, each committed as one log entry.
     batcher: batcher::Batcher,
-    /// Log entries this server proposed as leader, and the writes they carried (for /metrics).
-    proposed_entries: AtomicU64,
-    proposed_writes: AtomicU64,
 }
 
 impl Replication {
@@ -111,10 +105,7 @@ impl Replication {
     /// or [`Replication::join`].
     pub async fn start(store: &Store, settings: Settings) -> anyhow::Result<Arc<Replication>> {
         let id = node_id(&settings.dir)?;
-        let store_dir = settings.dir.clone();
-        let log = log_store::LogStore::open(&settings.dir.join("raft.db")).context("opening the Raft log")?;
-        let snapshots = settings.dir.join("raft-snapshots");
-        let state_machine = state_machine::StateMachine::new(store.clone(), snapshots.clone()).await?;
+        let (log, state_machine) = open_storage(store, &settings.dir).await?;
         let config = openraft::Config {
             cluster_name: "tug".into(),
             heartbeat_interval: 100,
@@ -129,33 +120,18 @@ impl Replication {
         .validate()?;
         let peers = Peers { id, tls: settings.tls.clone() };
         let raft = Raft::new(id, Arc::new(config), peers, log, state_machine).await?;
-        let replication = Arc::new_cyclic(|this: &Weak<Replication>| {
-            let this = this.clone();
-            let commit: batcher::Commit = Arc::new(move |commands| {
-                let this = this.clone();
-                Box::pin(async move {
-                    match this.upgrade() {
-                        Some(replication) => replication.propose_as_leader(commands).await,
-                        None => Err(Refusal::Failed("the server is shutting down".into())),
-                    }
-                })
-            });
-            Replication {
-                id,
-                address: settings.address,
-                raft,
-                peers: pool::Pool::new(settings.tls),
-                membership_changes: Default::default(),
-                snapshots,
-                store_dir: store_dir.clone(),
-                batcher: batcher::Batcher::start(commit, COMMIT_TIMEOUT),
-                proposed_entries: AtomicU64::new(0),
-                proposed_writes: AtomicU64::new(0),
-            }
+        let replication = Arc::new(Replication {
+            id,
+            address: settings.address,
+            batcher: batcher::Batcher::start(raft.clone(), COMMIT_TIMEOUT),
+            raft,
+            peers: pool::Pool::new(settings.tls),
+            membership_changes: Default::default(),
+            store_dir: settings.dir,
         });
         store.set_replicator(replication.clone());
         lifecycle::exit_when_stopped(&replication.raft);
-        lifecycle::exit_when_removed(&replication.raft, id, store_dir);
+        lifecycle::exit_when_removed(&replication.raft, id, replication.store_dir.clone());
         Ok(replication)
     }
 
@@ -213,6 +189,21 @@ impl Replication {
         Ok(())
     }
 
+    /// Waits until this server knows a leader as long as it takes, warning every `every` that it still
+    /// waits (a member restarting: the other servers may come back much later, as after a power cut
+    /// across a site); fails only if the node shuts down.
+    pub async fn wait_for_leader_patiently(&self, every: Duration) -> anyhow::Result<()> {
+        loop {
+            match self.raft.wait(Some(every)).metrics(|m| m.current_leader.is_some(), "a leader").await {
+                Ok(_) => return Ok(()),
+                Err(openraft::metrics::WaitError::Timeout(..)) => {
+                    tracing::warn!("waiting for a quorum of the cluster's servers to elect a leader")
+                }
+                Err(shutting_down) => return Err(shutting_down.into()),
+            }
+        }
+    }
+
     /// Takes a snapshot of everything applied and purges the log behind it, so that a server joining
     /// later starts from the snapshot (after a cluster reset, the log no longer holds the store's past).
     pub async fn snapshot_and_purge(&self) -> anyhow::Result<()> {
@@ -250,22 +241,6 @@ impl Replication {
     /// within [`COMMIT_TIMEOUT`] (queued and committed).
     async fn write_as_leader(&self, command: Command) -> Result<Outcome, Refusal> {
         self.batcher.write(command).await
-    }
-
-    /// On the leader: commits a batch of writes as one log entry and returns their outcomes once
-    /// applied, within [`COMMIT_TIMEOUT`] (without a quorum it would wait for ever).
-    async fn propose_as_leader(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Refusal> {
-        let writes = commands.len() as u64;
-        let outcomes = match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(commands)).await {
-            Ok(Ok(response)) => response.data,
-            // Refused before it was appended, or its entry was truncated: certainly not done.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => return Err(Refusal::NotLeader),
-            Ok(Err(other)) => return Err(Refusal::Indeterminate(other.to_string())),
-            Err(_) => return Err(Refusal::Indeterminate(format!("not committed within {COMMIT_TIMEOUT:?}"))),
-        };
-        self.proposed_entries.fetch_add(1, Ordering::Relaxed);
-        self.proposed_writes.fetch_add(writes, Ordering::Relaxed);
-        Ok(outcomes)
     }
 
     /// On the leader: the read index (the log id a current read must have seen applied).
@@ -360,6 +335,7 @@ impl crate::store::Replicator for Replication {
         // A leader cut off from its quorum still calls itself leader: it counts only while a quorum
         // acknowledged it recently.
         let leader_heard = !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < QUORUM_SILENCE_MS);
+        let (proposed_entries, proposed_writes) = self.batcher.proposed();
         ReplicationStatus {
             has_leader: metrics.current_leader.is_some() && leader_heard,
             is_leader,
@@ -368,8 +344,8 @@ impl crate::store::Replicator for Replication {
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             voters,
             learners: membership.nodes().count().saturating_sub(voters),
-            proposed_entries: self.proposed_entries.load(Ordering::Relaxed),
-            proposed_writes: self.proposed_writes.load(Ordering::Relaxed),
+            proposed_entries,
+            proposed_writes,
         }
     }
 }
@@ -381,13 +357,25 @@ pub async fn apply_committed_log(store: &Store, dir: &Path) -> anyhow::Result<()
     if !dir.join("raft.db").exists() {
         return Ok(());
     }
-    let mut log = log_store::LogStore::open(&dir.join("raft.db")).context("opening the Raft log")?;
-    let mut state_machine = state_machine::StateMachine::new(store.clone(), dir.join("raft-snapshots")).await?;
+    let (mut log, mut state_machine) = open_storage(store, dir).await?;
     openraft::storage::StorageHelper::new(&mut log, &mut state_machine)
         .get_initial_state()
         .await
         .context("applying the Raft log's committed entries")?;
     Ok(())
+}
+
+/// The Raft log (`raft.db`) and the state machine over `store` (its snapshots in `raft-snapshots/`)
+/// in the store directory `dir`.
+async fn open_storage(store: &Store, dir: &Path) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
+    let log = log_store::LogStore::open(&dir.join("raft.db")).context("opening the Raft log")?;
+    let state_machine = state_machine::StateMachine::new(store.clone(), snapshots_dir(dir)).await?;
+    Ok((log, state_machine))
+}
+
+/// Where the state machine keeps its snapshots (and receives the leader's).
+fn snapshots_dir(store_dir: &Path) -> PathBuf {
+    store_dir.join("raft-snapshots")
 }
 
 /// This server's node id: random on first start, kept in `<dir>/raft-id`.

@@ -143,7 +143,7 @@ async fn install_snapshot(State(s): Shared, body: Bytes) -> Response {
         Err(e) => return undecodable(e),
     };
     let file = body.slice(body.len() - file.len()..);
-    let path = super::state_machine::receiving_path(&s.replication.snapshots);
+    let path = super::state_machine::receiving_path(&super::snapshots_dir(&s.replication.store_dir));
     let target = path.clone();
     let written = tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&target, &file, 0o600)).await;
     if let Err(e) = written.map_err(std::io::Error::other).and_then(|result| result) {

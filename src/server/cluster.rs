@@ -154,25 +154,11 @@ pub async fn become_member(
         tracing::info!(%server, "already a member of the cluster; --server is not needed to restart");
     }
     if restarting {
-        wait_for_quorum(replication).await?;
+        replication.wait_for_leader_patiently(QUORUM_WAIT_LOG).await?;
     } else {
         replication.wait_for_leader(LEADER_TIMEOUT).await?;
     }
     replication.settle_membership().await
-}
-
-/// On a member restarting: waits for a leader as long as it takes (the other servers may come back
-/// much later, as after a power cut across a site), saying so every [`QUORUM_WAIT_LOG`].
-async fn wait_for_quorum(replication: &Replication) -> anyhow::Result<()> {
-    loop {
-        let started = std::time::Instant::now();
-        match replication.wait_for_leader(QUORUM_WAIT_LOG).await {
-            Ok(()) => return Ok(()),
-            // Not the wait running out: the node is shutting down.
-            Err(error) if started.elapsed() < QUORUM_WAIT_LOG => return Err(error),
-            Err(_) => tracing::warn!("waiting for a quorum of the cluster's servers to elect a leader"),
-        }
-    }
 }
 
 async fn join(replication: &Replication, server: &ServerUrl, token: &Token, ca_pem: &str) -> anyhow::Result<()> {

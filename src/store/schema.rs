@@ -1,6 +1,6 @@
 //! Opening the SQLite file: pragmas (WAL, synchronous=NORMAL with the syncer's fsync — or, replicated,
-//! the Raft log — for durability) and
-//! the numbered migrations embedded from `migrations/`, applied once each inside a transaction.
+//! the Raft log — for durability) and the numbered migrations embedded from `migrations/`, applied once
+//! each inside a transaction.
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -63,7 +63,8 @@ fn configure(conn: &Connection) -> Result<()> {
     // WAL lets readers run beside the writer. synchronous=NORMAL keeps the file consistent across power
     // loss (the WAL is synced before each checkpoint, the database after it) but does not fsync at commit:
     // the syncer thread fsyncs the WAL after each group of commits and only then acknowledges them, so an
-    // acknowledged write survives power loss (replicated, the Raft log is fsynced instead). The WAL is truncated back to this size after checkpoints.
+    // acknowledged write survives power loss (replicated, the Raft log is fsynced instead). The WAL is
+    // truncated back to this size after checkpoints.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;

@@ -1,7 +1,6 @@
 //! The syncer: makes committed transactions durable before anyone learns of them (unless the store is
-//! replicated, see below). The applier commits
-//! without an fsync (WAL with `synchronous=NORMAL`, which SQLite keeps consistent across power loss but
-//! not durable); this thread fsyncs the WAL file once for every transaction committed since its previous
+//! replicated, see below). The applier commits without an fsync (WAL with `synchronous=NORMAL`, which
+//! SQLite keeps consistent across power loss but not durable); this thread fsyncs the WAL file once for every transaction committed since its previous
 //! fsync, and only then publishes their changes to the watch hub and answers their proposers. The fsync of
 //! one group thus overlaps the applying of the next, as etcd overlaps its WAL sync with applying, and an
 //! acknowledged write is on disk. While an fsync runs the applier keeps its transaction open and adds
