@@ -85,6 +85,14 @@ async fn etcd_failover(members: &mut [Etcd], round: usize) -> Duration {
     took
 }
 
+/// Runs `work`, adding the CPU time the processes `pids` spend meanwhile to `spent`.
+async fn on_cpu<T>(pids: &[u32], spent: &mut Duration, work: impl std::future::Future<Output = T>) -> T {
+    let before = load::cpu_time(pids);
+    let result = work.await;
+    *spent += load::cpu_time(pids) - before;
+    result
+}
+
 fn millis(durations: &[Duration]) -> String {
     let mut ms: Vec<String> = durations.iter().map(|d| format!("{}", d.as_millis())).collect();
     ms.sort();
@@ -117,13 +125,18 @@ async fn main() {
          p99 ms | tug 3 / etcd 3 | tug 3 / tug 1 |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
+    let pids =
+        [vec![one.pid()], three.iter().map(TugServer::pid).collect(), etcd.iter().map(|m| m.child.id()).collect()];
+    let (mut cpu, mut writes) = ([Duration::ZERO; 3], 0);
     for clients in clients {
         let (mut single, mut triple, mut reference) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let prefix = format!("c{clients}r{round}");
-            single.push(tug_lean_creates(&one_client, &prefix, clients, creates).await);
-            triple.push(tug_lean_creates(&three_clients, &prefix, clients, creates).await);
-            reference.push(etcd_puts(&etcd_client, &prefix, clients, creates).await);
+            single.push(on_cpu(&pids[0], &mut cpu[0], tug_lean_creates(&one_client, &prefix, clients, creates)).await);
+            triple
+                .push(on_cpu(&pids[1], &mut cpu[1], tug_lean_creates(&three_clients, &prefix, clients, creates)).await);
+            reference.push(on_cpu(&pids[2], &mut cpu[2], etcd_puts(&etcd_client, &prefix, clients, creates)).await);
+            writes += creates / clients * clients;
         }
         let rate = |stats: &[load::Stats]| median(stats.iter().map(|s| s.per_second).collect());
         let p99 = |stats: &[load::Stats]| median(stats.iter().map(|s| s.p99_ms).collect());
@@ -139,6 +152,14 @@ async fn main() {
             rate(&triple) / rate(&single),
         );
     }
+    let per_thousand = |spent: Duration| 1e3 * spent.as_secs_f64() * 1e3 / writes as f64;
+    println!(
+        "\nServer CPU time (user + system, every member) per 1000 writes: tug 1 server {:.0} ms, tug 3 servers {:.0} \
+         ms, etcd 3 members {:.0} ms.",
+        per_thousand(cpu[0]),
+        per_thousand(cpu[1]),
+        per_thousand(cpu[2]),
+    );
     println!("\nOne server: {}.", load::write_batching(&one_client).await);
     println!("Three servers (each member applies every write): {}.", load::write_batching(&three_clients).await);
 

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
@@ -145,6 +146,10 @@ pub struct ServerConfig {
     pub snapshots: Option<crate::snapshot::Schedule>,
     /// Raft log entries between store snapshots.
     pub raft_snapshot_entries: u64,
+    /// Bytes of Raft log entries after which a snapshot is taken sooner.
+    pub raft_snapshot_bytes: u64,
+    /// The Raft heartbeat interval and election timeout.
+    pub raft_timing: crate::replication::Timing,
     /// `--cluster-reset`, with the snapshot to restore first if any.
     pub cluster_reset: Option<ClusterReset>,
     /// The member to join through (`--server`), with the token.
@@ -180,6 +185,33 @@ fn cluster_domain(given: &str) -> Result<String, ConfigError> {
         return Err(invalid("cluster-domain", given, "must be a DNS name such as cluster.local"));
     }
     Ok(domain)
+}
+
+/// `--raft-heartbeat-interval` and `--raft-election-timeout`, in etcd's bounds: a heartbeat of at
+/// least a millisecond, an election timeout of at least five heartbeats.
+fn raft_timing(heartbeat: Duration, election_timeout: Duration) -> Result<crate::replication::Timing, ConfigError> {
+    let shown = |d: Duration| humantime::format_duration(d).to_string();
+    if heartbeat < Duration::from_millis(1) {
+        return Err(invalid("raft-heartbeat-interval", shown(heartbeat), "must be at least 1ms"));
+    }
+    if election_timeout < heartbeat * 5 {
+        return Err(invalid(
+            "raft-election-timeout",
+            shown(election_timeout),
+            format!("must be at least five heartbeat intervals ({})", shown(heartbeat * 5)),
+        ));
+    }
+    Ok(crate::replication::Timing { heartbeat, election_timeout })
+}
+
+/// A size flag (`64Mi`, `10M`, `1048576`: a Kubernetes quantity of bytes) of at least `min`.
+fn byte_size(flag: &'static str, value: &str, min: &str) -> Result<u64, ConfigError> {
+    let least = crate::core::quantity::parse_whole(min).expect("a valid minimum");
+    crate::core::quantity::parse_whole(value)
+        .ok()
+        .filter(|bytes| *bytes >= least)
+        .and_then(|bytes| u64::try_from(bytes).ok())
+        .ok_or_else(|| invalid(flag, value, format!("want a size of at least {min}, such as 10Mi")))
 }
 
 fn invalid(flag: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
@@ -273,6 +305,8 @@ impl ServerConfig {
         if args.datastore_compact_interval.is_zero() {
             return Err(invalid("datastore-compact-interval", "0s", "must be positive"));
         }
+        let raft_timing = raft_timing(args.raft_heartbeat_interval, args.raft_election_timeout)?;
+        let raft_snapshot_bytes = byte_size("raft-snapshot-bytes", &args.raft_snapshot_bytes, "1Mi")?;
         // Without an agent the node's flags do not matter, even a host name that is no node name.
         let node = match NodeConfig::from_args(args.node) {
             Ok(node) => node,
@@ -309,6 +343,8 @@ impl ServerConfig {
                 .cluster_reset
                 .then(|| ClusterReset { restore: args.cluster_reset_restore_path.clone() }),
             raft_snapshot_entries: args.raft_snapshot_entries,
+            raft_timing,
+            raft_snapshot_bytes,
             join,
             token,
             disable_agent: args.disable_agent,

@@ -232,3 +232,23 @@ pub async fn write_batching(servers: &[kube::Client]) -> String {
         1e3 * commit_seconds / batches.max(1.0)
     )
 }
+
+/// CPU time (user + system, all threads) the processes `pids` have used so far, from /proc.
+pub fn cpu_time(pids: &[u32]) -> Duration {
+    let ticks_per_second: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+        .expect("getconf CLK_TCK");
+    let ticks: u64 = pids
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+            // The fields after the parenthesized command name; utime and stime are the 12th and 13th.
+            let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+        })
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second)
+}

@@ -97,6 +97,7 @@ impl Metrics {
                 ("applied_index", "The index of the last Raft entry applied to this server's store.", r.applied_index),
                 ("voters", "Voting members of the Raft group.", r.voters as u64),
                 ("learners", "Non-voting members (servers catching up).", r.learners as u64),
+                ("log_bytes", "Bytes of entries in this server's Raft log (measured every few seconds).", r.log_bytes),
             ];
             let counters = [
                 ("proposed_entries_total", "Raft log entries this server proposed as leader.", r.proposed_entries),

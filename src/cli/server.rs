@@ -34,6 +34,21 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_RAFT_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..), help_heading = "Data")]
     pub raft_snapshot_entries: u64,
 
+    /// Take a snapshot sooner once the Raft log entries not in one exceed this size (e.g. 64Mi), and
+    /// purge those kept behind a snapshot once they exceed it too: the log's disk use stays near this
+    #[arg(long, env = "TUG_RAFT_SNAPSHOT_BYTES", default_value = "64Mi", help_heading = "Data")]
+    pub raft_snapshot_bytes: String,
+
+    /// How often the Raft leader sends heartbeats; it is also how long it waits for a follower to
+    /// store a batch of entries, so raise it on slow disks or links (as etcd's --heartbeat-interval)
+    #[arg(long, env = "TUG_RAFT_HEARTBEAT_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration, help_heading = "Data")]
+    pub raft_heartbeat_interval: std::time::Duration,
+
+    /// How long a follower waits without hearing from a leader before it calls an election (randomized
+    /// between half this and this); at least five heartbeat intervals (as etcd's --election-timeout)
+    #[arg(long, env = "TUG_RAFT_ELECTION_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration, help_heading = "Data")]
+    pub raft_election_timeout: std::time::Duration,
+
     /// Take store snapshots on this cron schedule (five fields, the server's local time)
     #[arg(
         long,

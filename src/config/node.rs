@@ -32,12 +32,7 @@ impl NodeConfig {
         if let Some(problem) = is_dns1123_subdomain(&name).into_iter().next() {
             return Err(invalid("node-name", &name, format!("{problem}; set --node-name")));
         }
-        let size = &args.container_log_max_size;
-        let max_size = crate::core::quantity::parse_whole(size)
-            .ok()
-            .and_then(|bytes| u64::try_from(bytes).ok())
-            .filter(|bytes| *bytes >= 1024)
-            .ok_or_else(|| invalid("container-log-max-size", size, "want a size of at least 1Ki, such as 10Mi"))?;
+        let max_size = super::byte_size("container-log-max-size", &args.container_log_max_size, "1Ki")?;
         if args.container_log_max_files < 2 {
             return Err(invalid("container-log-max-files", args.container_log_max_files, "must be at least 2"));
         }

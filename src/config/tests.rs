@@ -32,6 +32,27 @@ fn defaults_match_k3s() {
     assert_eq!(cfg.cluster_domain, "cluster.local");
     assert_eq!(cfg.kubeconfig_mode, 0o600);
     assert_eq!(cfg.compaction.keep_revisions, 1000);
+    // etcd's defaults
+    assert_eq!(cfg.raft_timing.heartbeat, Duration::from_millis(100));
+    assert_eq!(cfg.raft_timing.election_timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn raft_flags_are_checked() {
+    let (_dir, path) = with_config("raft-heartbeat-interval: 300ms\nraft-election-timeout: 3s\n");
+    let cfg = server(&["server", "-c", &path]).expect("config");
+    assert_eq!(cfg.raft_timing.heartbeat, Duration::from_millis(300));
+    assert_eq!(cfg.raft_timing.election_timeout, Duration::from_secs(3));
+    let err = server(&["server", "-c", &path, "--raft-election-timeout", "1s"]).unwrap_err();
+    assert!(
+        err.contains("--raft-election-timeout \"1s\"") && err.contains("five heartbeat intervals (1s 500ms)"),
+        "{err}"
+    );
+    assert_eq!(cfg.raft_snapshot_bytes, 64 << 20);
+    let err = server(&["server", "-c", &path, "--raft-snapshot-bytes", "512Ki"]).unwrap_err();
+    assert!(err.contains("--raft-snapshot-bytes \"512Ki\": want a size of at least 1Mi"), "{err}");
+    let err = server(&["server", "-c", &path, "--raft-heartbeat-interval", "0s"]).unwrap_err();
+    assert!(err.contains("--raft-heartbeat-interval \"0s\": must be at least 1ms"), "{err}");
 }
 
 #[test]

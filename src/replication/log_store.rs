@@ -127,6 +127,23 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// The bytes of the entries at or below `index` and of those above it.
+    pub async fn bytes_split_at(&self, index: Option<u64>) -> Result<(u64, u64), StorageError> {
+        let split = index.map_or(-1, |i| i.min(i64::MAX as u64) as i64);
+        self.blocking(move |conn| {
+            conn.query_row(
+                "SELECT COALESCE(SUM(CASE WHEN idx <= ?1 THEN length(entry) END), 0), \
+                        COALESCE(SUM(CASE WHEN idx > ?1 THEN length(entry) END), 0) FROM log",
+                [split],
+                |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| IoError::read_logs(&e).into())
+        })
+        .await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
         &mut self,

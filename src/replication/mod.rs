@@ -6,6 +6,7 @@
 
 mod batcher;
 mod lifecycle;
+mod log_bound;
 mod log_store;
 mod membership;
 mod network;
@@ -47,9 +48,6 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long adding a server may take (it catches up, by snapshot if need be, before it votes).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long a leader may go without a quorum's acknowledgement before it no longer counts as one
-/// (twice the longest election timeout).
-const QUORUM_SILENCE_MS: u64 = 2_000;
 /// The pause between attempts while there is no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -63,6 +61,26 @@ pub struct Settings {
     pub tls: Arc<rustls::ClientConfig>,
     /// Log entries between two snapshots.
     pub snapshot_entries: u64,
+    /// Bytes of log entries after which a snapshot is taken sooner (see `log_bound`).
+    pub snapshot_bytes: u64,
+    pub timing: Timing,
+}
+
+/// Raft's clock, as etcd's `--heartbeat-interval` and `--election-timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often the leader sends heartbeats, and how long it gives a follower to store entries.
+    pub heartbeat: Duration,
+    /// The longest a follower waits for a leader before calling an election (the shortest is half).
+    pub election_timeout: Duration,
+}
+
+impl Timing {
+    /// How long a leader may go without a quorum's acknowledgement before it no longer counts as one:
+    /// two election timeouts, by when the others have elected another.
+    fn quorum_silence_ms(&self) -> u64 {
+        2 * self.election_timeout.as_millis() as u64
+    }
 }
 
 /// A request to add a server (or to update a member's address).
@@ -97,6 +115,9 @@ pub struct Replication {
     store_dir: PathBuf,
     /// Gathers the writes this server takes as leader into batches, each committed as one log entry.
     batcher: batcher::Batcher,
+    timing: Timing,
+    /// The log's size in bytes, as last measured.
+    log_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Replication {
@@ -108,9 +129,9 @@ impl Replication {
         let (log, state_machine) = open_storage(store, &settings.dir).await?;
         let config = openraft::Config {
             cluster_name: "tug".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            heartbeat_interval: settings.timing.heartbeat.as_millis() as u64,
+            election_timeout_min: settings.timing.election_timeout.as_millis() as u64 / 2,
+            election_timeout_max: settings.timing.election_timeout.as_millis() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_entries),
             // A tenth of the interval stays for followers slightly behind; farther behind, a snapshot.
             max_in_snapshot_log_to_keep: settings.snapshot_entries / 10,
@@ -119,7 +140,8 @@ impl Replication {
         }
         .validate()?;
         let peers = Peers { id, tls: settings.tls.clone() };
-        let raft = Raft::new(id, Arc::new(config), peers, log, state_machine).await?;
+        let raft = Raft::new(id, Arc::new(config), peers, log.clone(), state_machine).await?;
+        let log_bytes = log_bound::keep_log_within(raft.clone(), log, settings.snapshot_bytes);
         let replication = Arc::new(Replication {
             id,
             address: settings.address,
@@ -128,6 +150,8 @@ impl Replication {
             peers: pool::Pool::new(settings.tls),
             membership_changes: Default::default(),
             store_dir: settings.dir,
+            timing: settings.timing,
+            log_bytes,
         });
         store.set_replicator(replication.clone());
         lifecycle::exit_when_stopped(&replication.raft);
@@ -334,7 +358,8 @@ impl crate::store::Replicator for Replication {
         let is_leader = metrics.current_leader == Some(self.id);
         // A leader cut off from its quorum still calls itself leader: it counts only while a quorum
         // acknowledged it recently.
-        let leader_heard = !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < QUORUM_SILENCE_MS);
+        let leader_heard =
+            !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < self.timing.quorum_silence_ms());
         let (proposed_entries, proposed_writes) = self.batcher.proposed();
         ReplicationStatus {
             has_leader: metrics.current_leader.is_some() && leader_heard,
@@ -346,6 +371,7 @@ impl crate::store::Replicator for Replication {
             learners: membership.nodes().count().saturating_sub(voters),
             proposed_entries,
             proposed_writes,
+            log_bytes: self.log_bytes.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

@@ -2,12 +2,18 @@
 //! own outcome, in one revision order.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Replication, Settings};
 use crate::store::{Command, CommandError, Store};
 
 /// Replication over the store in `dir` (a member once initialized), with no peers to reach.
 async fn start(dir: &std::path::Path) -> (Store, Arc<Replication>) {
+    start_with_log_bound(dir, 64 << 20).await
+}
+
+/// The same, snapshotting once `snapshot_bytes` of log entries are in no snapshot.
+async fn start_with_log_bound(dir: &std::path::Path, snapshot_bytes: u64) -> (Store, Arc<Replication>) {
     let store = Store::open(&dir.join("state.db")).expect("store");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -20,6 +26,8 @@ async fn start(dir: &std::path::Path) -> (Store, Arc<Replication>) {
         address: "127.0.0.1:1".into(),
         tls: Arc::new(tls),
         snapshot_entries: 10_000,
+        snapshot_bytes,
+        timing: super::Timing { heartbeat: Duration::from_millis(100), election_timeout: Duration::from_secs(1) },
     };
     let replication = Replication::start(&store, settings).await.expect("replication");
     (store, replication)
@@ -27,9 +35,13 @@ async fn start(dir: &std::path::Path) -> (Store, Arc<Replication>) {
 
 /// A new one-server group in `dir`, leading.
 async fn lone_server(dir: &std::path::Path) -> (Store, Arc<Replication>) {
-    let (store, replication) = start(dir).await;
+    lead(start(dir).await).await
+}
+
+/// `started` made a group of one and its leader.
+async fn lead((store, replication): (Store, Arc<Replication>)) -> (Store, Arc<Replication>) {
     replication.initialize_alone().await.expect("initialize");
-    replication.wait_for_leader(std::time::Duration::from_secs(10)).await.expect("leader");
+    replication.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
     (store, replication)
 }
 
@@ -120,7 +132,7 @@ async fn writes_the_store_lost_are_applied_again_from_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let before = store_behind_its_log(dir.path()).await;
     let (store, replication) = start(dir.path()).await;
-    replication.wait_for_leader(std::time::Duration::from_secs(10)).await.expect("leader");
+    replication.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
     assert_eq!(contents(&store).await, before);
     replication.shutdown().await;
 }
@@ -134,4 +146,31 @@ async fn the_committed_log_is_applied_without_a_node() {
     assert_eq!(contents(&store).await.len(), 50, "the store is behind");
     super::apply_committed_log(&store, dir.path()).await.expect("apply");
     assert_eq!(contents(&store).await, before);
+}
+
+/// Large writes fill the log in bytes long before its entry count calls for a snapshot: one is taken
+/// and the log purged behind it, so its size falls back under the bound; the data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_kept_within_its_byte_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bound = 1 << 20;
+    let (store, replication) = lead(start_with_log_bound(dir.path(), bound).await).await;
+    // 3 MiB in 150 entries, far below the 10000 entries between snapshots.
+    for i in 0..150 {
+        let value = vec![b'v'; 20 * 1024];
+        store.apply(Command::Create { key: format!("/r/{i}"), value }).await.expect("store").expect("created");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = replication.raft.metrics().borrow().clone();
+        let log_bytes = store.replication_status().expect("replicated").log_bytes;
+        if metrics.purged.is_some() && log_bytes < bound {
+            assert!(metrics.snapshot.is_some_and(|s| s.index >= 150), "the snapshot covers the writes");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "log of {log_bytes} bytes, purged {:?}", metrics.purged);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(contents(&store).await.len(), 150);
+    replication.shutdown().await;
 }

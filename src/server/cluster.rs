@@ -57,6 +57,8 @@ pub async fn start_replication(
         address,
         tls: Arc::new(client_tls),
         snapshot_entries: cfg.raft_snapshot_entries,
+        snapshot_bytes: cfg.raft_snapshot_bytes,
+        timing: cfg.raft_timing,
     };
     Replication::start(store, settings).await
 }

@@ -116,6 +116,8 @@ pub struct ReplicationStatus {
     /// Log entries this member proposed as leader, and the writes they carried.
     pub proposed_entries: u64,
     pub proposed_writes: u64,
+    /// The bytes of entries in this member's log, as last measured.
+    pub log_bytes: u64,
 }
 
 /// Handle to the store; cheap to clone.
