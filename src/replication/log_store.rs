@@ -26,12 +26,17 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);";
 
 const VOTE: &str = "vote";
+/// The meta row naming the entries' encoding.
+const FORMAT: &str = "format";
+/// The encoding of the entries this tug writes and reads (postcard of openraft's `Entry` carrying a
+/// batch of store commands); a log written in another is refused rather than misread.
+const FORMAT_VERSION: u32 = 1;
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
 
 impl LogStore {
     /// Opens (creating) the log file at `path`.
-    pub fn open(path: &Path) -> rusqlite::Result<LogStore> {
+    pub fn open(path: &Path) -> anyhow::Result<LogStore> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
@@ -40,6 +45,7 @@ impl LogStore {
              PRAGMA journal_size_limit = 16777216;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        check_format(&conn, path)?;
         Ok(LogStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -73,6 +79,29 @@ impl LogStore {
             Ok(())
         })
         .await
+    }
+}
+
+/// Records [`FORMAT_VERSION`] in a log that has none (a new one, or one from before versions, whose
+/// entries are in this format), and refuses a log in another.
+fn check_format(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let recorded: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM meta WHERE name = ?1", [FORMAT], |r| r.get(0)).optional()?;
+    match recorded.map(|bytes| decode::<u32>(&bytes)) {
+        None => {
+            let bytes = encode(&FORMAT_VERSION)?;
+            conn.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", rusqlite::params![FORMAT, bytes])?;
+            Ok(())
+        }
+        Some(Ok(FORMAT_VERSION)) => Ok(()),
+        Some(found) => {
+            let found = found.map_or_else(|_| "unreadable".to_string(), |v| v.to_string());
+            anyhow::bail!(
+                "the Raft log {} is in format {found}, this tug reads format {FORMAT_VERSION}: start the tug \
+                 version that wrote it",
+                path.display()
+            )
+        }
     }
 }
 
@@ -256,9 +285,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// openraft's own conformance suite for log storage (with the state machine over a real store).
     #[test]
     fn passes_openrafts_storage_suite() {
         openraft::testing::Suite::test_all(super::super::testing::StoreBuilder).expect("suite");
+    }
+
+    /// A new log records its format; a log in another format is refused with both formats named.
+    #[test]
+    fn a_log_in_another_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.db");
+        drop(LogStore::open(&path).expect("new log"));
+        LogStore::open(&path).expect("the same format reopens");
+        let conn = Connection::open(&path).expect("sqlite");
+        let other = encode(&(FORMAT_VERSION + 1)).expect("encode");
+        conn.execute("UPDATE meta SET value = ?1 WHERE name = ?2", rusqlite::params![other, FORMAT]).expect("update");
+        drop(conn);
+        let refused = LogStore::open(&path).err().expect("refused").to_string();
+        assert!(refused.contains("is in format 2, this tug reads format 1"), "{refused}");
     }
 }
