@@ -3,17 +3,24 @@
 //! after the change, or as it sees in the membership it knows (openraft stops replicating to a removed
 //! member as soon as the change is appended, so that view may never come). A removed server leaves a
 //! marker in its store directory and refuses to start again until that directory is cleared for a new
-//! join, as a k3s server removed from etcd does.
+//! join, as a k3s server removed from etcd does. A server removed while it was down hears from no
+//! leader when it is back, and asks the others.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use openraft::ServerState;
+
 use super::types::{NodeId, Raft};
+use super::Replication;
 
 /// How long a member may be missing from the committed membership it knows before it counts as removed.
 const REMOVED_AFTER: Duration = Duration::from_secs(5);
+/// How often a server hearing from no leader asks the others whether it was removed.
+const REMOVAL_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The marker a removed server leaves in its store directory.
 pub const REMOVED_MARKER: &str = "removed";
 
@@ -78,6 +85,30 @@ pub fn exit_when_removed(raft: &Raft, id: NodeId, dir: PathBuf) {
             // Woken by a change, or after a second to see how long it has been missing.
             if let Ok(Err(_closed)) = tokio::time::timeout(Duration::from_secs(1), metrics.changed()).await {
                 return;
+            }
+        }
+    });
+}
+
+/// Exits the process as removed if, while this server hears from no leader (it stands for election or
+/// knows none), another member says it was removed from the group: removed while it was down, it
+/// was never told, and the leader it remembers no longer sends it anything. Asks every few seconds
+/// until the node stops.
+pub fn exit_when_removed_while_down(replication: Arc<Replication>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REMOVAL_CHECK_EVERY).await;
+            let (stopped, unled) = {
+                let metrics = replication.raft.metrics();
+                let metrics = metrics.borrow();
+                let unled = metrics.state == ServerState::Candidate || metrics.current_leader.is_none();
+                (metrics.running_state.is_err(), unled)
+            };
+            if stopped {
+                return;
+            }
+            if unled && replication.removed_while_down().await {
+                exit_removed(&replication.store_dir);
             }
         }
     });

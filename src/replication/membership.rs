@@ -8,7 +8,9 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
-use super::network::{addressed, PING_PATH, REMOVED_PATH};
+use serde::{Deserialize, Serialize};
+
+use super::network::{addressed, MEMBERSHIP_PATH, PING_PATH, REMOVED_PATH};
 use super::types::NodeId;
 use super::{JoinRequest, Refusal, Replication};
 
@@ -22,7 +24,48 @@ fn refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Refusal
     }
 }
 
+/// The newest membership a server knows to be committed: its log index and its members.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommittedMembership {
+    index: u64,
+    members: Vec<NodeId>,
+}
+
 impl Replication {
+    /// The membership this server last applied, if it is the newest it knows (one still being
+    /// committed may yet be undone).
+    pub(super) fn committed_membership(&self) -> Option<CommittedMembership> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let config = &metrics.membership_config;
+        (config.log_id() <= &metrics.last_applied).then(|| CommittedMembership {
+            index: config.log_id().map_or(0, |id| id.index),
+            members: config.membership().nodes().map(|(id, _)| *id).collect(),
+        })
+    }
+
+    /// Whether another member knows a committed membership newer than this server's that leaves it out:
+    /// it was removed while down, and the leader could not tell it (committed changes are never undone,
+    /// and a removed server comes back only with a new id).
+    pub(super) async fn removed_while_down(&self) -> bool {
+        let (known, others): (u64, Vec<String>) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let config = &metrics.membership_config;
+            let others = config.membership().nodes().filter(|(id, _)| **id != self.id);
+            (config.log_id().map_or(0, |id| id.index), others.map(|(_, node)| node.addr.clone()).collect())
+        };
+        for address in others {
+            let view = self.peers.call::<(), Option<CommittedMembership>>(&address, MEMBERSHIP_PATH, &(), PING_TIMEOUT);
+            if let Ok(Some(view)) = view.await {
+                if view.index > known && !view.members.contains(&self.id) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// On the leader: adds a server as a learner, waits for it to catch up, then makes it a voter in
     /// place of any member at the same address (a server re-joining with a wiped data dir).
     pub(super) async fn add_server(&self, request: JoinRequest) -> Result<(), Refusal> {

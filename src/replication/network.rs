@@ -24,13 +24,17 @@ use super::types::{decode, encode, NodeId, TypeConfig, Vote};
 pub const APPEND_PATH: &str = "/tug/raft/append";
 pub const VOTE_PATH: &str = "/tug/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/tug/raft/snapshot";
-pub const WRITE_PATH: &str = "/tug/raft/write";
+/// A follower's batch of writes, for the leader to commit.
+pub const WRITES_PATH: &str = "/tug/raft/writes";
 pub const READ_INDEX_PATH: &str = "/tug/raft/read-index";
 pub const JOIN_PATH: &str = "/tug/raft/join";
 /// Answers whether a member is up (before a removal).
 pub const PING_PATH: &str = "/tug/raft/ping";
 /// Tells a member the leader has removed it from the group.
 pub const REMOVED_PATH: &str = "/tug/raft/removed";
+/// Answers which servers the receiver's committed membership holds (a server restarting asks whether
+/// it was removed while it was down).
+pub const MEMBERSHIP_PATH: &str = "/tug/raft/membership";
 
 /// Largest answer accepted from a peer.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;

@@ -1,6 +1,6 @@
 //! The replication endpoints on the API port, for servers presenting the peer certificate only: Raft's
-//! RPCs handed to the local node, the leader-side of forwarded writes, read indexes and joins, and the
-//! leader's word that this server was removed.
+//! RPCs handed to the local node, the leader-side of forwarded writes, read indexes and joins, this
+//! server's view of the membership, and the leader's word that this server was removed.
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use axum::routing::post;
 use openraft::Snapshot;
 
 use super::network::{
-    APPEND_PATH, JOIN_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH,
+    APPEND_PATH, JOIN_PATH, MEMBERSHIP_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, SNAPSHOT_PATH, VOTE_PATH,
+    WRITES_PATH,
 };
 use super::types::{decode, encode, SnapshotFile};
 use super::Replication;
@@ -36,9 +37,10 @@ pub fn routes(replication: Arc<Replication>) -> axum::Router {
         .route(SNAPSHOT_PATH, post(install_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_for_this_node));
     axum::Router::new()
-        .route(WRITE_PATH, post(write))
+        .route(WRITES_PATH, post(writes))
         .route(READ_INDEX_PATH, post(read_index))
         .route(JOIN_PATH, post(join))
+        .route(MEMBERSHIP_PATH, post(|State(s): Shared| async move { answer(&s.replication.committed_membership()) }))
         .merge(raft)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .route_layer(axum::middleware::from_fn(only_peers))
@@ -119,9 +121,9 @@ async fn vote(State(s): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn write(State(s): Shared, body: Bytes) -> Response {
+async fn writes(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(command) => answer(&s.replication.write_as_leader(command).await),
+        Ok(commands) => answer(&s.replication.write_all_as_leader(commands).await),
         Err(e) => undecodable(e),
     }
 }
