@@ -1,14 +1,12 @@
-//! Group commit above Raft: the writes a server takes while earlier batches are in flight are gathered
-//! into one batch. On the leader a batch is proposed as one log entry ([`Proposer`]), so that one log
-//! fsync on each member, one replication round and one store transaction serve them all (openraft
-//! appends and flushes each entry before taking the next, so the store's own group commit alone would
-//! see one write at a time). A follower sends its batch to the leader in one request ([`Forwarder`]),
-//! and the leader queues those writes one by one with its own, so that they share its entries (a
-//! follower's batch proposed as an entry of its own was measured slower: entries a third as large).
-//! A batch goes as soon as fewer than the allowed number of batches are waiting for their outcome;
-//! under load the queue fills meanwhile.
+//! Group commit above Raft, on the leader: the writes it takes (its own and those its followers
+//! forward) while earlier ones are in flight are gathered into one batch, proposed as one log entry, so
+//! that one log fsync on each member, one replication round and one store transaction serve them all
+//! (openraft appends and flushes each entry before taking the next, so the store's own group commit
+//! alone would see one write at a time). A batch goes as soon as fewer than [`MAX_IN_FLIGHT`] batches
+//! are waiting for their outcome; under load the queue fills meanwhile. (Batching on the followers as
+//! well, each forwarding its batches, was measured and was slower: the leader then proposed each
+//! follower's batch as an entry of its own, a third as large.)
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +14,13 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::network::{CallError, WRITES_PATH};
-use super::pool::Pool;
 use super::types::Raft;
 use super::Refusal;
 use crate::store::{Command, Outcome};
 
+/// Batches sent and not yet answered at any time: one being appended while the one before it
+/// replicates and applies.
+const MAX_IN_FLIGHT: usize = 2;
 /// The most writes one batch carries.
 const MAX_BATCH_WRITES: usize = 512;
 /// The most bytes of keys and values one batch carries (one larger write goes alone): an entry must
@@ -30,35 +29,39 @@ const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Writes waiting for a batch beyond which more wait to be queued.
 const MAX_QUEUED: usize = 8192;
 
-/// Each write's outcome, in the order of the batch, or why it was not carried out.
-pub type Outcomes = Vec<Result<Outcome, Refusal>>;
-
-/// Where a batch goes.
-pub trait Commit: Send + Sync + 'static {
-    /// Commits `commands` and returns each one's outcome once applied.
-    fn commit(&self, commands: Vec<Command>) -> impl Future<Output = Outcomes> + Send;
-}
-
 /// A write waiting for its batch.
 struct Waiting {
     command: Command,
     reply: oneshot::Sender<Result<Outcome, Refusal>>,
 }
 
-/// A write queue, committing batches through one [`Commit`].
+/// The leader's write queue.
 pub struct Batcher {
     queue: mpsc::Sender<Waiting>,
     timeout: Duration,
+    proposed: Arc<Proposed>,
+}
+
+/// The entries this server committed as leader and the writes they carried, for /metrics.
+#[derive(Default)]
+struct Proposed {
+    entries: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl Batcher {
-    /// Starts batching writes into `target`, at most `in_flight` batches waiting for their outcome at
-    /// a time; a write not answered within `timeout` (its batch may still be committed) is given up as
-    /// indeterminate, one still queued then is dropped.
-    pub fn start(target: Arc<impl Commit>, in_flight: usize, timeout: Duration) -> Batcher {
+    /// Starts batching writes into `raft`; a write not answered within `timeout` (its batch may still
+    /// be committed) is given up as indeterminate, one still queued then is dropped.
+    pub fn start(raft: Raft, timeout: Duration) -> Batcher {
         let (queue, waiting) = mpsc::channel(MAX_QUEUED);
-        tokio::spawn(send_batches(target, in_flight, waiting));
-        Batcher { queue, timeout }
+        let proposed = Arc::new(Proposed::default());
+        tokio::spawn(send_batches(raft, waiting, timeout, proposed.clone()));
+        Batcher { queue, timeout, proposed }
+    }
+
+    /// The log entries this server committed as leader, and the writes they carried.
+    pub fn proposed(&self) -> (u64, u64) {
+        (self.proposed.entries.load(Ordering::Relaxed), self.proposed.writes.load(Ordering::Relaxed))
     }
 
     /// Commits `command` in a batch and returns its outcome once applied.
@@ -74,16 +77,11 @@ impl Batcher {
             Err(_) => Err(Refusal::Indeterminate(format!("not applied within {:?}", self.timeout))),
         }
     }
-
-    /// Commits each of `commands` in a batch (not necessarily the same) and returns their outcomes.
-    pub async fn write_all(&self, commands: Vec<Command>) -> Outcomes {
-        futures::future::join_all(commands.into_iter().map(|command| self.write(command))).await
-    }
 }
 
 /// Takes the writes queued whenever a batch may go, in arrival order, and commits them together.
-async fn send_batches(target: Arc<impl Commit>, in_flight: usize, mut waiting: mpsc::Receiver<Waiting>) {
-    let in_flight = Arc::new(Semaphore::new(in_flight));
+async fn send_batches(raft: Raft, mut waiting: mpsc::Receiver<Waiting>, timeout: Duration, proposed: Arc<Proposed>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut next = None;
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
@@ -92,11 +90,9 @@ async fn send_batches(target: Arc<impl Commit>, in_flight: usize, mut waiting: m
             return;
         }
         let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
-        let target = target.clone();
+        let (raft, proposed) = (raft.clone(), proposed.clone());
         tokio::spawn(async move {
-            for (reply, outcome) in replies.into_iter().zip(target.commit(commands).await) {
-                let _ = reply.send(outcome);
-            }
+            answer(replies, propose(&raft, commands, timeout, &proposed).await);
             drop(permit);
         });
     }
@@ -134,6 +130,27 @@ async fn gather(next: &mut Option<Waiting>, waiting: &mut mpsc::Receiver<Waiting
     batch
 }
 
+/// Commits a batch as one log entry and returns its writes' outcomes once applied, within `timeout`
+/// (without a quorum it would wait for ever).
+async fn propose(
+    raft: &Raft,
+    commands: Vec<Command>,
+    timeout: Duration,
+    proposed: &Proposed,
+) -> Result<Vec<Outcome>, Refusal> {
+    let writes = commands.len() as u64;
+    let outcomes = match tokio::time::timeout(timeout, raft.client_write(commands)).await {
+        Ok(Ok(response)) => response.data,
+        // Refused before it was appended, or its entry was truncated: certainly not done.
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => return Err(Refusal::NotLeader),
+        Ok(Err(other)) => return Err(Refusal::Indeterminate(other.to_string())),
+        Err(_) => return Err(Refusal::Indeterminate(format!("not committed within {timeout:?}"))),
+    };
+    proposed.entries.fetch_add(1, Ordering::Relaxed);
+    proposed.writes.fetch_add(writes, Ordering::Relaxed);
+    Ok(outcomes)
+}
+
 fn size(command: &Command) -> usize {
     match command {
         Command::Create { key, value } | Command::Update { key, value, .. } => key.len() + value.len(),
@@ -142,81 +159,24 @@ fn size(command: &Command) -> usize {
     }
 }
 
-/// `count` outcomes from a batch's: each write's own, or the batch's refusal for every write.
-fn each(count: usize, batch: Result<Outcomes, Refusal>) -> Outcomes {
-    match batch {
-        Ok(outcomes) if outcomes.len() == count => outcomes,
-        Ok(outcomes) => {
-            let wrong = format!("{} outcomes came back for a batch of {count} writes", outcomes.len());
-            vec![Err(Refusal::Indeterminate(wrong)); count]
+/// Answers each write of a batch with its outcome, or all of them with the batch's refusal.
+fn answer(replies: Vec<oneshot::Sender<Result<Outcome, Refusal>>>, committed: Result<Vec<Outcome>, Refusal>) {
+    match committed {
+        Ok(outcomes) if outcomes.len() == replies.len() => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
         }
-        Err(refusal) => vec![Err(refusal); count],
-    }
-}
-
-/// The leader's batches, each proposed as one log entry.
-pub struct Proposer {
-    raft: Raft,
-    /// How long a batch may take to be committed and applied (without a quorum it would wait for ever).
-    timeout: Duration,
-    /// The entries this server committed as leader, and the writes they carried, for /metrics.
-    entries: AtomicU64,
-    writes: AtomicU64,
-}
-
-impl Proposer {
-    pub fn new(raft: Raft, timeout: Duration) -> Proposer {
-        Proposer { raft, timeout, entries: AtomicU64::new(0), writes: AtomicU64::new(0) }
-    }
-
-    /// The log entries this server committed as leader, and the writes they carried.
-    pub fn proposed(&self) -> (u64, u64) {
-        (self.entries.load(Ordering::Relaxed), self.writes.load(Ordering::Relaxed))
-    }
-
-    async fn propose(&self, commands: Vec<Command>) -> Result<Outcomes, Refusal> {
-        let writes = commands.len() as u64;
-        let outcomes = match tokio::time::timeout(self.timeout, self.raft.client_write(commands)).await {
-            Ok(Ok(response)) => response.data,
-            // Refused before it was appended, or its entry was truncated: certainly not done.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => return Err(Refusal::NotLeader),
-            Ok(Err(other)) => return Err(Refusal::Indeterminate(other.to_string())),
-            Err(_) => return Err(Refusal::Indeterminate(format!("not committed within {:?}", self.timeout))),
-        };
-        self.entries.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(writes, Ordering::Relaxed);
-        Ok(outcomes.into_iter().map(Ok).collect())
-    }
-}
-
-impl Commit for Proposer {
-    async fn commit(&self, commands: Vec<Command>) -> Outcomes {
-        let count = commands.len();
-        each(count, self.propose(commands).await)
-    }
-}
-
-/// A follower's batches, each sent to the leader at `address` in one request.
-pub struct Forwarder {
-    pub address: String,
-    pub peers: Arc<Pool>,
-    /// The request's deadline.
-    pub timeout: Duration,
-}
-
-impl Commit for Forwarder {
-    async fn commit(&self, commands: Vec<Command>) -> Outcomes {
-        let count = commands.len();
-        let answer = self.peers.call(&self.address, WRITES_PATH, &commands, self.timeout).await;
-        each(count, answer.map_err(refusal_of_call))
-    }
-}
-
-/// What a failed call to the leader means for a write: not sent at all (the leader is gone; the
-/// next one is worth waiting for), or sent with an unknown outcome.
-pub fn refusal_of_call(error: CallError) -> Refusal {
-    match error {
-        CallError::Connect { .. } => Refusal::NotLeader,
-        other => Refusal::Indeterminate(format!("the leader: {other}")),
+        Ok(outcomes) => {
+            let wrong = format!("{} outcomes came back for a batch of {} writes", outcomes.len(), replies.len());
+            for reply in replies {
+                let _ = reply.send(Err(Refusal::Indeterminate(wrong.clone())));
+            }
+        }
+        Err(refusal) => {
+            for reply in replies {
+                let _ = reply.send(Err(refusal.clone()));
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The Raft log and vote in their own SQLite file (`raft.db` beside the store), every change committed
 //! with `synchronous=FULL`, so it is fsynced before openraft is told it is done — the storage contract
-//! under which a vote is never forgotten and an acknowledged entry never lost.
+//! under which a vote is never forgotten and an acknowledged entry never lost. The newest entries are
+//! also kept in memory (`recent_entries`) for the reads that replication and applying make.
 
 // openraft's storage traits fix the error type, StorageError, which is large.
 #![allow(clippy::result_large_err)]
@@ -13,12 +14,14 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader};
 use rusqlite::{Connection, OptionalExtension};
 
+use super::recent_entries::RecentEntries;
 use super::types::{decode, encode, Entry, IoError, LogId, StorageError, TypeConfig, Vote};
 
-/// The log store; clones share the one connection.
+/// The log store; clones share the one connection and the entries kept in memory.
 #[derive(Clone)]
 pub struct LogStore {
     conn: Arc<Mutex<Connection>>,
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 const SCHEMA: &str = "
@@ -46,7 +49,11 @@ impl LogStore {
         )?;
         conn.execute_batch(SCHEMA)?;
         check_format(&conn, path)?;
-        Ok(LogStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(LogStore { conn: Arc::new(Mutex::new(conn)), recent: Default::default() })
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `f` on the connection off the async threads.
@@ -135,6 +142,9 @@ impl LogStore {
     /// The entries at indexes `start..=end`, in order; with a `budget`, only as many as fit in that
     /// many bytes (always at least one).
     async fn read_entries(&self, start: i64, end: i64, budget: Option<usize>) -> Result<Vec<Entry>, StorageError> {
+        if let Some(kept) = self.recent().get(start.max(0) as u64, end.max(0) as u64, budget) {
+            return Ok(kept);
+        }
         self.blocking(move |conn| {
             let mut statement = conn
                 .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
@@ -237,11 +247,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded = entries
-            .into_iter()
-            .map(|entry| encode(&entry).map(|bytes| (entry.log_id.index as i64, bytes)))
+            .iter()
+            .map(|entry| encode(entry).map(|bytes| (entry.log_id.index as i64, bytes)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| IoError::write_logs(&e))?;
+        let sizes: Vec<usize> = encoded.iter().map(|(_, bytes)| bytes.len()).collect();
         let result = self
             .blocking(move |conn| {
                 let tx = conn.transaction().map_err(|e| IoError::write_logs(&e))?;
@@ -258,12 +270,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             })
             .await;
+        if result.is_ok() {
+            self.recent().appended(entries.into_iter().zip(sizes));
+        }
         let io_result = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
         callback.log_io_completed(io_result);
         result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().truncated(log_id.index);
         let from = log_id.index as i64;
         self.blocking(move |conn| {
             conn.execute("DELETE FROM log WHERE idx >= ?1", [from]).map_err(|e| IoError::write_logs(&e))?;
@@ -274,6 +290,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.write_meta(PURGED, &log_id).await?;
+        self.recent().purged(log_id.index);
         let upto = log_id.index as i64;
         self.blocking(move |conn| {
             conn.execute("DELETE FROM log WHERE idx <= ?1", [upto]).map_err(|e| IoError::write_logs(&e))?;

@@ -11,6 +11,7 @@ mod log_store;
 mod membership;
 mod network;
 mod pool;
+mod recent_entries;
 mod routes;
 mod snapshot_wire;
 mod state_machine;
@@ -35,7 +36,7 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Command, Outcome, ReplicationStatus, Store, StoreError};
-use network::{Peers, JOIN_PATH, READ_INDEX_PATH};
+use network::{CallError, Peers, JOIN_PATH, READ_INDEX_PATH, WRITE_PATH};
 use types::{LogId, NodeId, Raft};
 
 /// How long a write or current read waits for a leader (an election) before failing as unavailable.
@@ -46,11 +47,6 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 /// The deadline of a forwarded write or read index.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
-/// The leader's batches waiting for their outcome at a time: one being appended while the one
-/// before it replicates and applies.
-const LEADER_BATCHES_IN_FLIGHT: usize = 2;
-/// A follower's forwarded batches waiting for the leader's answer at a time.
-const FORWARDS_IN_FLIGHT: usize = 4;
 /// How long adding a server may take (it catches up, by snapshot if need be, before it votes).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The pause between attempts while there is no leader.
@@ -113,18 +109,13 @@ pub struct Replication {
     id: NodeId,
     address: String,
     raft: Raft,
-    peers: Arc<pool::Pool>,
+    peers: pool::Pool,
     /// Membership changes one at a time (Raft allows one in progress).
     membership_changes: tokio::sync::Mutex<()>,
     /// The store directory (`Settings::dir`): the log, the snapshots, a removed server's marker.
     store_dir: PathBuf,
-    /// Proposes the leader's batches, each as one log entry, and counts them.
-    proposer: Arc<batcher::Proposer>,
-    /// Gathers the writes this server takes as leader (its own and its followers') into batches.
+    /// Gathers the writes this server takes as leader into batches, each committed as one log entry.
     batcher: batcher::Batcher,
-    /// As a follower, the writes this server forwards, gathered into one request per batch, by the
-    /// leader's address.
-    forwarders: std::sync::Mutex<std::collections::HashMap<String, Arc<batcher::Batcher>>>,
     timing: Timing,
     /// The log's size in bytes, as last measured.
     log_bytes: Arc<std::sync::atomic::AtomicU64>,
@@ -152,15 +143,12 @@ impl Replication {
         let peers = Peers { id, tls: settings.tls.clone() };
         let raft = Raft::new(id, Arc::new(config), peers, log.clone(), state_machine).await?;
         let log_bytes = log_bound::keep_log_within(raft.clone(), log, settings.snapshot_bytes);
-        let proposer = Arc::new(batcher::Proposer::new(raft.clone(), COMMIT_TIMEOUT));
         let replication = Arc::new(Replication {
             id,
             address: settings.address,
-            batcher: batcher::Batcher::start(proposer.clone(), LEADER_BATCHES_IN_FLIGHT, COMMIT_TIMEOUT),
-            proposer,
-            forwarders: Default::default(),
+            batcher: batcher::Batcher::start(raft.clone(), COMMIT_TIMEOUT),
             raft,
-            peers: Arc::new(pool::Pool::new(settings.tls)),
+            peers: pool::Pool::new(settings.tls),
             membership_changes: Default::default(),
             store_dir: settings.dir,
             timing: settings.timing,
@@ -281,21 +269,6 @@ impl Replication {
         self.batcher.write(command).await
     }
 
-    /// On the leader: a follower's batch, each write queued with the others (see `batcher`).
-    async fn write_all_as_leader(&self, commands: Vec<Command>) -> batcher::Outcomes {
-        self.batcher.write_all(commands).await
-    }
-
-    /// The queue of the writes this server forwards to the leader at `address`.
-    fn forwarder(&self, address: String) -> Arc<batcher::Batcher> {
-        let mut forwarders = self.forwarders.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = forwarders.entry(address.clone()).or_insert_with(|| {
-            let target = batcher::Forwarder { address, peers: self.peers.clone(), timeout: FORWARD_TIMEOUT };
-            Arc::new(batcher::Batcher::start(Arc::new(target), FORWARDS_IN_FLIGHT, FORWARD_TIMEOUT))
-        });
-        queue.clone()
-    }
-
     /// On the leader: the read index (the log id a current read must have seen applied).
     async fn read_index_as_leader(&self) -> Result<Option<LogId>, Refusal> {
         match self.raft.get_read_log_id().await {
@@ -307,19 +280,24 @@ impl Replication {
 
     /// Adds a server (or records a member's new address) through the leader, from any member.
     async fn add_server_via_leader(&self, request: JoinRequest) -> Result<(), Refusal> {
-        let local = || self.add_server(request.clone());
-        let added = self.on_leader(local, |leader| self.call_leader(leader, JOIN_PATH, &request, JOIN_TIMEOUT)).await;
+        let added = self.on_leader(JOIN_PATH, JOIN_TIMEOUT, &request, || self.add_server(request.clone())).await;
         added.map_err(|e| Refusal::Failed(e.to_string()))
     }
 
-    /// Runs `local` if this server leads, else `remote` with the leader's address; retries while no
-    /// leader is known or the one asked has just lost leadership, up to [`LEADER_WAIT`].
-    async fn on_leader<T, L, LocalDone, R, RemoteDone>(&self, local: L, remote: R) -> Result<T, StoreError>
+    /// Runs `local` if this server leads, else sends `request` to `path` on the leader; retries while
+    /// no leader is known or the one asked has just lost leadership, up to [`LEADER_WAIT`].
+    async fn on_leader<Req, T, F, Fut>(
+        &self,
+        path: &str,
+        timeout: Duration,
+        request: &Req,
+        local: F,
+    ) -> Result<T, StoreError>
     where
-        L: Fn() -> LocalDone,
-        LocalDone: std::future::Future<Output = Result<T, Refusal>>,
-        R: Fn(String) -> RemoteDone,
-        RemoteDone: std::future::Future<Output = Result<T, Refusal>>,
+        Req: Serialize,
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Refusal>>,
     {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
@@ -327,7 +305,13 @@ impl Replication {
             let answer = match leader {
                 Some(id) if id == self.id => local().await,
                 Some(id) => match self.member_address(id) {
-                    Some(address) => remote(address).await,
+                    Some(address) => match self.peers.call(&address, path, request, timeout).await {
+                        Ok(answer) => answer,
+                        // Not sent: the leader is gone, the next one is worth waiting for.
+                        Err(CallError::Connect { .. }) => Err(Refusal::NotLeader),
+                        // Sent: whether it took effect is unknown.
+                        Err(e) => return Err(StoreError::Indeterminate(format!("the leader: {e}"))),
+                    },
                     None => Err(Refusal::NotLeader),
                 },
                 None => Err(Refusal::NotLeader),
@@ -344,17 +328,6 @@ impl Replication {
         }
     }
 
-    /// Sends `request` to `path` on the leader at `address` and returns its answer.
-    async fn call_leader<Req: Serialize, T: serde::de::DeserializeOwned>(
-        &self,
-        address: String,
-        path: &str,
-        request: &Req,
-        timeout: Duration,
-    ) -> Result<T, Refusal> {
-        self.peers.call(&address, path, request, timeout).await.map_err(batcher::refusal_of_call)?
-    }
-
     /// The address of member `id`, from the membership this server knows.
     fn member_address(&self, id: NodeId) -> Option<String> {
         let metrics = self.raft.metrics();
@@ -366,17 +339,11 @@ impl Replication {
 #[async_trait::async_trait]
 impl crate::store::Replicator for Replication {
     async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
-        let local = || self.write_as_leader(command.clone());
-        let remote = |leader| {
-            let (forwarder, command) = (self.forwarder(leader), command.clone());
-            async move { forwarder.write(command).await }
-        };
-        self.on_leader(local, remote).await
+        self.on_leader(WRITE_PATH, FORWARD_TIMEOUT, &command, || self.write_as_leader(command.clone())).await
     }
 
     async fn read_barrier(&self) -> Result<(), StoreError> {
-        let remote = |leader| self.call_leader(leader, READ_INDEX_PATH, &(), FORWARD_TIMEOUT);
-        let read_index = self.on_leader(|| self.read_index_as_leader(), remote).await?;
+        let read_index = self.on_leader(READ_INDEX_PATH, FORWARD_TIMEOUT, &(), || self.read_index_as_leader()).await?;
         self.raft
             .wait(Some(FORWARD_TIMEOUT))
             .applied_index_at_least(read_index.map(|id| id.index), "the read index")
@@ -395,7 +362,7 @@ impl crate::store::Replicator for Replication {
         // acknowledged it recently.
         let leader_heard =
             !is_leader || metrics.millis_since_quorum_ack.is_none_or(|ms| ms < self.timing.quorum_silence_ms());
-        let (proposed_entries, proposed_writes) = self.proposer.proposed();
+        let (proposed_entries, proposed_writes) = self.batcher.proposed();
         ReplicationStatus {
             has_leader: metrics.current_leader.is_some() && leader_heard,
             is_leader,

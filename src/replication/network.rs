@@ -24,8 +24,7 @@ use super::types::{decode, encode, NodeId, TypeConfig, Vote};
 pub const APPEND_PATH: &str = "/tug/raft/append";
 pub const VOTE_PATH: &str = "/tug/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/tug/raft/snapshot";
-/// A follower's batch of writes, for the leader to commit.
-pub const WRITES_PATH: &str = "/tug/raft/writes";
+pub const WRITE_PATH: &str = "/tug/raft/write";
 pub const READ_INDEX_PATH: &str = "/tug/raft/read-index";
 pub const JOIN_PATH: &str = "/tug/raft/join";
 /// Answers whether a member is up (before a removal).

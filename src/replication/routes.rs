@@ -12,7 +12,7 @@ use openraft::Snapshot;
 
 use super::network::{
     APPEND_PATH, JOIN_PATH, MEMBERSHIP_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, SNAPSHOT_PATH, VOTE_PATH,
-    WRITES_PATH,
+    WRITE_PATH,
 };
 use super::types::{decode, encode, SnapshotFile};
 use super::Replication;
@@ -37,7 +37,7 @@ pub fn routes(replication: Arc<Replication>) -> axum::Router {
         .route(SNAPSHOT_PATH, post(install_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_for_this_node));
     axum::Router::new()
-        .route(WRITES_PATH, post(writes))
+        .route(WRITE_PATH, post(write))
         .route(READ_INDEX_PATH, post(read_index))
         .route(JOIN_PATH, post(join))
         .route(MEMBERSHIP_PATH, post(|State(s): Shared| async move { answer(&s.replication.committed_membership()) }))
@@ -121,9 +121,9 @@ async fn vote(State(s): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn writes(State(s): Shared, body: Bytes) -> Response {
+async fn write(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(commands) => answer(&s.replication.write_all_as_leader(commands).await),
+        Ok(command) => answer(&s.replication.write_as_leader(command).await),
         Err(e) => undecodable(e),
     }
 }
