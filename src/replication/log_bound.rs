@@ -1,16 +1,17 @@
 //! The Raft log's disk use bounded in bytes as well as in entries: openraft snapshots every
 //! `--raft-snapshot-entries` entries, but entries carry batches of up to 1 MiB, so a count alone lets
-//! the log grow to gigabytes. Every few seconds this takes a snapshot once the entries not in one
-//! exceed `--raft-snapshot-bytes`, and purges the entries a snapshot covers once those kept for
-//! followers slightly behind exceed it too (a follower farther behind gets the snapshot), so the log
-//! stays within about twice the bound plus what is written between two checks.
+//! the log grow to gigabytes. Every few seconds this takes a snapshot once the applied entries not in
+//! one exceed `--raft-snapshot-bytes`, and once the entries a snapshot covers exceed it too, purges
+//! the oldest of them, keeping half the bound for followers slightly behind (a follower farther
+//! behind gets the snapshot). The log so stays within about twice the bound, plus entries not yet
+//! applied and what is written between two checks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::log_store::LogStore;
-use super::types::Raft;
+use super::types::{Raft, StorageError};
 
 /// How often the log's size is checked.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -25,34 +26,43 @@ pub fn keep_log_within(raft: Raft, log: LogStore, max_bytes: u64) -> Arc<AtomicU
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (stopped, snapshot_index) = {
-                let metrics = raft.metrics();
-                let metrics = metrics.borrow();
-                (metrics.running_state.is_err(), metrics.snapshot.map(|id| id.index))
-            };
-            if stopped {
-                return;
-            }
-            let (covered, uncovered) = match log.bytes_split_at(snapshot_index).await {
-                Ok(split) => split,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot measure the Raft log");
-                    continue;
-                }
-            };
-            size.store(covered + uncovered, Ordering::Relaxed);
-            let done = if uncovered > max_bytes {
-                tracing::info!(bytes = uncovered, "the Raft log outgrew --raft-snapshot-bytes: taking a snapshot");
-                raft.trigger().snapshot().await
-            } else if let Some(index) = snapshot_index.filter(|_| covered > max_bytes) {
-                raft.trigger().purge_log(index).await
-            } else {
-                Ok(())
-            };
-            if done.is_err() {
-                return;
+            match check(&raft, &log, max_bytes, &size).await {
+                Ok(Checked::Running) => {}
+                Ok(Checked::Stopped) => return,
+                Err(error) => tracing::warn!(%error, "cannot keep the Raft log within --raft-snapshot-bytes"),
             }
         }
     });
     measured
+}
+
+enum Checked {
+    Running,
+    Stopped,
+}
+
+/// One check: measures the log into `size`, then snapshots or purges if it is over the bound.
+async fn check(raft: &Raft, log: &LogStore, max_bytes: u64, size: &AtomicU64) -> Result<Checked, StorageError> {
+    let (stopped, snapshot, applied) = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.running_state.is_err(), metrics.snapshot.map(|id| id.index), metrics.last_applied.map(|id| id.index))
+    };
+    if stopped {
+        return Ok(Checked::Stopped);
+    }
+    let [covered, applied_since, not_applied] = log.bytes_by_range(snapshot, applied).await?;
+    size.store(covered + applied_since + not_applied, Ordering::Relaxed);
+    let triggered = if applied_since > max_bytes {
+        tracing::info!(bytes = applied_since, "the Raft log outgrew --raft-snapshot-bytes: taking a snapshot");
+        raft.trigger().snapshot().await
+    } else if let Some(snapshot) = snapshot.filter(|_| covered > max_bytes) {
+        match log.purge_point(snapshot, max_bytes / 2).await? {
+            Some(upto) => raft.trigger().purge_log(upto).await,
+            None => Ok(()),
+        }
+    } else {
+        Ok(())
+    };
+    Ok(if triggered.is_ok() { Checked::Running } else { Checked::Stopped })
 }

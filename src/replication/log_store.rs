@@ -142,7 +142,10 @@ impl LogStore {
     /// The entries at indexes `start..=end`, in order; with a `budget`, only as many as fit in that
     /// many bytes (always at least one).
     async fn read_entries(&self, start: i64, end: i64, budget: Option<usize>) -> Result<Vec<Entry>, StorageError> {
-        if let Some(kept) = self.recent().get(start.max(0) as u64, end.max(0) as u64, budget) {
+        if end < start {
+            return Ok(Vec::new());
+        }
+        if let Some(kept) = self.recent().get(start.max(0) as u64, end as u64, budget) {
             return Ok(kept);
         }
         self.blocking(move |conn| {
@@ -167,16 +170,37 @@ impl LogStore {
 }
 
 impl LogStore {
-    /// The bytes of the entries at or below `index` and of those above it.
-    pub async fn bytes_split_at(&self, index: Option<u64>) -> Result<(u64, u64), StorageError> {
-        let split = index.map_or(-1, |i| i.min(i64::MAX as u64) as i64);
+    /// The bytes of the entries up to `snapshot` (covered by it), of those after it up to `applied`,
+    /// and of the rest.
+    pub async fn bytes_by_range(&self, snapshot: Option<u64>, applied: Option<u64>) -> Result<[u64; 3], StorageError> {
+        let index = |i: Option<u64>| i.map_or(-1, |i| i.min(i64::MAX as u64) as i64);
+        let (snapshot, applied) = (index(snapshot), index(applied));
         self.blocking(move |conn| {
             conn.query_row(
                 "SELECT COALESCE(SUM(CASE WHEN idx <= ?1 THEN length(entry) END), 0), \
-                        COALESCE(SUM(CASE WHEN idx > ?1 THEN length(entry) END), 0) FROM log",
-                [split],
-                |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+                        COALESCE(SUM(CASE WHEN idx > ?1 AND idx <= ?2 THEN length(entry) END), 0), \
+                        COALESCE(SUM(CASE WHEN idx > ?2 AND idx > ?1 THEN length(entry) END), 0) FROM log",
+                [snapshot, applied],
+                |row| Ok([row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64, row.get::<_, i64>(2)? as u64]),
             )
+            .map_err(|e| IoError::read_logs(&e).into())
+        })
+        .await
+    }
+
+    /// The newest index up to `upto` such that the entries after it, up to `upto`, hold at most
+    /// `keep` bytes: purging up to there keeps those for followers slightly behind. None when all of
+    /// them fit.
+    pub async fn purge_point(&self, upto: u64, keep: u64) -> Result<Option<u64>, StorageError> {
+        let (upto, keep) = (upto.min(i64::MAX as u64) as i64, keep.min(i64::MAX as u64) as i64);
+        self.blocking(move |conn| {
+            conn.query_row(
+                "SELECT MAX(idx) FROM (SELECT idx, SUM(length(entry)) OVER (ORDER BY idx DESC) AS from_here \
+                 FROM log WHERE idx <= ?1) WHERE from_here > ?2",
+                [upto, keep],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+            .map(|index| index.map(|i| i as u64))
             .map_err(|e| IoError::read_logs(&e).into())
         })
         .await

@@ -48,15 +48,17 @@ impl Replication {
     /// it was removed while down, and the leader could not tell it (committed changes are never undone,
     /// and a removed server comes back only with a new id).
     pub(super) async fn removed_while_down(&self) -> bool {
-        let (known, others): (u64, Vec<String>) = {
+        let (known, others): (u64, Vec<(NodeId, String)>) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
             let config = &metrics.membership_config;
             let others = config.membership().nodes().filter(|(id, _)| **id != self.id);
-            (config.log_id().map_or(0, |id| id.index), others.map(|(_, node)| node.addr.clone()).collect())
+            (config.log_id().map_or(0, |id| id.index), others.map(|(id, node)| (*id, node.addr.clone())).collect())
         };
-        for address in others {
-            let view = self.peers.call::<(), Option<CommittedMembership>>(&address, MEMBERSHIP_PATH, &(), PING_TIMEOUT);
+        // Asked by node id: a server now at that address in another group (a cluster reset) refuses.
+        for (id, address) in others {
+            let path = addressed(MEMBERSHIP_PATH, id);
+            let view = self.peers.call::<(), Option<CommittedMembership>>(&address, &path, &(), PING_TIMEOUT);
             if let Ok(Some(view)) = view.await {
                 if view.index > known && !view.members.contains(&self.id) {
                     return true;
