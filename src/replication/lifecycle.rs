@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-
 use openraft::ServerState;
 
 use super::types::{NodeId, Raft};
@@ -70,9 +69,8 @@ pub fn exit_when_removed(raft: &Raft, id: NodeId, dir: PathBuf) {
         loop {
             let (member, committed) = {
                 let metrics = metrics.borrow();
-                let membership = &metrics.membership_config;
-                // Applied, hence committed: an uncommitted change may still be undone by the next leader.
-                (membership.membership().get_node(&id).is_some(), membership.log_id() <= &metrics.last_applied)
+                let member = metrics.membership_config.membership().get_node(&id).is_some();
+                (member, super::membership::committed_membership(&metrics).is_some())
             };
             if member {
                 was_member = true;

@@ -92,23 +92,19 @@ impl LogStore {
 /// Records [`FORMAT_VERSION`] in a log that has none (a new one, or one from before versions, whose
 /// entries are in this format), and refuses a log in another.
 fn check_format(conn: &Connection, path: &Path) -> anyhow::Result<()> {
-    let recorded: Option<Vec<u8>> =
-        conn.query_row("SELECT value FROM meta WHERE name = ?1", [FORMAT], |r| r.get(0)).optional()?;
-    match recorded.map(|bytes| decode::<u32>(&bytes)) {
-        None => {
+    match read_meta::<u32>(conn, FORMAT) {
+        Ok(None) => {
             let bytes = encode(&FORMAT_VERSION)?;
             conn.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", rusqlite::params![FORMAT, bytes])?;
             Ok(())
         }
-        Some(Ok(FORMAT_VERSION)) => Ok(()),
-        Some(found) => {
-            let found = found.map_or_else(|_| "unreadable".to_string(), |v| v.to_string());
-            anyhow::bail!(
-                "the Raft log {} is in format {found}, this tug reads format {FORMAT_VERSION}: start the tug \
-                 version that wrote it",
-                path.display()
-            )
-        }
+        Ok(Some(FORMAT_VERSION)) => Ok(()),
+        Ok(Some(found)) => anyhow::bail!(
+            "the Raft log {} is in format {found}, this tug reads format {FORMAT_VERSION}: start the tug version \
+             that wrote it",
+            path.display()
+        ),
+        Err(error) => anyhow::bail!("cannot read the format of the Raft log {}: {error}", path.display()),
     }
 }
 
@@ -167,9 +163,7 @@ impl LogStore {
         })
         .await
     }
-}
 
-impl LogStore {
     /// The bytes of the entries up to `snapshot` (covered by it), of those after it up to `applied`,
     /// and of the rest.
     pub async fn bytes_by_range(&self, snapshot: Option<u64>, applied: Option<u64>) -> Result<[u64; 3], StorageError> {

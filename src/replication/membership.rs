@@ -11,7 +11,7 @@ use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
 
 use super::network::{addressed, MEMBERSHIP_PATH, PING_PATH, REMOVED_PATH};
-use super::types::NodeId;
+use super::types::{NodeId, RaftMetrics};
 use super::{JoinRequest, Refusal, Replication};
 
 /// How long a member may take to answer the check before a removal.
@@ -31,17 +31,20 @@ pub struct CommittedMembership {
     members: Vec<NodeId>,
 }
 
+/// The membership in `metrics` if it is committed (applied, hence committed: one still being committed
+/// may yet be undone by the next leader).
+pub(super) fn committed_membership(metrics: &RaftMetrics) -> Option<CommittedMembership> {
+    let config = &metrics.membership_config;
+    (config.log_id() <= &metrics.last_applied).then(|| CommittedMembership {
+        index: config.log_id().map_or(0, |id| id.index),
+        members: config.membership().nodes().map(|(id, _)| *id).collect(),
+    })
+}
+
 impl Replication {
-    /// The membership this server last applied, if it is the newest it knows (one still being
-    /// committed may yet be undone).
+    /// The membership this server last applied, if it is the newest it knows.
     pub(super) fn committed_membership(&self) -> Option<CommittedMembership> {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let config = &metrics.membership_config;
-        (config.log_id() <= &metrics.last_applied).then(|| CommittedMembership {
-            index: config.log_id().map_or(0, |id| id.index),
-            members: config.membership().nodes().map(|(id, _)| *id).collect(),
-        })
+        committed_membership(&self.raft.metrics().borrow())
     }
 
     /// Whether another member knows a committed membership newer than this server's that leaves it out:

@@ -238,12 +238,11 @@ impl Replication {
         let metrics = self.raft.wait(timeout).applied_index_at_least(last_log_index, "the log applied").await?;
         let applied = metrics.last_applied.context("nothing applied yet")?;
         self.raft.trigger().snapshot().await?;
-        let covers =
-            |m: &openraft::RaftMetrics<NodeId, BasicNode>| m.snapshot.is_some_and(|s| s.index >= applied.index);
+        let covers = |m: &types::RaftMetrics| m.snapshot.is_some_and(|s| s.index >= applied.index);
         let metrics = self.raft.wait(timeout).metrics(covers, "a snapshot of everything applied").await?;
         let snapshot = metrics.snapshot.context("no snapshot")?;
         self.raft.trigger().purge_log(snapshot.index).await?;
-        let purged = |m: &openraft::RaftMetrics<NodeId, BasicNode>| m.purged.is_some_and(|p| p.index >= snapshot.index);
+        let purged = |m: &types::RaftMetrics| m.purged.is_some_and(|p| p.index >= snapshot.index);
         self.raft.wait(timeout).metrics(purged, "the log purged behind the snapshot").await?;
         Ok(())
     }

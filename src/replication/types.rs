@@ -24,6 +24,7 @@ pub type Entry = openraft::Entry<TypeConfig>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type Raft = openraft::Raft<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
 
 /// A snapshot: a self-contained copy of the store's SQLite file.
 #[derive(Debug)]
