@@ -2,25 +2,23 @@
 //! forward) while earlier ones are in flight are gathered into one batch, proposed as one log entry, so
 //! that one log fsync on each member, one replication round and one store transaction serve them all
 //! (openraft appends and flushes each entry before taking the next, so the store's own group commit
-//! alone would see one write at a time). A batch goes as soon as fewer than [`MAX_IN_FLIGHT`] batches
-//! are waiting for their outcome; under load the queue fills meanwhile. (Batching on the followers as
-//! well, each forwarding its batches, was measured and was slower: the leader then proposed each
-//! follower's batch as an entry of its own, a third as large.)
+//! alone would see one write at a time). A batch goes once the one before it is applied; under load
+//! the queue fills meanwhile. Measured and slower: two batches in flight, one appended while the other
+//! replicates (batches of 7.7 writes instead of 12.4, 13% more CPU per write); followers batching
+//! what they forward (the leader proposed each follower's batch as an entry of its own, a third as
+//! large).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::types::Raft;
 use super::Refusal;
 use crate::store::{Command, Outcome};
 
-/// Batches sent and not yet answered at any time: one being appended while the one before it
-/// replicates and applies.
-const MAX_IN_FLIGHT: usize = 2;
 /// The most writes one batch carries.
 const MAX_BATCH_WRITES: usize = 512;
 /// The most bytes of keys and values one batch carries (one larger write goes alone): an entry must
@@ -79,22 +77,17 @@ impl Batcher {
     }
 }
 
-/// Takes the writes queued whenever a batch may go, in arrival order, and commits them together.
+/// Takes the writes queued while the batch before was in flight, in arrival order, and commits them
+/// together.
 async fn send_batches(raft: Raft, mut waiting: mpsc::Receiver<Waiting>, timeout: Duration, proposed: Arc<Proposed>) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut next = None;
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let batch = gather(&mut next, &mut waiting).await;
         if batch.is_empty() {
             return;
         }
         let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
-        let (raft, proposed) = (raft.clone(), proposed.clone());
-        tokio::spawn(async move {
-            answer(replies, propose(&raft, commands, timeout, &proposed).await);
-            drop(permit);
-        });
+        answer(replies, propose(&raft, commands, timeout, &proposed).await);
     }
 }
 
