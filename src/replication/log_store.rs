@@ -1,17 +1,14 @@
 //! The Raft log and vote in their own SQLite file (`raft.db` beside the store), every change committed
 //! with `synchronous=FULL`, so it is fsynced before openraft is told it is done — the storage contract
-//! under which a vote is never forgotten and an acknowledged entry never lost. One thread of its own
-//! does every read and write of the file, in the order asked; an append returns once queued and tells
-//! openraft when its fsync is done, so a leader sends an entry to its followers while its own fsync
-//! runs. The newest entries are also kept in memory (`recent_entries`), from when they are queued, for
-//! the reads that replication and applying make.
+//! under which a vote is never forgotten and an acknowledged entry never lost. The newest entries are
+//! also kept in memory (`recent_entries`) for the reads that replication and applying make.
 
 // openraft's storage traits fix the error type, StorageError, which is large.
 #![allow(clippy::result_large_err)]
 
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader};
@@ -20,15 +17,12 @@ use rusqlite::{Connection, OptionalExtension};
 use super::recent_entries::RecentEntries;
 use super::types::{decode, encode, Entry, IoError, LogId, StorageError, TypeConfig, Vote};
 
-/// The log store; clones share the log's thread and the entries kept in memory.
+/// The log store; clones share the one connection and the entries kept in memory.
 #[derive(Clone)]
 pub struct LogStore {
-    jobs: mpsc::Sender<Job>,
+    conn: Arc<Mutex<Connection>>,
     recent: Arc<Mutex<RecentEntries>>,
 }
-
-/// Work for the log's thread, on its connection.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
@@ -42,8 +36,6 @@ const FORMAT: &str = "format";
 const FORMAT_VERSION: u32 = 1;
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
-/// Why a log operation failed when the log's thread is no more (it panicked).
-const THREAD_GONE: &str = "the Raft log's thread has stopped";
 
 impl LogStore {
     /// Opens (creating) the log file at `path`.
@@ -57,35 +49,25 @@ impl LogStore {
         )?;
         conn.execute_batch(SCHEMA)?;
         check_format(&conn, path)?;
-        let (jobs, queued) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("raft-log".into()).spawn(move || {
-            let mut conn = conn;
-            while let Ok(job) = queued.recv() {
-                job(&mut conn);
-            }
-        })?;
-        Ok(LogStore { jobs, recent: Default::default() })
+        Ok(LogStore { conn: Arc::new(Mutex::new(conn)), recent: Default::default() })
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `job` for the log's thread.
-    fn submit(&self, job: impl FnOnce(&mut Connection) + Send + 'static) -> Result<(), StorageError> {
-        self.jobs.send(Box::new(job)).map_err(|_| IoError::write_logs(&std::io::Error::other(THREAD_GONE)).into())
-    }
-
-    /// Runs `f` on the log's thread, after everything queued before, and returns its result.
+    /// Runs `f` on the connection off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let (reply, result) = tokio::sync::oneshot::channel();
-        self.submit(move |conn| {
-            let _ = reply.send(f(conn));
-        })?;
-        result.await.map_err(|_| IoError::read_logs(&std::io::Error::other(THREAD_GONE)))?
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StorageError::from(IoError::read_logs(&e)))?
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -290,11 +272,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| IoError::write_logs(&e))?;
         let sizes: Vec<usize> = encoded.iter().map(|(_, bytes)| bytes.len()).collect();
-        self.recent().appended(entries.into_iter().zip(sizes));
-        self.submit(move |conn| {
-            let written = write_entries(conn, encoded);
-            callback.log_io_completed(written.map_err(|e| std::io::Error::other(e.to_string())));
-        })
+        let result = self
+            .blocking(move |conn| {
+                let tx = conn.transaction().map_err(|e| IoError::write_logs(&e))?;
+                {
+                    let mut insert = tx
+                        .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
+                        .map_err(|e| IoError::write_logs(&e))?;
+                    for (index, bytes) in encoded {
+                        insert.execute(rusqlite::params![index, bytes]).map_err(|e| IoError::write_logs(&e))?;
+                    }
+                }
+                // synchronous=FULL: the commit returns once the WAL is fsynced.
+                tx.commit().map_err(|e| IoError::write_logs(&e))?;
+                Ok(())
+            })
+            .await;
+        if result.is_ok() {
+            self.recent().appended(entries.into_iter().zip(sizes));
+        }
+        let io_result = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(io_result);
+        result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -317,21 +316,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
     }
-}
-
-/// Writes `entries` (index, encoded) in one transaction, fsynced (`synchronous=FULL`) when it returns.
-fn write_entries(conn: &mut Connection, entries: Vec<(i64, Vec<u8>)>) -> Result<(), StorageError> {
-    let tx = conn.transaction().map_err(|e| IoError::write_logs(&e))?;
-    {
-        let mut insert = tx
-            .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
-            .map_err(|e| IoError::write_logs(&e))?;
-        for (index, bytes) in entries {
-            insert.execute(rusqlite::params![index, bytes]).map_err(|e| IoError::write_logs(&e))?;
-        }
-    }
-    tx.commit().map_err(|e| IoError::write_logs(&e))?;
-    Ok(())
 }
 
 #[cfg(test)]
