@@ -65,10 +65,12 @@ impl Batcher {
     /// Commits `command` in a batch and returns its outcome once applied.
     pub async fn write(&self, command: Command) -> Result<Outcome, Refusal> {
         let (reply, outcome) = oneshot::channel();
-        let stopped = || Refusal::Failed("the Raft node is shutting down".into());
         let queued = async {
-            self.queue.send(Waiting { command, reply }).await.map_err(|_| stopped())?;
-            outcome.await.map_err(|_| stopped())?
+            let stopped = |_| Refusal::Failed("the Raft node is shutting down".into());
+            self.queue.send(Waiting { command, reply }).await.map_err(stopped)?;
+            // Queued, it may have been proposed before its batch was lost.
+            let lost = |_| Refusal::Indeterminate("the write's batch ended without an outcome".into());
+            outcome.await.map_err(lost)?
         };
         match tokio::time::timeout(self.timeout, queued).await {
             Ok(answer) => answer,
@@ -87,7 +89,14 @@ async fn send_batches(raft: Raft, mut waiting: mpsc::Receiver<Waiting>, timeout:
             return;
         }
         let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
-        answer(replies, propose(&raft, commands, timeout, &proposed).await);
+        let (raft, proposed) = (raft.clone(), proposed.clone());
+        // A task of its own, so that a panic loses this batch's replies (its writers are told the outcome
+        // is unknown)
+        // rather than the batching of every later write.
+        let batch = tokio::spawn(async move { answer(replies, propose(&raft, commands, timeout, &proposed).await) });
+        if let Err(error) = batch.await {
+            tracing::error!(%error, "a write batch failed");
+        }
     }
 }
 
