@@ -90,9 +90,8 @@ async fn send_batches(raft: Raft, mut waiting: mpsc::Receiver<Waiting>, timeout:
         }
         let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
         let (raft, proposed) = (raft.clone(), proposed.clone());
-        // A task of its own, so that a panic loses this batch's replies (its writers are told the outcome
-        // is unknown)
-        // rather than the batching of every later write.
+        // A task of its own: a panic loses this batch's replies (its writers are told the outcome is
+        // unknown) rather than the batching of every later write.
         let batch = tokio::spawn(async move { answer(replies, propose(&raft, commands, timeout, &proposed).await) });
         if let Err(error) = batch.await {
             tracing::error!(%error, "a write batch failed");
