@@ -92,8 +92,8 @@ async fn send_batches(raft: Raft, mut waiting: mpsc::Receiver<Waiting>, timeout:
         let (raft, proposed) = (raft.clone(), proposed.clone());
         // A task of its own: a panic loses this batch's replies (its writers are told the outcome is
         // unknown) rather than the batching of every later write.
-        let batch = tokio::spawn(async move { answer(replies, propose(&raft, commands, timeout, &proposed).await) });
-        if let Err(error) = batch.await {
+        let task = tokio::spawn(async move { answer(replies, propose(&raft, commands, timeout, &proposed).await) });
+        if let Err(error) = task.await {
             tracing::error!(%error, "a write batch failed");
         }
     }
@@ -162,16 +162,18 @@ fn size(command: &Command) -> usize {
 
 /// Answers each write of a batch with its outcome, or all of them with the batch's refusal.
 fn answer(replies: Vec<oneshot::Sender<Result<Outcome, Refusal>>>, committed: Result<Vec<Outcome>, Refusal>) {
+    let committed = match committed {
+        Ok(outcomes) if outcomes.len() != replies.len() => Err(Refusal::Indeterminate(format!(
+            "{} outcomes came back for a batch of {} writes",
+            outcomes.len(),
+            replies.len()
+        ))),
+        other => other,
+    };
     match committed {
-        Ok(outcomes) if outcomes.len() == replies.len() => {
+        Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
-            }
-        }
-        Ok(outcomes) => {
-            let wrong = format!("{} outcomes came back for a batch of {} writes", outcomes.len(), replies.len());
-            for reply in replies {
-                let _ = reply.send(Err(Refusal::Indeterminate(wrong.clone())));
             }
         }
         Err(refusal) => {
