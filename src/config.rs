@@ -169,6 +169,15 @@ fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
 
+/// Where the server writes its admin kubeconfig: /etc/tug/tug.yaml as root, else ~/.kube/tug.yaml.
+pub fn default_kubeconfig() -> PathBuf {
+    if is_root() {
+        "/etc/tug/tug.yaml".into()
+    } else {
+        home().join(".kube/tug.yaml")
+    }
+}
+
 /// /var/lib/tug as root, else ~/.tug.
 pub fn default_data_dir() -> PathBuf {
     if is_root() {
@@ -252,7 +261,6 @@ pub struct ClusterReset {
 impl ServerConfig {
     /// Validates the parsed flags.
     pub fn from_args(args: ServerArgs) -> Result<ServerConfig, ConfigError> {
-        let root = is_root();
         let token = args.token.as_deref().map(parse_token).transpose()?;
         let join = args
             .server
@@ -263,13 +271,7 @@ impl ServerConfig {
             return Err(invalid("token", "", "required with --server: the token of the cluster to join"));
         }
         let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-        let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(|| {
-            if root {
-                "/etc/tug/tug.yaml".into()
-            } else {
-                home().join(".kube/tug.yaml")
-            }
-        });
+        let kubeconfig_path = args.write_kubeconfig.unwrap_or_else(default_kubeconfig);
         let mode_text = args.write_kubeconfig_mode.trim_start_matches("0o");
         let kubeconfig_mode = u32::from_str_radix(mode_text, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
             invalid("write-kubeconfig-mode", &args.write_kubeconfig_mode, "expected octal permission bits such as 0600")

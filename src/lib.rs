@@ -17,6 +17,7 @@ pub mod http_client;
 pub mod iptables;
 pub mod join;
 pub mod kubelet;
+pub mod member;
 pub mod netpol;
 pub mod network;
 pub mod pki;

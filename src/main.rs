@@ -72,6 +72,8 @@ fn main() -> ExitCode {
             init_logging(false);
             run(async move { tug::snapshot::run_command(args) })
         }
+        // No logging: the outcome or the error is the output.
+        cli::Command::Member(args) => run(tug::member::run_command(args)),
     }
 }
 

@@ -185,8 +185,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         client: crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor()),
         tls_dir: tls_files.dir.clone(),
     };
-    let app =
-        crate::join::server::routes(Arc::new(join)).merge(crate::replication::routes(replication.clone())).merge(app);
+    let app = crate::join::server::routes(Arc::new(join))
+        .merge(crate::replication::routes(replication.clone()))
+        .merge(crate::replication::admin_routes(replication.clone()))
+        .merge(app);
     let task = tokio::spawn(async move {
         serve::serve(listener, tls, app, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;

@@ -4,7 +4,8 @@
 //! when it returns (by snapshot when the log it missed has been purged), and a watch on a third server
 //! sees every write once and in order throughout; a server with another cluster's token cannot join; a
 //! server whose data dir was wiped re-joins in its old place; a server restarted on another port is
-//! found there; a leader cut off from its quorum is not ready.
+//! found there; a leader cut off from its quorum is not ready; `tug member` lists the servers and
+//! removes one (refused while the servers left would have no quorum).
 
 mod common;
 
@@ -238,4 +239,87 @@ fn a_server_restarted_on_another_port_is_found_there() {
     // applied the write, which fails (503) if the entries never reach it.
     create_configmap(&servers[first_leader], "after-the-move");
     assert_eq!(configmaps(&servers[moved]), ["after-the-move"]);
+}
+
+/// Runs `tug member` with `server`'s admin kubeconfig.
+fn member(server: &TugServer, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("30")
+        .arg(common::server_binary())
+        .arg("member")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .output()
+        .expect("run tug member")
+}
+
+/// The (id, role) of each member `tug member ls` lists through `server`.
+fn members(server: &TugServer) -> Vec<(String, String)> {
+    let listed = member(server, &["ls"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let stdout = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(stdout.starts_with("ID"), "a header first: {stdout}");
+    let rows = stdout.lines().skip(1).map(|line| line.split_whitespace().collect::<Vec<_>>());
+    rows.map(|fields| (fields[0].to_string(), fields[2].to_string())).collect()
+}
+
+fn raft_id(server: &TugServer) -> String {
+    std::fs::read_to_string(server.data_dir().join("server/db/raft-id")).expect("raft-id").trim().to_string()
+}
+
+/// `tug member` fails with one line on stderr containing `expected`.
+fn refused(output: std::process::Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(expected) && stderr.trim().lines().count() == 1, "{stderr}");
+}
+
+#[test]
+fn tug_member_lists_the_servers_and_removes_one_that_has_no_node() {
+    let mut servers = cluster(&[]);
+    let leading = leader(&servers);
+    let (asked, removed) = ((leading + 1) % 3, (leading + 2) % 3);
+    let mut listed = members(&servers[asked]);
+    listed.sort();
+    let mut expected: Vec<(String, String)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| (raft_id(server), if i == leading { "leader" } else { "voter" }.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Asked of a follower, which passes the removal to the leader.
+    let done = member(&servers[asked], &["remove", &raft_id(&servers[removed])]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(String::from_utf8_lossy(&done.stdout).contains("left the cluster"));
+    let gone = &mut servers[removed];
+    eventually_within(Duration::from_secs(30), "the removed server exits", || gone.exited().is_some());
+    assert!(gone.log().contains("this server was removed from the cluster"), "{}", gone.log());
+    assert_eq!(members(&servers[leading]).len(), 2);
+    create_configmap(&servers[asked], "after-the-removal");
+    refused(member(&servers[asked], &["remove", &raft_id(&servers[removed])]), "no member has id");
+
+    // With one of the two voters down, no change can commit: refused, whichever is to go.
+    servers[asked].kill();
+    for id in [raft_id(&servers[leading]), raft_id(&servers[asked])] {
+        refused(member(&servers[leading], &["remove", &id]), "fewer than their quorum");
+    }
+    servers[asked].restart();
+    let done = member(&servers[leading], &["rm", &raft_id(&servers[asked])]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    // The last voter stays.
+    refused(member(&servers[leading], &["remove", &raft_id(&servers[leading])]), "the only voter");
+
+    // Only admins may list or remove members; a bad id is a usage error.
+    let bin = &kubectls()[0];
+    let token = kubectl(bin, &servers[leading], &["create", "token", "default"], None).ok().stdout;
+    let url = format!("https://127.0.0.1:{}/tug/v1/members", servers[leading].port);
+    let bearer = format!("Authorization: Bearer {}", token.trim());
+    let curl = Command::new("curl").args(["-sk", "-H", &bearer, &url]).output().expect("curl");
+    let answer = String::from_utf8_lossy(&curl.stdout);
+    assert!(answer.contains("\"code\":403") && answer.contains("system:masters"), "{answer}");
+    let usage = member(&servers[leading], &["remove", "not-a-number"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", String::from_utf8_lossy(&usage.stderr));
 }

@@ -12,7 +12,7 @@ mod handlers;
 mod health;
 mod json;
 mod metrics;
-mod negotiate;
+pub(crate) mod negotiate;
 pub mod node_proxy;
 pub mod object;
 mod openapi;

@@ -2,12 +2,14 @@
 //! `TUG_*` environment variable, grouped by category in `--help`.
 
 mod agent;
+mod member;
 mod node;
 mod server;
 mod simulate;
 mod snapshot;
 
 pub use agent::AgentArgs;
+pub use member::{MemberAction, MemberArgs};
 pub use node::NodeArgs;
 pub use server::ServerArgs;
 pub use simulate::SimulateArgs;
@@ -40,4 +42,7 @@ pub enum Command {
     /// Save, list, delete and prune snapshots of the store (as k3s's etcd-snapshot); restore one with
     /// `tug server --cluster-reset --cluster-reset-restore-path FILE`.
     Snapshot(SnapshotArgs),
+    /// List the cluster's servers and remove one (as `etcdctl member`), through the API with the admin
+    /// kubeconfig.
+    Member(MemberArgs),
 }

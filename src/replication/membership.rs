@@ -1,6 +1,7 @@
-//! Membership changes, made by the leader one at a time: adding a server (as a learner that catches up,
-//! then a voter in place of any member at its address) and removing one, refused when the voters left
-//! could not form a quorum among the members answering now (etcd's strict reconfiguration check).
+//! The group's members as a server sees them, and membership changes, made by the leader one at a time:
+//! adding a server (as a learner that catches up, then a voter in place of any member at its address)
+//! and removing one, refused when the voters left could not form a quorum among the members answering
+//! now (etcd's strict reconfiguration check).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,12 +17,35 @@ use super::{JoinRequest, Refusal, Replication};
 
 /// How long a member may take to answer the check before a removal.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a removal may take to commit once the members answered (less than a forward's deadline).
+const REMOVAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Refusal {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Refusal::NotLeader,
         other => Refusal::Failed(other.to_string()),
     }
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Removal {
+    Removed,
+    /// No member has that id: nothing to do.
+    NotMember,
+    /// It is the only voter, which stays (there is no group without it).
+    OnlyVoter,
+}
+
+/// A member of the group as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// A string: ids go beyond the integers JSON readers keep exactly.
+    pub id: String,
+    /// Where its peers reach it (`host:port` of its API).
+    pub address: String,
+    /// `leader`, `voter` or `learner`.
+    pub role: String,
 }
 
 /// The newest membership a server knows to be committed: its log index and its members.
@@ -45,6 +69,27 @@ impl Replication {
     /// The membership this server last applied, if it is the newest it knows.
     pub(super) fn committed_membership(&self) -> Option<CommittedMembership> {
         committed_membership(&self.raft.metrics().borrow())
+    }
+
+    /// The members of the group as this server knows it, voters first.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut members: Vec<Member> = membership
+            .nodes()
+            .map(|(id, node)| {
+                let role = match (metrics.current_leader == Some(*id), voters.contains(id)) {
+                    (true, _) => "leader",
+                    (false, true) => "voter",
+                    (false, false) => "learner",
+                };
+                Member { id: id.to_string(), address: node.addr.clone(), role: role.into() }
+            })
+            .collect();
+        members.sort_by_key(|member| member.role == "learner");
+        members
     }
 
     /// Whether another member knows a committed membership newer than this server's that leaves it out:
@@ -106,50 +151,62 @@ impl Replication {
         Ok(())
     }
 
-    /// On the leader: removes member `id` (voter or learner); whether it was removed. The only voter
-    /// stays (there is no group without it). Refused when fewer voters answer than a quorum of
-    /// those left.
-    pub async fn remove_server(&self, id: NodeId) -> Result<bool, Refusal> {
+    /// On the leader: removes member `id` (voter or learner). Refused when fewer voters answer than a
+    /// quorum of those left.
+    pub async fn remove_server(&self, id: NodeId) -> Result<Removal, Refusal> {
         let _one_at_a_time = self.membership_changes.lock().await;
         if !self.is_leader() {
             return Err(Refusal::NotLeader);
         }
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         if membership.get_node(&id).is_none() {
-            return Ok(false);
+            return Ok(Removal::NotMember);
         }
-        let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|voter| *voter != id).collect();
-        if voters.is_empty() {
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let left: BTreeSet<NodeId> = voters.iter().copied().filter(|voter| *voter != id).collect();
+        if left.is_empty() {
             tracing::info!(id, "not removing the only voter");
-            return Ok(false);
+            return Ok(Removal::OnlyVoter);
         }
-        let mut answering = 0;
-        for voter in &voters {
+        let mut answering = BTreeSet::from([self.id]);
+        for voter in voters.iter().filter(|voter| **voter != self.id) {
             let address = membership.get_node(voter).map(|node| node.addr.clone()).unwrap_or_default();
             let path = addressed(PING_PATH, *voter);
-            if *voter == self.id || self.peers.call::<(), ()>(&address, &path, &(), PING_TIMEOUT).await.is_ok() {
-                answering += 1;
+            if self.peers.call::<(), ()>(&address, &path, &(), PING_TIMEOUT).await.is_ok() {
+                answering.insert(*voter);
             }
         }
-        let quorum = voters.len() / 2 + 1;
-        if answering < quorum {
-            return Err(Refusal::Failed(format!(
-                "only {answering} of the {} voters left answer, fewer than their quorum of {quorum}",
-                voters.len()
-            )));
+        // The change commits in both configurations (joint consensus), and the voters left must go on.
+        for (group, which) in [(&voters, "voters"), (&left, "voters left")] {
+            let up = group.intersection(&answering).count();
+            let quorum = group.len() / 2 + 1;
+            if up < quorum {
+                let total = group.len();
+                return Err(Refusal::Failed(format!(
+                    "only {up} of the {total} {which} answer, fewer than their quorum of {quorum}"
+                )));
+            }
         }
-        tracing::info!(id, ?voters, "removing a server from the group");
+        tracing::info!(id, ?left, "removing a server from the group");
         let change = if membership.voter_ids().any(|voter| voter == id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        self.raft.change_membership(change, false).await.map_err(refused)?;
+        match tokio::time::timeout(REMOVAL_COMMIT_TIMEOUT, self.raft.change_membership(change, false)).await {
+            Ok(changed) => changed.map_err(refused)?,
+            Err(_) => {
+                return Err(Refusal::Indeterminate(format!(
+                    "the removal was proposed but not committed within {REMOVAL_COMMIT_TIMEOUT:?}; it takes \
+                     effect once a quorum has it"
+                )))
+            }
+        };
         // Told directly: replication to it has stopped, so it may never see the change itself.
         let address = membership.get_node(&id).map(|node| node.addr.clone()).unwrap_or_default();
         if let Err(error) = self.peers.call::<(), ()>(&address, &addressed(REMOVED_PATH, id), &(), PING_TIMEOUT).await {
             tracing::warn!(id, %address, %error, "could not tell the removed server; it stays up until stopped");
         }
-        Ok(true)
+        Ok(Removal::Removed)
     }
 }

@@ -4,6 +4,7 @@
 //! reads wait on a read index (asked of the leader from a follower), and watches are served from each
 //! member's own applied state. Servers talk over mutual TLS on the API port (`routes`, `network`).
 
+mod admin;
 mod batcher;
 mod lifecycle;
 mod log_bound;
@@ -22,7 +23,9 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{admin_routes, MEMBERS_PATH};
 pub use lifecycle::{refuse_if_removed, REMOVED_MARKER};
+pub use membership::{Member, Removal};
 pub use routes::routes;
 
 use std::collections::BTreeMap;
@@ -36,7 +39,7 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Command, Outcome, ReplicationStatus, Store, StoreError};
-use network::{CallError, Peers, JOIN_PATH, READ_INDEX_PATH, WRITE_PATH};
+use network::{CallError, Peers, JOIN_PATH, READ_INDEX_PATH, REMOVE_PATH, WRITE_PATH};
 use types::{LogId, NodeId, Raft};
 
 /// How long a write or current read waits for a leader (an election) before failing as unavailable.
@@ -281,6 +284,11 @@ impl Replication {
     async fn add_server_via_leader(&self, request: JoinRequest) -> Result<(), Refusal> {
         let added = self.on_leader(JOIN_PATH, JOIN_TIMEOUT, &request, || self.add_server(request.clone())).await;
         added.map_err(|e| Refusal::Failed(e.to_string()))
+    }
+
+    /// Removes member `id` through the leader, from any member.
+    pub async fn remove_server_via_leader(&self, id: NodeId) -> Result<Removal, StoreError> {
+        self.on_leader(REMOVE_PATH, FORWARD_TIMEOUT, &id, || self.remove_server(id)).await
     }
 
     /// Runs `local` if this server leads, else sends `request` to `path` on the leader; retries while

@@ -27,6 +27,8 @@ pub const SNAPSHOT_PATH: &str = "/tug/raft/snapshot";
 pub const WRITE_PATH: &str = "/tug/raft/write";
 pub const READ_INDEX_PATH: &str = "/tug/raft/read-index";
 pub const JOIN_PATH: &str = "/tug/raft/join";
+/// Removes a member, on the leader (forwarded from the member an admin asked).
+pub const REMOVE_PATH: &str = "/tug/raft/remove";
 /// Answers whether a member is up (before a removal).
 pub const PING_PATH: &str = "/tug/raft/ping";
 /// Tells a member the leader has removed it from the group.

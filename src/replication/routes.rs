@@ -1,6 +1,6 @@
 //! The replication endpoints on the API port, for servers presenting the peer certificate only: Raft's
-//! RPCs handed to the local node, the leader-side of forwarded writes, read indexes and joins, this
-//! server's view of the membership, and the leader's word that this server was removed.
+//! RPCs handed to the local node, the leader-side of forwarded writes, read indexes, joins and
+//! removals, this server's view of the membership, and the leader's word that this server was removed.
 
 use std::sync::Arc;
 
@@ -11,8 +11,8 @@ use axum::routing::post;
 use openraft::Snapshot;
 
 use super::network::{
-    APPEND_PATH, JOIN_PATH, MEMBERSHIP_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, SNAPSHOT_PATH, VOTE_PATH,
-    WRITE_PATH,
+    APPEND_PATH, JOIN_PATH, MEMBERSHIP_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, REMOVE_PATH, SNAPSHOT_PATH,
+    VOTE_PATH, WRITE_PATH,
 };
 use super::types::{decode, encode, SnapshotFile};
 use super::Replication;
@@ -41,6 +41,7 @@ pub fn routes(replication: Arc<Replication>) -> axum::Router {
         .route(WRITE_PATH, post(write))
         .route(READ_INDEX_PATH, post(read_index))
         .route(JOIN_PATH, post(join))
+        .route(REMOVE_PATH, post(remove))
         .merge(raft)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .route_layer(axum::middleware::from_fn(only_peers))
@@ -135,6 +136,13 @@ async fn read_index(State(s): Shared) -> Response {
 async fn join(State(s): Shared, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => answer(&s.replication.add_server_via_leader(request).await),
+        Err(e) => undecodable(e),
+    }
+}
+
+async fn remove(State(s): Shared, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(id) => answer(&s.replication.remove_server(id).await),
         Err(e) => undecodable(e),
     }
 }

@@ -15,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::replication::{Refusal, Replication};
+use crate::replication::{Refusal, Removal, Replication};
 
 /// The Raft node id of the server a Node is.
 const SERVER_ID_ANNOTATION: &str = "tug.dev/server-id";
@@ -80,11 +80,11 @@ pub async fn remove_deleted_servers(client: Client, replication: Arc<Replication
             let id = node.annotations().get(SERVER_ID_ANNOTATION).and_then(|id| id.parse().ok());
             let removed = match id {
                 Some(id) => replication.remove_server(id).await,
-                None => Ok(false),
+                None => Ok(Removal::NotMember),
             };
             match removed {
-                Ok(was_member) => {
-                    if was_member {
+                Ok(removal) => {
+                    if removal == Removal::Removed {
                         tracing::info!(node = name, "the deleted node's server left the cluster");
                     }
                     let left: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
