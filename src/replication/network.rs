@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
 use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
     Timeout, Unreachable,
@@ -19,6 +20,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, RPCTypes, Snapshot};
 
+use super::snapshot_wire::MessageBody;
 use super::types::{decode, encode, NodeId, TypeConfig, Vote};
 
 pub const APPEND_PATH: &str = "/tug/raft/append";
@@ -63,7 +65,7 @@ pub enum CallError {
 pub struct PeerClient {
     addr: String,
     tls: Arc<rustls::ClientConfig>,
-    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl PeerClient {
@@ -97,37 +99,80 @@ impl PeerClient {
     }
 
     async fn post_once(&mut self, path: &str, body: Bytes) -> Result<Bytes, CallError> {
-        let unreachable = |addr: &str, reason: String| CallError::Unreachable { addr: addr.to_string(), reason };
         let mut sender = match self.sender.take() {
             Some(sender) if !sender.is_closed() => sender,
-            _ => self.connect().await.map_err(|reason| CallError::Connect { addr: self.addr.clone(), reason })?,
+            _ => self.connect().await?,
         };
-        sender.ready().await.map_err(|e| unreachable(&self.addr, e.to_string()))?;
-        let request = http::Request::post(path)
-            .header(http::header::HOST, &self.addr)
-            .header(http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(body))
-            .map_err(|e| unreachable(&self.addr, e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| unreachable(&self.addr, e.to_string()))?;
-        let status = response.status();
-        let answer = crate::http_client::body(response, MAX_ANSWER_BYTES)
-            .await
-            .map_err(|reason| unreachable(&self.addr, reason))?;
+        let answer = self.send(&mut sender, path, Full::new(body), None).await?;
         self.sender = Some(sender);
-        if !status.is_success() {
-            let message = String::from_utf8_lossy(&answer).chars().take(512).collect();
-            return Err(CallError::Refused { addr: self.addr.clone(), status: status.as_u16(), message });
-        }
-        Ok(answer)
+        answer
     }
 
-    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await.map_err(|e| e.to_string())?;
+    /// POSTs the `length` bytes of `body` to `path` on a connection of its own (a snapshot), within
+    /// `timeout`.
+    pub async fn post_streamed(
+        &self,
+        path: &str,
+        body: MessageBody,
+        length: u64,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let post = async {
+            let mut sender = self.connect().await?;
+            self.send(&mut sender, path, body, Some(length)).await?
+        };
+        tokio::time::timeout(timeout, post)
+            .await
+            .unwrap_or_else(|_| Err(CallError::Timeout { addr: self.addr.clone(), after: timeout }))
+    }
+
+    /// Sends one POST on `sender`: Err when the exchange broke (the connection is not reusable), else
+    /// the answer's body, or the refusal it carries.
+    async fn send<B>(
+        &self,
+        sender: &mut SendRequest<B>,
+        path: &str,
+        body: B,
+        length: Option<u64>,
+    ) -> Result<Result<Bytes, CallError>, CallError>
+    where
+        B: hyper::body::Body + Send + 'static,
+    {
+        let unreachable = |reason: String| CallError::Unreachable { addr: self.addr.clone(), reason };
+        sender.ready().await.map_err(|e| unreachable(e.to_string()))?;
+        let mut request = http::Request::post(path)
+            .header(http::header::HOST, &self.addr)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream");
+        if let Some(length) = length {
+            request = request.header(http::header::CONTENT_LENGTH, length);
+        }
+        let request = request.body(body).map_err(|e| unreachable(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status();
+        let answer = crate::http_client::body(response, MAX_ANSWER_BYTES).await.map_err(unreachable)?;
+        if !status.is_success() {
+            let message = String::from_utf8_lossy(&answer).chars().take(512).collect();
+            return Ok(Err(CallError::Refused { addr: self.addr.clone(), status: status.as_u16(), message }));
+        }
+        Ok(Ok(answer))
+    }
+
+    /// A new connection to the peer, over TLS.
+    async fn connect<B>(&self) -> Result<SendRequest<B>, CallError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let not_connected = |reason: String| CallError::Connect { addr: self.addr.clone(), reason };
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await.map_err(|e| not_connected(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let tls = crate::http_client::tls(tcp, crate::core::net::host_of(&self.addr), self.tls.clone()).await?;
+        let tls = crate::http_client::tls(tcp, crate::core::net::host_of(&self.addr), self.tls.clone())
+            .await
+            .map_err(not_connected)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| not_connected(e.to_string()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "peer connection ended");
@@ -227,18 +272,18 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
         let send = async {
-            let body = super::snapshot_wire::encode_message(&vote, &snapshot.meta, &snapshot.snapshot.path)
+            let (body, length) = super::snapshot_wire::message(&vote, &snapshot.meta, &snapshot.snapshot.path)
                 .await
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
             // A snapshot may be large: its deadline grows with its size (at least 1 MiB/s).
-            let ttl = option.hard_ttl().max(Duration::from_secs(10 + body.len() as u64 / (1 << 20)));
-            let answer =
-                self.client.post(&addressed(SNAPSHOT_PATH, self.target), body, ttl).await.map_err(|e| match e {
-                    CallError::Connect { .. } | CallError::Unreachable { .. } => {
-                        StreamingError::Unreachable(Unreachable::new(&e))
-                    }
-                    other => StreamingError::Network(NetworkError::new(&other)),
-                })?;
+            let ttl = option.hard_ttl().max(Duration::from_secs(10 + length / (1 << 20)));
+            let path = addressed(SNAPSHOT_PATH, self.target);
+            let answer = self.client.post_streamed(&path, body, length, ttl).await.map_err(|e| match e {
+                CallError::Connect { .. } | CallError::Unreachable { .. } => {
+                    StreamingError::Unreachable(Unreachable::new(&e))
+                }
+                other => StreamingError::Network(NetworkError::new(&other)),
+            })?;
             let answer: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
                 decode(&answer).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
             answer.map_err(|fatal| StreamingError::RemoteError(RemoteError::new(self.target, fatal)))

@@ -23,7 +23,7 @@ use crate::pki::PEER_GROUP;
 /// Largest message other than a snapshot.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest snapshot (a store file).
-const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024 * 1024;
+const MAX_SNAPSHOT_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
 /// The replication endpoints, to be merged in front of the API router.
 pub fn routes(replication: Arc<Replication>) -> axum::Router {
@@ -35,7 +35,7 @@ pub fn routes(replication: Arc<Replication>) -> axum::Router {
         .route(PING_PATH, post(|| async { answer(&()) }))
         .route(REMOVED_PATH, post(removed))
         .route(MEMBERSHIP_PATH, post(|State(s): Shared| async move { answer(&s.replication.committed_membership()) }))
-        .route(SNAPSHOT_PATH, post(install_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
+        .route(SNAPSHOT_PATH, post(install_snapshot))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_for_this_node));
     axum::Router::new()
         .route(WRITE_PATH, post(write))
@@ -147,18 +147,14 @@ async fn remove(State(s): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn install_snapshot(State(s): Shared, body: Bytes) -> Response {
-    let (vote, meta, file) = match super::snapshot_wire::decode_message(&body) {
-        Ok(parts) => parts,
-        Err(e) => return undecodable(e),
-    };
-    let file = body.slice(body.len() - file.len()..);
+/// Receives a snapshot to disk as it arrives, then installs it.
+async fn install_snapshot(State(s): Shared, body: axum::body::Body) -> Response {
     let path = super::state_machine::receiving_path(&super::snapshots_dir(&s.replication.store_dir));
-    let target = path.clone();
-    let written = tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&target, &file, 0o600)).await;
-    if let Err(e) = written.map_err(std::io::Error::other).and_then(|result| result) {
-        return ApiError::internal(format!("cannot write the received snapshot: {e}")).into_response();
-    }
+    let received = super::snapshot_wire::receive(body.into_data_stream(), &path, MAX_SNAPSHOT_BYTES).await;
+    let (vote, meta) = match received {
+        Ok(header) => header,
+        Err(e) => return ApiError::bad_request(e).into_response(),
+    };
     let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path: path.clone() }) };
     let installed = s.replication.raft.install_full_snapshot(vote, snapshot).await;
     // Installed, the file was moved into place; ignored (an older snapshot) or failed, it goes.
