@@ -3,7 +3,8 @@
 //!   followers forward to the leader), against puts to a 3-member etcd cluster from the OS packages
 //!   (etcd-client spreads its requests over the members), at 16 and 64 clients, medians of rounds;
 //! - the time from SIGKILL of the leader to the first write accepted through a surviving member, for
-//!   tug and for etcd, the client retrying every 10 ms.
+//!   tug and for etcd, the client retrying every 10 ms; for tug also through an agent's load balancer
+//!   that was using the killed leader (the agents being served again).
 //!
 //! Run: `cargo bench --bench replicated` (env BENCH_CREATES: creates per run, BENCH_ROUNDS: rounds,
 //! BENCH_CLIENTS: client counts, BENCH_KILLS: leader kills per system).
@@ -16,7 +17,9 @@ mod load;
 use std::time::{Duration, Instant};
 
 use common::TugServer;
+use k8s_openapi::api::core::v1::Endpoints;
 use load::{connect_etcd, etcd_puts, kube_client, lean_create, median, start_etcd_cluster, tug_lean_creates, Etcd};
+use tug::agent::balancer::Balancer;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -33,29 +36,62 @@ fn tug_cluster() -> Vec<TugServer> {
     servers
 }
 
-/// A client that gives up on a request after a second and never retries by itself.
-async fn impatient_client(server: &TugServer) -> kube::Client {
+/// A client that gives up on a request after a second and never retries by itself; through `via`
+/// (`host:port`) rather than the server itself when given.
+async fn impatient_client(server: &TugServer, via: Option<std::net::SocketAddr>) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    if let Some(via) = via {
+        config.cluster_url = format!("https://{via}").parse().expect("url");
+    }
     config.read_timeout = Some(Duration::from_secs(1));
     config.connect_timeout = Some(Duration::from_secs(1));
     config.default_retry = false;
     kube::Client::try_from(config).expect("client")
 }
 
-/// Kills tug's leader and times the first create accepted through a survivor; the killed server is
-/// back and the cluster has a leader again when this returns.
-async fn tug_failover(servers: &mut [TugServer], round: usize) -> Duration {
-    let leader = tokio::task::block_in_place(|| common::leader(servers));
-    let survivor = impatient_client(&servers[(leader + 1) % 3]).await;
-    servers[leader].kill();
-    let killed = Instant::now();
+/// Creates through `client` until one is accepted; how long that took from `since`.
+async fn first_accepted_write(client: &kube::Client, name: &str, since: Instant) -> Duration {
     let mut attempt = 0;
-    while lean_create(&survivor, &format!("failover-{round}-{attempt}")).await.is_err() {
+    while lean_create(client, &format!("{name}-{attempt}")).await.is_err() {
         attempt += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let took = killed.elapsed();
+    since.elapsed()
+}
+
+/// The API servers' addresses the `kubernetes` Endpoints list.
+async fn api_endpoints(client: &kube::Client) -> usize {
+    let endpoints: kube::Api<Endpoints> = kube::Api::default_namespaced(client.clone());
+    let Ok(endpoints) = endpoints.get("kubernetes").await else { return 0 };
+    endpoints.subsets.unwrap_or_default().iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum()
+}
+
+/// Kills tug's leader and times the first create accepted through a survivor and, as an agent's
+/// requests go, through an agent's load balancer that was using the leader (it knows the others from
+/// the `kubernetes` Endpoints); the killed server is back and the cluster has a leader again when this
+/// returns.
+async fn tug_failover(servers: &mut [TugServer], round: usize) -> (Duration, Duration) {
+    let leader = tokio::task::block_in_place(|| common::leader(servers));
+    let survivor = impatient_client(&servers[(leader + 1) % 3], None).await;
+    while api_endpoints(&survivor).await < 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let leader_address = format!("127.0.0.1:{}", servers[leader].port);
+    let mut balancer = Balancer::start(agent_dir.path(), &leader_address, 0).await.expect("balancer");
+    let agent = impatient_client(&servers[leader], Some(balancer.address())).await;
+    balancer.follow_endpoints(agent.clone());
+    // Learning the Endpoints is one watch event away.
+    lean_create(&agent, &format!("before-failover-{round}")).await.expect("a write through the balancer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    servers[leader].kill();
+    let killed = Instant::now();
+    let (direct, through_balancer) = (format!("failover-{round}"), format!("agent-failover-{round}"));
+    let took = tokio::join!(
+        first_accepted_write(&survivor, &direct, killed),
+        first_accepted_write(&agent, &through_balancer, killed),
+    );
     tokio::task::block_in_place(|| servers[leader].restart());
     took
 }
@@ -163,14 +199,20 @@ async fn main() {
     println!("\nOne server: {}.", load::write_batching(&one_client).await);
     println!("Three servers (each member applies every write): {}.", load::write_batching(&three_clients).await);
 
-    let (mut tug, mut reference) = (Vec::new(), Vec::new());
+    let (mut tug, mut agent, mut reference) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..kills {
-        tug.push(tug_failover(&mut three, round).await);
+        let (direct, through_balancer) = tug_failover(&mut three, round).await;
+        tug.push(direct);
+        agent.push(through_balancer);
         reference.push(etcd_failover(&mut etcd, round).await);
     }
     println!("\n## Leader SIGKILL to the first accepted write, {kills} kills each (ms, sorted)\n");
     println!("| system | ms |");
     println!("| --- | --- |");
     println!("| tug, 3 servers (election timeout 500–1000 ms) | {} |", millis(&tug));
+    println!(
+        "| tug, the same kills, through an agent's load balancer that was using the leader | {} |",
+        millis(&agent)
+    );
     println!("| etcd 3.4, 3 members (defaults: election timeout 1000 ms) | {} |", millis(&reference));
 }

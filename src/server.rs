@@ -147,15 +147,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.bind_address, cfg.https_listen_port))?;
     let port = listener.local_addr()?.port();
+    // As kube-apiserver: --advertise-address, else the address it is bound to, else (bound to all) the
+    // node's or the host's. The `kubernetes` Endpoints and the other servers reach it there.
     let advertise = cfg
         .advertise_address
+        .or(Some(cfg.bind_address).filter(|ip| !ip.is_unspecified()))
         .or(cfg.node.ip.filter(|ip| !ip.is_loopback()))
         .or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    // The other servers reach this one at the advertised address, or at the one it is bound to.
-    let peer_host =
-        cfg.advertise_address.unwrap_or(if cfg.bind_address.is_unspecified() { advertise } else { cfg.bind_address });
-    let peer_address = crate::core::net::join_host_port(&peer_host.to_string(), port);
+    let peer_address = crate::core::net::join_host_port(&advertise.to_string(), port);
     let replication = cluster::start_replication(&store, &cfg, &db_dir, peer_address, &tls_files).await?;
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
     let rest = Rest::new(store.clone(), Admission, network);

@@ -84,7 +84,8 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_HTTPS_LISTEN_PORT", default_value_t = 6443, help_heading = "Listener")]
     pub https_listen_port: u16,
 
-    /// IP address the API server advertises to members of the cluster [default: node IP]
+    /// IP address the API server advertises to members of the cluster [default: --bind-address, or the
+    /// node IP when bound to all addresses]
     #[arg(long, env = "TUG_ADVERTISE_ADDRESS", help_heading = "Listener")]
     pub advertise_address: Option<IpAddr>,
 
