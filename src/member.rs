@@ -23,6 +23,9 @@ struct Status {
 pub async fn run_command(args: MemberArgs) -> anyhow::Result<()> {
     match run(args).await {
         Err(error) => match error.downcast::<kube::Error>() {
+            Ok(kube::Error::Api(status)) if status.message.is_empty() => {
+                Err(anyhow::anyhow!("the server answered {} {}", status.code, status.reason))
+            }
             Ok(kube::Error::Api(status)) => Err(anyhow::anyhow!(status.message)),
             Ok(other) => Err(other.into()),
             Err(error) => Err(error),

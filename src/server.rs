@@ -147,8 +147,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.bind_address, cfg.https_listen_port))?;
     let port = listener.local_addr()?.port();
-    // As kube-apiserver: --advertise-address, else the address it is bound to, else (bound to all) the
-    // node's or the host's. The `kubernetes` Endpoints and the other servers reach it there.
+    // --advertise-address, else the address it is bound to, else (bound to all) the node's or the
+    // host's; as kube-apiserver, except that a loopback bind address is advertised as is (a cluster on
+    // one host). The `kubernetes` Endpoints and the other servers reach it there.
     let advertise = cfg
         .advertise_address
         .or(Some(cfg.bind_address).filter(|ip| !ip.is_unspecified()))

@@ -312,7 +312,8 @@ fn tug_member_lists_the_servers_and_removes_one_that_has_no_node() {
     // The last voter stays.
     refused(member(&servers[leading], &["remove", &raft_id(&servers[leading])]), "the only voter");
 
-    // Only admins may list or remove members; a bad id is a usage error.
+    // Only admins may list or remove members (others are forbidden, the anonymous unauthorized); a bad
+    // id is a usage error.
     let bin = &kubectls()[0];
     let token = kubectl(bin, &servers[leading], &["create", "token", "default"], None).ok().stdout;
     let url = format!("https://127.0.0.1:{}/tug/v1/members", servers[leading].port);
@@ -320,6 +321,9 @@ fn tug_member_lists_the_servers_and_removes_one_that_has_no_node() {
     let curl = Command::new("curl").args(["-sk", "-H", &bearer, &url]).output().expect("curl");
     let answer = String::from_utf8_lossy(&curl.stdout);
     assert!(answer.contains("\"code\":403") && answer.contains("system:masters"), "{answer}");
+    let anonymous = Command::new("curl").args(["-sk", &url]).output().expect("curl");
+    let answer = String::from_utf8_lossy(&anonymous.stdout);
+    assert!(answer.contains("\"code\":401"), "{answer}");
     let usage = member(&servers[leading], &["remove", "not-a-number"]);
     assert_eq!(usage.status.code(), Some(2), "{}", String::from_utf8_lossy(&usage.stderr));
 }

@@ -16,6 +16,18 @@ pub struct User {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+impl User {
+    pub fn is_in(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// Whether `request` comes from a client certificate in `group` (requests on routes outside the API's
+/// own carry only certificate identities).
+pub fn certified_in(request: &http::Request<axum::body::Body>, group: &str) -> bool {
+    request.extensions().get::<User>().is_some_and(|user| user.is_in(group))
+}
+
 /// The identity of a peer, from its (already verified) leaf certificate; None when there is none.
 pub fn from_peer_certificates(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<User> {
     let leaf = certs?.first()?;

@@ -12,7 +12,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{Removal, Replication};
-use crate::apiserver::auth::User;
+use crate::apiserver::auth::{bearer_token, certified_in, User};
 use crate::apiserver::negotiate::json_response;
 use crate::apiserver::status::ApiError;
 use crate::store::StoreError;
@@ -30,14 +30,17 @@ pub fn admin_routes(replication: Arc<Replication>) -> axum::Router {
         .with_state(replication)
 }
 
-/// Refuses callers outside the admin group.
+/// Refuses callers outside the admin group (401 without any credentials).
 async fn only_admins(request: Request, next: axum::middleware::Next) -> Response {
-    let is_admin = request.extensions().get::<User>().is_some_and(|user| user.groups.iter().any(|g| g == ADMIN_GROUP));
-    if !is_admin {
-        return ApiError::forbidden(format!("only the {ADMIN_GROUP} group may list or remove the cluster's servers"))
-            .into_response();
+    if certified_in(&request, ADMIN_GROUP) {
+        return next.run(request).await;
     }
-    next.run(request).await
+    let anonymous = request.extensions().get::<User>().is_none() && bearer_token(request.headers()).is_none();
+    if anonymous {
+        return ApiError::unauthorized().into_response();
+    }
+    ApiError::forbidden(format!("only the {ADMIN_GROUP} group may list or remove the cluster's servers"))
+        .into_response()
 }
 
 async fn list(State(replication): State<Arc<Replication>>) -> Response {
@@ -66,6 +69,10 @@ async fn remove(State(replication): State<Arc<Replication>>, Path(id): Path<Stri
         }
         Err(StoreError::Unavailable(reason)) => {
             ApiError::new(503, "ServiceUnavailable", format!("cannot remove member {id} now: {reason}")).into_response()
+        }
+        Err(StoreError::Indeterminate(reason)) => {
+            let message = format!("removing member {id} may or may not have taken effect: {reason}");
+            ApiError::timeout(message).into_response()
         }
         Err(other) => ApiError::from(other).into_response(),
     }

@@ -1,7 +1,8 @@
-//! The group's members as a server sees them, and membership changes, made by the leader one at a time:
+//! The group's members as a server sees them, and membership changes, made by the leader one at a time,
+//! each in a task of its own so that no caller giving up leaves the group in a joint configuration:
 //! adding a server (as a learner that catches up, then a voter in place of any member at its address)
-//! and removing one, refused when the voters left could not form a quorum among the members answering
-//! now (etcd's strict reconfiguration check).
+//! and removing one, refused unless a quorum of the voters and one of the voters left answer now
+//! (etcd's strict reconfiguration check).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,8 +18,14 @@ use super::{JoinRequest, Refusal, Replication};
 
 /// How long a member may take to answer the check before a removal.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a removal may take to commit once the members answered (less than a forward's deadline).
+/// How long a removal is waited for once the members answered (with the pings, less than a forward's
+/// deadline).
 const REMOVAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outcome of a change made in a task of its own.
+fn finished(change: Result<Result<(), Refusal>, tokio::task::JoinError>) -> Result<(), Refusal> {
+    change.unwrap_or_else(|e| Err(Refusal::Failed(format!("the membership change failed: {e}"))))
+}
 
 fn refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Refusal {
     match e {
@@ -116,6 +123,18 @@ impl Replication {
         false
     }
 
+    /// Makes a membership change in a task of its own, so that it completes even when its caller stops
+    /// waiting: openraft commits a joint configuration, then the final one, from the future making the
+    /// change, and a future dropped between the two would leave the group joint.
+    fn change_membership(
+        &self,
+        change: impl Into<ChangeMembers<NodeId, BasicNode>>,
+    ) -> tokio::task::JoinHandle<Result<(), Refusal>> {
+        let raft = self.raft.clone();
+        let change = change.into();
+        tokio::spawn(async move { raft.change_membership(change, false).await.map(drop).map_err(refused) })
+    }
+
     /// On the leader: adds a server as a learner, waits for it to catch up, then makes it a voter in
     /// place of any member at the same address (a server re-joining with a wiped data dir).
     pub(super) async fn add_server(&self, request: JoinRequest) -> Result<(), Refusal> {
@@ -126,7 +145,7 @@ impl Replication {
             Some(known) if known.addr != request.address => {
                 tracing::info!(id = request.id, address = %request.address, "updating a member's address");
                 let update = ChangeMembers::SetNodes(BTreeMap::from([(request.id, node)]));
-                self.raft.change_membership(update, true).await.map_err(refused)?;
+                finished(self.change_membership(update).await)?;
             }
             Some(_) => {}
             None => {
@@ -147,14 +166,15 @@ impl Replication {
         let mut voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| !replaced.contains(id)).collect();
         voters.insert(request.id);
         tracing::info!(id = request.id, ?replaced, ?voters, "promoting the server to voter");
-        self.raft.change_membership(voters, false).await.map_err(refused)?;
-        Ok(())
+        finished(self.change_membership(voters).await)
     }
 
-    /// On the leader: removes member `id` (voter or learner). Refused when fewer voters answer than a
-    /// quorum of those left.
+    /// On the leader: removes member `id` (voter or learner). Refused while another change is under way,
+    /// and unless a quorum of the voters and a quorum of the voters left answer now.
     pub async fn remove_server(&self, id: NodeId) -> Result<Removal, Refusal> {
-        let _one_at_a_time = self.membership_changes.lock().await;
+        let Ok(_one_at_a_time) = self.membership_changes.try_lock() else {
+            return Err(Refusal::Failed("another membership change (a server joining) is under way".into()));
+        };
         if !self.is_leader() {
             return Err(Refusal::NotLeader);
         }
@@ -168,14 +188,13 @@ impl Replication {
             tracing::info!(id, "not removing the only voter");
             return Ok(Removal::OnlyVoter);
         }
-        let mut answering = BTreeSet::from([self.id]);
-        for voter in voters.iter().filter(|voter| **voter != self.id) {
+        let pings = voters.iter().filter(|voter| **voter != self.id).map(|voter| async {
             let address = membership.get_node(voter).map(|node| node.addr.clone()).unwrap_or_default();
             let path = addressed(PING_PATH, *voter);
-            if self.peers.call::<(), ()>(&address, &path, &(), PING_TIMEOUT).await.is_ok() {
-                answering.insert(*voter);
-            }
-        }
+            self.peers.call::<(), ()>(&address, &path, &(), PING_TIMEOUT).await.is_ok().then_some(*voter)
+        });
+        let mut answering: BTreeSet<NodeId> = futures::future::join_all(pings).await.into_iter().flatten().collect();
+        answering.insert(self.id);
         // The change commits in both configurations (joint consensus), and the voters left must go on.
         for (group, which) in [(&voters, "voters"), (&left, "voters left")] {
             let up = group.intersection(&answering).count();
@@ -188,17 +207,16 @@ impl Replication {
             }
         }
         tracing::info!(id, ?left, "removing a server from the group");
-        let change = if membership.voter_ids().any(|voter| voter == id) {
+        let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        match tokio::time::timeout(REMOVAL_COMMIT_TIMEOUT, self.raft.change_membership(change, false)).await {
-            Ok(changed) => changed.map_err(refused)?,
+        match tokio::time::timeout(REMOVAL_COMMIT_TIMEOUT, self.change_membership(change)).await {
+            Ok(changed) => finished(changed)?,
             Err(_) => {
                 return Err(Refusal::Indeterminate(format!(
-                    "the removal was proposed but not committed within {REMOVAL_COMMIT_TIMEOUT:?}; it takes \
-                     effect once a quorum has it"
+                    "the removal is not committed after {REMOVAL_COMMIT_TIMEOUT:?} (it goes on; see `tug member ls`)"
                 )))
             }
         };

@@ -1,7 +1,8 @@
 //! Server-to-server calls: Raft's RPCs (append, vote, whole snapshots) and tug's own (forwarded writes,
-//! read index, join) as POSTs of postcard bodies to `/tug/raft/*` on a peer's API port, over mutual TLS
-//! (the peer's serving certificate checked against the cluster CA, this server presenting its peer
-//! certificate). Each client keeps one HTTP/1.1 connection to its peer and reconnects when it breaks.
+//! read index, join, removal, ping, membership, removed) as POSTs of postcard bodies to `/tug/raft/*`
+//! on a peer's API port, over mutual TLS (the peer's serving certificate checked against the cluster
+//! CA, this server presenting its peer certificate). Each client keeps one HTTP/1.1 connection to its
+//! peer and reconnects when it breaks; a snapshot is streamed on a connection of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +87,7 @@ impl PeerClient {
     }
 
     /// POSTs `body` to `path` and returns the answer's body, within `timeout`.
-    pub async fn post(&mut self, path: &str, body: Bytes, timeout: Duration) -> Result<Bytes, CallError> {
+    async fn post(&mut self, path: &str, body: Bytes, timeout: Duration) -> Result<Bytes, CallError> {
         let addr = self.addr.clone();
         match tokio::time::timeout(timeout, self.post_once(path, body)).await {
             Ok(result) => result,

@@ -1,5 +1,6 @@
-//! Idle connections to peer servers, for tug's own calls (forwarded writes, read indexes, joins), which
-//! run concurrently: each call takes an idle connection to its peer or opens one, and gives it back.
+//! Idle connections to peer servers, for tug's own calls (forwarded writes, read indexes, joins,
+//! removals), which run concurrently: each call takes an idle connection to its peer or opens one, and
+//! gives it back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -14,9 +14,10 @@ use super::network::{
     APPEND_PATH, JOIN_PATH, MEMBERSHIP_PATH, PING_PATH, READ_INDEX_PATH, REMOVED_PATH, REMOVE_PATH, SNAPSHOT_PATH,
     VOTE_PATH, WRITE_PATH,
 };
+use super::snapshot_wire::ReceiveError;
 use super::types::{decode, encode, SnapshotFile};
 use super::Replication;
-use crate::apiserver::auth::User;
+use crate::apiserver::auth::certified_in;
 use crate::apiserver::status::ApiError;
 use crate::pki::PEER_GROUP;
 
@@ -56,8 +57,7 @@ type Shared = State<Arc<Endpoints>>;
 
 /// Refuses callers without the peer certificate.
 async fn only_peers(request: Request, next: axum::middleware::Next) -> Response {
-    let is_peer = request.extensions().get::<User>().is_some_and(|user| user.groups.iter().any(|g| g == PEER_GROUP));
-    if !is_peer {
+    if !certified_in(&request, PEER_GROUP) {
         return ApiError::new(403, "Forbidden", "only the cluster's servers may use the replication endpoints")
             .into_response();
     }
@@ -153,7 +153,8 @@ async fn install_snapshot(State(s): Shared, body: axum::body::Body) -> Response 
     let received = super::snapshot_wire::receive(body.into_data_stream(), &path, MAX_SNAPSHOT_BYTES).await;
     let (vote, meta) = match received {
         Ok(header) => header,
-        Err(e) => return ApiError::bad_request(e).into_response(),
+        Err(e @ ReceiveError::Message(_)) => return ApiError::bad_request(e.to_string()).into_response(),
+        Err(e @ ReceiveError::Disk(_)) => return ApiError::internal(e).into_response(),
     };
     let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile { path: path.clone() }) };
     let installed = s.replication.raft.install_full_snapshot(vote, snapshot).await;

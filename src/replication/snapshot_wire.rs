@@ -4,6 +4,7 @@
 //! size passes through a few chunks of memory.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -21,6 +22,8 @@ pub type MessageBody = StreamBody<futures::stream::BoxStream<'static, std::io::R
 
 /// How much of the file is read (and sent) at a time.
 const CHUNK_BYTES: usize = 256 * 1024;
+/// How long the receiver waits for the next chunk before giving up on the sender.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest header accepted (a vote and a membership: a few hundred bytes in practice).
 const MAX_HEADER_BYTES: usize = 1 << 20;
 
@@ -39,10 +42,20 @@ pub async fn message(vote: &Vote, meta: &Meta, path: &Path) -> std::io::Result<(
     Ok((StreamBody::new(chunks.boxed()), length))
 }
 
-/// Reads a message from `chunks`, writing its file to `path` (fsynced) as it arrives; its vote and
-/// metadata. Refused, with nothing left at `path`, when the message is malformed, cut short or has
-/// more than `max_bytes` of file.
-pub async fn receive<S, E>(chunks: S, path: &Path, max_bytes: u64) -> Result<(Vote, Meta), String>
+/// Why a snapshot was not received.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The message is malformed, cut short, too large or stalled.
+    #[error("{0}")]
+    Message(String),
+    #[error("cannot write the received snapshot: {0}")]
+    Disk(#[from] std::io::Error),
+}
+
+/// Reads a message from `chunks`, writing its file to `path` (0600, fsynced) as it arrives; its vote
+/// and metadata. Refused, with nothing left at `path`, when the message is malformed, cut short, stalls
+/// for [`IDLE_TIMEOUT`] or has more than `max_bytes` of file.
+pub async fn receive<S, E>(chunks: S, path: &Path, max_bytes: u64) -> Result<(Vote, Meta), ReceiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -54,15 +67,17 @@ where
     received
 }
 
-async fn receive_into<S, E>(mut chunks: S, path: &Path, max_bytes: u64) -> Result<(Vote, Meta), String>
+async fn receive_into<S, E>(mut chunks: S, path: &Path, max_bytes: u64) -> Result<(Vote, Meta), ReceiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut next = async || match chunks.next().await {
-        Some(Ok(chunk)) => Ok(Some(chunk)),
-        Some(Err(e)) => Err(format!("the snapshot stream broke: {e}")),
-        None => Ok(None),
+    let refused = |reason: String| ReceiveError::Message(reason);
+    let mut next = async || match tokio::time::timeout(IDLE_TIMEOUT, chunks.next()).await {
+        Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+        Ok(Some(Err(e))) => Err(refused(format!("the snapshot stream broke: {e}"))),
+        Ok(None) => Ok(None),
+        Err(_) => Err(refused(format!("the snapshot stream stalled for {IDLE_TIMEOUT:?}"))),
     };
     // The header, and whatever of the file came with it.
     let mut head = BytesMut::new();
@@ -70,7 +85,7 @@ where
         if head.len() >= 4 {
             let length = u32::from_be_bytes(head[..4].try_into().expect("four bytes")) as usize;
             if length > MAX_HEADER_BYTES {
-                return Err(format!("the snapshot header claims {length} bytes"));
+                return Err(refused(format!("the snapshot header claims {length} bytes")));
             }
             if head.len() >= 4 + length {
                 break length;
@@ -78,28 +93,27 @@ where
         }
         match next().await? {
             Some(chunk) => head.extend_from_slice(&chunk),
-            None => return Err("the snapshot header is truncated".into()),
+            None => return Err(refused("the snapshot header is truncated".into())),
         }
     };
     head.advance(4);
     let header = head.split_to(header_length);
-    let (vote, meta): (Vote, Meta) = decode(&header).map_err(|e| format!("bad snapshot header: {e}"))?;
-    let write_error = |e: std::io::Error| format!("cannot write the received snapshot: {e}");
-    let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
+    let (vote, meta): (Vote, Meta) = decode(&header).map_err(|e| refused(format!("bad snapshot header: {e}")))?;
+    let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).await?;
     let mut written = 0u64;
     let mut chunk = head.freeze();
     loop {
         written += chunk.len() as u64;
         if written > max_bytes {
-            return Err(format!("the snapshot is larger than {max_bytes} bytes"));
+            return Err(refused(format!("the snapshot is larger than {max_bytes} bytes")));
         }
-        file.write_all(&chunk).await.map_err(write_error)?;
+        file.write_all(&chunk).await?;
         match next().await? {
             Some(more) => chunk = more,
             None => break,
         }
     }
-    file.sync_all().await.map_err(write_error)?;
+    file.sync_all().await?;
     Ok((vote, meta))
 }
 
@@ -156,12 +170,12 @@ mod tests {
             (vec![Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])], 1 << 20, "claims"),
         ];
         for (pieces, max, expected) in cases {
-            let error = receive(stream(pieces), &path, max).await.expect_err("refused");
+            let error = receive(stream(pieces), &path, max).await.expect_err("refused").to_string();
             assert!(error.contains(expected), "{error}");
             assert!(!path.exists(), "nothing left behind after {error:?}");
         }
         let broken = futures::stream::iter([Ok(whole.slice(..100)), Err("reset by peer".to_string())]);
-        let error = receive(broken, &path, 1 << 20).await.expect_err("refused");
+        let error = receive(broken, &path, 1 << 20).await.expect_err("refused").to_string();
         assert!(error.contains("reset by peer") && !path.exists(), "{error}");
     }
 }
