@@ -74,7 +74,9 @@ async fn api_endpoints(client: &kube::Client) -> usize {
 async fn tug_failover(servers: &mut [TugServer], round: usize) -> (Duration, Duration) {
     let leader = tokio::task::block_in_place(|| common::leader(servers));
     let survivor = impatient_client(&servers[(leader + 1) % 3], None).await;
+    let listed_by = Instant::now() + Duration::from_secs(60);
     while api_endpoints(&survivor).await < 3 {
+        assert!(Instant::now() < listed_by, "the kubernetes Endpoints do not list the three servers");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let agent_dir = tempfile::tempdir().expect("tempdir");

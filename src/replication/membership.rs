@@ -1,7 +1,7 @@
 //! The group's members as a server sees them, and membership changes, made by the leader one at a time,
 //! each in a task of its own so that no caller giving up leaves the group in a joint configuration:
 //! adding a server (as a learner that catches up, then a voter in place of any member at its address)
-//! and removing one, refused unless a quorum of the voters and one of the voters left answer now
+//! and removing one, refused unless a quorum of the voters and a quorum of the voters left answer now
 //! (etcd's strict reconfiguration check).
 
 use std::collections::{BTreeMap, BTreeSet};
