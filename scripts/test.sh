@@ -9,6 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tug-target}"
 export CARGO_TERM_COLOR=never
 
 cargo fmt --all -- --check
+shellcheck install.sh scripts/*.sh tests/fixtures/chroot.sh packaging/images/build.sh
 cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks are not tests: they run with `cargo bench` (see docs/benchmarks.md).
 cargo test --lib --bins --tests --locked

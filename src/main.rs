@@ -20,6 +20,10 @@ static JEMALLOC_OPTIONS: &[u8; 85] =
     b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args.next().is_some_and(|argv0| tug::kubectl::invoked_as_kubectl(&argv0)) {
+        return fatal(&tug::kubectl::exec(args.collect()));
+    }
     let cli = match config::parse_cli(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e)
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         }
         // No logging: the outcome or the error is the output.
         cli::Command::Member(args) => run(tug::member::run_command(args)),
+        cli::Command::Kubectl { args } => fatal(&tug::kubectl::exec(args)),
     }
 }
 

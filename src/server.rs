@@ -273,21 +273,15 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             Some(crate::agent::Agent::start(agent_config(&cfg)?, client).await?)
         }
     };
-    until_stopped().await?;
-    if let Some(agent) = agent {
-        agent.stop().await;
-    }
-    server.stop().await;
-    Ok(())
-}
-
-/// Returns on SIGTERM or SIGINT.
-pub(crate) async fn until_stopped() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-    }
+    crate::lifecycle::notify_ready("serving");
+    crate::lifecycle::until_stopped().await?;
+    crate::lifecycle::stop_within(async move {
+        if let Some(agent) = agent {
+            agent.stop().await;
+        }
+        server.stop().await;
+    })
+    .await;
     Ok(())
 }
 

@@ -218,6 +218,8 @@ fn spawn(layout: &Layout) -> Result<Child, ContainerdError> {
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .process_group(0)
+        // containerd would tell systemd it is ready, for tug (systemd ignores it, but logs a warning).
+        .env_remove("NOTIFY_SOCKET")
         .kill_on_drop(false);
     // If tug dies without stopping it (kill -9, a crash), containerd goes too, so the next tug can start
     // its own on the same root; the containers live on in their shims.

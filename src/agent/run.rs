@@ -54,7 +54,8 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
         },
     };
     let agent = super::Agent::start(agent_config, client).await?;
-    crate::server::until_stopped().await?;
-    agent.stop().await;
+    crate::lifecycle::notify_ready("serving");
+    crate::lifecycle::until_stopped().await?;
+    crate::lifecycle::stop_within(agent.stop()).await;
     Ok(())
 }

@@ -45,4 +45,11 @@ pub enum Command {
     /// List the cluster's servers and remove one (as `etcdctl member`), through the API with the admin
     /// kubeconfig.
     Member(MemberArgs),
+    /// Run the kubectl on PATH with the admin kubeconfig `tug server` writes (unless KUBECONFIG is set);
+    /// every argument goes to kubectl.
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }

@@ -117,19 +117,9 @@ pub async fn run(fleet: Fleet) -> anyhow::Result<()> {
         _ = node_watch => {}
         _ = nodes::heartbeat(client.clone(), &fleet, known.clone()) => {}
         _ = pods::run(client, fleet.clone(), known) => {}
-        _ = shutdown() => tracing::info!("stopping; the nodes stay registered and go NotReady when their leases lapse"),
+        _ = crate::lifecycle::until_stopped() => tracing::info!("stopping; the nodes stay registered and go NotReady when their leases lapse"),
     }
     Ok(())
-}
-
-async fn shutdown() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 #[cfg(test)]
