@@ -1,0 +1,122 @@
+//! Running tug as an operator does: under a service manager that waits for `READY=1` and stops it with
+//! SIGTERM, and `tug kubectl` (also as a `kubectl` link) with the admin kubeconfig.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TugServer;
+
+/// The next notification on `socket`, within `limit`.
+fn notification(socket: &UnixDatagram, limit: Duration) -> String {
+    socket.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buffer = [0u8; 4096];
+    let n = socket.recv(&mut buffer).expect("a notification in time");
+    String::from_utf8_lossy(&buffer[..n]).into_owned()
+}
+
+#[test]
+fn systemd_is_told_when_the_server_serves_and_a_sigterm_stops_it_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    let data_dir = dir.path().join("data");
+    let start = || {
+        Command::new(common::server_binary())
+            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--https-listen-port", "0"])
+            .args(["--config", "/dev/null", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--write-kubeconfig")
+            .arg(&kubeconfig)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tug server")
+    };
+    let kubectl = |args: &[&str]| {
+        let bin = common::kubectls().into_iter().next().expect("a kubectl");
+        Command::new(bin).env("KUBECONFIG", &kubeconfig).args(args).output().expect("run kubectl")
+    };
+    let child = start();
+    let ready = notification(&socket, Duration::from_secs(30));
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    // Ready means serving: the first request after the notification succeeds.
+    let readyz = kubectl(&["get", "--raw", "/readyz"]);
+    assert!(readyz.status.success(), "{}", String::from_utf8_lossy(&readyz.stderr));
+    assert!(kubectl(&["create", "configmap", "kept", "--from-literal=a=b"]).status.success());
+
+    let asked = Instant::now();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let stopping = notification(&socket, Duration::from_secs(10));
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let status = common::terminate(child).expect("exit status");
+    assert!(status.success(), "tug exited with {status} on SIGTERM");
+    // Bounded by tug's own stop timeout (20 s), well under systemd's default of 90 s.
+    assert!(asked.elapsed() < Duration::from_secs(25), "the stop took {:?}", asked.elapsed());
+
+    let child = start();
+    notification(&socket, Duration::from_secs(30));
+    let kept = kubectl(&["get", "configmap", "kept", "-o", "jsonpath={.data.a}"]);
+    assert_eq!(String::from_utf8_lossy(&kept.stdout), "b");
+    common::terminate(child);
+}
+
+/// Runs the tug binary (or `program`, a link to it) with `args` and only `env` besides PATH and HOME.
+fn tug_kubectl(program: &Path, args: &[&str], env: &[(&str, &Path)], path: &str) -> std::process::Output {
+    let mut command = Command::new(program);
+    command.env_clear().env("PATH", path).env("HOME", "/nonexistent").args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run tug kubectl")
+}
+
+#[test]
+fn tug_kubectl_runs_kubectl_with_the_admin_kubeconfig() {
+    let server = TugServer::start();
+    let tug = common::server_binary();
+    let kubectl = common::kubectls().into_iter().next().expect("a kubectl");
+    let kubectl_dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&kubectl, kubectl_dir.path().join("kubectl")).expect("kubectl on PATH");
+    let path = kubectl_dir.path().display().to_string();
+    let config = server.kubeconfig();
+    let stdout = |output: std::process::Output| {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let args = ["kubectl", "get", "namespace", "default", "-o", "name"];
+    assert_eq!(stdout(tug_kubectl(&tug, &args, &[("TUG_KUBECONFIG", &config)], &path)), "namespace/default\n");
+    // KUBECONFIG, when set, is the user's choice.
+    let env = [("KUBECONFIG", config.as_path()), ("TUG_KUBECONFIG", Path::new("/nonexistent"))];
+    assert_eq!(stdout(tug_kubectl(&tug, &args, &env, &path)), "namespace/default\n");
+    // kubectl's own exit code comes through.
+    let missing = tug_kubectl(&tug, &["kubectl", "get", "namespace", "nope"], &[("TUG_KUBECONFIG", &config)], &path);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("namespaces \"nope\" not found"));
+
+    // As a `kubectl` link to tug earlier on PATH (what install.sh makes): the next kubectl runs.
+    let links = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&tug, links.path().join("kubectl")).expect("link");
+    let linked_path = format!("{}:{path}", links.path().display());
+    let output = tug_kubectl(&links.path().join("kubectl"), &args[1..], &[("TUG_KUBECONFIG", &config)], &linked_path);
+    assert_eq!(stdout(output), "namespace/default\n");
+
+    let output = tug_kubectl(&tug, &args, &[("TUG_KUBECONFIG", Path::new("/nonexistent/tug.yaml"))], &path);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "tug: fatal: no kubeconfig at /nonexistent/tug.yaml (run this where `tug server` runs, or set KUBECONFIG)\n"
+    );
+    let output = tug_kubectl(&tug, &args, &[("TUG_KUBECONFIG", &config)], "/nonexistent");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "tug: fatal: kubectl is not on PATH; install it (the package kubectl)\n"
+    );
+}
