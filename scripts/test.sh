@@ -13,3 +13,5 @@ shellcheck install.sh scripts/*.sh tests/fixtures/chroot.sh packaging/images/bui
 cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks are not tests: they run with `cargo bench` (see docs/benchmarks.md).
 cargo test --lib --bins --tests --locked
+# What this host offers tug, for the record (tests/operate.rs asserts it).
+"${CARGO_TARGET_DIR}/debug/tug" check-config || true

@@ -1,5 +1,5 @@
 //! Running tug as an operator does: under a service manager that waits for `READY=1` and stops it with
-//! SIGTERM, and `tug kubectl` (also as a `kubectl` link) with the admin kubeconfig.
+//! SIGTERM, `tug kubectl` (also as a `kubectl` link) with the admin kubeconfig, `tug check-config`.
 
 mod common;
 
@@ -119,4 +119,30 @@ fn tug_kubectl_runs_kubectl_with_the_admin_kubeconfig() {
         String::from_utf8_lossy(&output.stderr),
         "tug: fatal: kubectl is not on PATH; install it (the package kubectl)\n"
     );
+}
+
+#[test]
+fn check_config_passes_on_a_prepared_host_and_names_what_fails_with_a_hint() {
+    let busy = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = busy.local_addr().expect("address").port().to_string();
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(common::server_binary())
+        .args(["check-config", "--https-listen-port", &port, "--data-dir"])
+        .arg(data_dir.path())
+        .output()
+        .expect("run tug check-config");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(String::from_utf8_lossy(&output.stderr).trim(), "tug: fatal: 1 of 12 checks failed");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let api = lines.iter().position(|l| l.starts_with("API port ")).expect("the API port's line");
+    assert!(lines[api].contains(&format!("FAIL  {port}: Address already in use")), "{stdout}");
+    assert!(lines[api + 1].trim_start().starts_with("hint: another program holds it"), "{stdout}");
+    for name in ["cgroups", "overlayfs", "br_netfilter", "ip_forward", "containerd", "runc", "CNI plugins", "iptables"]
+    {
+        let line = lines.iter().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} line:\n{stdout}"));
+        // The test command installs every prerequisite; elsewhere a failure is the host's, not tug's.
+        assert!(!common::in_ci() || line.contains("  pass  "), "{stdout}");
+    }
+    assert!(stdout.contains(&format!("fdatasyncs in {}", data_dir.path().display())), "{stdout}");
 }

@@ -63,7 +63,7 @@ impl Layout {
 }
 
 /// Where the OS packages put the CNI plugins (Debian: /usr/lib/cni; upstream tarballs: /opt/cni/bin).
-fn cni_bin_dir() -> PathBuf {
+pub(crate) fn cni_bin_dir() -> PathBuf {
     ["/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni"]
         .iter()
         .map(PathBuf::from)

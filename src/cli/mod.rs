@@ -2,6 +2,7 @@
 //! `TUG_*` environment variable, grouped by category in `--help`.
 
 mod agent;
+mod check_config;
 mod member;
 mod node;
 mod server;
@@ -9,6 +10,7 @@ mod simulate;
 mod snapshot;
 
 pub use agent::AgentArgs;
+pub use check_config::CheckConfigArgs;
 pub use member::{MemberAction, MemberArgs};
 pub use node::NodeArgs;
 pub use server::ServerArgs;
@@ -45,6 +47,9 @@ pub enum Command {
     /// List the cluster's servers and remove one (as `etcdctl member`), through the API with the admin
     /// kubeconfig.
     Member(MemberArgs),
+    /// Check that this host can run tug: kernel features, the container runtime, free ports and the
+    /// data dir's disk, with a hint for each failure.
+    CheckConfig(CheckConfigArgs),
     /// Run the kubectl on PATH with the admin kubeconfig `tug server` writes (unless KUBECONFIG is set);
     /// every argument goes to kubectl.
     #[command(disable_help_flag = true)]

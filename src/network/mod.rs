@@ -28,7 +28,7 @@ use crate::iptables::Iptables;
 /// The VXLAN device (as flannel's `flannel.1`: VNI 1 on Linux's VXLAN port).
 pub const VXLAN_DEVICE: &str = "tug.1";
 const VXLAN_VNI: u32 = 1;
-const VXLAN_PORT: u16 = 8472;
+pub(crate) const VXLAN_PORT: u16 = 8472;
 /// What VXLAN adds to every packet (outer Ethernet, IP, UDP and VXLAN headers).
 const VXLAN_OVERHEAD: u32 = 50;
 const RETRY: Duration = Duration::from_secs(5);
