@@ -19,6 +19,7 @@ use crate::store::Store;
 mod bootstrap;
 mod cluster;
 pub(crate) mod endpoints;
+pub mod manifests;
 mod members;
 
 /// How long a stopping server tries to take itself out of the `kubernetes` endpoints.
@@ -222,6 +223,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let endpoints = endpoints::ApiServerEndpoints::new(supervisor(), replication.id(), identity.clone(), address);
     housekeeping.spawn(endpoints.clone().start().await);
     housekeeping.spawn(members::remove_deleted_servers(supervisor(), replication.clone()));
+    housekeeping.spawn(manifests::run(supervisor(), server_dir.join("manifests")));
     if !cfg.disable_agent {
         housekeeping.spawn(members::mark_own_node(supervisor(), cfg.node.name.clone(), replication.id()));
     }

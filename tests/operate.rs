@@ -146,3 +146,82 @@ fn check_config_passes_on_a_prepared_host_and_names_what_fails_with_a_hint() {
     }
     assert!(stdout.contains(&format!("fdatasyncs in {}", data_dir.path().display())), "{stdout}");
 }
+
+#[test]
+fn manifests_in_the_data_dir_are_applied_at_start_and_on_change_but_skipped_and_deleted_ones_are_not() {
+    let mut server = TugServer::start();
+    let kubectl = common::kubectls().into_iter().next().expect("a kubectl");
+    let manifests = server.data_dir().join("server/manifests");
+    let app = "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\n\
+        apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: demo}\ndata: {level: one}\n";
+    std::fs::write(manifests.join("app.yaml"), app).expect("write app.yaml");
+    std::fs::write(manifests.join("off.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: off}\n")
+        .expect("write off.yaml");
+    std::fs::write(manifests.join("off.yaml.skip"), "").expect("write off.yaml.skip");
+    std::fs::write(manifests.join("broken.yaml"), "apiVersion: v1\nkind: ConfigMap\n").expect("write broken.yaml");
+    let level = |server: &TugServer| {
+        common::kubectl(
+            &kubectl,
+            server,
+            &["-n", "demo", "get", "cm", "settings", "-o", "jsonpath={.data.level}"],
+            None,
+        )
+        .stdout
+    };
+    common::eventually("app.yaml applied", || level(&server) == "one");
+    let managers = common::jsonpath(
+        &kubectl,
+        &server,
+        &["-n", "demo", "cm", "settings"],
+        "{.metadata.managedFields[*].manager}/{.metadata.managedFields[*].operation}",
+    );
+    assert_eq!(managers, "tug/Apply");
+    let events = || {
+        common::kubectl(
+            &kubectl,
+            &server,
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "events",
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}",
+            ],
+            None,
+        )
+        .stdout
+    };
+    common::eventually("the events of both files", || {
+        let events = events();
+        events.contains("Normal AppliedManifest applied 2 objects from manifests/app.yaml")
+            && events.contains("Warning ManifestFailed manifests/broken.yaml: document 0: metadata.name is required")
+    });
+
+    // A change is applied again, and wins over a hand edit of its fields.
+    common::kubectl(
+        &kubectl,
+        &server,
+        &["-n", "demo", "patch", "cm", "settings", "-p", r#"{"data":{"level":"edited"}}"#],
+        None,
+    )
+    .ok();
+    std::fs::write(manifests.join("app.yaml"), app.replace("level: one", "level: two")).expect("rewrite app.yaml");
+    common::eventually("the change applied", || level(&server) == "two");
+    let off = common::kubectl(&kubectl, &server, &["get", "cm", "off"], None);
+    assert!(off.stderr.contains("not found"), "a skipped file was applied: {}", off.stdout);
+
+    // A deleted file deletes nothing; a file added while the server is down is applied when it starts.
+    std::fs::remove_file(manifests.join("app.yaml")).expect("remove app.yaml");
+    server.terminate();
+    std::fs::write(
+        manifests.join("later.json"),
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"}}"#,
+    )
+    .expect("write later.json");
+    server.restart();
+    common::eventually("later.json applied at start", || {
+        common::kubectl(&kubectl, &server, &["get", "cm", "later"], None).code == 0
+    });
+    assert_eq!(level(&server), "two");
+}
