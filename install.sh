@@ -334,8 +334,9 @@ write_killall() {
 # Stops tug and everything it started on this host: its services, the containers of its containerd, their
 # mounts, network namespaces, interfaces and iptables chains. The data stays (see ${UNINSTALL_SH}).
 [ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
+# Both can be overridden, for a tug run from elsewhere (tests, unusual layouts).
 DATA_DIR=\${TUG_DATA_DIR:-${DATA_DIR}}
-BIN=${BIN_DIR}/tug
+BIN=\${TUG_KILLALL_BIN:-${BIN_DIR}/tug}
 
 for unit in ${SYSTEMD_DIR}/tug*.service; do
     [ -s "\${unit}" ] && command -v systemctl >/dev/null && systemctl stop "\$(basename "\${unit}")"

@@ -2,7 +2,9 @@
 //! directory served on 127.0.0.1 (the built binary and its checksum), inside a throwaway root (a chroot
 //! over the host's read-only /usr) whose systemctl, openrc and package managers are stubs recording their
 //! calls. The uninstall scripts run in namespaces of their own (pid, network, mounts), so what they kill
-//! and clean up is only theirs. Needs root; fails when CI=true and it is not.
+//! and clean up is only theirs. Then, on a real node: an upgrade keeps objects and running pods, and
+//! tug-killall.sh leaves no container, mount, interface or chain behind. Needs root; fails when CI=true
+//! and it is not.
 
 mod common;
 
@@ -12,6 +14,9 @@ use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{jsonpath, kubectl, kubectls, node};
 
 /// The init system a throwaway root pretends to have.
 #[derive(Clone, Copy, PartialEq)]
@@ -427,4 +432,109 @@ fn without_an_init_system_it_installs_and_says_how_to_start_and_bad_settings_are
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TUG_URL is set for an agent, but neither TUG_TOKEN nor TUG_TOKEN_FILE is"), "{stderr}");
+}
+
+/// Starts a long-running pod on `server` and waits until it runs; its container's id.
+fn running_pod(server: &common::TugServer, name: &str) -> String {
+    let bin = &kubectls()[0];
+    kubectl(bin, server, &["run", name, "--image=tug.local/busybox:1", "--", "sleep", "3600"], None).ok();
+    common::eventually_within(Duration::from_secs(60), "the pod runs", || {
+        jsonpath(bin, server, &["pod", name], "{.status.phase}") == "Running"
+    });
+    jsonpath(bin, server, &["pod", name], "{.status.containerStatuses[0].containerID}")
+}
+
+/// The process ids of the node's running containers, as its containerd lists them.
+fn container_pids(data_dir: &Path) -> Vec<u32> {
+    node::ctr(data_dir, &["tasks", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+/// Whether process `pid` runs (a zombie does not: an orphan's is reaped by init, if ever).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+}
+
+#[test]
+fn a_newer_binary_installed_over_a_running_server_keeps_its_objects_and_running_pods() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let mut server = node::ready_server();
+    let bin = &kubectls()[0];
+    let container = running_pod(&server, "sleeper");
+    kubectl(bin, &server, &["create", "configmap", "kept", "--from-literal=a=b"], None).ok();
+    let version = jsonpath(bin, &server, &["configmap", "kept"], "{.metadata.resourceVersion}");
+    let pids = container_pids(server.data_dir());
+    assert!(!pids.is_empty());
+
+    // What `systemctl restart` does after install.sh put the new file in place: SIGTERM (KillMode=process:
+    // the containers stay), then the new binary starts.
+    let status = server.terminate().expect("exit status");
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(pids.iter().all(|pid| alive(*pid)), "containers stopped with tug");
+    let work = tempfile::tempdir().expect("tempdir");
+    server.set_binary(&newer_binary(work.path()));
+    server.restart();
+
+    common::eventually_within(Duration::from_secs(60), "the node is Ready again", || {
+        jsonpath(bin, &server, &["node", "edge-test"], r#"{.status.conditions[?(@.type=="Ready")].status}"#) == "True"
+    });
+    assert_eq!(jsonpath(bin, &server, &["pod", "sleeper"], "{.status.containerStatuses[0].containerID}"), container);
+    assert_eq!(jsonpath(bin, &server, &["pod", "sleeper"], "{.status.containerStatuses[0].restartCount}"), "0");
+    assert_eq!(jsonpath(bin, &server, &["pod", "sleeper"], "{.status.phase}"), "Running");
+    assert!(pids.iter().all(|pid| alive(*pid)), "a container was restarted by the upgrade");
+    assert_eq!(jsonpath(bin, &server, &["configmap", "kept"], "{.metadata.resourceVersion}"), version);
+    assert_eq!(jsonpath(bin, &server, &["configmap", "kept"], "{.data.a}"), "b");
+}
+
+#[test]
+fn tug_killall_stops_tug_and_leaves_no_container_mount_interface_or_chain() {
+    if !node::available() || !prerequisites() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    // The script as install.sh writes it.
+    let root = Root::new(Init::Systemd);
+    std::fs::hard_link(common::server_binary(), root.path("/opt/tug"))
+        .or_else(|_| std::fs::copy(common::server_binary(), root.path("/opt/tug")).map(drop))
+        .expect("place the binary");
+    let script = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh")).expect("install.sh");
+    std::fs::write(root.path("/tmp/install.sh"), script).expect("copy install.sh");
+    let env = [("INSTALL_TUG_BINARY", "/opt/tug"), ("INSTALL_TUG_SKIP_START", "true")];
+    succeeded(root.run(&env, "sh /tmp/install.sh", How::Isolated));
+    let killall = root.path("/usr/local/bin/tug-killall.sh");
+
+    let mut server = node::ready_server();
+    running_pod(&server, "doomed");
+    let pids = container_pids(server.data_dir());
+    assert!(!pids.is_empty() && pids.iter().all(|pid| alive(*pid)), "{pids:?}");
+    let data_dir = server.data_dir().to_path_buf();
+    let mounted = || {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+        mounts.lines().filter(|l| l.contains(data_dir.to_str().expect("utf-8 path"))).count()
+    };
+    assert!(mounted() > 0, "a running pod mounts its root file system under the data dir");
+
+    let output = Command::new("sh")
+        .arg(&killall)
+        .env("TUG_DATA_DIR", &data_dir)
+        .env("TUG_KILLALL_BIN", common::server_binary())
+        .output()
+        .expect("run tug-killall.sh");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    common::eventually_within(Duration::from_secs(5), "tug exited", || server.exited().is_some());
+    assert!(pids.iter().all(|pid| !alive(*pid)), "containers outlived tug-killall.sh");
+    assert_eq!(mounted(), 0, "mounts left under the data dir");
+    for link in ["tug.1", "cni0"] {
+        assert!(!Path::new("/sys/class/net").join(link).exists(), "{link} left");
+    }
+    let rules = Command::new("iptables-save").output().expect("iptables-save");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains(":TUG-"), "iptables chains left:\n{rules}");
 }

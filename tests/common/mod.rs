@@ -25,6 +25,8 @@ pub struct TugServer {
     agent: bool,
     /// The network namespace it runs in, if not the host's.
     netns: Option<String>,
+    /// The tug binary it runs ([`server_binary`] unless changed for a restart).
+    binary: PathBuf,
 }
 
 impl TugServer {
@@ -53,7 +55,7 @@ impl TugServer {
         }
         let flags = flags.iter().map(|f| f.to_string()).collect();
         let netns = netns.map(str::to_string);
-        let mut server = TugServer { dir, port, child: None, flags, agent, netns };
+        let mut server = TugServer { dir, port, child: None, flags, agent, netns, binary: server_binary() };
         server.launch(port);
         server
     }
@@ -92,10 +94,10 @@ impl TugServer {
             // nsenter, not `ip netns exec`, as for agents (see `agent::agent_command`).
             Some(netns) => {
                 let mut command = Command::new("nsenter");
-                command.arg(format!("--net=/run/netns/{netns}")).arg("--").arg(server_binary());
+                command.arg(format!("--net=/run/netns/{netns}")).arg("--").arg(&self.binary);
                 command
             }
-            None => Command::new(server_binary()),
+            None => Command::new(&self.binary),
         };
         let child = command
             .args(["server", "--bind-address", "127.0.0.1", "--config", "/dev/null"])
@@ -150,6 +152,11 @@ impl TugServer {
         let status = self.child.as_mut()?.try_wait().ok()??;
         self.child = None;
         Some(status)
+    }
+
+    /// The binary the next (re)start runs: an upgrade.
+    pub fn set_binary(&mut self, binary: &Path) {
+        self.binary = binary.to_path_buf();
     }
 
     /// Whether the next (re)start runs the node agent.
