@@ -4,6 +4,7 @@
 /// The Kubernetes version tug serves, as its API server's gitVersion and its kubelet's version.
 pub const KUBERNETES_VERSION_OF_TUG: &str = concat!("v1.33.0+tug", env!("CARGO_PKG_VERSION"));
 
+pub mod admin;
 pub mod agent;
 pub mod apiserver;
 pub mod check_config;
@@ -32,4 +33,5 @@ pub mod simulator;
 pub mod snapshot;
 pub mod spdy;
 pub mod store;
+pub mod token;
 pub mod upgrade_proxy;

@@ -224,6 +224,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     housekeeping.spawn(endpoints.clone().start().await);
     housekeeping.spawn(members::remove_deleted_servers(supervisor(), replication.clone()));
     housekeeping.spawn(manifests::run(supervisor(), server_dir.join("manifests")));
+    housekeeping.spawn(crate::join::bootstrap::clean_expired(supervisor()));
     if !cfg.disable_agent {
         housekeeping.spawn(members::mark_own_node(supervisor(), cfg.node.name.clone(), replication.id()));
     }

@@ -225,3 +225,63 @@ fn manifests_in_the_data_dir_are_applied_at_start_and_on_change_but_skipped_and_
     });
     assert_eq!(level(&server), "two");
 }
+
+/// `tug <args>` with the server's admin kubeconfig.
+fn tug_admin(server: &TugServer, args: &[&str]) -> std::process::Output {
+    Command::new(common::server_binary())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .output()
+        .expect("run tug")
+}
+
+/// The HTTP status of a node-credentials request with basic credentials `node:<secret>` (an empty body:
+/// anything but 401 means the token was accepted).
+fn join_status(server: &TugServer, secret: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(server.data_dir().join("server/tls/server-ca.crt"))
+        .args(["-u", &format!("node:{secret}"), "-d", "{}"])
+        .arg(format!("https://127.0.0.1:{}/v1-tug/node-credentials", server.port))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn bootstrap_tokens_are_created_listed_accepted_for_joins_until_they_expire_or_are_deleted() {
+    let server = TugServer::start();
+    let output = tug_admin(&server, &["token", "create", "--ttl", "2h", "--description", "the lab"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let server_token = std::fs::read_to_string(server.data_dir().join("server/token")).expect("server token");
+    let ca_hash = server_token.split("::").next().expect("hash");
+    let secret = token.strip_prefix(&format!("{ca_hash}::")).expect("K10<the CA's hash>::<id>.<secret>");
+    let (id, _) = secret.split_once('.').expect("<id>.<secret>");
+    assert_eq!((id.len(), secret.len()), (6, 23), "{token}");
+
+    let list = String::from_utf8_lossy(&tug_admin(&server, &["token", "list"]).stdout).into_owned();
+    let line = list.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not listed:\n{list}"));
+    assert!(line.contains(" 1h ") && line.contains("authentication,signing") && line.ends_with("the lab"), "{line}");
+    assert_ne!(join_status(&server, secret), "401", "a valid bootstrap token was refused");
+    assert_eq!(join_status(&server, &format!("{id}.0000000000000000")), "401");
+
+    let expiring = tug_admin(&server, &["token", "create", "--ttl", "1s", "abcdef.0123456789abcdef"]);
+    assert!(expiring.status.success(), "{}", String::from_utf8_lossy(&expiring.stderr));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(join_status(&server, "abcdef.0123456789abcdef"), "401", "an expired token was accepted");
+    common::eventually("the expired token is deleted", || {
+        !String::from_utf8_lossy(&tug_admin(&server, &["token", "list"]).stdout).contains("abcdef")
+    });
+
+    let deleted = tug_admin(&server, &["token", "delete", id]);
+    assert_eq!(String::from_utf8_lossy(&deleted.stdout), format!("bootstrap token \"{id}\" deleted\n"));
+    assert_eq!(join_status(&server, secret), "401", "a deleted token was accepted");
+
+    let bad = tug_admin(&server, &["token", "create", "not-a-token"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not <id>.<secret>"), "{stderr}");
+}

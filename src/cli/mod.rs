@@ -8,6 +8,7 @@ mod node;
 mod server;
 mod simulate;
 mod snapshot;
+mod token;
 
 pub use agent::AgentArgs;
 pub use check_config::CheckConfigArgs;
@@ -16,6 +17,7 @@ pub use node::NodeArgs;
 pub use server::ServerArgs;
 pub use simulate::SimulateArgs;
 pub use snapshot::{SnapshotAction, SnapshotArgs};
+pub use token::{TokenAction, TokenArgs};
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +49,9 @@ pub enum Command {
     /// List the cluster's servers and remove one (as `etcdctl member`), through the API with the admin
     /// kubeconfig.
     Member(MemberArgs),
+    /// Create, list and delete bootstrap tokens, with which agents join until they expire (as k3s's
+    /// `token`), through the API with the admin kubeconfig.
+    Token(TokenArgs),
     /// Check that this host can run tug: kernel features, the container runtime, free ports and the
     /// data dir's disk, with a hint for each failure.
     CheckConfig(CheckConfigArgs),

@@ -6,6 +6,7 @@
 //! node password (a random secret the agent keeps) binds a node name to one machine while that node is
 //! alive; see [`server`] for the rule.
 
+pub mod bootstrap;
 pub mod client;
 pub mod server;
 pub mod token;

@@ -1,5 +1,5 @@
 //! The server's end of joining: `GET /cacerts` for anyone, `POST /v1-tug/node-credentials` for holders
-//! of the join token, which signs a joining kubelet's client and serving certificates, and
+//! of the join token or of a bootstrap token (`super::bootstrap`), which signs a joining kubelet's client and serving certificates, and
 //! `POST /v1-tug/server-bootstrap`, which hands a joining server the cluster's CA and service account key.
 //!
 //! The node password rule: the first join of a node name stores a hash of its node password in the
@@ -115,7 +115,7 @@ async fn server_bootstrap(State(service): State<Arc<JoinService>>, request: axum
 }
 
 async fn issue(service: &JoinService, request: axum::extract::Request) -> Result<Credentials, ApiError> {
-    if !authorized(&service.token, request.headers()) {
+    if !authorized_node(service, request.headers()).await? {
         return Err(ApiError::new(401, "Unauthorized", "the join token is not valid for this server"));
     }
     let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES)
@@ -155,18 +155,30 @@ fn validate(request: &CredentialsRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether the request's basic credentials are the token's (user `server` or `node`, its secret).
+/// The request's basic credentials, user `server` or `node`: the secret.
+fn basic_secret(headers: &http::HeaderMap) -> Option<String> {
+    let encoded = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (user, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    matches!(user, "server" | "node").then(|| secret.to_string())
+}
+
+/// Whether the request's basic credentials carry the server token's secret.
 fn authorized(token: &Token, headers: &http::HeaderMap) -> bool {
-    let Some(encoded) =
-        headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
-    else {
-        return false;
-    };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-    let Some((user, secret)) = std::str::from_utf8(&decoded).ok().and_then(|s| s.split_once(':')) else {
-        return false;
-    };
-    matches!(user, "server" | "node") && bool::from(secret.as_bytes().ct_eq(token.secret.as_bytes()))
+    basic_secret(headers).is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(token.secret.as_bytes())))
+}
+
+/// Whether a joining node's credentials are the server token's or a valid bootstrap token's.
+async fn authorized_node(service: &JoinService, headers: &http::HeaderMap) -> Result<bool, ApiError> {
+    if authorized(&service.token, headers) {
+        return Ok(true);
+    }
+    match basic_secret(headers).as_deref().and_then(super::bootstrap::BootstrapToken::parse) {
+        Some(token) => super::bootstrap::is_valid(&service.client, &token)
+            .await
+            .map_err(|e| ApiError::internal(format!("checking the bootstrap token: {e}"))),
+        None => Ok(false),
+    }
 }
 
 fn password_hash(password: &str) -> ByteString {

@@ -1,6 +1,7 @@
 //! Join tokens in k3s's format: `K10<sha256 of the CA certificate PEM, hex>::<user>:<secret>`. The hash
 //! lets a joining node check the CA it fetched without trusting it first; a short token (the secret
-//! alone) still works but cannot do that check.
+//! alone) still works but cannot do that check. A bootstrap token (`tug token create`) takes the place of
+//! `<user>:<secret>`: `K10<hash>::<id>.<secret>`.
 
 use std::path::Path;
 
@@ -9,6 +10,8 @@ use sha2::{Digest, Sha256};
 const PREFIX: &str = "K10";
 /// The user of server tokens, which agents and servers both join with.
 pub const SERVER_USER: &str = "server";
+/// The user of bootstrap tokens (`K10<hash>::<id>.<secret>`), which only agents join with.
+pub const NODE_USER: &str = "node";
 
 /// A parsed join token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,11 @@ impl Token {
         Token { ca_hash: Some(ca_hash(ca_pem.as_bytes())), user: SERVER_USER.into(), secret: secret.into() }
     }
 
+    /// A full bootstrap token for the CA `ca_pem`.
+    pub fn for_bootstrap(ca_pem: &str, token: &super::bootstrap::BootstrapToken) -> Token {
+        Token { ca_hash: Some(ca_hash(ca_pem.as_bytes())), user: NODE_USER.into(), secret: token.to_string() }
+    }
+
     /// Parses a full (`K10…::user:secret`) or short (secret only) token.
     pub fn parse(text: &str) -> Result<Token, TokenError> {
         let text = text.trim();
@@ -51,6 +59,13 @@ impl Token {
         let (hash, credentials) = rest.split_once("::").ok_or(TokenError::Malformed("no '::' after the CA hash"))?;
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(TokenError::Malformed("the CA hash after K10 is not 64 hex digits"));
+        }
+        if super::bootstrap::BootstrapToken::parse(credentials).is_some() {
+            return Ok(Token {
+                ca_hash: Some(hash.to_ascii_lowercase()),
+                user: NODE_USER.into(),
+                secret: credentials.into(),
+            });
         }
         let (user, secret) =
             credentials.split_once(':').ok_or(TokenError::Malformed("no ':' between user and secret"))?;
@@ -69,7 +84,9 @@ impl Token {
 
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bootstrap = self.user == NODE_USER && super::bootstrap::BootstrapToken::parse(&self.secret).is_some();
         match &self.ca_hash {
+            Some(hash) if bootstrap => write!(f, "{PREFIX}{hash}::{}", self.secret),
             Some(hash) => write!(f, "{PREFIX}{hash}::{}:{}", self.user, self.secret),
             None => f.write_str(&self.secret),
         }
@@ -97,6 +114,14 @@ mod tests {
         let text = token.to_string();
         assert!(text.starts_with("K10") && text.ends_with("::server:s3cret"), "{text}");
         assert_eq!(Token::parse(&format!(" {text}\n")), Ok(token));
+    }
+
+    #[test]
+    fn a_bootstrap_token_is_the_nodes() {
+        let text = format!("K10{}::abcdef.0123456789abcdef", "a".repeat(64));
+        let token = Token::parse(&text).unwrap();
+        assert_eq!((token.user.as_str(), token.secret.as_str()), ("node", "abcdef.0123456789abcdef"));
+        assert_eq!(token.to_string(), text);
     }
 
     #[test]

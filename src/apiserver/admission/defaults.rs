@@ -114,7 +114,10 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
-        ("", "Secret") => default_at(obj, &["type"], json!("Opaque")),
+        ("", "Secret") => {
+            default_at(obj, &["type"], json!("Opaque"));
+            merge_string_data(obj);
+        }
         ("", "PersistentVolumeClaim") => default_at(obj, &["spec", "volumeMode"], json!("Filesystem")),
         ("", "PersistentVolume") => {
             default_at(obj, &["spec", "persistentVolumeReclaimPolicy"], json!("Retain"));
@@ -196,6 +199,20 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// A Secret's `stringData` written into `data` (base64), where it wins over a key of the same name, and
+/// never stored, as upstream's conversion does.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(entries)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    default_at(obj, &["data"], json!({}));
+    let Some(data) = obj.get_mut("data").and_then(Value::as_object_mut) else { return };
+    for (key, value) in entries {
+        if let Some(text) = value.as_str() {
+            data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+}
+
 fn job(obj: &mut Value, spec: &[&str]) {
     let at = |field: &'static str| [spec, &[field]].concat();
     // Both default to 1 only when both are unset: parallelism alone makes a work-queue Job.
@@ -260,6 +277,14 @@ mod tests {
         apply(res, &mut s);
         assert_eq!(s["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
         assert_eq!(s["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn a_secrets_string_data_goes_into_its_data() {
+        let res = crate::core::registry::find("", "v1", "secrets").expect("secrets");
+        let mut secret = json!({"data": {"a": "b2xk", "k": "eA=="}, "stringData": {"a": "new", "s": "text"}});
+        apply(res, &mut secret);
+        assert_eq!(secret, json!({"type": "Opaque", "data": {"a": "bmV3", "k": "eA==", "s": "dGV4dA=="}}));
     }
 
     #[test]

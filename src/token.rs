@@ -1,0 +1,67 @@
+//! `tug token`: bootstrap tokens for joining agents (`join::bootstrap`), created, listed and deleted
+//! through the API with the admin kubeconfig. A created token is printed in full, with the hash of the
+//! CA the server serves at /cacerts, so that the agent can check the server it joins.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+use crate::cli::{TokenAction, TokenArgs};
+use crate::join::bootstrap::{self, BootstrapToken};
+
+/// Runs `tug token`; a refusal is the server's message alone.
+pub async fn run_command(args: TokenArgs) -> anyhow::Result<()> {
+    run(args).await.map_err(crate::admin::plain_error)
+}
+
+async fn run(args: TokenArgs) -> anyhow::Result<()> {
+    let client = crate::admin::client(args.kubeconfig.as_deref()).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), bootstrap::NAMESPACE);
+    match args.action {
+        TokenAction::Create { ttl, description, token } => {
+            let token = token.unwrap_or_else(BootstrapToken::generate);
+            let ttl = jiff::SignedDuration::try_from(ttl)?;
+            let expiration = (!ttl.is_zero()).then(|| jiff::Timestamp::now() + ttl);
+            secrets.create(&PostParams::default(), &token.to_secret(expiration, &description)).await?;
+            let ca_pem = client.request_text(http::Request::get(crate::join::CACERTS_PATH).body(Vec::new())?).await?;
+            println!("{}", crate::join::Token::for_bootstrap(&ca_pem, &token));
+        }
+        TokenAction::List => {
+            let listed = secrets.list(&ListParams::default()).await?.items;
+            println!("{:<8} {:<10} {:<22} {:<42} DESCRIPTION", "TOKEN", "TTL", "EXPIRES", "USAGES");
+            for secret in listed.iter().filter(|s| s.type_.as_deref() == Some(bootstrap::SECRET_TYPE)) {
+                println!("{}", list_line(secret, jiff::Timestamp::now()));
+            }
+        }
+        TokenAction::Delete { ids } => {
+            for id in ids {
+                let id = id.split('.').next().unwrap_or_default().to_string();
+                let name = format!("bootstrap-token-{id}");
+                secrets.delete(&name, &DeleteParams::default()).await?;
+                println!("bootstrap token {id:?} deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A token's line in `tug token list`, as of `now`.
+fn list_line(secret: &Secret, now: jiff::Timestamp) -> String {
+    let field = |key| bootstrap::field(secret, key).unwrap_or_default();
+    let (ttl, expires) = match bootstrap::expiration(secret) {
+        Ok(None) => ("<forever>".to_string(), "<never>".to_string()),
+        Ok(Some(at)) if at <= now => ("<expired>".to_string(), at.to_string()),
+        Ok(Some(at)) => {
+            let left = std::time::Duration::from_secs(at.duration_since(now).as_secs().max(0) as u64);
+            (
+                humantime::format_duration(left).to_string().split(' ').next().unwrap_or_default().to_string(),
+                at.to_string(),
+            )
+        }
+        Err(()) => ("<invalid>".to_string(), field("expiration").to_string()),
+    };
+    let usages: Vec<&str> = ["authentication", "signing"]
+        .into_iter()
+        .filter(|usage| bootstrap::field(secret, &format!("usage-bootstrap-{usage}")) == Some("true"))
+        .collect();
+    format!("{:<8} {:<10} {:<22} {:<42} {}", field("token-id"), ttl, expires, usages.join(","), field("description"))
+}
