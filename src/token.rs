@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use crate::cli::{TokenAction, TokenArgs};
-use crate::join::bootstrap::{self, BootstrapToken};
+use crate::join::bootstrap::{self, BootstrapToken, Expiry};
 
 /// Runs `tug token`; a refusal is the server's message alone.
 pub async fn run_command(args: TokenArgs) -> anyhow::Result<()> {
@@ -48,16 +48,16 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
 fn list_line(secret: &Secret, now: jiff::Timestamp) -> String {
     let field = |key| bootstrap::field(secret, key).unwrap_or_default();
     let (ttl, expires) = match bootstrap::expiration(secret) {
-        Ok(None) => ("<forever>".to_string(), "<never>".to_string()),
-        Ok(Some(at)) if at <= now => ("<expired>".to_string(), at.to_string()),
-        Ok(Some(at)) => {
+        Expiry::Never => ("<forever>".to_string(), "<never>".to_string()),
+        Expiry::At(at) if at <= now => ("<expired>".to_string(), at.to_string()),
+        Expiry::At(at) => {
             let left = std::time::Duration::from_secs(at.duration_since(now).as_secs().max(0) as u64);
             (
                 humantime::format_duration(left).to_string().split(' ').next().unwrap_or_default().to_string(),
                 at.to_string(),
             )
         }
-        Err(()) => ("<invalid>".to_string(), field("expiration").to_string()),
+        Expiry::Unreadable => ("<invalid>".to_string(), field("expiration").to_string()),
     };
     let usages: Vec<&str> = ["authentication", "signing"]
         .into_iter()

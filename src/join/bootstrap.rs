@@ -93,9 +93,22 @@ pub fn field<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
     std::str::from_utf8(&secret.data.as_ref()?.get(key)?.0).ok()
 }
 
-/// When the Secret's token expires (None: never); an unreadable expiration counts as expired.
-pub fn expiration(secret: &Secret) -> Result<Option<jiff::Timestamp>, ()> {
-    field(secret, "expiration").map(|text| text.parse::<jiff::Timestamp>().map_err(drop)).transpose()
+/// When a token expires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expiry {
+    Never,
+    At(jiff::Timestamp),
+    /// Not a timestamp: the token counts as expired, and is left for an operator to delete.
+    Unreadable,
+}
+
+/// When the Secret's token expires.
+pub fn expiration(secret: &Secret) -> Expiry {
+    match field(secret, "expiration").map(str::parse::<jiff::Timestamp>) {
+        None => Expiry::Never,
+        Some(Ok(at)) => Expiry::At(at),
+        Some(Err(_)) => Expiry::Unreadable,
+    }
 }
 
 /// Whether `token` is a valid, unexpired bootstrap token for authentication.
@@ -105,9 +118,9 @@ pub async fn is_valid(client: &kube::Client, token: &BootstrapToken) -> kube::Re
     let same_secret =
         field(&secret, "token-secret").is_some_and(|s| bool::from(s.as_bytes().ct_eq(token.secret.as_bytes())));
     let live = match expiration(&secret) {
-        Ok(None) => true,
-        Ok(Some(at)) => at > jiff::Timestamp::now(),
-        Err(()) => false,
+        Expiry::Never => true,
+        Expiry::At(at) => at > jiff::Timestamp::now(),
+        Expiry::Unreadable => false,
     };
     Ok(secret.type_.as_deref() == Some(SECRET_TYPE)
         && field(&secret, "token-id") == Some(token.id.as_str())
@@ -122,10 +135,7 @@ pub async fn clean_expired(client: kube::Client) {
     loop {
         let listed = secrets.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
         for secret in listed.into_iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)) {
-            let expired = match expiration(&secret) {
-                Ok(at) => at.is_some_and(|at| at <= jiff::Timestamp::now()),
-                Err(()) => false,
-            };
+            let expired = matches!(expiration(&secret), Expiry::At(at) if at <= jiff::Timestamp::now());
             let name = secret.metadata.name.clone().unwrap_or_default();
             if expired {
                 match secrets.delete(&name, &DeleteParams::default()).await {
