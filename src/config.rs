@@ -159,6 +159,8 @@ pub struct ServerConfig {
     pub node: NodeConfig,
     pub compaction: CompactionPolicy,
     pub node_monitor_grace_period: std::time::Duration,
+    /// How often certificates are checked for renewal while running.
+    pub certificate_check_interval: std::time::Duration,
 }
 
 fn is_root() -> bool {
@@ -304,6 +306,9 @@ impl ServerConfig {
         if args.node_monitor_grace_period.is_zero() {
             return Err(invalid("node-monitor-grace-period", "0s", "must be positive"));
         }
+        if args.certificate_check_interval.is_zero() {
+            return Err(invalid("certificate-check-interval", "0s", "must be positive"));
+        }
         if args.datastore_compact_interval.is_zero() {
             return Err(invalid("datastore-compact-interval", "0s", "must be positive"));
         }
@@ -357,6 +362,7 @@ impl ServerConfig {
                 keep_age: args.datastore_compact_keep_age,
             },
             node_monitor_grace_period: args.node_monitor_grace_period,
+            certificate_check_interval: args.certificate_check_interval,
         })
     }
 }

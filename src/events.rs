@@ -20,6 +20,17 @@ const REFILL_EVERY: Duration = Duration::from_secs(300);
 /// Past this many remembered events, those outside the dedupe window are forgotten.
 const MEMORY: usize = 4096;
 
+/// The kube-system Namespace, which server-wide events (manifests, certificates) are about.
+pub fn kube_system_namespace() -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Namespace".into()),
+        name: Some("kube-system".into()),
+        namespace: Some("kube-system".into()),
+        ..Default::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     Normal,

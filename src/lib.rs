@@ -7,6 +7,7 @@ pub const KUBERNETES_VERSION_OF_TUG: &str = concat!("v1.33.0+tug", env!("CARGO_P
 pub mod admin;
 pub mod agent;
 pub mod apiserver;
+pub mod certificate;
 pub mod check_config;
 pub mod cli;
 pub mod config;

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         }
         // No logging: the outcome or the error is the output.
         cli::Command::Member(args) => run(tug::member::run_command(args)),
+        cli::Command::Certificate(args) => run(async move { tug::certificate::run_command(args) }),
         cli::Command::Token(args) => run(tug::token::run_command(args)),
         cli::Command::CheckConfig(args) => run(async move { tug::check_config::run_command(args) }),
         cli::Command::Kubectl { args } => fatal(&tug::kubectl::exec(args)),

@@ -17,6 +17,7 @@ use crate::controllers::{ControlLoops, Settings};
 use crate::store::Store;
 
 mod bootstrap;
+mod certificates;
 mod cluster;
 pub(crate) mod endpoints;
 pub mod manifests;
@@ -158,19 +159,17 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let peer_address = crate::core::net::join_host_port(&advertise.to_string(), port);
-    let replication = cluster::start_replication(&store, &cfg, &db_dir, peer_address, &tls_files).await?;
+    let identities = certificates::Identities::new(&tls_files)?;
+    let replication =
+        cluster::start_replication(&store, &cfg, &db_dir, peer_address, &tls_files, identities.peer.clone()).await?;
     let network = ServiceNetwork::new(cfg.service_cidr, cfg.node_port_range.clone());
     let rest = Rest::new(store.clone(), Admission, network);
     let service_key = crate::pki::service_account_key(&tls_files.dir)?;
     let tokens = apiserver::tokens::TokenAuthority::new(&service_key, &cfg.cluster_domain);
     let state = ApiState::new(rest, SocketAddr::new(advertise, port).to_string(), tokens);
-    let tls = serve::tls_config(&tls_files.ca_cert_pem, &tls_files.serving.cert_pem, &tls_files.serving.key_pem)?;
+    let tls = serve::tls_config_with(&tls_files.ca_cert_pem, identities.serving.clone())?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    match apiserver::node_proxy::KubeletClient::new(
-        &tls_files.ca_cert_pem,
-        &tls_files.kubelet_client.cert_pem,
-        &tls_files.kubelet_client.key_pem,
-    ) {
+    match apiserver::node_proxy::KubeletClient::new(&tls_files.ca_cert_pem, identities.kubelet_client.clone()) {
         Ok(client) => {
             let _ = state.kubelet.set(client);
         }
@@ -202,12 +201,17 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         IpAddr::V4(v4) if !v4.is_unspecified() => v4.to_string(),
         _ => "127.0.0.1".to_string(),
     };
+    let kubeconfig = certificates::AdminKubeconfig {
+        path: cfg.kubeconfig_path.clone(),
+        server_url: format!("https://{local}:{port}"),
+        mode: cfg.kubeconfig_mode,
+    };
     crate::pki::write_kubeconfig(
-        &cfg.kubeconfig_path,
-        &format!("https://{local}:{port}"),
+        &kubeconfig.path,
+        &kubeconfig.server_url,
         &tls_files.ca_cert_pem,
         &tls_files.admin,
-        cfg.kubeconfig_mode,
+        kubeconfig.mode,
     )?;
     cluster::become_member(&replication, &store, &cfg, &tls_files.ca_cert_pem).await?;
     let cluster_network = cfg.cluster_network();
@@ -225,6 +229,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     housekeeping.spawn(members::remove_deleted_servers(supervisor(), replication.clone()));
     housekeeping.spawn(manifests::run(supervisor(), server_dir.join("manifests")));
     housekeeping.spawn(crate::join::bootstrap::clean_expired(supervisor()));
+    let upkeep = certificates::Upkeep {
+        tls: tls_files.clone(),
+        dns_sans: dns,
+        ip_sans: ips,
+        identities,
+        kubeconfig,
+        every: cfg.certificate_check_interval,
+    };
+    housekeeping.spawn(certificates::run(upkeep, supervisor()));
     if !cfg.disable_agent {
         housekeeping.spawn(members::mark_own_node(supervisor(), cfg.node.name.clone(), replication.id()));
     }

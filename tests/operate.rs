@@ -285,3 +285,58 @@ fn bootstrap_tokens_are_created_listed_accepted_for_joins_until_they_expire_or_a
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not <id>.<secret>"), "{stderr}");
 }
+
+/// The serial number of the certificate `server` serves.
+fn served_serial(server: &TugServer) -> String {
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        server.port
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().expect("openssl");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn certificates_are_listed_and_rotated_ones_are_reissued_and_used_without_a_restart() {
+    let server = TugServer::start_with(&["--certificate-check-interval", "1s"]);
+    let tug = |args: &[&str]| {
+        let output =
+            Command::new(common::server_binary()).args(args).arg("-d").arg(server.data_dir()).output().expect("tug");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let check = tug(&["certificate", "check"]);
+    for (file, subject) in
+        [("serving-kube-apiserver", "kube-apiserver"), ("client-admin", "system:admin"), ("server-ca", "tug-server-ca")]
+    {
+        let line = check
+            .lines()
+            .find(|l| l.starts_with(&format!("server/tls/{file}.crt")))
+            .unwrap_or_else(|| panic!("{check}"));
+        assert!(line.contains(subject) && line.contains("ok, 36"), "{line}");
+    }
+
+    let serial = served_serial(&server);
+    assert!(serial.starts_with("serial="), "{serial}");
+    let kubeconfig = std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig");
+    let rotated = tug(&["certificate", "rotate", "--service", "serving-kube-apiserver", "--service", "client-admin"]);
+    assert!(rotated.contains("serving-kube-apiserver: set aside in"), "{rotated}");
+    common::eventually_within(Duration::from_secs(20), "a new serving certificate is served", || {
+        let now = served_serial(&server);
+        now.starts_with("serial=") && now != serial
+    });
+    common::eventually_within(Duration::from_secs(20), "the kubeconfig has the new admin certificate", || {
+        std::fs::read_to_string(server.kubeconfig()).is_ok_and(|now| now != kubeconfig)
+    });
+    let kubectl = common::kubectls().into_iter().next().expect("a kubectl");
+    let events = common::kubectl(
+        &kubectl,
+        &server,
+        &["-n", "kube-system", "get", "events", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"],
+        None,
+    )
+    .ok()
+    .stdout;
+    assert!(events.contains("CertificateRenewed: renewed serving-kube-apiserver"), "{events}");
+    assert!(events.contains("CertificateRenewed: renewed client-admin"), "{events}");
+}

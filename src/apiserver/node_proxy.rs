@@ -23,9 +23,9 @@ pub struct KubeletClient {
 }
 
 impl KubeletClient {
-    /// Trusts kubelets whose certificates the cluster CA signed; authenticates with `cert_pem`/`key_pem`.
-    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<KubeletClient, super::serve::TlsError> {
-        Ok(KubeletClient { tls: Arc::new(super::serve::client_tls_config(ca_pem, cert_pem, key_pem)?) })
+    /// Trusts kubelets whose certificates the cluster CA signed; authenticates with what `identity` holds.
+    pub fn new(ca_pem: &str, identity: Arc<crate::pki::LiveIdentity>) -> Result<KubeletClient, super::serve::TlsError> {
+        Ok(KubeletClient { tls: Arc::new(super::serve::client_tls_config_with(ca_pem, identity)?) })
     }
 }
 

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::auth;
+use crate::pki::LiveIdentity;
 
 /// TLS setup failures.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(String),
+    #[error(transparent)]
+    Identity(#[from] crate::pki::IdentityError),
 }
 
 /// The CA certificates of `ca_pem` as trust roots.
@@ -32,38 +35,38 @@ fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// A certificate chain and its key, from PEM.
-fn identity(cert_pem: &str, key_pem: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Pem(e.to_string()))?;
-    Ok((chain, key))
+/// Builds the server TLS configuration, serving `cert_pem`.
+pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, TlsError> {
+    tls_config_with(ca_pem, LiveIdentity::from_pem(cert_pem, key_pem)?)
 }
 
-/// Builds the server TLS configuration.
-pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, TlsError> {
+/// Builds the server TLS configuration, serving whatever `identity` holds at each handshake.
+pub fn tls_config_with(ca_pem: &str, identity: Arc<LiveIdentity>) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let (chain, key) = identity(cert_pem, key_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(identity);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
 /// A client TLS configuration trusting servers the CA of `ca_pem` signed, presenting `cert_pem`.
 pub fn client_tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ClientConfig, TlsError> {
-    let (chain, key) = identity(cert_pem, key_pem)?;
+    client_tls_config_with(ca_pem, LiveIdentity::from_pem(cert_pem, key_pem)?)
+}
+
+/// A client TLS configuration trusting servers the CA of `ca_pem` signed, presenting whatever `identity`
+/// holds at each handshake.
+pub fn client_tls_config_with(ca_pem: &str, identity: Arc<LiveIdentity>) -> Result<rustls::ClientConfig, TlsError> {
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots(ca_pem)?)
-        .with_client_auth_cert(chain, key)?)
+        .with_client_cert_resolver(identity))
 }
 
 /// Accepts connections until `shutdown` resolves.

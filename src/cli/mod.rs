@@ -2,6 +2,7 @@
 //! `TUG_*` environment variable, grouped by category in `--help`.
 
 mod agent;
+mod certificate;
 mod check_config;
 mod member;
 mod node;
@@ -11,6 +12,7 @@ mod snapshot;
 mod token;
 
 pub use agent::AgentArgs;
+pub use certificate::{CertificateAction, CertificateArgs};
 pub use check_config::CheckConfigArgs;
 pub use member::{MemberAction, MemberArgs};
 pub use node::NodeArgs;
@@ -52,6 +54,9 @@ pub enum Command {
     /// Create, list and delete bootstrap tokens, with which agents join until they expire (as k3s's
     /// `token`), through the API with the admin kubeconfig.
     Token(TokenArgs),
+    /// Check the expiry of tug's certificates on this machine, and rotate the server's (as k3s's
+    /// `certificate`).
+    Certificate(CertificateArgs),
     /// Check that this host can run tug: kernel features, the container runtime, free ports and the
     /// data dir's disk, with a hint for each failure.
     CheckConfig(CheckConfigArgs),

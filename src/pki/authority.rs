@@ -158,8 +158,7 @@ pub fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, 
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
     let cert = pem.parse_x509().map_err(|e| e.to_string())?;
     let not_after = cert.validity().not_after.timestamp();
-    let renew_at = OffsetDateTime::now_utc().unix_timestamp() + RENEW_BEFORE.as_secs() as i64;
-    if not_after <= renew_at {
+    if not_after <= renew_at().unix_timestamp() {
         return Ok(false);
     }
     let mut have_dns = BTreeSet::new();
@@ -180,6 +179,19 @@ pub fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, 
         }
     }
     Ok(spec.dns_sans.iter().all(|d| have_dns.contains(d)) && spec.ip_sans.iter().all(|ip| have_ips.contains(ip)))
+}
+
+/// The moment from which a leaf expiring before it is renewed: now plus [`RENEW_BEFORE`].
+pub fn renew_at() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + RENEW_BEFORE
+}
+
+/// A PEM certificate's subject common name and expiry.
+pub fn describe(cert_pem: &str) -> std::result::Result<(String, OffsetDateTime), String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let cert = pem.parse_x509().map_err(|e| e.to_string())?;
+    let name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or("").to_string();
+    Ok((name, cert.validity().not_after.to_datetime()))
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

@@ -6,14 +6,20 @@
 
 mod authority;
 mod kubeconfig;
+mod live;
 mod service_key;
 
-pub use authority::{still_good, Authority, Leaf, LeafSpec};
+pub use authority::{describe, renew_at, still_good, Authority, Leaf, LeafSpec, RENEW_BEFORE};
 pub use kubeconfig::write_kubeconfig;
+pub use live::{IdentityError, LiveIdentity};
 pub use service_key::{service_account_key, SERVICE_KEY_FILE};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+/// The server's leaf certificates, by file name (without `.crt`/`.key`).
+pub const LEAF_NAMES: [&str; 4] =
+    ["serving-kube-apiserver", "client-admin", "client-kube-apiserver-kubelet", "client-tug-server-peer"];
 
 /// The cluster CA's file name (`<name>.crt`, `.key`) and common name.
 pub const CA_NAME: &str = "server-ca";
@@ -69,9 +75,10 @@ pub struct ServerTls {
 pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) -> Result<ServerTls> {
     crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
     let ca = cluster_authority(dir)?;
+    let [serving_name, admin_name, kubelet_client_name, peer_name] = LEAF_NAMES;
     let serving = ca.ensure_leaf(
         dir,
-        "serving-kube-apiserver",
+        serving_name,
         &LeafSpec {
             common_name: "kube-apiserver".into(),
             organizations: vec![],
@@ -82,7 +89,7 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
     )?;
     let admin = ca.ensure_leaf(
         dir,
-        "client-admin",
+        admin_name,
         &LeafSpec {
             common_name: "system:admin".into(),
             organizations: vec!["system:masters".into()],
@@ -93,7 +100,7 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
     )?;
     let kubelet_client = ca.ensure_leaf(
         dir,
-        "client-kube-apiserver-kubelet",
+        kubelet_client_name,
         &LeafSpec {
             common_name: "kube-apiserver-kubelet-client".into(),
             organizations: vec!["system:masters".into()],
@@ -104,7 +111,7 @@ pub fn ensure_server_tls(dir: &Path, dns_sans: &[String], ip_sans: &[IpAddr]) ->
     )?;
     let peer = ca.ensure_leaf(
         dir,
-        "client-tug-server-peer",
+        peer_name,
         &LeafSpec {
             common_name: "tug-server".into(),
             organizations: vec![PEER_GROUP.into()],

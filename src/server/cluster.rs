@@ -48,9 +48,9 @@ pub async fn start_replication(
     db_dir: &Path,
     address: String,
     tls: &crate::pki::ServerTls,
+    peer: Arc<crate::pki::LiveIdentity>,
 ) -> anyhow::Result<Arc<Replication>> {
-    let client_tls =
-        crate::apiserver::serve::client_tls_config(&tls.ca_cert_pem, &tls.peer.cert_pem, &tls.peer.key_pem)?;
+    let client_tls = crate::apiserver::serve::client_tls_config_with(&tls.ca_cert_pem, peer)?;
     crate::replication::refuse_if_removed(db_dir)?;
     let settings = Settings {
         dir: db_dir.to_path_buf(),

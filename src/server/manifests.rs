@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use sha2::{Digest, Sha256};
@@ -52,12 +51,16 @@ pub async fn run(client: kube::Client, dir: PathBuf) {
                     applied.insert(path, digest);
                     tracing::info!(file = %name, objects = count, "applied a manifest");
                     let message = format!("applied {count} objects from manifests/{name}");
-                    recorder.record(&kube_system(), EventType::Normal, "AppliedManifest", &message).await;
+                    recorder
+                        .record(&crate::events::kube_system_namespace(), EventType::Normal, "AppliedManifest", &message)
+                        .await;
                 }
                 Err(error) => {
                     tracing::warn!(file = %name, %error, "cannot apply a manifest");
                     let message = format!("manifests/{name}: {error}");
-                    recorder.record(&kube_system(), EventType::Warning, "ManifestFailed", &message).await;
+                    recorder
+                        .record(&crate::events::kube_system_namespace(), EventType::Warning, "ManifestFailed", &message)
+                        .await;
                 }
             }
         }
@@ -81,16 +84,6 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn kube_system() -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Namespace".into()),
-        name: Some("kube-system".into()),
-        namespace: Some("kube-system".into()),
-        ..Default::default()
-    }
 }
 
 /// Applies every object of a file's content, in order; how many there were.

@@ -1,0 +1,81 @@
+//! `tug certificate`: lists tug's certificates on this machine with their expiry, and sets the
+//! server's leaves aside so that new ones are issued (the CA and the service account key stay; a CA
+//! rotation is a documented procedure, docs/operations.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::{CertificateAction, CertificateArgs};
+
+pub fn run_command(args: CertificateArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(crate::config::default_data_dir);
+    match args.action {
+        CertificateAction::Check => check(&data_dir),
+        CertificateAction::Rotate { services } => rotate(&data_dir, &services),
+    }
+}
+
+/// The certificate files of a server (`server/tls`) and an agent (`agent`, `agent/tls`).
+fn certificate_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["server/tls", "agent", "agent/tls"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(data_dir.join(dir)).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "crt"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn check(data_dir: &Path) -> anyhow::Result<()> {
+    let files = certificate_files(data_dir);
+    anyhow::ensure!(!files.is_empty(), "no certificates under {} (is this tug's --data-dir?)", data_dir.display());
+    let now = time::OffsetDateTime::now_utc();
+    println!("{:<52} {:<36} {:<22} STATUS", "FILE", "SUBJECT", "EXPIRES");
+    for file in files {
+        let shown = file.strip_prefix(data_dir).unwrap_or(&file).display().to_string();
+        let described =
+            std::fs::read_to_string(&file).map_err(|e| e.to_string()).and_then(|pem| crate::pki::describe(&pem));
+        match described {
+            Ok((subject, not_after)) => {
+                let days = (not_after - now).whole_days();
+                let status = if not_after <= now {
+                    "EXPIRED".to_string()
+                } else if not_after <= crate::pki::renew_at() {
+                    format!("{days} days left: renewed at the next check or start")
+                } else {
+                    format!("ok, {days} days left")
+                };
+                let expires = not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+                println!("{shown:<52} {subject:<36} {expires:<22} {status}");
+            }
+            Err(reason) => println!("{shown:<52} {:<36} {:<22} UNREADABLE: {reason}", "", ""),
+        }
+    }
+    Ok(())
+}
+
+fn rotate(data_dir: &Path, services: &[String]) -> anyhow::Result<()> {
+    let tls = data_dir.join("server").join("tls");
+    anyhow::ensure!(tls.is_dir(), "no server certificates under {} (is this a server's --data-dir?)", tls.display());
+    let chosen: Vec<&str> = match services.is_empty() {
+        true => crate::pki::LEAF_NAMES.to_vec(),
+        false => services.iter().map(String::as_str).collect(),
+    };
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let aside = tls.join(format!("rotated-{stamp}"));
+    crate::fsutil::create_private_dir(&aside, 0o700).with_context(|| format!("cannot create {}", aside.display()))?;
+    for name in chosen {
+        for file in [format!("{name}.crt"), format!("{name}.key")] {
+            match std::fs::rename(tls.join(&file), aside.join(&file)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot move {file} aside")),
+            }
+        }
+        println!("{name}: set aside in {}", aside.display());
+    }
+    println!("new certificates are issued when tug starts, or by a running server at its next certificate check");
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! `tug certificate` flags: check the expiry of tug's certificates and rotate the server's (as k3s's
+//! `certificate check|rotate`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// Flags of `tug certificate`.
+#[derive(Debug, Clone, Args)]
+pub struct CertificateArgs {
+    #[command(subcommand)]
+    pub action: CertificateAction,
+
+    /// Folder holding tug's state [default: /var/lib/tug, or $HOME/.tug when not root]
+    #[arg(long, short = 'd', env = "TUG_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What `tug certificate` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CertificateAction {
+    /// List the certificates of this server or agent: file, subject, expiry and status
+    Check,
+    /// Set the server's leaf certificates aside (under <data-dir>/server/tls/rotated-<time>/) so that new
+    /// ones are issued: at the next start, or by a running server at its next certificate check
+    Rotate {
+        /// Only these certificates (by file name without .crt, as `check` lists them)
+        #[arg(long = "service", value_parser = clap::builder::PossibleValuesParser::new(crate::pki::LEAF_NAMES))]
+        services: Vec<String>,
+    },
+}
