@@ -55,11 +55,6 @@ pub fn tls_config_with(ca_pem: &str, identity: Arc<LiveIdentity>) -> Result<rust
     Ok(config)
 }
 
-/// A client TLS configuration trusting servers the CA of `ca_pem` signed, presenting `cert_pem`.
-pub fn client_tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ClientConfig, TlsError> {
-    client_tls_config_with(ca_pem, LiveIdentity::from_pem(cert_pem, key_pem)?)
-}
-
 /// A client TLS configuration trusting servers the CA of `ca_pem` signed, presenting whatever `identity`
 /// holds at each handshake.
 pub fn client_tls_config_with(ca_pem: &str, identity: Arc<LiveIdentity>) -> Result<rustls::ClientConfig, TlsError> {
