@@ -1,25 +1,38 @@
 //! `tug kubectl ARGS...`: runs the kubectl on PATH in tug's place with the admin kubeconfig, as
 //! `k3s kubectl` does: `KUBECONFIG` when set, else `TUG_KUBECONFIG`, else the file `tug server` writes.
-//! tug run as `kubectl` (the link install.sh makes) does the same, with the next kubectl on PATH.
+//! tug run as `kubectl` (the link install.sh makes) does the same with the next kubectl on PATH, except
+//! that without a tug kubeconfig it leaves kubectl to its own (a user's `~/.kube/config`).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// How tug came to run kubectl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invocation {
+    /// `tug kubectl`: the tug kubeconfig is required.
+    Subcommand,
+    /// tug run as `kubectl`: the tug kubeconfig when there is one.
+    Link,
+}
+
 /// Replaces this process with kubectl; returns only the reason it could not.
-pub fn exec(args: Vec<OsString>) -> anyhow::Error {
-    let kubeconfig = match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        Some(set) => set,
-        None => match admin_kubeconfig() {
-            Ok(path) => path.into_os_string(),
-            Err(error) => return error,
-        },
-    };
+pub fn exec(args: Vec<OsString>, invocation: Invocation) -> anyhow::Error {
     let Some(kubectl) = system_kubectl() else {
         return anyhow::anyhow!("kubectl is not on PATH; install it (the package kubectl)");
     };
-    let error = Command::new(&kubectl).args(args).env("KUBECONFIG", kubeconfig).exec();
+    let mut command = Command::new(&kubectl);
+    if std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()) {
+        match (admin_kubeconfig(), invocation) {
+            (Ok(path), _) => {
+                command.env("KUBECONFIG", path);
+            }
+            (Err(_), Invocation::Link) => {}
+            (Err(error), Invocation::Subcommand) => return error,
+        }
+    }
+    let error = command.args(args).exec();
     anyhow::anyhow!("cannot run {}: {error}", kubectl.display())
 }
 

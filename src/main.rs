@@ -22,7 +22,7 @@ static JEMALLOC_OPTIONS: &[u8; 85] =
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     if args.next().is_some_and(|argv0| tug::kubectl::invoked_as_kubectl(&argv0)) {
-        return fatal(&tug::kubectl::exec(args.collect()));
+        return fatal(&tug::kubectl::exec(args.collect(), tug::kubectl::Invocation::Link));
     }
     let cli = match config::parse_cli(std::env::args_os().collect()) {
         Ok(cli) => cli,
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         cli::Command::Certificate(args) => run(async move { tug::certificate::run_command(args) }),
         cli::Command::Token(args) => run(tug::token::run_command(args)),
         cli::Command::CheckConfig(args) => run(async move { tug::check_config::run_command(args) }),
-        cli::Command::Kubectl { args } => fatal(&tug::kubectl::exec(args)),
+        cli::Command::Kubectl { args } => fatal(&tug::kubectl::exec(args, tug::kubectl::Invocation::Subcommand)),
     }
 }
 

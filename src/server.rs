@@ -178,10 +178,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let app = apiserver::router(state.clone());
     let loops_app = app.clone();
     let agent_app = app.clone();
-    let token = crate::join::server::ensure_server_token(&server_dir, &tls_files.ca_cert_pem, cfg.token.as_ref())?;
+    let token = crate::join::rotation::ServerToken::new(crate::join::server::ensure_server_token(
+        &server_dir,
+        &tls_files.ca_cert_pem,
+        cfg.token.as_ref(),
+    )?);
     let join = crate::join::server::JoinService {
         authority: crate::pki::cluster_authority(&tls_files.dir)?,
-        token,
+        token: token.clone(),
         network: cfg.cluster_network(),
         client: crate::controllers::client::in_process(app.clone(), crate::controllers::client::supervisor()),
         tls_dir: tls_files.dir.clone(),
@@ -223,6 +227,17 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let supervisor =
         || crate::controllers::client::in_process(loops_app.clone(), crate::controllers::client::supervisor());
     let mut housekeeping = tokio::task::JoinSet::new();
+    // A rotated server token wins over the one this server started with (an old --token).
+    let follower = crate::join::rotation::Follower {
+        client: supervisor(),
+        token,
+        server_dir: server_dir.clone(),
+        ca_pem: tls_files.ca_cert_pem.clone(),
+    };
+    if let Err(error) = follower.adopt().await {
+        tracing::warn!(%error, "cannot read the cluster's server token");
+    }
+    housekeeping.spawn(follower.follow());
     let address = SocketAddr::new(advertise, port);
     let endpoints = endpoints::ApiServerEndpoints::new(supervisor(), replication.id(), identity.clone(), address);
     housekeeping.spawn(endpoints.clone().start().await);

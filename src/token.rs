@@ -1,5 +1,5 @@
 //! `tug token`: bootstrap tokens for joining agents (`join::bootstrap`), created, listed and deleted
-//! through the API with the admin kubeconfig. A created token is printed in full, with the hash of the
+//! through the API with the admin kubeconfig, and the server token's rotation (`join::rotation`). A created token is printed in full, with the hash of the
 //! CA the server serves at /cacerts, so that the agent can check the server it joins.
 
 use k8s_openapi::api::core::v1::Secret;
@@ -22,8 +22,7 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
             let ttl = jiff::SignedDuration::try_from(ttl)?;
             let expiration = (!ttl.is_zero()).then(|| jiff::Timestamp::now() + ttl);
             secrets.create(&PostParams::default(), &token.to_secret(expiration, &description)).await?;
-            let ca_pem = client.request_text(http::Request::get(crate::join::CACERTS_PATH).body(Vec::new())?).await?;
-            println!("{}", crate::join::Token::for_bootstrap(&ca_pem, &token));
+            println!("{}", crate::join::Token::for_bootstrap(&cacerts(&client).await?, &token));
         }
         TokenAction::List => {
             let listed = secrets.list(&ListParams::default()).await?.items;
@@ -31,6 +30,13 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
             for secret in listed.iter().filter(|s| s.type_.as_deref() == Some(bootstrap::SECRET_TYPE)) {
                 println!("{}", list_line(secret, jiff::Timestamp::now()));
             }
+        }
+        TokenAction::Rotate { new_token } => {
+            let secret = new_token.unwrap_or_else(crate::join::token::random_secret);
+            let token = crate::join::Token::for_ca(&cacerts(&client).await?, &secret);
+            crate::join::rotation::rotate(&client, &token).await?;
+            println!("{token}");
+            eprintln!("every server takes the new token within seconds; update TUG_TOKEN (or --token) on servers and agents before they next join");
         }
         TokenAction::Delete { ids } => {
             for id in ids {
@@ -42,6 +48,11 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The CA the server serves at /cacerts, whose hash full tokens carry (what joining nodes check).
+async fn cacerts(client: &kube::Client) -> anyhow::Result<String> {
+    Ok(client.request_text(http::Request::get(crate::join::CACERTS_PATH).body(Vec::new())?).await?)
 }
 
 /// A token's line in `tug token list`, as of `now`.

@@ -66,6 +66,48 @@ fn systemd_is_told_when_the_server_serves_and_a_sigterm_stops_it_cleanly() {
     common::terminate(child);
 }
 
+#[test]
+fn a_server_starts_and_serves_without_a_default_route() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!common::in_ci(), "this test needs root (a network namespace)");
+        return;
+    }
+    // A network namespace with loopback alone: no route anywhere (an air-gapped device).
+    let netns = format!("tugnoroute{}", std::process::id());
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().expect("ip").success(), "ip {args:?}");
+    ip(&["netns", "add", &netns]);
+    ip(&["-n", &netns, "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = UnixDatagram::bind(dir.path().join("notify.sock")).expect("bind the notify socket");
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg(common::server_binary())
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--config", "/dev/null", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig)
+        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tug server");
+    let ready = notification(&socket, Duration::from_secs(30));
+    let kubectl = common::kubectls().into_iter().next().expect("a kubectl");
+    let readyz = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg(kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .expect("kubectl");
+    common::terminate(child);
+    let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert_eq!(String::from_utf8_lossy(&readyz.stdout), "ok", "{}", String::from_utf8_lossy(&readyz.stderr));
+}
+
 /// Runs the tug binary (or `program`, a link to it) with `args` and only `env` besides PATH and HOME.
 fn tug_kubectl(program: &Path, args: &[&str], env: &[(&str, &Path)], path: &str) -> std::process::Output {
     let mut command = Command::new(program);
@@ -106,6 +148,13 @@ fn tug_kubectl_runs_kubectl_with_the_admin_kubeconfig() {
     let linked_path = format!("{}:{path}", links.path().display());
     let output = tug_kubectl(&links.path().join("kubectl"), &args[1..], &[("TUG_KUBECONFIG", &config)], &linked_path);
     assert_eq!(stdout(output), "namespace/default\n");
+    // Without a tug kubeconfig the link leaves kubectl to its own defaults (a user's ~/.kube/config).
+    std::fs::create_dir(links.path().join(".kube")).expect("~/.kube");
+    let own = "apiVersion: v1\nkind: Config\ncurrent-context: users-own\ncontexts: [{name: users-own, context: {cluster: c}}]\n";
+    std::fs::write(links.path().join(".kube/config"), own).expect("~/.kube/config");
+    let no_config = [("TUG_KUBECONFIG", Path::new("/nonexistent/tug.yaml")), ("HOME", links.path())];
+    let output = tug_kubectl(&links.path().join("kubectl"), &["config", "current-context"], &no_config, &linked_path);
+    assert_eq!(stdout(output), "users-own\n");
 
     let output = tug_kubectl(&tug, &args, &[("TUG_KUBECONFIG", Path::new("/nonexistent/tug.yaml"))], &path);
     assert_eq!(output.status.code(), Some(1));
@@ -339,4 +388,35 @@ fn certificates_are_listed_and_rotated_ones_are_reissued_and_used_without_a_rest
     .stdout;
     assert!(events.contains("CertificateRenewed: renewed serving-kube-apiserver"), "{events}");
     assert!(events.contains("CertificateRenewed: renewed client-admin"), "{events}");
+}
+
+#[test]
+fn the_server_token_rotates_on_the_running_server_and_outlives_a_restart_with_the_old_one() {
+    let mut server = TugServer::start();
+    let token_file = server.data_dir().join("server/token");
+    let old = std::fs::read_to_string(&token_file).expect("token file").trim().to_string();
+    let (hash, old_secret) = old.rsplit_once("::server:").expect("K10<hash>::server:<secret>");
+    let (hash, old_secret) = (hash.to_string(), old_secret.to_string());
+    assert_ne!(join_status(&server, &old_secret), "401");
+
+    let output = tug_admin(&server, &["token", "rotate", "--new-token", "fresh-secret-1"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let new = format!("{hash}::server:fresh-secret-1");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), new);
+    common::eventually_within(Duration::from_secs(15), "the server follows the rotation", || {
+        std::fs::read_to_string(&token_file).is_ok_and(|t| t.trim() == new)
+            && join_status(&server, &old_secret) == "401"
+    });
+    assert_ne!(join_status(&server, "fresh-secret-1"), "401");
+
+    // Restarted with the old token on its command line (an env file not yet updated): the rotation holds.
+    server.terminate();
+    server.flags_mut().extend(["--token".to_string(), old_secret.clone()]);
+    server.restart();
+    assert_eq!(join_status(&server, &old_secret), "401");
+    assert_ne!(join_status(&server, "fresh-secret-1"), "401");
+    assert_eq!(std::fs::read_to_string(&token_file).expect("token file").trim(), new);
+
+    let bad = tug_admin(&server, &["token", "rotate", "--new-token", "two words"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
 }

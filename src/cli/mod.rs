@@ -6,6 +6,8 @@ mod certificate;
 mod check_config;
 mod member;
 mod node;
+#[cfg(test)]
+mod reference;
 mod server;
 mod simulate;
 mod snapshot;

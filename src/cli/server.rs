@@ -34,7 +34,7 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_RAFT_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..), help_heading = "Data")]
     pub raft_snapshot_entries: u64,
 
-    /// Take a snapshot sooner once the applied Raft log entries in none exceed this size (e.g. 64Mi),
+    /// Take a snapshot sooner once the applied Raft log entries not in any snapshot exceed this size (e.g. 64Mi),
     /// and purge the oldest kept behind a snapshot once those exceed it too, keeping half: the log's
     /// disk use stays within about twice this
     #[arg(long, env = "TUG_RAFT_SNAPSHOT_BYTES", default_value = "64Mi", help_heading = "Data")]

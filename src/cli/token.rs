@@ -1,4 +1,5 @@
-//! `tug token` flags: bootstrap tokens for joining agents (create, list, delete), as k3s's `token`.
+//! `tug token` flags: bootstrap tokens for joining agents (create, list, delete) and the rotation of the
+//! server token, as k3s's `token`.
 
 use std::path::PathBuf;
 
@@ -43,8 +44,22 @@ pub enum TokenAction {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Replace the server token (the one servers and agents join with) on every server; nodes already
+    /// joined keep running, and need the new token (TUG_TOKEN) to join again
+    Rotate {
+        /// The new token's secret [default: random]
+        #[arg(long, value_parser = parse_secret)]
+        new_token: Option<String>,
+    },
 }
 
 fn parse_token(text: &str) -> Result<BootstrapToken, String> {
     BootstrapToken::parse(text).ok_or_else(|| "not <id>.<secret> (6 and 16 characters of [a-z0-9])".to_string())
+}
+
+fn parse_secret(text: &str) -> Result<String, String> {
+    match text.is_empty() || text.contains(|c: char| c.is_whitespace() || c == ':') {
+        true => Err("must be non-empty, without spaces or ':'".to_string()),
+        false => Ok(text.to_string()),
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod rotation;
 pub mod server;
 pub mod token;
 

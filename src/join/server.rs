@@ -11,8 +11,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -48,11 +46,7 @@ pub fn ensure_server_token(server_dir: &Path, ca_pem: &str, configured: Option<&
         },
     };
     let token = Token::for_ca(ca_pem, &secret);
-    let text = format!("{token}\n");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-        crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    super::rotation::write_token_file(server_dir, &token)?;
     Ok(token)
 }
 
@@ -63,7 +57,8 @@ const PASSWORD_NAMESPACE: &str = "kube-system";
 /// What the join endpoints need.
 pub struct JoinService {
     pub authority: Authority,
-    pub token: Token,
+    /// The server token, as rotations leave it.
+    pub token: Arc<super::rotation::ServerToken>,
     /// Handed to every joining node.
     pub network: crate::network::ClusterNetwork,
     /// A privileged API client (the node password Secrets, the Nodes).
@@ -97,7 +92,7 @@ async fn node_credentials(State(service): State<Arc<JoinService>>, request: axum
 
 /// The shared files for a joining server holding the token.
 async fn server_bootstrap(State(service): State<Arc<JoinService>>, request: axum::extract::Request) -> Response {
-    if !authorized(&service.token, request.headers()) {
+    if !authorized(&service.token.get(), request.headers()) {
         return ApiError::new(401, "Unauthorized", "the token is not valid for this cluster").into_response();
     }
     let mut files = std::collections::BTreeMap::new();
@@ -170,7 +165,7 @@ fn authorized(token: &Token, headers: &http::HeaderMap) -> bool {
 
 /// Whether a joining node's credentials are the server token's or a valid bootstrap token's.
 async fn authorized_node(service: &JoinService, headers: &http::HeaderMap) -> Result<bool, ApiError> {
-    if authorized(&service.token, headers) {
+    if authorized(&service.token.get(), headers) {
         return Ok(true);
     }
     match basic_secret(headers).as_deref().and_then(super::bootstrap::BootstrapToken::parse) {
