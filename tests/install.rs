@@ -87,6 +87,13 @@ impl Root {
         Root { dir }
     }
 
+    /// Puts the built binary at /opt/tug and install.sh at /tmp/install.sh: an install without network.
+    fn stage_local_install(&self) {
+        link_or_copy(&common::server_binary(), &self.path("/opt/tug"));
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"), self.path("/tmp/install.sh"))
+            .expect("copy install.sh");
+    }
+
     fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
@@ -105,9 +112,14 @@ impl Root {
 
     /// Runs `script` with `sh -c` in the root, with only `env` (and PATH) in its environment.
     fn run(&self, env: &[(&str, &str)], script: &str, how: How) -> Output {
+        self.run_hiding(env, script, how, &[])
+    }
+
+    /// [`Root::run`] with the programs at `hidden` (absolute paths) made unusable.
+    fn run_hiding(&self, env: &[(&str, &str)], script: &str, how: How, hidden: &[&str]) -> Output {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chroot.sh");
         let mut command = Command::new("unshare");
-        command.arg("--mount");
+        command.env("TUG_TEST_HIDE", hidden.join(" ")).arg("--mount");
         if how == How::Isolated {
             command.args(["--pid", "--fork", "--net"]);
         }
@@ -187,7 +199,7 @@ impl Releases {
     fn publish(&self, binary: &Path, checksum: Option<&str>) {
         let target = self.dir.path().join("latest").join(format!("tug-{}", arch()));
         let _ = std::fs::remove_file(&target);
-        std::fs::hard_link(binary, &target).or_else(|_| std::fs::copy(binary, &target).map(drop)).expect("publish");
+        link_or_copy(binary, &target);
         let sum = checksum.map_or_else(|| sha256(binary), str::to_string);
         std::fs::write(
             self.dir.path().join(format!("latest/sha256sum-{}.txt", arch())),
@@ -225,6 +237,11 @@ fn serve_one(base: &Path, mut stream: std::net::TcpStream) {
             let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     }
+}
+
+/// A hard link of `from` at `to` (the test binary is large), a copy across file systems.
+fn link_or_copy(from: &Path, to: &Path) {
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(drop)).expect("link or copy");
 }
 
 fn arch() -> &'static str {
@@ -366,19 +383,14 @@ fn an_agent_installs_with_openrc_from_a_local_binary_without_network() {
         return;
     }
     let root = Root::new(Init::OpenRc);
-    std::fs::hard_link(common::server_binary(), root.path("/opt/tug"))
-        .or_else(|_| std::fs::copy(common::server_binary(), root.path("/opt/tug")).map(drop))
-        .expect("place the binary");
+    root.stage_local_install();
     let before = root.tree();
     let env = [
         ("INSTALL_TUG_BINARY", "file:///opt/tug"),
         ("TUG_URL", "https://10.0.0.1:6443"),
         ("TUG_TOKEN_FILE", "/etc/tug/token"),
     ];
-    let script = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh")).expect("install.sh");
-    std::fs::write(root.path("/tmp/install.sh"), script).expect("copy install.sh");
     succeeded(root.run(&env, "sh /tmp/install.sh", How::Isolated));
-    std::fs::remove_file(root.path("/tmp/install.sh")).expect("remove install.sh");
 
     let service = root.read("/etc/init.d/tug-agent");
     assert!(service.starts_with("#!/sbin/openrc-run\n"), "{service}");
@@ -501,11 +513,7 @@ fn tug_killall_stops_tug_and_leaves_no_container_mount_interface_or_chain() {
     let _one_node_at_a_time = node::exclusive();
     // The script as install.sh writes it.
     let root = Root::new(Init::Systemd);
-    std::fs::hard_link(common::server_binary(), root.path("/opt/tug"))
-        .or_else(|_| std::fs::copy(common::server_binary(), root.path("/opt/tug")).map(drop))
-        .expect("place the binary");
-    let script = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh")).expect("install.sh");
-    std::fs::write(root.path("/tmp/install.sh"), script).expect("copy install.sh");
+    root.stage_local_install();
     let env = [("INSTALL_TUG_BINARY", "/opt/tug"), ("INSTALL_TUG_SKIP_START", "true")];
     succeeded(root.run(&env, "sh /tmp/install.sh", How::Isolated));
     let killall = root.path("/usr/local/bin/tug-killall.sh");
@@ -537,4 +545,32 @@ fn tug_killall_stops_tug_and_leaves_no_container_mount_interface_or_chain() {
     let rules = Command::new("iptables-save").output().expect("iptables-save");
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(!rules.contains(":TUG-"), "iptables chains left:\n{rules}");
+}
+
+#[test]
+fn missing_runtime_packages_are_installed_with_the_package_manager_or_named() {
+    if !prerequisites() {
+        return;
+    }
+    let root = Root::new(Init::Systemd);
+    root.stage_local_install();
+    let runtime = ["/usr/bin/containerd", "/usr/sbin/runc"];
+    let hidden: Vec<&str> = runtime.iter().copied().filter(|p| Path::new(p).exists()).collect();
+    assert_eq!(hidden.len(), 2, "the test needs containerd and runc where Debian puts them");
+    let env = [("INSTALL_TUG_BINARY", "/opt/tug")];
+    let output = root.run_hiding(&env, "sh /tmp/install.sh", How::Isolated, &hidden);
+    assert!(!output.status.success());
+    let calls = root.take_calls();
+    // apt-get first (this root's stubs fail, as a package manager without a network would).
+    assert!(calls.starts_with("apt-get update -q\n"), "{calls}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("still missing: containerd runc; install them (or set INSTALL_TUG_SKIP_DEPS=true"),
+        "{stderr}"
+    );
+
+    // Opting out installs without them.
+    let env = [("INSTALL_TUG_BINARY", "/opt/tug"), ("INSTALL_TUG_SKIP_DEPS", "true")];
+    succeeded(root.run_hiding(&env, "sh /tmp/install.sh", How::Isolated, &hidden));
+    assert!(!root.take_calls().contains("apt-get"));
 }
