@@ -9,7 +9,7 @@
 # it as the flag of the same name. The installer's own variables:
 #   INSTALL_TUG_VERSION        release to install (default: latest)
 #   INSTALL_TUG_DOWNLOAD_URL   where releases are: <url>/<version>/tug-<arch> and
-#                              <url>/<version>/sha256sum-<arch>.txt (default: the project's releases)
+#                              <url>/<version>/sha256sum-<arch>.txt (default: the project's GitHub releases)
 #   INSTALL_TUG_BINARY         a local tug binary (a path or file:// URL) instead of a download (air gap)
 #   INSTALL_TUG_SKIP_DOWNLOAD  true: use the tug already in the bin dir
 #   INSTALL_TUG_SKIP_DEPS      true: do not install containerd, runc, the CNI plugins and iptables
@@ -23,8 +23,7 @@
 set -e
 set -o noglob
 
-DEFAULT_DOWNLOAD_URL=https://github.com/tug-k8s/tug/releases/download
-DATA_DIR=${TUG_DATA_DIR:-/var/lib/tug}
+GITHUB_URL=https://github.com/tug-k8s/tug/releases
 
 info() { echo "[INFO]  $*"; }
 warn() { echo "[WARN]  $*" >&2; }
@@ -51,16 +50,29 @@ setup_command() {
         fatal "TUG_URL is set for an agent, but neither TUG_TOKEN nor TUG_TOKEN_FILE is"
     fi
     NEEDS_RUNTIME=true
+    [ "${TUG_DISABLE_AGENT}" = true ] && NEEDS_RUNTIME=false
+    DATA_DIR=${TUG_DATA_DIR:-/var/lib/tug}
     ARGS_SYSTEMD=
     ARGS_SH=
+    previous=
     for arg in "$@"; do
-        [ "${arg}" = --disable-agent ] && NEEDS_RUNTIME=false
+        case "${arg}" in
+            --disable-agent | --disable-agent=true) NEEDS_RUNTIME=false ;;
+            --data-dir=*) DATA_DIR=${arg#--data-dir=} ;;
+        esac
+        case "${previous}" in --data-dir | -d) DATA_DIR=${arg} ;; esac
+        previous=${arg}
         case "${arg}" in *"'"*) fatal "an argument holds a single quote, which the service file cannot keep: ${arg}" ;; esac
         # systemd's specifiers and variables are doubled to stay literal; double quotes and backslashes escaped.
         escaped=$(printf '%s' "${arg}" | sed -e 's/[\\"]/\\&/g; s/%/%%/g; s/\$/$$/g')
         ARGS_SYSTEMD="${ARGS_SYSTEMD} \"${escaped}\""
         ARGS_SH="${ARGS_SH} '${arg}'"
     done
+    case "${DATA_DIR}" in
+        / | *[!a-zA-Z0-9_./-]*) fatal "the data dir ${DATA_DIR} must be an absolute path of letters, digits and ._-/" ;;
+        /*) ;;
+        *) fatal "the data dir ${DATA_DIR} must be an absolute path" ;;
+    esac
 }
 
 # --- where things go ---------------------------------------------------------------------------------
@@ -150,7 +162,13 @@ fetch_binary() {
         else
             fatal "neither curl nor wget is installed"
         fi
-        url=${INSTALL_TUG_DOWNLOAD_URL:-${DEFAULT_DOWNLOAD_URL}}/${INSTALL_TUG_VERSION:-latest}
+        if [ -n "${INSTALL_TUG_DOWNLOAD_URL}" ]; then
+            url=${INSTALL_TUG_DOWNLOAD_URL}/${INSTALL_TUG_VERSION:-latest}
+        elif [ -n "${INSTALL_TUG_VERSION}" ]; then
+            url=${GITHUB_URL}/download/${INSTALL_TUG_VERSION}
+        else
+            url=${GITHUB_URL}/latest/download
+        fi
         info "downloading the checksum from ${url}/sha256sum-${ARCH}.txt"
         download "${TMP_DIR}/sha256sum.txt" "${url}/sha256sum-${ARCH}.txt"
         expected=$(grep -E "^[0-9a-f]{64} [ *]tug-${ARCH}\$" "${TMP_DIR}/sha256sum.txt" | cut -c1-64)
@@ -165,8 +183,6 @@ fetch_binary() {
         actual=$(sha256 "${TMP_BIN}")
         [ "${actual}" = "${expected}" ] || fatal "checksum mismatch for tug-${ARCH}: expected ${expected}, got ${actual}"
     fi
-    chmod 0755 "${TMP_BIN}"
-    "${TMP_BIN}" --version >/dev/null 2>&1 || fatal "the downloaded tug does not run on this machine ($(uname -m))"
     if [ -f "${BIN_DIR}/tug" ] && cmp -s "${TMP_BIN}" "${BIN_DIR}/tug"; then
         info "${BIN_DIR}/tug is already this binary"
         BINARY_SAME=true
@@ -177,8 +193,14 @@ install_binary() {
     [ "${BINARY_SAME}" = true ] && return
     mkdir -p "${BIN_DIR}"
     chown 0:0 "${TMP_BIN}"
-    # A rename, so that a running tug keeps its old file and the new one appears whole.
+    chmod 0755 "${TMP_BIN}"
     mv -f "${TMP_BIN}" "${BIN_DIR}/tug.new"
+    # Run from the bin dir, not /tmp (which may be mounted noexec).
+    if ! "${BIN_DIR}/tug.new" --version >/dev/null 2>&1; then
+        rm -f "${BIN_DIR}/tug.new"
+        fatal "the new tug does not run on this machine ($(uname -m))"
+    fi
+    # A rename, so that a running tug keeps its old file and the new one appears whole.
     mv -f "${BIN_DIR}/tug.new" "${BIN_DIR}/tug"
     info "installed ${BIN_DIR}/tug ($("${BIN_DIR}/tug" --version))"
 }
@@ -235,7 +257,7 @@ write_env_file() {
     env | grep -E '^(TUG_|HTTP_PROXY=|HTTPS_PROXY=|NO_PROXY=|http_proxy=|https_proxy=|no_proxy=)' | sort |
         while IFS= read -r line; do
             case "${line}" in *"'"*) fatal "the value of ${line%%=*} holds a single quote" ;; esac
-            echo "${line%%=*}='${line#*=}'"
+            printf "%s='%s'\n" "${line%%=*}" "${line#*=}"
         done >"${TMP_DIR}/env"
     umask 022
     install_if_changed "${TMP_DIR}/env" "${FILE_ENV}" 0600 restart
@@ -287,7 +309,7 @@ depend() {
 supervisor=supervise-daemon
 name=${SYSTEM_NAME}
 command="${BIN_DIR}/tug"
-command_args="${CMD_TUG}${ARGS_SH}"
+command_args="${CMD_TUG}$(printf '%s' "${ARGS_SH}" | sed -e 's/[\\"$`]/\\&/g')"
 output_log=${log}
 error_log=${log}
 pidfile="/var/run/${SYSTEM_NAME}.pid"
@@ -335,13 +357,13 @@ write_killall() {
 # mounts, network namespaces, interfaces and iptables chains. The data stays (see ${UNINSTALL_SH}).
 [ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
 # Both can be overridden, for a tug run from elsewhere (tests, unusual layouts).
-DATA_DIR=\${TUG_DATA_DIR:-${DATA_DIR}}
+DATA_DIR=\${TUG_DATA_DIR:-"${DATA_DIR}"}
 BIN=\${TUG_KILLALL_BIN:-${BIN_DIR}/tug}
 
-for unit in ${SYSTEMD_DIR}/tug*.service; do
+for unit in ${SYSTEMD_DIR}/tug.service ${SYSTEMD_DIR}/tug-*.service; do
     [ -s "\${unit}" ] && command -v systemctl >/dev/null && systemctl stop "\$(basename "\${unit}")"
 done
-for script in /etc/init.d/tug*; do
+for script in /etc/init.d/tug /etc/init.d/tug-*; do
     [ -x "\${script}" ] && "\${script}" stop
 done
 
@@ -360,10 +382,18 @@ if [ -n "\${pids}" ]; then
     kill -9 \$(tug_pids) 2>/dev/null
 fi
 
-# The containers: the shims of tug's containerd and every process under them.
+# The containers: the shims of tug's containerd and every process under them (parents from
+# /proc/PID/stat: the field after the command's closing parenthesis and the state).
 kill_tree() {
-    children=\$(cat /proc/"\$1"/task/*/children 2>/dev/null)
-    for child in \${children}; do kill_tree "\${child}"; done
+    for stat in /proc/[0-9]*/stat; do
+        line=\$(cat "\${stat}" 2>/dev/null) || continue
+        rest=\${line##*) }
+        parent=\${rest#* }
+        if [ "\${parent%% *}" = "\$1" ]; then
+            child=\${stat#/proc/}
+            kill_tree "\${child%/stat}"
+        fi
+    done
     kill -9 "\$1" 2>/dev/null
 }
 for cmdline in /proc/[0-9]*/cmdline; do
@@ -408,13 +438,15 @@ set -x
 ${KILLALL_SH}
 ${remove_service}
 trap 'rm -f ${UNINSTALL_SH}' EXIT
-if ls ${SYSTEMD_DIR}/tug*.service /etc/init.d/tug* >/dev/null 2>&1; then
-    set +x
-    echo "Other tug services are installed; keeping tug and its data"
-    exit
-fi
+for other in ${SYSTEMD_DIR}/tug.service ${SYSTEMD_DIR}/tug-*.service /etc/init.d/tug /etc/init.d/tug-*; do
+    if [ -e "\${other}" ]; then
+        set +x
+        echo "Other tug services are installed (\${other}); keeping tug and its data"
+        exit 0
+    fi
+done
 [ "\$(readlink ${BIN_DIR}/kubectl)" = tug ] && rm -f ${BIN_DIR}/kubectl
-rm -rf ${DATA_DIR} /etc/tug /run/tug
+rm -rf "${DATA_DIR}" /etc/tug
 rm -f ${BIN_DIR}/tug ${KILLALL_SH}
 EOF
     install_if_changed "${TMP_DIR}/uninstall" "${UNINSTALL_SH}" 0755

@@ -42,6 +42,8 @@ fn check(data_dir: &Path) -> anyhow::Result<()> {
                 let days = (not_after - now).whole_days();
                 let status = if not_after <= now {
                     "EXPIRED".to_string()
+                } else if not_after <= crate::pki::renew_at() && shown.starts_with("agent") {
+                    format!("{days} days left: renewed at the agent's next start")
                 } else if not_after <= crate::pki::renew_at() {
                     format!("{days} days left: renewed at the next check or start")
                 } else {

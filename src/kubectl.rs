@@ -41,9 +41,10 @@ pub fn invoked_as_kubectl(argv0: &std::ffi::OsStr) -> bool {
     std::path::Path::new(argv0).file_name().is_some_and(|name| name == "kubectl")
 }
 
-/// The first executable `kubectl` on PATH that is not tug itself.
+/// The first executable `kubectl` on PATH that is not tug itself (none when tug cannot tell its own
+/// path, which would risk running itself for ever).
 fn system_kubectl() -> Option<PathBuf> {
-    let this = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let this = Some(std::env::current_exe().and_then(std::fs::canonicalize).ok()?);
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join("kubectl")).find(|candidate| {
         let executable = std::fs::metadata(candidate)

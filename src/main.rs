@@ -91,7 +91,10 @@ fn run(main: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode 
         Ok(rt) => rt,
         Err(e) => return fatal(&anyhow::anyhow!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(main) {
+    let outcome = runtime.block_on(main);
+    // Blocking work still running (a log fsync) may delay the exit this long, no longer.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fatal(&e),
     }

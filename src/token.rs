@@ -20,7 +20,12 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
         TokenAction::Create { ttl, description, token } => {
             let token = token.unwrap_or_else(BootstrapToken::generate);
             let ttl = jiff::SignedDuration::try_from(ttl)?;
-            let expiration = (!ttl.is_zero()).then(|| jiff::Timestamp::now() + ttl);
+            let expiration = match ttl.is_zero() {
+                true => None,
+                false => {
+                    Some(jiff::Timestamp::now().checked_add(ttl).map_err(|_| anyhow::anyhow!("--ttl is too long"))?)
+                }
+            };
             secrets.create(&PostParams::default(), &token.to_secret(expiration, &description)).await?;
             println!("{}", crate::join::Token::for_bootstrap(&cacerts(&client).await?, &token));
         }

@@ -352,11 +352,18 @@ fn a_server_installs_with_systemd_restarts_only_on_change_and_uninstalls_without
     let calls = root.take_calls();
     assert!(calls.contains("systemctl daemon-reload") && calls.contains("systemctl restart tug"), "{calls}");
 
-    let output = root.run(&[], "/usr/local/bin/tug-uninstall.sh", How::Isolated);
-    succeeded(output);
-    let calls = root.take_calls();
-    assert!(calls.contains("systemctl disable tug"), "{calls}");
-    assert_eq!(root.tree(), before, "the uninstall left files behind");
+    // An agent beside the server: removing one service keeps tug and its data for the other.
+    let agent = [("INSTALL_TUG_SKIP_DOWNLOAD", "true"), ("TUG_URL", "https://10.0.0.1:6443"), ("TUG_TOKEN", "t")];
+    succeeded(root.run(&agent, &releases.one_line(""), How::Plain));
+    let output = succeeded(root.run(&[], "/usr/local/bin/tug-uninstall.sh", How::Isolated));
+    assert!(output.contains("Other tug services are installed"), "{output}");
+    assert!(installed.exists() && root.path("/etc/systemd/system/tug-agent.service").exists());
+    assert!(!root.path("/etc/systemd/system/tug.service").exists());
+    assert!(root.take_calls().contains("systemctl disable tug\n"));
+
+    succeeded(root.run(&[], "/usr/local/bin/tug-agent-uninstall.sh", How::Isolated));
+    assert!(root.take_calls().contains("systemctl disable tug-agent\n"));
+    assert_eq!(root.tree(), before, "the uninstalls left files behind");
 }
 
 #[test]
@@ -390,11 +397,14 @@ fn an_agent_installs_with_openrc_from_a_local_binary_without_network() {
         ("TUG_URL", "https://10.0.0.1:6443"),
         ("TUG_TOKEN_FILE", "/etc/tug/token"),
     ];
-    succeeded(root.run(&env, "sh /tmp/install.sh", How::Isolated));
+    succeeded(root.run(&env, r#"sh /tmp/install.sh --node-label 'say="hi" $HOME `id` \x'"#, How::Isolated));
 
     let service = root.read("/etc/init.d/tug-agent");
+    // The arguments reach OpenRC as given, nothing expanded when it reads the script.
+    let args = succeeded(root.run(&[], r#". /etc/init.d/tug-agent; printf %s "$command_args""#, How::Isolated));
+    assert_eq!(args, r#"agent '--node-label' 'say="hi" $HOME `id` \x'"#);
     assert!(service.starts_with("#!/sbin/openrc-run\n"), "{service}");
-    assert!(service.contains("supervisor=supervise-daemon") && service.contains("command_args=\"agent\""), "{service}");
+    assert!(service.contains("supervisor=supervise-daemon"), "{service}");
     assert!(service.contains("output_log=/var/log/tug-agent.log"), "{service}");
     assert!(root.read("/etc/logrotate.d/tug-agent").starts_with("/var/log/tug-agent.log {"));
     let env_file = root.read("/etc/tug/tug-agent.env");

@@ -1,9 +1,9 @@
 //! The joining agent's credentials on disk under `<data-dir>/agent/`: the node password it proves its
 //! name with, its private keys (made here, never sent), and what the server signed — the cluster CA,
 //! the kubelet's client and serving certificates, a kubeconfig for the kubelet, and the cluster's
-//! network settings. Obtained from the server at every start; when the server cannot be reached,
-//! credentials from an earlier start that are still good are used, so a node reboots into service
-//! without its server.
+//! network settings. Obtained from the server at every start; when the server cannot be reached, or
+//! refuses a token that has since expired or been rotated, credentials from an earlier start that are
+//! still good are used, so a node reboots into service without its server or a current token.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -148,6 +148,11 @@ pub async fn obtain(
                 let network = serde_json::to_vec_pretty(&credentials.network)?;
                 crate::fsutil::write_atomic(&agent_dir.join(NETWORK_FILE), &network, 0o644)?;
                 tracing::info!(%server, node = name, "joined the cluster");
+                break;
+            }
+            // A token that expired or was rotated since this node joined: it keeps running on what it has.
+            Err(error @ JoinError::Unauthorized(_)) if files.earlier(token, name, addresses).is_some() => {
+                tracing::warn!(%error, "starting with the credentials of an earlier start; update the token to join again");
                 break;
             }
             Err(error @ JoinError::Unreachable(_)) => match files.earlier(token, name, addresses) {

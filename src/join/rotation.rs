@@ -5,6 +5,7 @@
 //! joined keep running on their certificates.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,21 +20,32 @@ const SECRET_TYPE: &str = "tug.dev/server-token";
 /// How often a server looks for a rotation.
 const FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
-/// The server token a server accepts now.
+/// The server token a server accepts now: none until the cluster's has been read once, so that a server
+/// restarted with a token rotated away never accepts it.
 #[derive(Debug)]
-pub struct ServerToken(RwLock<Token>);
+pub struct ServerToken {
+    token: RwLock<Token>,
+    settled: AtomicBool,
+}
 
 impl ServerToken {
     pub fn new(token: Token) -> Arc<ServerToken> {
-        Arc::new(ServerToken(RwLock::new(token)))
+        Arc::new(ServerToken { token: RwLock::new(token), settled: AtomicBool::new(false) })
     }
 
-    pub fn get(&self) -> Token {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    /// The token to accept; None while the cluster's has not been read yet.
+    pub fn current(&self) -> Option<Token> {
+        self.settled
+            .load(Ordering::Acquire)
+            .then(|| self.token.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    }
+
+    fn get(&self) -> Token {
+        self.token.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn set(&self, token: Token) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = token;
+        *self.token.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = token;
     }
 }
 
@@ -67,7 +79,10 @@ impl Follower {
     /// Takes the rotated token, if there is one and it differs from the one in use.
     pub async fn adopt(&self) -> anyhow::Result<()> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let Some(secret) = secrets.get_opt(SECRET_NAME).await? else { return Ok(()) };
+        let Some(secret) = secrets.get_opt(SECRET_NAME).await? else {
+            self.token.settled.store(true, Ordering::Release);
+            return Ok(());
+        };
         let text =
             secret.data.as_ref().and_then(|d| d.get("token")).map(|b| String::from_utf8_lossy(&b.0).into_owned());
         let rotated = Token::parse(text.as_deref().unwrap_or_default())?;
@@ -77,6 +92,7 @@ impl Follower {
             self.token.set(rotated);
             tracing::info!("the server token was rotated; following it (update TUG_TOKEN where it is set)");
         }
+        self.token.settled.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -92,7 +92,8 @@ async fn node_credentials(State(service): State<Arc<JoinService>>, request: axum
 
 /// The shared files for a joining server holding the token.
 async fn server_bootstrap(State(service): State<Arc<JoinService>>, request: axum::extract::Request) -> Response {
-    if !authorized(&service.token.get(), request.headers()) {
+    let Some(token) = service.token.current() else { return starting().into_response() };
+    if !authorized(&token, request.headers()) {
         return ApiError::new(401, "Unauthorized", "the token is not valid for this cluster").into_response();
     }
     let mut files = std::collections::BTreeMap::new();
@@ -150,6 +151,11 @@ fn validate(request: &CredentialsRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The answer to joins before the server knows the cluster's token (a rotation may have replaced its own).
+fn starting() -> ApiError {
+    ApiError::new(503, "ServiceUnavailable", "the server is starting; try again")
+}
+
 /// The request's basic credentials, user `server` or `node`: the secret.
 fn basic_secret(headers: &http::HeaderMap) -> Option<String> {
     let encoded = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
@@ -165,7 +171,8 @@ fn authorized(token: &Token, headers: &http::HeaderMap) -> bool {
 
 /// Whether a joining node's credentials are the server token's or a valid bootstrap token's.
 async fn authorized_node(service: &JoinService, headers: &http::HeaderMap) -> Result<bool, ApiError> {
-    if authorized(&service.token.get(), headers) {
+    let token = service.token.current().ok_or_else(starting)?;
+    if authorized(&token, headers) {
         return Ok(true);
     }
     match basic_secret(headers).as_deref().and_then(super::bootstrap::BootstrapToken::parse) {

@@ -35,34 +35,42 @@ pub async fn run(client: kube::Client, dir: PathBuf) {
         tracing::error!(%error, dir = %dir.display(), "cannot create the manifests folder");
     }
     let recorder = Recorder::new(client.clone(), "tug-manifests");
-    let mut applied: HashMap<PathBuf, [u8; 32]> = HashMap::new();
+    // Each file's content digest and its last outcome (None: applied), so that an outcome is recorded
+    // once rather than at every retry.
+    let mut outcomes: HashMap<PathBuf, ([u8; 32], Option<String>)> = HashMap::new();
     loop {
         let files = manifest_files(&dir);
-        applied.retain(|path, _| files.contains(path));
+        outcomes.retain(|path, _| files.contains(path));
         for path in files {
             let Ok(content) = std::fs::read_to_string(&path) else { continue };
             let digest: [u8; 32] = Sha256::digest(content.as_bytes()).into();
-            if applied.get(&path) == Some(&digest) {
+            if outcomes.get(&path).is_some_and(|(seen, failure)| *seen == digest && failure.is_none()) {
                 continue;
             }
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            match apply_file(&client, &content).await {
+            let (kind, reason, message, failure) = match apply_file(&client, &content).await {
                 Ok(count) => {
-                    applied.insert(path, digest);
                     tracing::info!(file = %name, objects = count, "applied a manifest");
-                    let message = format!("applied {count} objects from manifests/{name}");
-                    recorder
-                        .record(&crate::events::kube_system_namespace(), EventType::Normal, "AppliedManifest", &message)
-                        .await;
+                    (
+                        EventType::Normal,
+                        "AppliedManifest",
+                        format!("applied {count} objects from manifests/{name}"),
+                        None,
+                    )
                 }
                 Err(error) => {
-                    tracing::warn!(file = %name, %error, "cannot apply a manifest");
                     let message = format!("manifests/{name}: {error}");
-                    recorder
-                        .record(&crate::events::kube_system_namespace(), EventType::Warning, "ManifestFailed", &message)
-                        .await;
+                    (EventType::Warning, "ManifestFailed", message.clone(), Some(message))
                 }
+            };
+            let repeated = outcomes.get(&path).is_some_and(|(seen, last)| *seen == digest && *last == failure);
+            if !repeated {
+                if failure.is_some() {
+                    tracing::warn!(file = %name, "cannot apply a manifest: {message}");
+                }
+                recorder.record(&crate::events::kube_system_namespace(), kind, reason, &message).await;
             }
+            outcomes.insert(path, (digest, failure));
         }
         tokio::time::sleep(PASS_EVERY).await;
     }
@@ -124,9 +132,10 @@ fn documents(content: &str) -> Result<Vec<DynamicObject>, ManifestError> {
         if value.is_null() {
             continue;
         }
-        let items = match value.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k.ends_with("List")) {
-            true => value.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default(),
-            false => vec![value],
+        let list = value.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k.ends_with("List"));
+        let items = match value.get("items").and_then(|i| i.as_array()).filter(|_| list) {
+            Some(items) => items.clone(),
+            None => vec![value],
         };
         for item in items {
             let object: DynamicObject = serde_json::from_value(item).map_err(|e| parse(e.to_string()))?;

@@ -117,7 +117,7 @@ pub async fn run(fleet: Fleet) -> anyhow::Result<()> {
         _ = node_watch => {}
         _ = nodes::heartbeat(client.clone(), &fleet, known.clone()) => {}
         _ = pods::run(client, fleet.clone(), known) => {}
-        _ = crate::lifecycle::until_stopped() => tracing::info!("stopping; the nodes stay registered and go NotReady when their leases lapse"),
+        Ok(()) = crate::lifecycle::until_stopped() => tracing::info!("stopping; the nodes stay registered and go NotReady when their leases lapse"),
     }
     Ok(())
 }
