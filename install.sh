@@ -50,7 +50,7 @@ setup_command() {
         fatal "TUG_URL is set for an agent, but neither TUG_TOKEN nor TUG_TOKEN_FILE is"
     fi
     NEEDS_RUNTIME=true
-    [ "${TUG_DISABLE_AGENT}" = true ] && NEEDS_RUNTIME=false
+    case "${TUG_DISABLE_AGENT}" in '' | 0 | n | no | f | false | off) ;; *) NEEDS_RUNTIME=false ;; esac
     DATA_DIR=${TUG_DATA_DIR:-/var/lib/tug}
     ARGS_SYSTEMD=
     ARGS_SH=
@@ -68,8 +68,11 @@ setup_command() {
         ARGS_SYSTEMD="${ARGS_SYSTEMD} \"${escaped}\""
         ARGS_SH="${ARGS_SH} '${arg}'"
     done
+    while [ "${DATA_DIR}" != / ] && [ "${DATA_DIR%/}" != "${DATA_DIR}" ]; do DATA_DIR=${DATA_DIR%/}; done
     case "${DATA_DIR}" in
-        / | *[!a-zA-Z0-9_./-]*) fatal "the data dir ${DATA_DIR} must be an absolute path of letters, digits and ._-/" ;;
+        / | *//* | */./* | */../* | */. | */.. | *[!a-zA-Z0-9_./-]*)
+            fatal "the data dir ${DATA_DIR} must be a plain absolute path (letters, digits and ._-/), not /"
+            ;;
         /*) ;;
         *) fatal "the data dir ${DATA_DIR} must be an absolute path" ;;
     esac
@@ -370,7 +373,10 @@ done
 # Any tug still running (started by hand): asked to stop, then killed.
 tug_pids() {
     for exe in /proc/[0-9]*/exe; do
-        [ "\$(readlink "\${exe}" 2>/dev/null)" = "\${BIN}" ] && { pid=\${exe#/proc/}; echo "\${pid%/exe}"; }
+        # A tug whose file an upgrade replaced runs from "<bin> (deleted)".
+        case "\$(readlink "\${exe}" 2>/dev/null)" in
+            "\${BIN}" | "\${BIN} (deleted)") pid=\${exe#/proc/} && echo "\${pid%/exe}" ;;
+        esac
     done
 }
 pids=\$(tug_pids)
@@ -386,7 +392,7 @@ fi
 # /proc/PID/stat: the field after the command's closing parenthesis and the state).
 kill_tree() {
     for stat in /proc/[0-9]*/stat; do
-        line=\$(cat "\${stat}" 2>/dev/null) || continue
+        read -r line 2>/dev/null <"\${stat}" || continue
         rest=\${line##*) }
         parent=\${rest#* }
         if [ "\${parent%% *}" = "\$1" ]; then
@@ -419,23 +425,25 @@ EOF
 write_uninstall() {
     case "${INIT}" in
         systemd)
-            remove_service="systemctl disable ${SYSTEM_NAME} || true
+            remove_service="systemctl stop ${SYSTEM_NAME} || true
+systemctl disable ${SYSTEM_NAME} || true
 systemctl reset-failed ${SYSTEM_NAME} || true
 rm -f ${FILE_SERVICE} ${FILE_ENV}
 systemctl daemon-reload"
             ;;
         openrc)
-            remove_service="rc-update delete ${SYSTEM_NAME} default || true
+            remove_service="rc-service ${SYSTEM_NAME} stop || true
+rc-update delete ${SYSTEM_NAME} default || true
 rm -f ${FILE_SERVICE} ${FILE_ENV} /etc/logrotate.d/${SYSTEM_NAME} /var/log/${SYSTEM_NAME}.log"
             ;;
         none) remove_service="rm -f ${FILE_ENV}" ;;
     esac
     cat >"${TMP_DIR}/uninstall" <<EOF
 #!/bin/sh
-# Removes tug's ${SYSTEM_NAME} service and, when no other tug service is left, tug itself with its data.
+# Removes tug's ${SYSTEM_NAME} service and, when no other tug service is left, everything tug started
+# (tug-killall.sh), tug itself and its data.
 [ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
 set -x
-${KILLALL_SH}
 ${remove_service}
 trap 'rm -f ${UNINSTALL_SH}' EXIT
 for other in ${SYSTEMD_DIR}/tug.service ${SYSTEMD_DIR}/tug-*.service /etc/init.d/tug /etc/init.d/tug-*; do
@@ -445,6 +453,18 @@ for other in ${SYSTEMD_DIR}/tug.service ${SYSTEMD_DIR}/tug-*.service /etc/init.d
         exit 0
     fi
 done
+TUG_DATA_DIR="${DATA_DIR}" ${KILLALL_SH}
+# Never remove through a mount (a pod's hostPath volume would take host files with it).
+while read -r _ mount _; do
+    case "\${mount}" in
+        "${DATA_DIR}"/*)
+            set +x
+            echo "\${mount} is still mounted; unmount it and run ${UNINSTALL_SH} again" >&2
+            trap - EXIT
+            exit 1
+            ;;
+    esac
+done </proc/self/mounts
 [ "\$(readlink ${BIN_DIR}/kubectl)" = tug ] && rm -f ${BIN_DIR}/kubectl
 rm -rf "${DATA_DIR}" /etc/tug
 rm -f ${BIN_DIR}/tug ${KILLALL_SH}

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-/// How long a graceful stop may take before tug exits anyway.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a graceful stop may take before tug exits anyway (with the runtime's own 5 s bound on
+/// blocking work in `main`, tug is gone within 20 s).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Tells the service manager, if any, that tug is serving.
 pub fn notify_ready(status: &str) {

@@ -45,7 +45,8 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenAction::Delete { ids } => {
             for id in ids {
-                let id = id.split('.').next().unwrap_or_default().to_string();
+                // An id, `<id>.<secret>`, or the whole `K10<hash>::<id>.<secret>` that `create` printed.
+                let id = id.rsplit("::").next().unwrap_or_default().split('.').next().unwrap_or_default().to_string();
                 let name = format!("bootstrap-token-{id}");
                 secrets.delete(&name, &DeleteParams::default()).await?;
                 println!("bootstrap token {id:?} deleted");

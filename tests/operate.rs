@@ -56,7 +56,7 @@ fn systemd_is_told_when_the_server_serves_and_a_sigterm_stops_it_cleanly() {
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
     let status = common::terminate(child).expect("exit status");
     assert!(status.success(), "tug exited with {status} on SIGTERM");
-    // Bounded by tug's own stop timeout (20 s), well under systemd's default of 90 s.
+    // Bounded by tug's own stop timeouts (20 s in all), well under systemd's default of 90 s.
     assert!(asked.elapsed() < Duration::from_secs(25), "the stop took {:?}", asked.elapsed());
 
     let child = start();
@@ -325,7 +325,8 @@ fn bootstrap_tokens_are_created_listed_accepted_for_joins_until_they_expire_or_a
         !String::from_utf8_lossy(&tug_admin(&server, &["token", "list"]).stdout).contains("abcdef")
     });
 
-    let deleted = tug_admin(&server, &["token", "delete", id]);
+    // By the whole token, as `create` printed it.
+    let deleted = tug_admin(&server, &["token", "delete", &token]);
     assert_eq!(String::from_utf8_lossy(&deleted.stdout), format!("bootstrap token \"{id}\" deleted\n"));
     assert_eq!(join_status(&server, secret), "401", "a deleted token was accepted");
 

@@ -1,6 +1,7 @@
 //! `tug check-config`: whether this host can run tug, as k3s's check-config: one line per check, pass or
-//! fail, and for each failure a hint saying what to do. Checks read the host (/proc, /sys, PATH, ports,
-//! the data dir's disk) and change nothing but a scratch file in the data dir.
+//! fail, and for each failure a hint saying what to do. Checks read the host (/proc, /sys, PATH), bind
+//! tug's ports for a moment, and time synced writes to a scratch file (removed) in the data dir or, when
+//! that is not made yet, its closest existing parent.
 
 mod disk;
 mod kernel;

@@ -85,7 +85,15 @@ impl Follower {
         };
         let text =
             secret.data.as_ref().and_then(|d| d.get("token")).map(|b| String::from_utf8_lossy(&b.0).into_owned());
-        let rotated = Token::parse(text.as_deref().unwrap_or_default())?;
+        let rotated = match Token::parse(text.as_deref().unwrap_or_default()) {
+            Ok(rotated) => rotated,
+            Err(error) => {
+                // Joins go on with the token in use rather than stop for ever.
+                tracing::warn!(%error, "the Secret {NAMESPACE}/{SECRET_NAME} holds no usable token; ignoring it");
+                self.token.settled.store(true, Ordering::Release);
+                return Ok(());
+            }
+        };
         let rotated = Token::for_ca(&self.ca_pem, &rotated.secret);
         if rotated.secret != self.token.get().secret {
             write_token_file(&self.server_dir, &rotated)?;

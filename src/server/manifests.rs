@@ -2,7 +2,7 @@
 //! `<data-dir>/server/manifests/` is applied at start and whenever its content changes, by server-side
 //! apply with the field manager `tug` (conflicts forced: the file is the source of truth). A file with a
 //! `<name>.skip` beside it is left alone; deleting a file deletes none of its objects. Each outcome is an
-//! Event on the kube-system Namespace (`kubectl describe namespace kube-system`). A file that fails is
+//! Event on the kube-system Namespace (`kubectl -n kube-system get events`). A file that fails is
 //! tried again on every pass, so one whose kinds are defined by a CRD applied later goes through then.
 
 use std::collections::HashMap;
