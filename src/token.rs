@@ -1,6 +1,7 @@
 //! `tug token`: bootstrap tokens for joining agents (`join::bootstrap`), created, listed and deleted
-//! through the API with the admin kubeconfig, and the server token's rotation (`join::rotation`). A created token is printed in full, with the hash of the
-//! CA the server serves at /cacerts, so that the agent can check the server it joins.
+//! through the API with the admin kubeconfig, and the server token's rotation (`join::rotation`). A
+//! created token is printed in full, with the hash of the CA the server serves at /cacerts, so that the
+//! agent can check the server it joins.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};

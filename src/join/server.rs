@@ -1,6 +1,8 @@
 //! The server's end of joining: `GET /cacerts` for anyone, `POST /v1-tug/node-credentials` for holders
-//! of the join token or of a bootstrap token (`super::bootstrap`), which signs a joining kubelet's client and serving certificates, and
-//! `POST /v1-tug/server-bootstrap`, which hands a joining server the cluster's CA and service account key.
+//! of the join token or of a bootstrap token (`super::bootstrap`), which signs a joining kubelet's client
+//! and serving certificates, and `POST /v1-tug/server-bootstrap`, which hands a joining server the
+//! cluster's CA and service account key. Both answer 503 until the server has read the cluster's
+//! (possibly rotated) token (`super::rotation`).
 //!
 //! The node password rule: the first join of a node name stores a hash of its node password in the
 //! Secret `<name>.node-password.tug` in kube-system. A later join of that name with another password is
