@@ -155,6 +155,11 @@ fetch_binary() {
     if [ -n "${INSTALL_TUG_BINARY}" ]; then
         source=${INSTALL_TUG_BINARY#file://}
         [ -f "${source}" ] || fatal "INSTALL_TUG_BINARY: no file at ${source}"
+        if [ -f "${BIN_DIR}/tug" ] && cmp -s "${source}" "${BIN_DIR}/tug"; then
+            info "${BIN_DIR}/tug is already this binary"
+            BINARY_SAME=true
+            return
+        fi
         info "installing tug from ${source}"
         cp "${source}" "${TMP_BIN}"
     else
@@ -185,10 +190,6 @@ fetch_binary() {
         download "${TMP_BIN}" "${url}/tug-${ARCH}"
         actual=$(sha256 "${TMP_BIN}")
         [ "${actual}" = "${expected}" ] || fatal "checksum mismatch for tug-${ARCH}: expected ${expected}, got ${actual}"
-    fi
-    if [ -f "${BIN_DIR}/tug" ] && cmp -s "${TMP_BIN}" "${BIN_DIR}/tug"; then
-        info "${BIN_DIR}/tug is already this binary"
-        BINARY_SAME=true
     fi
 }
 

@@ -4,7 +4,7 @@
 //! agent can check the server it joins.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::cli::{TokenAction, TokenArgs};
 use crate::join::bootstrap::{self, BootstrapToken, Expiry};
@@ -31,9 +31,9 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
             println!("{}", crate::join::Token::for_bootstrap(&cacerts(&client).await?, &token));
         }
         TokenAction::List => {
-            let listed = secrets.list(&ListParams::default()).await?.items;
+            let listed = secrets.list(&bootstrap::of_type()).await?.items;
             println!("{:<8} {:<10} {:<22} {:<42} DESCRIPTION", "TOKEN", "TTL", "EXPIRES", "USAGES");
-            for secret in listed.iter().filter(|s| s.type_.as_deref() == Some(bootstrap::SECRET_TYPE)) {
+            for secret in &listed {
                 println!("{}", list_line(secret, jiff::Timestamp::now()));
             }
         }

@@ -171,7 +171,8 @@ enum How {
     Isolated,
 }
 
-/// A release directory served over HTTP on 127.0.0.1: `latest/tug-amd64`, its checksum file, install.sh.
+/// A release directory served over HTTP on 127.0.0.1: `latest/tug-amd64` (the built binary until another
+/// is published), its checksum file, install.sh.
 struct Releases {
     dir: tempfile::TempDir,
     port: u16,
@@ -192,7 +193,9 @@ impl Releases {
                 std::thread::spawn(move || serve_one(&base, stream));
             }
         });
-        Releases { dir, port }
+        let releases = Releases { dir, port };
+        releases.publish(&common::server_binary(), None);
+        releases
     }
 
     /// Publishes `binary` as the latest release, with `checksum` (its own when None).
@@ -293,7 +296,6 @@ fn a_server_installs_with_systemd_restarts_only_on_change_and_uninstalls_without
         return;
     }
     let releases = Releases::serve();
-    releases.publish(&common::server_binary(), None);
     let root = Root::new(Init::Systemd);
     let before = root.tree();
     let env = [("INSTALL_TUG_DOWNLOAD_URL", releases.url()), ("TUG_TOKEN", "s3cret".to_string())];
@@ -432,7 +434,6 @@ fn without_an_init_system_it_installs_and_says_how_to_start_and_bad_settings_are
         return;
     }
     let releases = Releases::serve();
-    releases.publish(&common::server_binary(), None);
     let root = Root::new(Init::None);
     let url = releases.url();
     let output = succeeded(root.run(

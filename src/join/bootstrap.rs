@@ -129,12 +129,17 @@ pub async fn is_valid(client: &kube::Client, token: &BootstrapToken) -> kube::Re
         && live)
 }
 
+/// Lists bootstrap token Secrets only (a field selector, as upstream serves for Secrets' `type`).
+pub fn of_type() -> ListParams {
+    ListParams::default().fields(&format!("type={SECRET_TYPE}"))
+}
+
 /// Deletes expired bootstrap token Secrets, every `CLEAN_EVERY`, until dropped.
 pub async fn clean_expired(client: kube::Client) {
     let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);
     loop {
-        let listed = secrets.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
-        for secret in listed.into_iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)) {
+        let listed = secrets.list(&of_type()).await.map(|l| l.items).unwrap_or_default();
+        for secret in listed {
             let expired = matches!(expiration(&secret), Expiry::At(at) if at <= jiff::Timestamp::now());
             let name = secret.metadata.name.clone().unwrap_or_default();
             if expired {
