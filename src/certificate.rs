@@ -1,6 +1,6 @@
 //! `tug certificate`: lists tug's certificates on this machine with their expiry, and sets the
-//! server's leaves aside so that new ones are issued (the CA and the service account key stay; a CA
-//! rotation is a documented procedure, docs/operations.md).
+//! server's and the kubelet's leaves aside so that new ones are issued (the CA and the service account
+//! key stay; a CA rotation is a documented procedure, docs/operations.md).
 
 use std::path::{Path, PathBuf};
 
@@ -42,8 +42,6 @@ fn check(data_dir: &Path) -> anyhow::Result<()> {
                 let days = (not_after - now).whole_days();
                 let status = if not_after <= now {
                     "EXPIRED".to_string()
-                } else if not_after <= crate::pki::renew_at() && shown.starts_with("agent") {
-                    format!("{days} days left: renewed at the agent's next start")
                 } else if not_after <= crate::pki::renew_at() {
                     format!("{days} days left: renewed at the next check or start")
                 } else {
@@ -58,19 +56,40 @@ fn check(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The leaves `rotate` may set aside on this machine, with the dir each is in: the server's (if it is
+/// one) and the kubelet's.
+fn rotatable(data_dir: &Path) -> Vec<(&'static str, PathBuf)> {
+    let server = data_dir.join("server").join("tls");
+    let kubelet = data_dir.join("agent").join("tls");
+    let server_leaves =
+        crate::pki::LEAF_NAMES.into_iter().filter(|_| server.is_dir()).map(|name| (name, server.clone()));
+    let kubelet_leaves = crate::pki::KUBELET_LEAF_NAMES
+        .into_iter()
+        .filter(|name| kubelet.join(format!("{name}.crt")).exists())
+        .map(|name| (name, kubelet.clone()));
+    server_leaves.chain(kubelet_leaves).collect()
+}
+
 fn rotate(data_dir: &Path, services: &[String]) -> anyhow::Result<()> {
-    let tls = data_dir.join("server").join("tls");
-    anyhow::ensure!(tls.is_dir(), "no server certificates under {} (is this a server's --data-dir?)", tls.display());
-    let chosen: Vec<&str> = match services.is_empty() {
-        true => crate::pki::LEAF_NAMES.to_vec(),
-        false => services.iter().map(String::as_str).collect(),
-    };
+    let mut chosen = rotatable(data_dir);
+    anyhow::ensure!(!chosen.is_empty(), "no certificates under {} (is this tug's --data-dir?)", data_dir.display());
+    if !services.is_empty() {
+        for service in services {
+            anyhow::ensure!(
+                chosen.iter().any(|(name, _)| name == service),
+                "no {service} certificate under {}",
+                data_dir.display()
+            );
+        }
+        chosen.retain(|(name, _)| services.iter().any(|service| service == name));
+    }
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let aside = tls.join(format!("rotated-{stamp}"));
-    crate::fsutil::create_private_dir(&aside, 0o700).with_context(|| format!("cannot create {}", aside.display()))?;
-    for name in chosen {
+    for (name, dir) in chosen {
+        let aside = dir.join(format!("rotated-{stamp}"));
+        crate::fsutil::create_private_dir(&aside, 0o700)
+            .with_context(|| format!("cannot create {}", aside.display()))?;
         for file in [format!("{name}.crt"), format!("{name}.key")] {
-            match std::fs::rename(tls.join(&file), aside.join(&file)) {
+            match std::fs::rename(dir.join(&file), aside.join(&file)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("cannot move {file} aside")),
@@ -78,6 +97,8 @@ fn rotate(data_dir: &Path, services: &[String]) -> anyhow::Result<()> {
         }
         println!("{name}: set aside in {}", aside.display());
     }
-    println!("new certificates are issued when tug starts, or by a running server at its next certificate check");
+    println!(
+        "new certificates are issued when tug starts, or by a running server or agent at its next certificate check"
+    );
     Ok(())
 }

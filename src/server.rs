@@ -301,13 +301,17 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                 groups: vec!["system:nodes".into(), "system:authenticated".into()],
                 ..Default::default()
             });
-            Some(crate::agent::Agent::start(agent_config(&cfg)?, client).await?)
+            let (config, own_node) = agent_config(&cfg)?;
+            let agent = crate::agent::Agent::start(config, client).await?;
+            let renewer = crate::agent::renewal::Renewer::OwnNode(own_node);
+            Some((agent, tokio::spawn(crate::agent::renewal::run(renewer, cfg.certificate_check_interval))))
         }
     };
     crate::lifecycle::notify_ready("serving");
     crate::lifecycle::until_stopped().await?;
     crate::lifecycle::stop_within(async move {
-        if let Some(agent) = agent {
+        if let Some((agent, renewing)) = agent {
+            renewing.abort();
             agent.stop().await;
         }
         server.stop().await;
@@ -317,17 +321,22 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
 }
 
 /// The in-process agent's settings: the node's flags, its address the advertised one by default, its
-/// kubelet's serving certificate issued here.
-fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig> {
+/// kubelet's serving certificate issued here (and renewed here, as the second value says).
+fn agent_config(cfg: &ServerConfig) -> anyhow::Result<(crate::agent::AgentConfig, crate::agent::renewal::OwnNode)> {
     let address = cfg.node.ip.or(cfg.advertise_address).or_else(|| host_addresses().into_iter().find(IpAddr::is_ipv4));
-    let tls_dir = cfg.data_dir.join("server").join("tls");
-    let ips: Vec<IpAddr> = address.into_iter().chain([IpAddr::V4(Ipv4Addr::LOCALHOST)]).collect();
-    let (serving, ca_pem) =
-        crate::pki::ensure_kubelet_serving(&tls_dir, &cfg.data_dir.join("agent").join("tls"), &cfg.node.name, &ips)?;
+    let serving = crate::agent::renewal::OwnNodeServing {
+        ca_dir: cfg.data_dir.join("server").join("tls"),
+        dir: cfg.data_dir.join("agent").join("tls"),
+        name: cfg.node.name.clone(),
+        ips: address.into_iter().chain([IpAddr::V4(Ipv4Addr::LOCALHOST)]).collect(),
+    };
+    let (leaf, ca_pem) = serving.ensure()?;
+    let identity = crate::pki::LiveIdentity::from_pem(&leaf.cert_pem, &leaf.key_pem)?;
+    let own_node = crate::agent::renewal::OwnNode { serving, current: leaf.cert_pem, identity: identity.clone() };
     let mut labels =
         std::collections::BTreeMap::from([("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())]);
     labels.extend(cfg.node.labels.clone());
-    Ok(crate::agent::AgentConfig {
+    let config = crate::agent::AgentConfig {
         data_dir: cfg.data_dir.clone(),
         node: crate::kubelet::node::Identity {
             name: cfg.node.name.clone(),
@@ -343,10 +352,7 @@ fn agent_config(cfg: &ServerConfig) -> anyhow::Result<crate::agent::AgentConfig>
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
         registries: cfg.node.registries.clone(),
         log_rotation: cfg.node.log_rotation,
-        kubelet_tls: crate::kubelet::server::KubeletTls {
-            ca_pem,
-            cert_pem: serving.cert_pem,
-            key_pem: serving.key_pem,
-        },
-    })
+        kubelet_tls: crate::kubelet::server::KubeletTls { ca_pem, serving: identity },
+    };
+    Ok((config, own_node))
 }

@@ -2,7 +2,8 @@
 //! containerd in a network namespace the test creates, joins the server with the token from
 //! `<data-dir>/server/token`, registers, runs a pod whose logs the API server fetches from it; a wrong
 //! token and another cluster's token are refused; a second machine claiming a live node's name is
-//! refused, and takes the name over once that node is gone (a reinstalled device).
+//! refused, and takes the name over once that node is gone (a reinstalled device). Kubelet certificates
+//! set aside are renewed while the nodes run, the agent's without a join token.
 
 mod common;
 
@@ -20,6 +21,118 @@ fn ready(bin: &std::path::Path, server: &TugServer, node: &str) -> bool {
 fn refused(mut command: std::process::Command) -> (i32, String) {
     let output = command.output().expect("run tug agent");
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Runs pod `name` on `agent`'s node and checks that the API server fetches its logs from the kubelet.
+fn runs_a_pod_whose_logs_are_served(server: &TugServer, agent: &TugAgent, name: &str) {
+    let bin = &kubectls()[0];
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {}\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'echo hello from $(hostname); sleep 3600']\n",
+        agent.node_name
+    );
+    kubectl(bin, server, &["apply", "-f", "-"], Some(&pod)).ok();
+    let running = common::within(Duration::from_secs(60), || {
+        jsonpath(bin, server, &["pod", name], "{.status.phase}") == "Running"
+    });
+    let describe = || kubectl(bin, server, &["describe", "pod", name], None).stdout;
+    assert!(running, "pod {name} does not run:\n{}\nagent log:\n{}", describe(), agent.log());
+    eventually_within(Duration::from_secs(10), "its logs are served", || {
+        kubectl(bin, server, &["logs", name], None).stdout == format!("hello from {name}\n")
+    });
+}
+
+/// The serial number of the certificate served at `address` (`host:port`), or of the certificate file
+/// `path`; empty when there is none.
+fn serial(source: Serial) -> String {
+    let script = match source {
+        Serial::Served(address) => {
+            format!("openssl s_client -connect {address} </dev/null 2>/dev/null | openssl x509 -noout -serial")
+        }
+        Serial::File(path) => format!("openssl x509 -noout -serial -in {} 2>/dev/null", path.display()),
+    };
+    let output = std::process::Command::new("sh").args(["-c", &script]).output().expect("openssl");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+enum Serial<'a> {
+    Served(&'a str),
+    File(&'a std::path::Path),
+}
+
+/// `tug <args>` as the admin of `server`, which must succeed; its standard output.
+fn tug(server: &TugServer, args: &[&str]) -> String {
+    let output = std::process::Command::new(common::server_binary())
+        .args(args)
+        .env("TUG_KUBECONFIG", server.kubeconfig())
+        .output()
+        .expect("run tug");
+    assert!(output.status.success(), "tug {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token() {
+    if !node::available() {
+        return;
+    }
+    let _one_node_at_a_time = node::exclusive();
+    let netns = Netns::create("tugrenew", "10.251.4.1", "10.251.4.2");
+    let every_second = ["--certificate-check-interval", "1s"];
+    let server = TugServer::start_with_agent(
+        &[&["--bind-address", "10.251.4.1", "--node-name", "node-a", "--node-ip", "127.0.0.1"], &every_second[..]]
+            .concat(),
+        node::images(),
+    );
+    let bin = &kubectls()[0];
+    // Joined with a bootstrap token deleted once the node runs: renewals need only the node's certificate.
+    let token = tug(&server, &["token", "create", "--ttl", "1h"]).trim().to_string();
+    let b =
+        TugAgent::start(&server, &netns, "node-b", &[&["--token", &token][..], &every_second].concat(), node::images());
+    eventually_within(Duration::from_secs(90), "node-b is Ready", || ready(bin, &server, "node-b"));
+    tug(&server, &["token", "delete", &token]);
+
+    let tls = b.dir.path().join("agent/tls");
+    let (b_served, a_served) = ("10.251.4.2:10250", "127.0.0.1:10250");
+    let before = [serial(Serial::Served(b_served)), serial(Serial::File(&tls.join("client-kubelet.crt")))];
+    let a_before = serial(Serial::Served(a_served));
+    assert!(before.iter().chain([&a_before]).all(|s| s.starts_with("serial=")), "{before:?} {a_before}");
+    let rotated = tug(&server, &["certificate", "rotate", "--data-dir", b.dir.path().to_str().unwrap()]);
+    for name in ["client-kubelet", "serving-kubelet"] {
+        assert!(rotated.contains(&format!("{name}: set aside in")), "{rotated}");
+    }
+    let server_dir = server.data_dir().to_str().unwrap();
+    let rotated = tug(&server, &["certificate", "rotate", "--service", "serving-kubelet", "--data-dir", server_dir]);
+    assert!(rotated.contains("serving-kubelet: set aside in") && !rotated.contains("client-admin"), "{rotated}");
+
+    eventually_within(Duration::from_secs(30), "node-b serves its renewed certificate", || {
+        let served = serial(Serial::Served(b_served));
+        served != before[0] && served == serial(Serial::File(&tls.join("serving-kubelet.crt")))
+    });
+    let client = serial(Serial::File(&tls.join("client-kubelet.crt")));
+    assert!(client.starts_with("serial=") && client != before[1], "{client} after {}", before[1]);
+    assert!(b.log().contains("renewed the kubelet's certificates"), "{}", b.log());
+    eventually_within(Duration::from_secs(30), "node-a serves its renewed certificate", || {
+        let served = serial(Serial::Served(a_served));
+        served.starts_with("serial=") && served != a_before
+    });
+    // The API server trusts the new serving certificate, and node-b keeps reporting.
+    runs_a_pod_whose_logs_are_served(&server, &b, "after-renewal");
+    assert!(ready(bin, &server, "node-b"));
+
+    // A node's certificate renews its own credentials only.
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg("--cacert")
+        .arg(tls.join("server-ca.crt"))
+        .arg("--cert")
+        .arg(tls.join("client-kubelet.crt"))
+        .arg("--key")
+        .arg(tls.join("client-kubelet.key"))
+        .args(["-d", r#"{"nodeName":"node-a","nodePassword":"x","addresses":[],"clientCsr":"","servingCsr":""}"#])
+        .arg(format!("https://10.251.4.1:{}/v1-tug/node-credentials", server.port))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "403", "node-b was issued node-a's credentials");
 }
 
 #[test]
@@ -70,17 +183,8 @@ fn an_agent_joins_with_the_token_runs_pods_and_wrong_tokens_are_refused() {
     let addresses =
         jsonpath(bin, &server, &["node", "node-b"], r#"{.status.addresses[?(@.type=="InternalIP")].address}"#);
     assert_eq!(addresses, "10.251.0.2");
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: on-b\nspec:\n  nodeName: node-b\n  containers:\n  - name: app\n    image: tug.local/busybox:1\n    command: [sh, -c, 'echo hello from $(hostname); sleep 3600']\n";
-    kubectl(bin, &server, &["apply", "-f", "-"], Some(pod)).ok();
-    let running = common::within(Duration::from_secs(60), || {
-        jsonpath(bin, &server, &["pod", "on-b"], "{.status.phase}") == "Running"
-    });
-    let describe = || kubectl(bin, &server, &["describe", "pod", "on-b"], None).stdout;
-    assert!(running, "the pod on node-b does not run:\n{}\nagent log:\n{}", describe(), b.log());
+    runs_a_pod_whose_logs_are_served(&server, &b, "on-b");
     assert!(jsonpath(bin, &server, &["pod", "on-b"], "{.status.podIP}").starts_with("10.42."));
-    eventually_within(Duration::from_secs(10), "its logs are served", || {
-        kubectl(bin, &server, &["logs", "on-b"], None).stdout == "hello from on-b\n"
-    });
     kubectl(bin, &server, &["delete", "pod", "on-b", "--grace-period=1"], None).ok();
 
     // Another machine with the same node name (a fresh data dir, so another node password) is refused

@@ -7,14 +7,15 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rcgen::{CertificateParams, KeyPair};
 
 use crate::join::client::{self, JoinError, ServerUrl};
-use crate::join::{CredentialsRequest, Token};
-use crate::pki::{self, Leaf};
+use crate::join::{Credentials, CredentialsRequest, Token};
+use crate::pki::{self, Leaf, LiveIdentity};
 
 /// First and longest wait between join attempts that may succeed later.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -39,6 +40,32 @@ struct Files {
 }
 
 impl Files {
+    fn of(agent_dir: &Path) -> anyhow::Result<Files> {
+        let files = Files { agent_dir: agent_dir.to_path_buf(), tls_dir: agent_dir.join("tls") };
+        crate::fsutil::create_private_dir(&files.tls_dir, 0o700)?;
+        Ok(files)
+    }
+
+    /// The credentials just stored, with the kubelet's kubeconfig written for them.
+    fn in_use(
+        &self,
+        server: &ServerUrl,
+        token: &Token,
+        name: &str,
+        addresses: &[IpAddr],
+    ) -> anyhow::Result<NodeCredentials> {
+        let credentials =
+            self.earlier(token, name, addresses).context("the credentials just written are not usable")?;
+        pki::write_kubeconfig(
+            &credentials.kubeconfig,
+            &server.to_string(),
+            &credentials.ca_pem,
+            &credentials.client,
+            0o600,
+        )?;
+        Ok(credentials)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.tls_dir.join(name)
     }
@@ -61,6 +88,28 @@ impl Files {
         let key = KeyPair::generate()?;
         self.write(name, &key.serialize_pem(), 0o600)?;
         Ok(key)
+    }
+
+    /// A request for certificates of the node's keys (kept, or new when set aside).
+    fn request(&self, name: &str, addresses: &[IpAddr]) -> anyhow::Result<CredentialsRequest> {
+        let (client_key, serving_key) = (self.key("client-kubelet.key")?, self.key("serving-kubelet.key")?);
+        Ok(CredentialsRequest {
+            node_name: name.to_string(),
+            node_password: node_password(&self.agent_dir)?,
+            addresses: addresses.to_vec(),
+            client_csr: CertificateParams::default().serialize_request(&client_key)?.pem()?,
+            serving_csr: CertificateParams::default().serialize_request(&serving_key)?.pem()?,
+        })
+    }
+
+    /// Keeps what the server issued.
+    fn store(&self, credentials: &Credentials) -> anyhow::Result<()> {
+        self.write("server-ca.crt", &credentials.ca_cert, 0o644)?;
+        self.write("client-kubelet.crt", &credentials.client_cert, 0o644)?;
+        self.write("serving-kubelet.crt", &credentials.serving_cert, 0o644)?;
+        let network = serde_json::to_vec_pretty(&credentials.network)?;
+        crate::fsutil::write_atomic(&self.agent_dir.join(NETWORK_FILE), &network, 0o644)
+            .with_context(|| format!("cannot write {NETWORK_FILE}"))
     }
 
     /// The certificates of an earlier start, if they are still good and from the token's cluster.
@@ -125,29 +174,17 @@ pub async fn obtain(
     name: &str,
     addresses: &[IpAddr],
 ) -> anyhow::Result<NodeCredentials> {
-    let files = Files { agent_dir: agent_dir.to_path_buf(), tls_dir: agent_dir.join("tls") };
-    crate::fsutil::create_private_dir(&files.tls_dir, 0o700)?;
-    let (client_key, serving_key) = (files.key("client-kubelet.key")?, files.key("serving-kubelet.key")?);
-    let request = CredentialsRequest {
-        node_name: name.to_string(),
-        node_password: node_password(agent_dir)?,
-        addresses: addresses.to_vec(),
-        client_csr: CertificateParams::default().serialize_request(&client_key)?.pem()?,
-        serving_csr: CertificateParams::default().serialize_request(&serving_key)?.pem()?,
-    };
+    let files = Files::of(agent_dir)?;
+    let request = files.request(name, addresses)?;
     let mut wait = RETRY_FIRST;
     loop {
         let joined = async {
             let ca_pem = client::fetch_ca(server, token).await?;
-            client::request_credentials(server, token, &ca_pem, &request).await
+            client::request_credentials(server, token, &ca_pem, None, &request).await
         };
         match joined.await {
             Ok(credentials) => {
-                files.write("server-ca.crt", &credentials.ca_cert, 0o644)?;
-                files.write("client-kubelet.crt", &credentials.client_cert, 0o644)?;
-                files.write("serving-kubelet.crt", &credentials.serving_cert, 0o644)?;
-                let network = serde_json::to_vec_pretty(&credentials.network)?;
-                crate::fsutil::write_atomic(&agent_dir.join(NETWORK_FILE), &network, 0o644)?;
+                files.store(&credentials)?;
                 tracing::info!(%server, node = name, "joined the cluster");
                 break;
             }
@@ -169,13 +206,40 @@ pub async fn obtain(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(RETRY_MAX);
     }
-    let credentials = files.earlier(token, name, addresses).context("the credentials just written are not usable")?;
-    pki::write_kubeconfig(
-        &credentials.kubeconfig,
-        &server.to_string(),
-        &credentials.ca_pem,
-        &credentials.client,
-        0o600,
-    )?;
-    Ok(credentials)
+    files.in_use(server, token, name, addresses)
+}
+
+/// A running agent's kubelet certificates, renewed with its current client certificate.
+pub struct Renewal {
+    pub server: ServerUrl,
+    pub token: Token,
+    pub agent_dir: PathBuf,
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+    /// What the kubelet presents to the servers.
+    pub client: Arc<LiveIdentity>,
+    /// What the kubelet serves its API with.
+    pub serving: Arc<LiveIdentity>,
+}
+
+impl Renewal {
+    /// When the certificates on disk are due (within 120 days of expiry, set aside by `tug certificate
+    /// rotate`, or lacking an address), asks the server for new ones and puts them in use; whether it
+    /// did.
+    pub async fn renew_if_due(&self) -> anyhow::Result<bool> {
+        let files = Files::of(&self.agent_dir)?;
+        if files.earlier(&self.token, &self.name, &self.addresses).is_some() {
+            return Ok(false);
+        }
+        let request = files.request(&self.name, &self.addresses)?;
+        let ca_pem = files.read("server-ca.crt").context("the cluster CA certificate is missing")?;
+        let issued =
+            client::request_credentials(&self.server, &self.token, &ca_pem, Some(self.client.clone()), &request)
+                .await?;
+        files.store(&issued)?;
+        let credentials = files.in_use(&self.server, &self.token, &self.name, &self.addresses)?;
+        self.client.replace(&credentials.client.cert_pem, &credentials.client.key_pem)?;
+        self.serving.replace(&credentials.serving.cert_pem, &credentials.serving.key_pem)?;
+        Ok(true)
+    }
 }

@@ -4,12 +4,14 @@
 //! against the API: the pod network (`crate::network`), the service proxy (`crate::proxy`) and the
 //! kubelet.
 
+mod api_client;
 pub mod archive;
 pub mod balancer;
 pub mod containerd;
 pub mod credentials;
 pub mod images;
 pub mod registries;
+pub mod renewal;
 mod run;
 
 pub use run::run;

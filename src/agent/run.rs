@@ -1,17 +1,19 @@
 //! `tug agent`: join the cluster through the server named on the command line, then run the node agent
 //! with a kubelet that talks to the servers over TLS as `system:node:<name>`, until SIGTERM or SIGINT;
-//! every connection to a server passes through the agent's load balancer (`super::balancer`).
+//! every connection to a server passes through the agent's load balancer (`super::balancer`). The
+//! kubelet's certificates are renewed while it runs (`super::renewal`).
 
 use std::net::IpAddr;
 
 use anyhow::Context;
 
 use super::balancer::Balancer;
-use super::credentials;
+use super::{credentials, renewal};
 use crate::config::AgentRunConfig;
 use crate::join::client::ServerUrl;
 use crate::kubelet::node::Identity;
 use crate::kubelet::server::KubeletTls;
+use crate::pki::LiveIdentity;
 
 /// Runs the agent until it is told to stop.
 pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
@@ -26,10 +28,9 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
     let mut balancer = Balancer::start(&agent_dir, &cfg.server.authority(), cfg.lb_server_port).await?;
     let via = ServerUrl { host: balancer.address().ip().to_string(), port: balancer.address().port() };
     let credentials = credentials::obtain(&via, &cfg.token, &agent_dir, &name, &addresses).await?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&credentials.kubeconfig)?;
-    let client_config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
-    let client = kube::Client::try_from(client_config)?;
+    let client_identity = LiveIdentity::from_pem(&credentials.client.cert_pem, &credentials.client.key_pem)?;
+    let serving_identity = LiveIdentity::from_pem(&credentials.serving.cert_pem, &credentials.serving.key_pem)?;
+    let client = super::api_client::client(&via, &credentials.ca_pem, client_identity.clone())?;
     balancer.follow_endpoints(client.clone());
     let agent_config = super::AgentConfig {
         data_dir: cfg.data_dir.clone(),
@@ -47,15 +48,22 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
         container_runtime_endpoint: cfg.node.container_runtime_endpoint.clone(),
         registries: cfg.node.registries.clone(),
         log_rotation: cfg.node.log_rotation,
-        kubelet_tls: KubeletTls {
-            ca_pem: credentials.ca_pem,
-            cert_pem: credentials.serving.cert_pem,
-            key_pem: credentials.serving.key_pem,
-        },
+        kubelet_tls: KubeletTls { ca_pem: credentials.ca_pem, serving: serving_identity.clone() },
+    };
+    let renewal = credentials::Renewal {
+        server: via,
+        token: cfg.token.clone(),
+        agent_dir,
+        name: agent_config.node.name.clone(),
+        addresses,
+        client: client_identity,
+        serving: serving_identity,
     };
     let agent = super::Agent::start(agent_config, client).await?;
+    let renewing = tokio::spawn(renewal::run(renewal::Renewer::Joined(renewal), cfg.certificate_check_interval));
     crate::lifecycle::notify_ready("serving");
     crate::lifecycle::until_stopped().await?;
+    renewing.abort();
     crate::lifecycle::stop_within(agent.stop()).await;
     Ok(())
 }

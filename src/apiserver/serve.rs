@@ -22,8 +22,6 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(String),
-    #[error(transparent)]
-    Identity(#[from] crate::pki::IdentityError),
 }
 
 /// The CA certificates of `ca_pem` as trust roots.
@@ -33,11 +31,6 @@ fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
         roots.add(ca.map_err(|e| TlsError::Pem(e.to_string()))?)?;
     }
     Ok(roots)
-}
-
-/// Builds the server TLS configuration, serving `cert_pem`.
-pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, TlsError> {
-    tls_config_with(ca_pem, LiveIdentity::from_pem(cert_pem, key_pem)?)
 }
 
 /// Builds the server TLS configuration, serving whatever `identity` holds at each handshake.
@@ -56,12 +49,15 @@ pub fn tls_config_with(ca_pem: &str, identity: Arc<LiveIdentity>) -> Result<rust
 }
 
 /// A client TLS configuration trusting servers the CA of `ca_pem` signed, presenting whatever `identity`
-/// holds at each handshake.
+/// holds at each handshake. Sessions are not resumed: a resumed session would carry on the certificate
+/// it began with, after `identity` has been replaced.
 pub fn client_tls_config_with(ca_pem: &str, identity: Arc<LiveIdentity>) -> Result<rustls::ClientConfig, TlsError> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots(ca_pem)?)
-        .with_client_cert_resolver(identity))
+        .with_client_cert_resolver(identity);
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// Accepts connections until `shutdown` resolves.

@@ -39,6 +39,11 @@ pub struct AgentArgs {
     #[arg(long, env = "TUG_WITH_NODE_ID", help_heading = "Agent/Node")]
     pub with_node_id: bool,
 
+    /// How often the kubelet's certificates are checked while the agent runs; those within 120 days of
+    /// expiry are renewed and put in use at once
+    #[arg(long, env = "TUG_CERTIFICATE_CHECK_INTERVAL", default_value = "12h", value_parser = humantime::parse_duration, help_heading = "Agent/Node")]
+    pub certificate_check_interval: std::time::Duration,
+
     #[command(flatten)]
     pub node: super::NodeArgs,
 }

@@ -1,4 +1,4 @@
-//! `tug certificate` flags: check the expiry of tug's certificates and rotate the server's (as k3s's
+//! `tug certificate` flags: check the expiry of tug's certificates and rotate them (as k3s's
 //! `certificate check|rotate`).
 
 use std::path::PathBuf;
@@ -21,11 +21,12 @@ pub struct CertificateArgs {
 pub enum CertificateAction {
     /// List the certificates of this server or agent: file, subject, expiry and status
     Check,
-    /// Set the server's leaf certificates aside (under <data-dir>/server/tls/rotated-<time>/) so that new
-    /// ones are issued: at the next start, or by a running server at its next certificate check
+    /// Set the leaf certificates of this server and its kubelet, or of this agent's kubelet, aside (under
+    /// rotated-<time>/ beside them) so that new ones are issued: at the next start, or by the running
+    /// server or agent at its next certificate check
     Rotate {
         /// Only these certificates (by file name without .crt, as `check` lists them)
-        #[arg(long = "service", value_parser = clap::builder::PossibleValuesParser::new(crate::pki::LEAF_NAMES))]
+        #[arg(long = "service", value_parser = clap::builder::PossibleValuesParser::new(crate::pki::LEAF_NAMES.into_iter().chain(crate::pki::KUBELET_LEAF_NAMES)))]
         services: Vec<String>,
     },
 }

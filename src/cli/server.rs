@@ -105,8 +105,8 @@ pub struct ServerArgs {
     #[arg(long, env = "TUG_NODE_MONITOR_GRACE_PERIOD", default_value = "50s", value_parser = humantime::parse_duration, help_heading = "Cluster")]
     pub node_monitor_grace_period: std::time::Duration,
 
-    /// How often certificates are checked while the server runs; those within 120 days of expiry are
-    /// renewed and put in use at once
+    /// How often certificates (the server's and its node's kubelet's) are checked while the server runs;
+    /// those within 120 days of expiry are renewed and put in use at once
     #[arg(long, env = "TUG_CERTIFICATE_CHECK_INTERVAL", default_value = "12h", value_parser = humantime::parse_duration, help_heading = "Cluster")]
     pub certificate_check_interval: std::time::Duration,
 

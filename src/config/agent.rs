@@ -18,6 +18,8 @@ pub struct AgentRunConfig {
     pub with_node_id: bool,
     /// The local port of the load balancer in front of the API servers.
     pub lb_server_port: u16,
+    /// How often the kubelet's certificates are checked for renewal while running.
+    pub certificate_check_interval: std::time::Duration,
 }
 
 impl AgentRunConfig {
@@ -38,6 +40,9 @@ impl AgentRunConfig {
                 ))
             }
         };
+        if args.certificate_check_interval.is_zero() {
+            return Err(invalid("certificate-check-interval", "0s", "must be positive"));
+        }
         Ok(AgentRunConfig {
             server,
             token,
@@ -45,6 +50,7 @@ impl AgentRunConfig {
             node: NodeConfig::from_args(args.node)?,
             with_node_id: args.with_node_id,
             lb_server_port: args.lb_server_port,
+            certificate_check_interval: args.certificate_check_interval,
         })
     }
 }

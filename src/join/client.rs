@@ -9,6 +9,7 @@ use http_body_util::Full;
 
 use super::{token, Credentials, CredentialsRequest, Token, CACERTS_PATH, NODE_CREDENTIALS_PATH};
 use crate::http_client;
+use crate::pki::LiveIdentity;
 
 /// Largest answer read from the server.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -93,17 +94,26 @@ pub async fn fetch_ca(server: &ServerUrl, token: &Token) -> Result<String, JoinE
     String::from_utf8(body.to_vec()).map_err(|_| JoinError::Refused("the CA certificate is not text".into()))
 }
 
-/// Asks the server for node credentials over TLS verified by `ca_pem`.
+/// Asks the server for node credentials over TLS verified by `ca_pem`, with the token and, for a node
+/// renewing them, the kubelet's current client certificate (which the server accepts when the token
+/// no longer is).
 pub async fn request_credentials(
     server: &ServerUrl,
     token: &Token,
     ca_pem: &str,
+    kubelet_client: Option<Arc<LiveIdentity>>,
     request: &CredentialsRequest,
 ) -> Result<Credentials, JoinError> {
     let http_request =
         authorized_post(NODE_CREDENTIALS_PATH, server, token).header(http::header::CONTENT_TYPE, "application/json");
     let body = serde_json::to_vec(request).map_err(|e| JoinError::Refused(e.to_string()))?;
-    let answer = exchange(server, verifying(ca_pem)?, http_request, Full::new(Bytes::from(body))).await?;
+    let tls = match kubelet_client {
+        Some(identity) => crate::apiserver::serve::client_tls_config_with(ca_pem, identity)
+            .map(Arc::new)
+            .map_err(|e| JoinError::Refused(format!("the server's CA certificate cannot be used: {e}")))?,
+        None => verifying(ca_pem)?,
+    };
+    let answer = exchange(server, tls, http_request, Full::new(Bytes::from(body))).await?;
     serde_json::from_slice(&answer).map_err(|e| JoinError::Refused(format!("unexpected answer: {e}")))
 }
 

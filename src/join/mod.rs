@@ -1,6 +1,7 @@
 //! Joining a node to the cluster, both ends. The server publishes its CA at [`CACERTS_PATH`] (public,
 //! as k3s's `/cacerts`) and issues node credentials at [`NODE_CREDENTIALS_PATH`] to holders of the join
-//! token (HTTP basic auth, user and secret from the token). A joining agent fetches the CA without
+//! token (HTTP basic auth, user and secret from the token), and to a running node renewing its own (its
+//! kubelet client certificate). A joining agent fetches the CA without
 //! trusting it, checks its hash against the token, then asks for its certificates over TLS verified by
 //! that CA, sending certificate signing requests so that its private keys never leave the node. The
 //! node password (a random secret the agent keeps) binds a node name to one machine while that node is
@@ -18,7 +19,7 @@ pub use token::Token;
 
 /// The cluster CA, PEM, for anyone.
 pub const CACERTS_PATH: &str = "/cacerts";
-/// Node credentials for token holders.
+/// Node credentials for token holders, and renewals for the node itself.
 pub const NODE_CREDENTIALS_PATH: &str = "/v1-tug/node-credentials";
 
 /// The cluster's shared secrets (CA, service account key) for a joining server holding the token.

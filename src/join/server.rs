@@ -1,6 +1,6 @@
 //! The server's end of joining: `GET /cacerts` for anyone, `POST /v1-tug/node-credentials` for holders
-//! of the join token or of a bootstrap token (`super::bootstrap`), which signs a joining kubelet's client
-//! and serving certificates, and `POST /v1-tug/server-bootstrap`, which hands a joining server the
+//! of the join token or of a bootstrap token (`super::bootstrap`), and for a kubelet renewing its own with
+//! its current client certificate, which signs a kubelet's client and serving certificates, and `POST /v1-tug/server-bootstrap`, which hands a joining server the
 //! cluster's CA and service account key. Both answer 503 until the server has read the cluster's
 //! (possibly rotated) token (`super::rotation`).
 //!
@@ -25,6 +25,7 @@ use subtle::ConstantTimeEq;
 use super::{
     Credentials, CredentialsRequest, ServerBootstrap, Token, CACERTS_PATH, NODE_CREDENTIALS_PATH, SERVER_BOOTSTRAP_PATH,
 };
+use crate::apiserver::auth::User;
 use crate::apiserver::status::{ApiError, FieldError};
 use crate::pki::{self, Authority};
 
@@ -113,15 +114,24 @@ async fn server_bootstrap(State(service): State<Arc<JoinService>>, request: axum
 }
 
 async fn issue(service: &JoinService, request: axum::extract::Request) -> Result<Credentials, ApiError> {
-    if !authorized_node(service, request.headers()).await? {
+    let user = request.extensions().get::<User>().cloned();
+    let Some(caller) = authorized_node(service, request.headers(), user.as_ref()).await? else {
         return Err(ApiError::new(401, "Unauthorized", "the join token is not valid for this server"));
-    }
+    };
     let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES)
         .await
         .map_err(|_| ApiError::too_large(format!("the request body is larger than {MAX_REQUEST_BYTES} bytes")))?;
     let request: CredentialsRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the credentials request is not valid JSON: {e}")))?;
     validate(&request)?;
+    if let Caller::Node(node) = &caller {
+        if *node != request.node_name {
+            return Err(ApiError::forbidden(format!(
+                "node {node:?} may renew only its own credentials, not those of {:?}",
+                request.node_name
+            )));
+        }
+    }
     check_node_password(&service.client, &request.node_name, &request.node_password).await?;
     let sign = |field: &str, spec: &pki::LeafSpec, csr: &str| {
         service.authority.sign_request(spec, csr).map_err(|e| invalid(field, csr, e))
@@ -171,18 +181,41 @@ fn authorized(token: &Token, headers: &http::HeaderMap) -> bool {
     basic_secret(headers).is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(token.secret.as_bytes())))
 }
 
-/// Whether a joining node's credentials are the server token's or a valid bootstrap token's.
-async fn authorized_node(service: &JoinService, headers: &http::HeaderMap) -> Result<bool, ApiError> {
+/// Who may be issued node credentials.
+enum Caller {
+    /// A holder of the server token or of a valid bootstrap token: any node name.
+    TokenHolder,
+    /// A kubelet renewing its certificates with its current client certificate: its own name only.
+    Node(String),
+}
+
+/// Whether the request carries the server token, a node's client certificate or a valid bootstrap
+/// token (checked in that order), and whose it is.
+async fn authorized_node(
+    service: &JoinService,
+    headers: &http::HeaderMap,
+    user: Option<&User>,
+) -> Result<Option<Caller>, ApiError> {
     let token = service.token.current().ok_or_else(starting)?;
     if authorized(&token, headers) {
-        return Ok(true);
+        return Ok(Some(Caller::TokenHolder));
+    }
+    if let Some(node) = user.and_then(node_of) {
+        return Ok(Some(Caller::Node(node)));
     }
     match basic_secret(headers).as_deref().and_then(super::bootstrap::BootstrapToken::parse) {
         Some(token) => super::bootstrap::is_valid(&service.client, &token)
             .await
+            .map(|valid| valid.then_some(Caller::TokenHolder))
             .map_err(|e| ApiError::internal(format!("checking the bootstrap token: {e}"))),
-        None => Ok(false),
+        None => Ok(None),
     }
+}
+
+/// The node a kubelet client certificate's user is (`system:node:<name>` of group `system:nodes`).
+fn node_of(user: &User) -> Option<String> {
+    let name = user.name.strip_prefix("system:node:")?;
+    (user.is_in("system:nodes") && !name.is_empty()).then(|| name.to_string())
 }
 
 fn password_hash(password: &str) -> ByteString {
@@ -256,6 +289,15 @@ mod tests {
         let foreign = Token::for_ca("another ca", "mine");
         let refused = ensure_server_token(dir.path(), "ca", Some(&foreign)).unwrap_err().to_string();
         assert!(refused.contains("another CA"), "{refused}");
+    }
+
+    #[test]
+    fn a_client_certificate_names_a_node_only_as_system_node_of_group_system_nodes() {
+        let user = |name: &str, group: &str| User { name: name.into(), groups: vec![group.into()], ..User::default() };
+        assert_eq!(node_of(&user("system:node:edge-1", "system:nodes")).as_deref(), Some("edge-1"));
+        assert_eq!(node_of(&user("system:node:edge-1", "system:masters")), None);
+        assert_eq!(node_of(&user("system:node:", "system:nodes")), None);
+        assert_eq!(node_of(&user("system:admin", "system:nodes")), None);
     }
 
     #[test]

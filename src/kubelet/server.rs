@@ -28,12 +28,11 @@ use crate::apiserver::auth::User;
 /// The kubelet's port (upstream's default).
 pub const PORT: u16 = 10250;
 
-/// The certificates the kubelet serves with and trusts.
+/// The certificates the kubelet serves with and trusts; the serving one replaceable while it runs.
 #[derive(Debug, Clone)]
 pub struct KubeletTls {
     pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
+    pub serving: Arc<crate::pki::LiveIdentity>,
 }
 
 /// Serves on `address` until `stop` turns true; `client` reads pods for `--previous`, `stats` is what
@@ -46,7 +45,7 @@ pub async fn run(
     stats: Arc<stats::Latest>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let config = match crate::apiserver::serve::tls_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem) {
+    let config = match crate::apiserver::serve::tls_config_with(&tls.ca_pem, tls.serving) {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "the kubelet API cannot start");

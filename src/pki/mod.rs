@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 pub const LEAF_NAMES: [&str; 4] =
     ["serving-kube-apiserver", "client-admin", "client-kube-apiserver-kubelet", "client-tug-server-peer"];
 
+/// A kubelet's leaf certificates, by file name (without `.crt`/`.key`), under `<data-dir>/agent/tls`
+/// (a server's own node has only the serving one).
+pub const KUBELET_LEAF_NAMES: [&str; 2] = ["client-kubelet", "serving-kubelet"];
+
 /// The cluster CA's file name (`<name>.crt`, `.key`) and common name.
 pub const CA_NAME: &str = "server-ca";
 const CA_COMMON_NAME: &str = "tug-server-ca";
@@ -151,6 +155,6 @@ pub fn kubelet_serving_spec(name: &str, ips: &[IpAddr]) -> LeafSpec {
 pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAddr]) -> Result<(Leaf, String)> {
     crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
     let ca = cluster_authority(ca_dir)?;
-    let leaf = ca.ensure_leaf(dir, "serving-kubelet", &kubelet_serving_spec(name, ips))?;
+    let leaf = ca.ensure_leaf(dir, KUBELET_LEAF_NAMES[1], &kubelet_serving_spec(name, ips))?;
     Ok((leaf, ca.cert_pem().to_string()))
 }
