@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(build-essential pkg-config ca-certificates curl iproute2 iptables protobuf-compiler libprotobuf-dev
           containerd runc containernetworking-plugins busybox-static etcd-server etcd-client procps
-          docker-registry apache2-utils ipset iperf3 dnsmasq-base shellcheck openssl)
+          docker-registry apache2-utils ipset iperf3 dnsmasq-base shellcheck openssl wget)
 need=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -369,6 +369,46 @@ fn a_server_installs_with_systemd_restarts_only_on_change_and_uninstalls_without
 }
 
 #[test]
+fn a_named_service_in_another_unit_dir_installs_with_wget_and_is_left_disabled_when_asked() {
+    if !prerequisites() {
+        return;
+    }
+    let releases = Releases::serve();
+    let root = Root::new(Init::Systemd);
+    let unit_dir = "/usr/local/lib/systemd/system";
+    std::fs::create_dir_all(root.path(unit_dir)).expect("unit dir");
+    let before = root.tree();
+    let url = releases.url();
+    let env = [
+        ("INSTALL_TUG_DOWNLOAD_URL", url.as_str()),
+        ("INSTALL_TUG_NAME", "edge"),
+        ("INSTALL_TUG_SYSTEMD_DIR", unit_dir),
+        ("INSTALL_TUG_SKIP_ENABLE", "true"),
+    ];
+    // No curl on this machine: the script comes, and fetches the release, with wget.
+    let line = format!("wget -qO- {url}/install.sh | sh -s - --disable-agent");
+    succeeded(root.run_hiding(&env, &line, How::Plain, &["/usr/bin/curl"]));
+
+    assert_eq!(sha256(&root.path("/usr/local/bin/tug")), sha256(&common::server_binary()));
+    let unit = root.read(&format!("{unit_dir}/tug-edge.service"));
+    assert!(unit.contains(&format!("EnvironmentFile=-{unit_dir}/tug-edge.service.env")), "{unit}");
+    assert!(unit.contains(r#"ExecStart=/usr/local/bin/tug server "--disable-agent""#), "{unit}");
+    assert!(
+        !root.path("/etc/systemd/system/tug-edge.service").exists()
+            && !root.path("/etc/systemd/system/tug.service").exists()
+    );
+    assert_eq!(
+        root.take_calls(),
+        "systemctl daemon-reload\n",
+        "a service left disabled is neither enabled nor started"
+    );
+
+    succeeded(root.run(&[], "/usr/local/bin/tug-edge-uninstall.sh", How::Isolated));
+    assert!(root.take_calls().contains("systemctl disable tug-edge\n"));
+    assert_eq!(root.tree(), before, "the uninstall left files behind");
+}
+
+#[test]
 fn a_checksum_mismatch_is_refused_and_installs_nothing() {
     if !prerequisites() {
         return;
