@@ -171,8 +171,8 @@ enum How {
     Isolated,
 }
 
-/// A release directory served over HTTP on 127.0.0.1: `latest/tug-amd64` (the built binary until another
-/// is published), its checksum file, install.sh.
+/// A release tree served over HTTP on 127.0.0.1, as scripts/release.sh lays it out: `latest/tug-amd64`
+/// (the built binary until another is published), its checksum file, install.sh.
 struct Releases {
     dir: tempfile::TempDir,
     port: u16,
@@ -181,7 +181,6 @@ struct Releases {
 impl Releases {
     fn serve() -> Releases {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("latest")).expect("latest");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh");
         std::fs::copy(script, dir.path().join("install.sh")).expect("install.sh");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -198,17 +197,23 @@ impl Releases {
         releases
     }
 
-    /// Publishes `binary` as the latest release, with `checksum` (its own when None).
+    /// Publishes `binary` as the latest release with scripts/release.sh, its checksum file then replaced
+    /// by one naming `checksum` when given.
     fn publish(&self, binary: &Path, checksum: Option<&str>) {
-        let target = self.dir.path().join("latest").join(format!("tug-{}", arch()));
-        let _ = std::fs::remove_file(&target);
-        link_or_copy(binary, &target);
-        let sum = checksum.map_or_else(|| sha256(binary), str::to_string);
-        std::fs::write(
-            self.dir.path().join(format!("latest/sha256sum-{}.txt", arch())),
-            format!("{sum}  tug-{}\n", arch()),
-        )
-        .expect("checksum file");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/release.sh");
+        let output = Command::new(script)
+            .arg("--out")
+            .arg(self.dir.path())
+            .arg("--binary")
+            .arg(binary)
+            .arg(arch())
+            .output()
+            .expect("run scripts/release.sh");
+        succeeded(output);
+        if let Some(sum) = checksum {
+            let file = self.dir.path().join(format!("latest/sha256sum-{}.txt", arch()));
+            std::fs::write(file, format!("{sum}  tug-{}\n", arch())).expect("checksum file");
+        }
     }
 
     fn url(&self) -> String {

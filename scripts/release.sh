@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds a release of tug and lays it out as install.sh downloads it: <out>/<version>/tug-<arch>,
+# sha256sum-<arch>.txt and install.sh, with <out>/latest a link to <version>. That tree is a mirror for
+# INSTALL_TUG_DOWNLOAD_URL; the same files are the assets of a GitHub release.
+#
+# Usage: scripts/release.sh [--out DIR] [--version VERSION] [--binary PATH] [ARCH...]
+#   ARCH       amd64, arm64 or armv7 (default: this machine's). A cross build installs the Debian cross
+#              compiler (gcc-<triple>) and the rustup target it needs first.
+#   --out      where the release tree goes (default: dist)
+#   --version  the release's name (default: v<the version in Cargo.toml>)
+#   --binary   package this already built binary as the one ARCH instead of building
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage_error() {
+  echo "release.sh: $1 (usage at the top of scripts/release.sh)" >&2
+  exit 2
+}
+
+out=dist
+version="v$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+binary=
+arches=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out | --version | --binary)
+      [ $# -ge 2 ] || usage_error "$1 needs a value"
+      case "$1" in --out) out=$2 ;; --version) version=$2 ;; --binary) binary=$2 ;; esac
+      shift 2
+      ;;
+    amd64 | arm64 | armv7) arches+=("$1"); shift ;;
+    *) usage_error "unknown argument $1" ;;
+  esac
+done
+
+host_arch() {
+  case "$(uname -m)" in
+    x86_64) echo amd64 ;;
+    aarch64) echo arm64 ;;
+    armv7*) echo armv7 ;;
+    *) usage_error "no release for this machine ($(uname -m)); name an ARCH" ;;
+  esac
+}
+
+[ ${#arches[@]} -gt 0 ] || arches=("$(host_arch)")
+[ -z "$binary" ] || [ ${#arches[@]} -eq 1 ] || usage_error "--binary packages exactly one ARCH"
+case "$version" in "" | latest | */* | .*) usage_error "--version must be a plain name, not \"$version\"" ;; esac
+
+rust_target() {
+  case "$1" in
+    amd64) echo x86_64-unknown-linux-gnu ;;
+    arm64) echo aarch64-unknown-linux-gnu ;;
+    armv7) echo armv7-unknown-linux-gnueabihf ;;
+  esac
+}
+
+# The cross compiler and standard library for ARCH, and cargo told to use them.
+prepare_cross() {
+  local target=$1 gcc
+  case "$target" in
+    x86_64-*) gcc=x86_64-linux-gnu-gcc ;;
+    aarch64-*) gcc=aarch64-linux-gnu-gcc ;;
+    armv7-*) gcc=arm-linux-gnueabihf-gcc ;;
+  esac
+  if ! command -v "$gcc" >/dev/null; then
+    apt-get install -y -qq --no-install-recommends "gcc-$(echo "${gcc%-gcc}" | tr _ -)" >&2
+  fi
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
+  local upper
+  upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
+  export "CARGO_TARGET_${upper}_LINKER=$gcc" "CC_${target//-/_}=$gcc"
+}
+
+# Builds for ARCH; prints the binary's path.
+build() {
+  local target
+  target=$(rust_target "$1")
+  [ "$1" = "$(host_arch)" ] || prepare_cross "$target"
+  cargo build --release --locked --target "$target" >&2
+  echo "${CARGO_TARGET_DIR:-target}/$target/release/tug"
+}
+
+dir="$out/$version"
+mkdir -p "$dir"
+for arch in "${arches[@]}"; do
+  built=${binary:-$(build "$arch")}
+  cp "$built" "$dir/.tug-$arch.partial"
+  mv "$dir/.tug-$arch.partial" "$dir/tug-$arch"
+  (cd "$dir" && sha256sum "tug-$arch" >"sha256sum-$arch.txt")
+  echo "$dir/tug-$arch"
+done
+cp install.sh "$dir/install.sh"
+ln -sfn "$version" "$out/latest"
