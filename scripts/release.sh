@@ -5,7 +5,7 @@
 #
 # Usage: scripts/release.sh [--out DIR] [--version VERSION] [--binary PATH] [ARCH...]
 #   ARCH       amd64, arm64 or armv7 (default: this machine's). A cross build installs the Debian cross
-#              compiler (gcc-<triple>) and the rustup target it needs first.
+#              compiler and C library (gcc-<triple>, libc6-dev-<arch>-cross) and the rustup target first.
 #   --out      where the release tree goes (default: dist)
 #   --version  the release's name (default: v<the version in Cargo.toml>)
 #   --binary   package this already built binary as the one ARCH instead of building
@@ -46,24 +46,21 @@ host_arch() {
 [ -z "$binary" ] || [ ${#arches[@]} -eq 1 ] || usage_error "--binary packages exactly one ARCH"
 case "$version" in "" | latest | */* | .*) usage_error "--version must be a plain name, not \"$version\"" ;; esac
 
-rust_target() {
+# ARCH's Rust target, C cross compiler and Debian architecture.
+toolchain() {
   case "$1" in
-    amd64) echo x86_64-unknown-linux-gnu ;;
-    arm64) echo aarch64-unknown-linux-gnu ;;
-    armv7) echo armv7-unknown-linux-gnueabihf ;;
+    amd64) echo x86_64-unknown-linux-gnu x86_64-linux-gnu-gcc amd64 ;;
+    arm64) echo aarch64-unknown-linux-gnu aarch64-linux-gnu-gcc arm64 ;;
+    armv7) echo armv7-unknown-linux-gnueabihf arm-linux-gnueabihf-gcc armhf ;;
   esac
 }
 
-# The cross compiler and standard library for ARCH, and cargo told to use them.
+# The cross compiler, C library and Rust standard library for a target, and cargo told to use them.
 prepare_cross() {
-  local target=$1 gcc
-  case "$target" in
-    x86_64-*) gcc=x86_64-linux-gnu-gcc ;;
-    aarch64-*) gcc=aarch64-linux-gnu-gcc ;;
-    armv7-*) gcc=arm-linux-gnueabihf-gcc ;;
-  esac
-  if ! command -v "$gcc" >/dev/null; then
-    apt-get install -y -qq --no-install-recommends "gcc-$(echo "${gcc%-gcc}" | tr _ -)" >&2
+  local target=$1 gcc=$2 debian_arch=$3
+  if ! command -v "$gcc" >/dev/null || [ ! -d "/usr/${gcc%-gcc}/include" ]; then
+    apt-get install -y -qq --no-install-recommends "gcc-$(echo "${gcc%-gcc}" | tr _ -)" \
+      "libc6-dev-${debian_arch}-cross" >&2
   fi
   rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
   local upper
@@ -73,9 +70,9 @@ prepare_cross() {
 
 # Builds for ARCH; prints the binary's path.
 build() {
-  local target
-  target=$(rust_target "$1")
-  [ "$1" = "$(host_arch)" ] || prepare_cross "$target"
+  local target gcc debian_arch
+  read -r target gcc debian_arch <<<"$(toolchain "$1")"
+  [ "$1" = "$(host_arch)" ] || prepare_cross "$target" "$gcc" "$debian_arch"
   cargo build --release --locked --target "$target" >&2
   echo "${CARGO_TARGET_DIR:-target}/$target/release/tug"
 }
@@ -83,7 +80,7 @@ build() {
 dir="$out/$version"
 mkdir -p "$dir"
 for arch in "${arches[@]}"; do
-  built=${binary:-$(build "$arch")}
+  if [ -n "$binary" ]; then built=$binary; else built=$(build "$arch"); fi
   cp "$built" "$dir/.tug-$arch.partial"
   mv "$dir/.tug-$arch.partial" "$dir/tug-$arch"
   (cd "$dir" && sha256sum "tug-$arch" >"sha256sum-$arch.txt")
