@@ -10,7 +10,7 @@
 #   --version  the release's name (default: v<the version in Cargo.toml>)
 #   --binary   package this already built binary as the one ARCH instead of building
 set -euo pipefail
-cd "$(dirname "$0")/.."
+shopt -s inherit_errexit
 
 usage_error() {
   echo "release.sh: $1 (usage at the top of scripts/release.sh)" >&2
@@ -42,9 +42,15 @@ host_arch() {
   esac
 }
 
-[ ${#arches[@]} -gt 0 ] || arches=("$(host_arch)")
+host=$(host_arch)
+[ ${#arches[@]} -gt 0 ] || arches=("$host")
 [ -z "$binary" ] || [ ${#arches[@]} -eq 1 ] || usage_error "--binary packages exactly one ARCH"
 case "$version" in "" | latest | */* | .*) usage_error "--version must be a plain name, not \"$version\"" ;; esac
+# Paths as the caller gave them, before working from the repository's root.
+out=$(realpath -m "$out")
+[ -z "$binary" ] || binary=$(realpath -e "$binary")
+[ ! -e "$out/latest" ] || [ -L "$out/latest" ] || usage_error "$out/latest is not a link; move it away"
+cd "$(dirname "$0")/.."
 
 # ARCH's Rust target, C cross compiler and Debian architecture.
 toolchain() {
@@ -59,6 +65,7 @@ toolchain() {
 prepare_cross() {
   local target=$1 gcc=$2 debian_arch=$3
   if ! command -v "$gcc" >/dev/null || [ ! -d "/usr/${gcc%-gcc}/include" ]; then
+    apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends "gcc-$(echo "${gcc%-gcc}" | tr _ -)" \
       "libc6-dev-${debian_arch}-cross" >&2
   fi
@@ -72,7 +79,7 @@ prepare_cross() {
 build() {
   local target gcc debian_arch
   read -r target gcc debian_arch <<<"$(toolchain "$1")"
-  [ "$1" = "$(host_arch)" ] || prepare_cross "$target" "$gcc" "$debian_arch"
+  [ "$1" = "$host" ] || prepare_cross "$target" "$gcc" "$debian_arch"
   cargo build --release --locked --target "$target" >&2
   echo "${CARGO_TARGET_DIR:-target}/$target/release/tug"
 }

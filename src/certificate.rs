@@ -56,17 +56,29 @@ fn check(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The leaves `rotate` may set aside on this machine, with the dir each is in: the server's (if it is
-/// one) and the kubelet's.
-fn rotatable(data_dir: &Path) -> Vec<(&'static str, PathBuf)> {
+/// How `rotate` has a leaf renewed.
+enum Rotation {
+    /// Moved aside from this dir: issued anew from the CA on disk.
+    SetAside(PathBuf),
+    /// A joined agent's: marked in its TLS dir, renewed by the running agent (or at its next start)
+    /// with its current certificate, which stays in place until then.
+    Mark(PathBuf),
+}
+
+/// The leaves `rotate` may renew on this machine and how: the server's (if it is one) and the kubelet's.
+fn rotatable(data_dir: &Path) -> Vec<(&'static str, Rotation)> {
     let server = data_dir.join("server").join("tls");
     let kubelet = data_dir.join("agent").join("tls");
-    let server_leaves =
-        crate::pki::LEAF_NAMES.into_iter().filter(|_| server.is_dir()).map(|name| (name, server.clone()));
+    let [client, _] = crate::pki::KUBELET_LEAF_NAMES;
+    let joined = kubelet.join(format!("{client}.crt")).exists();
+    let server_leaves = crate::pki::LEAF_NAMES
+        .into_iter()
+        .filter(|_| server.is_dir())
+        .map(|name| (name, Rotation::SetAside(server.clone())));
     let kubelet_leaves = crate::pki::KUBELET_LEAF_NAMES
         .into_iter()
         .filter(|name| kubelet.join(format!("{name}.crt")).exists())
-        .map(|name| (name, kubelet.clone()));
+        .map(|name| (name, if joined { Rotation::Mark(kubelet.clone()) } else { Rotation::SetAside(kubelet.clone()) }));
     server_leaves.chain(kubelet_leaves).collect()
 }
 
@@ -84,18 +96,28 @@ fn rotate(data_dir: &Path, services: &[String]) -> anyhow::Result<()> {
         chosen.retain(|(name, _)| services.iter().any(|service| service == name));
     }
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    for (name, dir) in chosen {
-        let aside = dir.join(format!("rotated-{stamp}"));
-        crate::fsutil::create_private_dir(&aside, 0o700)
-            .with_context(|| format!("cannot create {}", aside.display()))?;
-        for file in [format!("{name}.crt"), format!("{name}.key")] {
-            match std::fs::rename(dir.join(&file), aside.join(&file)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot move {file} aside")),
+    for (name, rotation) in chosen {
+        match rotation {
+            Rotation::SetAside(dir) => {
+                let aside = dir.join(format!("rotated-{stamp}"));
+                crate::fsutil::create_private_dir(&aside, 0o700)
+                    .with_context(|| format!("cannot create {}", aside.display()))?;
+                for file in [format!("{name}.crt"), format!("{name}.key")] {
+                    match std::fs::rename(dir.join(&file), aside.join(&file)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e).with_context(|| format!("cannot move {file} aside")),
+                    }
+                }
+                println!("{name}: set aside in {}", aside.display());
+            }
+            Rotation::Mark(dir) => {
+                let mark = dir.join(crate::agent::credentials::RENEW_MARK);
+                crate::fsutil::write_atomic(&mark, b"", 0o600)
+                    .with_context(|| format!("cannot write {}", mark.display()))?;
+                println!("{name}: renewal requested ({})", mark.display());
             }
         }
-        println!("{name}: set aside in {}", aside.display());
     }
     println!(
         "new certificates are issued when tug starts, or by a running server or agent at its next certificate check"

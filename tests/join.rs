@@ -3,7 +3,8 @@
 //! `<data-dir>/server/token`, registers, runs a pod whose logs the API server fetches from it; a wrong
 //! token and another cluster's token are refused; a second machine claiming a live node's name is
 //! refused, and takes the name over once that node is gone (a reinstalled device). Kubelet certificates
-//! set aside are renewed while the nodes run, the agent's without a join token.
+//! are renewed on request while the nodes run, and an agent whose token was deleted renews and rejoins
+//! on its certificate.
 
 mod common;
 
@@ -86,8 +87,8 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     let bin = &kubectls()[0];
     // Joined with a bootstrap token deleted once the node runs: renewals need only the node's certificate.
     let token = tug(&server, &["token", "create", "--ttl", "1h"]).trim().to_string();
-    let b =
-        TugAgent::start(&server, &netns, "node-b", &[&["--token", &token][..], &every_second].concat(), node::images());
+    let b_flags = [&["--token", &token][..], &every_second].concat();
+    let mut b = TugAgent::start(&server, &netns, "node-b", &b_flags, node::images());
     eventually_within(Duration::from_secs(90), "node-b is Ready", || ready(bin, &server, "node-b"));
     tug(&server, &["token", "delete", &token]);
 
@@ -98,7 +99,7 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     assert!(before.iter().chain([&a_before]).all(|s| s.starts_with("serial=")), "{before:?} {a_before}");
     let rotated = tug(&server, &["certificate", "rotate", "--data-dir", b.dir.path().to_str().unwrap()]);
     for name in ["client-kubelet", "serving-kubelet"] {
-        assert!(rotated.contains(&format!("{name}: set aside in")), "{rotated}");
+        assert!(rotated.contains(&format!("{name}: renewal requested")), "{rotated}");
     }
     let server_dir = server.data_dir().to_str().unwrap();
     let rotated = tug(&server, &["certificate", "rotate", "--service", "serving-kubelet", "--data-dir", server_dir]);
@@ -111,6 +112,7 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     let client = serial(Serial::File(&tls.join("client-kubelet.crt")));
     assert!(client.starts_with("serial=") && client != before[1], "{client} after {}", before[1]);
     assert!(b.log().contains("renewed the kubelet's certificates"), "{}", b.log());
+    eventually_within(Duration::from_secs(10), "the renewal mark is removed", || !tls.join("renew-requested").exists());
     eventually_within(Duration::from_secs(30), "node-a serves its renewed certificate", || {
         let served = serial(Serial::Served(a_served));
         served.starts_with("serial=") && served != a_before
@@ -119,20 +121,37 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     runs_a_pod_whose_logs_are_served(&server, &b, "after-renewal");
     assert!(ready(bin, &server, "node-b"));
 
-    // A node's certificate renews its own credentials only.
-    let curl = std::process::Command::new("curl")
-        .args(["-s", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg("--cacert")
-        .arg(tls.join("server-ca.crt"))
-        .arg("--cert")
-        .arg(tls.join("client-kubelet.crt"))
-        .arg("--key")
-        .arg(tls.join("client-kubelet.key"))
-        .args(["-d", r#"{"nodeName":"node-a","nodePassword":"x","addresses":[],"clientCsr":"","servingCsr":""}"#])
-        .arg(format!("https://10.251.4.1:{}/v1-tug/node-credentials", server.port))
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&curl.stdout), "403", "node-b was issued node-a's credentials");
+    // A node's certificate renews its own credentials only, with the password it joined with.
+    let refusal = |body: &str| {
+        let curl = std::process::Command::new("curl")
+            .args(["-s", "--http1.1", "-w", " %{http_code}"])
+            .arg("--cacert")
+            .arg(tls.join("server-ca.crt"))
+            .arg("--cert")
+            .arg(tls.join("client-kubelet.crt"))
+            .arg("--key")
+            .arg(tls.join("client-kubelet.key"))
+            .args(["-d", body])
+            .arg(format!("https://10.251.4.1:{}/v1-tug/node-credentials", server.port))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&curl.stdout).into_owned()
+    };
+    let request = |node: &str| {
+        format!(r#"{{"nodeName":"{node}","nodePassword":"x","addresses":[],"clientCsr":"","servingCsr":""}}"#)
+    };
+    let other = refusal(&request("node-a"));
+    assert!(other.contains("may renew only its own credentials") && other.ends_with(" 403"), "{other}");
+    let wrong_password = refusal(&request("node-b"));
+    assert!(wrong_password.contains("only with the password it joined with") && wrong_password.ends_with(" 403"));
+
+    // Restarted with its deleted token, node-b joins again on its certificate.
+    b.restart(&server, &netns, &b_flags);
+    eventually_within(Duration::from_secs(60), "node-b joined again", || {
+        b.log().matches("joined the cluster").count() == 2
+    });
+    assert!(!b.log().contains("starting with the credentials of an earlier start"), "{}", b.log());
+    eventually_within(Duration::from_secs(60), "node-b is Ready again", || ready(bin, &server, "node-b"));
 }
 
 #[test]

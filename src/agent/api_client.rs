@@ -20,7 +20,12 @@ pub fn client(server: &ServerUrl, ca_pem: &str, identity: Arc<LiveIdentity>) -> 
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-    let service = tower::ServiceBuilder::new().layer(config.base_uri_layer()).service(http);
+    // As kube's own client: 429, 503 (no leader yet) and 504 retried with backoff, Retry-After honoured.
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .layer(tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()))
+        .map_err(tower::BoxError::from)
+        .service(http);
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
 }
 

@@ -21,9 +21,9 @@ pub struct CertificateArgs {
 pub enum CertificateAction {
     /// List the certificates of this server or agent: file, subject, expiry and status
     Check,
-    /// Set the leaf certificates of this server and its kubelet, or of this agent's kubelet, aside (under
-    /// rotated-<time>/ beside them) so that new ones are issued: at the next start, or by the running
-    /// server or agent at its next certificate check
+    /// Renew the leaf certificates of this machine: a server's (and its node's kubelet serving one) are
+    /// set aside under rotated-<time>/ beside them and issued anew at the next start or check; an agent's
+    /// kubelet certificates are marked, and renewed by the running agent at its next check
     Rotate {
         /// Only these certificates (by file name without .crt, as `check` lists them)
         #[arg(long = "service", value_parser = clap::builder::PossibleValuesParser::new(crate::pki::LEAF_NAMES.into_iter().chain(crate::pki::KUBELET_LEAF_NAMES)))]

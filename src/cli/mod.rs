@@ -56,7 +56,7 @@ pub enum Command {
     /// Create, list and delete bootstrap tokens, with which agents join until they expire (as k3s's
     /// `token`), through the API with the admin kubeconfig.
     Token(TokenArgs),
-    /// Check the expiry of tug's certificates on this machine, and rotate the server's (as k3s's
+    /// Check the expiry of tug's certificates on this machine, and rotate them (as k3s's
     /// `certificate`).
     Certificate(CertificateArgs),
     /// Check that this host can run tug: kernel features, the container runtime, free ports and the

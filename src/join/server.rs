@@ -1,14 +1,16 @@
-//! The server's end of joining: `GET /cacerts` for anyone, `POST /v1-tug/node-credentials` for holders
-//! of the join token or of a bootstrap token (`super::bootstrap`), and for a kubelet renewing its own with
-//! its current client certificate, which signs a kubelet's client and serving certificates, and `POST /v1-tug/server-bootstrap`, which hands a joining server the
-//! cluster's CA and service account key. Both answer 503 until the server has read the cluster's
-//! (possibly rotated) token (`super::rotation`).
+//! The server's end of joining: `GET /cacerts` for anyone; `POST /v1-tug/node-credentials`, which signs a
+//! kubelet's client and serving certificates for holders of the join token or of a bootstrap token
+//! (`super::bootstrap`), and for a kubelet renewing its own with its current client certificate; and
+//! `POST /v1-tug/server-bootstrap`, which hands a joining server the cluster's CA and service account
+//! key. Both answer 503 until the server has read the cluster's (possibly rotated) token
+//! (`super::rotation`).
 //!
 //! The node password rule: the first join of a node name stores a hash of its node password in the
 //! Secret `<name>.node-password.tug` in kube-system. A later join of that name with another password is
 //! refused while the Node is alive (Ready), so a second machine with the same host name cannot take over
 //! a running node; once the Node is not Ready (its previous incarnation is gone, e.g. the device was
-//! reinstalled) or deleted, the new password replaces the old one and the join goes through.
+//! reinstalled) or deleted, the new password replaces the old one and the join goes through (with a
+//! token only: a node renewing with its certificate must bring the password it joined with).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -132,7 +134,8 @@ async fn issue(service: &JoinService, request: axum::extract::Request) -> Result
             )));
         }
     }
-    check_node_password(&service.client, &request.node_name, &request.node_password).await?;
+    let may_claim = matches!(caller, Caller::TokenHolder);
+    check_node_password(&service.client, &request.node_name, &request.node_password, may_claim).await?;
     let sign = |field: &str, spec: &pki::LeafSpec, csr: &str| {
         service.authority.sign_request(spec, csr).map_err(|e| invalid(field, csr, e))
     };
@@ -222,8 +225,14 @@ fn password_hash(password: &str) -> ByteString {
     ByteString(format!("{:x}", Sha256::digest(password.as_bytes())).into_bytes())
 }
 
-/// Applies the node password rule of the module doc.
-async fn check_node_password(client: &kube::Client, node: &str, password: &str) -> Result<(), ApiError> {
+/// Applies the node password rule of the module doc; without `may_claim` (a node renewing with its
+/// certificate alone) the stored password must match, never be created or replaced.
+async fn check_node_password(
+    client: &kube::Client,
+    node: &str,
+    password: &str,
+    may_claim: bool,
+) -> Result<(), ApiError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), PASSWORD_NAMESPACE);
     let name = format!("{node}.node-password.tug");
     let internal = |e: kube::Error| ApiError::internal(format!("checking the node password: {e}"));
@@ -232,6 +241,11 @@ async fn check_node_password(client: &kube::Client, node: &str, password: &str) 
     let stored_hash = stored.as_ref().and_then(|s| s.data.as_ref()?.get("hash").cloned());
     if stored_hash.as_ref() == Some(&hash) {
         return Ok(());
+    }
+    if !may_claim {
+        return Err(ApiError::forbidden(format!(
+            "node password rejected: a certificate renews {node:?}'s credentials only with the password it joined with"
+        )));
     }
     if node_is_alive(client, node).await.map_err(internal)? {
         return Err(ApiError::forbidden(format!(

@@ -181,6 +181,11 @@ pub fn still_good(cert_pem: &str, spec: &LeafSpec) -> std::result::Result<bool, 
     Ok(spec.dns_sans.iter().all(|d| have_dns.contains(d)) && spec.ip_sans.iter().all(|ip| have_ips.contains(ip)))
 }
 
+/// Whether a PEM certificate has not expired yet.
+pub fn unexpired(cert_pem: &str) -> bool {
+    describe(cert_pem).is_ok_and(|(_, not_after)| not_after > OffsetDateTime::now_utc())
+}
+
 /// The moment from which a leaf expiring before it is renewed: now plus [`RENEW_BEFORE`].
 pub fn renew_at() -> OffsetDateTime {
     OffsetDateTime::now_utc() + RENEW_BEFORE

@@ -30,7 +30,14 @@ fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, Ide
         .map_err(|e| IdentityError::Pem(e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| IdentityError::Pem(e.to_string()))?;
     let signing_key = rustls::crypto::ring::default_provider().key_provider.load_private_key(key)?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
+    let certified = CertifiedKey::new(chain, signing_key);
+    // A certificate with another key than its own (a pair half replaced) would fail every handshake.
+    match certified.keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(IdentityError::Pem("the certificate is not of this private key".into()))
+        }
+        _ => Ok(Arc::new(certified)),
+    }
 }
 
 impl LiveIdentity {

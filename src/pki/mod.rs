@@ -9,7 +9,7 @@ mod kubeconfig;
 mod live;
 mod service_key;
 
-pub use authority::{describe, renew_at, still_good, Authority, Leaf, LeafSpec, RENEW_BEFORE};
+pub use authority::{describe, renew_at, still_good, unexpired, Authority, Leaf, LeafSpec, RENEW_BEFORE};
 pub use kubeconfig::write_kubeconfig;
 pub use live::{IdentityError, LiveIdentity};
 pub use service_key::{service_account_key, SERVICE_KEY_FILE};
@@ -155,6 +155,7 @@ pub fn kubelet_serving_spec(name: &str, ips: &[IpAddr]) -> LeafSpec {
 pub fn ensure_kubelet_serving(ca_dir: &Path, dir: &Path, name: &str, ips: &[IpAddr]) -> Result<(Leaf, String)> {
     crate::fsutil::create_private_dir(dir, 0o700).map_err(|source| PkiError::Write { path: dir.into(), source })?;
     let ca = cluster_authority(ca_dir)?;
-    let leaf = ca.ensure_leaf(dir, KUBELET_LEAF_NAMES[1], &kubelet_serving_spec(name, ips))?;
+    let [_, serving] = KUBELET_LEAF_NAMES;
+    let leaf = ca.ensure_leaf(dir, serving, &kubelet_serving_spec(name, ips))?;
     Ok((leaf, ca.cert_pem().to_string()))
 }
