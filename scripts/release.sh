@@ -6,7 +6,7 @@
 # Usage: scripts/release.sh [--out DIR] [--version VERSION] [--binary PATH] [ARCH...]
 #   ARCH       amd64, arm64 or armv7 (default: this machine's). A cross build installs the Debian cross
 #              compiler and C library (gcc-<triple>, libc6-dev-<arch>-cross) and the rustup target first.
-#   --out      where the release tree goes (default: dist)
+#   --out      where the release tree goes (default: dist in the repository)
 #   --version  the release's name (default: v<the version in Cargo.toml>)
 #   --binary   package this already built binary as the one ARCH instead of building
 set -euo pipefail
@@ -17,8 +17,9 @@ usage_error() {
   exit 2
 }
 
-out=dist
-version="v$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=$repo/dist
+version="v$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/Cargo.toml" | head -n 1)"
 binary=
 arches=()
 while [ $# -gt 0 ]; do
@@ -33,24 +34,23 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-host_arch() {
-  case "$(uname -m)" in
-    x86_64) echo amd64 ;;
-    aarch64) echo arm64 ;;
-    armv7*) echo armv7 ;;
-    *) usage_error "no release for this machine ($(uname -m)); name an ARCH" ;;
-  esac
-}
-
-host=$(host_arch)
-[ ${#arches[@]} -gt 0 ] || arches=("$host")
+case "$(uname -m)" in
+  x86_64) host=amd64 ;;
+  aarch64) host=arm64 ;;
+  armv7*) host=armv7 ;;
+  *) host=unknown ;;
+esac
+if [ ${#arches[@]} -eq 0 ]; then
+  [ "$host" != unknown ] || usage_error "no release for this machine ($(uname -m)); name an ARCH"
+  arches=("$host")
+fi
 [ -z "$binary" ] || [ ${#arches[@]} -eq 1 ] || usage_error "--binary packages exactly one ARCH"
 case "$version" in "" | latest | */* | .*) usage_error "--version must be a plain name, not \"$version\"" ;; esac
 # Paths as the caller gave them, before working from the repository's root.
 out=$(realpath -m "$out")
 [ -z "$binary" ] || binary=$(realpath -e "$binary")
 [ ! -e "$out/latest" ] || [ -L "$out/latest" ] || usage_error "$out/latest is not a link; move it away"
-cd "$(dirname "$0")/.."
+cd "$repo"
 
 # ARCH's Rust target, C cross compiler and Debian architecture.
 toolchain() {

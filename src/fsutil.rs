@@ -19,6 +19,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
         file.sync_all()?;
     }
     fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Makes the renames and removals in `dir` durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 

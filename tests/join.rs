@@ -96,6 +96,7 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     let (b_served, a_served) = ("10.251.4.2:10250", "127.0.0.1:10250");
     let before = [serial(Serial::Served(b_served)), serial(Serial::File(&tls.join("client-kubelet.crt")))];
     let a_before = serial(Serial::Served(a_served));
+    let key_before = std::fs::read_to_string(tls.join("client-kubelet.key")).expect("the client key");
     assert!(before.iter().chain([&a_before]).all(|s| s.starts_with("serial=")), "{before:?} {a_before}");
     let rotated = tug(&server, &["certificate", "rotate", "--data-dir", b.dir.path().to_str().unwrap()]);
     for name in ["client-kubelet", "serving-kubelet"] {
@@ -111,6 +112,8 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     });
     let client = serial(Serial::File(&tls.join("client-kubelet.crt")));
     assert!(client.starts_with("serial=") && client != before[1], "{client} after {}", before[1]);
+    let key_after = std::fs::read_to_string(tls.join("client-kubelet.key")).expect("the client key");
+    assert_ne!(key_after, key_before, "a renewal makes new keys");
     assert!(b.log().contains("renewed the kubelet's certificates"), "{}", b.log());
     eventually_within(Duration::from_secs(10), "the renewal mark is removed", || !tls.join("renew-requested").exists());
     eventually_within(Duration::from_secs(30), "node-a serves its renewed certificate", || {
@@ -143,7 +146,8 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     let other = refusal(&request("node-a"));
     assert!(other.contains("may renew only its own credentials") && other.ends_with(" 403"), "{other}");
     let wrong_password = refusal(&request("node-b"));
-    assert!(wrong_password.contains("only with the password it joined with") && wrong_password.ends_with(" 403"));
+    let refused = wrong_password.contains("only with the password it joined with") && wrong_password.ends_with(" 403");
+    assert!(refused, "{wrong_password}");
 
     // Restarted with its deleted token, node-b joins again on its certificate.
     b.restart(&server, &netns, &b_flags);

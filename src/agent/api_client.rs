@@ -10,6 +10,11 @@ use kube::client::ConfigExt;
 use crate::join::client::ServerUrl;
 use crate::pki::LiveIdentity;
 
+/// Retries of a call answered 429, 503 or 504: waits from the first to the longest, doubling.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+const RETRIES: u32 = 8;
+
 /// A client of the API at `server`, trusting the CA of `ca_pem`, authenticated as `identity` holds.
 pub fn client(server: &ServerUrl, ca_pem: &str, identity: Arc<LiveIdentity>) -> anyhow::Result<kube::Client> {
     let config = kube::Config::new(server.to_string().parse()?);
@@ -20,10 +25,12 @@ pub fn client(server: &ServerUrl, ca_pem: &str, identity: Arc<LiveIdentity>) -> 
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-    // As kube's own client: 429, 503 (no leader yet) and 504 retried with backoff, Retry-After honoured.
+    // 429, 503 (no leader yet) and 504 retried with backoff, Retry-After honoured, as kube's own client
+    // does, but for seconds rather than minutes: the kubelet's heartbeats must not stall behind one call.
+    let retry = kube::client::retry::RetryPolicy::new(RETRY_FIRST, RETRY_MAX, RETRIES, true)?;
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
-        .layer(tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()))
+        .layer(tower::retry::RetryLayer::new(retry))
         .map_err(tower::BoxError::from)
         .service(http);
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())

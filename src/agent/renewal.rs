@@ -63,16 +63,26 @@ impl Renewer {
     }
 }
 
-/// Checks every `every`, until the task is dropped.
+/// After a failed renewal, the next try comes this soon (or at the next check, if sooner).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
+
+/// Checks now (a node may have started on certificates due for renewal), then every `every` (a minute
+/// after a failure), until the task is dropped.
 pub async fn run(mut renewer: Renewer, every: Duration) {
     loop {
-        tokio::time::sleep(every).await;
-        match renewer.renew_if_due().await {
-            Ok(true) => tracing::info!("renewed the kubelet's certificates and put them in use"),
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), retry_in = ?every, "cannot renew the kubelet's certificates")
+        let next = match renewer.renew_if_due().await {
+            Ok(renewed) => {
+                if renewed {
+                    tracing::info!("renewed the kubelet's certificates and put them in use");
+                }
+                every
             }
-        }
+            Err(error) => {
+                let retry_in = every.min(RETRY_AFTER_FAILURE);
+                tracing::warn!(error = format!("{error:#}"), ?retry_in, "cannot renew the kubelet's certificates");
+                retry_in
+            }
+        };
+        tokio::time::sleep(next).await;
     }
 }

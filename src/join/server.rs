@@ -192,8 +192,8 @@ enum Caller {
     Node(String),
 }
 
-/// Whether the request carries the server token, a node's client certificate or a valid bootstrap
-/// token (checked in that order), and whose it is.
+/// Whether the request carries the server token, a valid bootstrap token or a node's client
+/// certificate (checked in that order), and whose it is.
 async fn authorized_node(
     service: &JoinService,
     headers: &http::HeaderMap,
@@ -203,16 +203,15 @@ async fn authorized_node(
     if authorized(&token, headers) {
         return Ok(Some(Caller::TokenHolder));
     }
-    if let Some(node) = user.and_then(node_of) {
-        return Ok(Some(Caller::Node(node)));
-    }
-    match basic_secret(headers).as_deref().and_then(super::bootstrap::BootstrapToken::parse) {
-        Some(token) => super::bootstrap::is_valid(&service.client, &token)
+    if let Some(token) = basic_secret(headers).as_deref().and_then(super::bootstrap::BootstrapToken::parse) {
+        let valid = super::bootstrap::is_valid(&service.client, &token)
             .await
-            .map(|valid| valid.then_some(Caller::TokenHolder))
-            .map_err(|e| ApiError::internal(format!("checking the bootstrap token: {e}"))),
-        None => Ok(None),
+            .map_err(|e| ApiError::internal(format!("checking the bootstrap token: {e}")))?;
+        if valid {
+            return Ok(Some(Caller::TokenHolder));
+        }
     }
+    Ok(user.and_then(node_of).map(Caller::Node))
 }
 
 /// The node a kubelet client certificate's user is (`system:node:<name>` of group `system:nodes`).

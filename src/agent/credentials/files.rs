@@ -18,8 +18,10 @@ use crate::pki::{self, Leaf, LiveIdentity, KUBELET_LEAF_NAMES};
 /// The cluster's network settings from the last join, under the agent dir.
 const NETWORK_FILE: &str = "cluster-network.json";
 const CA_FILE: &str = "server-ca.crt";
-/// Left in the TLS dir by `tug certificate rotate`: the running agent renews at its next check.
+/// Left in the TLS dir by `tug certificate rotate`: the agent renews at its next check or start.
 pub const RENEW_MARK: &str = "renew-requested";
+/// The suffix of a key or certificate written but not yet put in place.
+const STAGED: &str = ".next";
 
 /// How far from expiry certificates on disk must be to be used.
 #[derive(Clone, Copy, PartialEq)]
@@ -52,6 +54,7 @@ impl Files {
     pub fn of(agent_dir: &Path) -> anyhow::Result<Files> {
         let files = Files { agent_dir: agent_dir.to_path_buf(), tls_dir: agent_dir.join("tls") };
         crate::fsutil::create_private_dir(&files.tls_dir, 0o700)?;
+        files.finish_staged()?;
         Ok(files)
     }
 
@@ -98,15 +101,29 @@ impl Files {
         })
     }
 
-    /// The kubelet's client certificate on disk, if it is of the cluster CA `ca_pem`, unexpired and of
-    /// its key: what proves the node's name to a server when the token no longer does.
-    pub fn client_identity(&self, ca_pem: &str) -> Option<Arc<LiveIdentity>> {
-        let [client, _] = KUBELET_LEAF_NAMES;
-        let cert_pem = self.read(&format!("{client}.crt"))?;
-        if self.ca().as_deref() != Some(ca_pem) || !pki::unexpired(&cert_pem) {
+    /// The kubelet's client certificate on disk, if it is node `name`'s, of the cluster CA `ca_pem`,
+    /// unexpired and of its key: what proves the node's name to a server when the token no longer does.
+    pub fn client_identity(&self, ca_pem: &str, name: &str) -> Option<Arc<LiveIdentity>> {
+        if self.ca().as_deref() != Some(ca_pem) {
             return None;
         }
-        LiveIdentity::from_pem(&cert_pem, &self.read(&format!("{client}.key"))?).ok()
+        let [client, _] = KUBELET_LEAF_NAMES;
+        let leaf = self.leaf(client, &pki::kubelet_client_spec(name), Freshness::Unexpired)?;
+        LiveIdentity::from_pem(&leaf.cert_pem, &leaf.key_pem).ok()
+    }
+
+    /// Leaf `leaf`'s certificate and key, if the certificate is for `spec`'s subject, of that key and as
+    /// fresh as asked.
+    fn leaf(&self, leaf: &str, spec: &pki::LeafSpec, freshness: Freshness) -> Option<Leaf> {
+        let cert_pem = self.read(&format!("{leaf}.crt"))?;
+        let key_pem = self.read(&format!("{leaf}.key"))?;
+        let fresh = match freshness {
+            Freshness::NotDue => pki::still_good(&cert_pem, spec).ok()?,
+            Freshness::Unexpired => pki::unexpired(&cert_pem),
+        };
+        let (subject, _) = pki::describe(&cert_pem).ok()?;
+        let paired = LiveIdentity::from_pem(&cert_pem, &key_pem).is_ok();
+        (fresh && paired && subject == spec.common_name).then_some(Leaf { cert_pem, key_pem })
     }
 
     /// Keeps what the server issued, with `keys` when they are new, once the certificates are checked
@@ -133,16 +150,42 @@ impl Files {
             LiveIdentity::from_pem(cert, key)
                 .context("the server issued a certificate that is not of the node's key")?;
         }
-        self.write(CA_FILE, &issued.ca_cert, 0o644)?;
+        // Each pair staged whole, then put in place (finished by `Files::of` after a crash): a key never
+        // sits beside another key's certificate.
         for ((leaf, cert), key) in KUBELET_LEAF_NAMES.iter().zip(certs).zip(&keys) {
             if new_keys.is_some() {
-                self.write(&format!("{leaf}.key"), key, 0o600)?;
+                self.write(&format!("{leaf}.key{STAGED}"), key, 0o600)?;
             }
-            self.write(&format!("{leaf}.crt"), cert, 0o644)?;
+            self.write(&format!("{leaf}.crt{STAGED}"), cert, 0o644)?;
         }
+        self.finish_staged()?;
         let network = serde_json::to_vec_pretty(&issued.network)?;
         crate::fsutil::write_atomic(&self.agent_dir.join(NETWORK_FILE), &network, 0o644)
-            .with_context(|| format!("cannot write {NETWORK_FILE}"))
+            .with_context(|| format!("cannot write {NETWORK_FILE}"))?;
+        // Last: until it is written, a new cluster's certificates are not taken for this CA's.
+        self.write(CA_FILE, &issued.ca_cert, 0o644)
+    }
+
+    /// Puts staged pairs in place: a staged certificate's key first (when staged too), then the
+    /// certificate; a staged key without its certificate (a store cut short) is dropped.
+    fn finish_staged(&self) -> anyhow::Result<()> {
+        for leaf in KUBELET_LEAF_NAMES {
+            let (key, cert) = (format!("{leaf}.key"), format!("{leaf}.crt"));
+            let staged = |file: &str| self.path(&format!("{file}{STAGED}"));
+            if !staged(&cert).exists() {
+                let _ = std::fs::remove_file(staged(&key));
+                continue;
+            }
+            for file in [&key, &cert] {
+                match std::fs::rename(staged(file), self.path(file)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| format!("cannot put {file} in place"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        crate::fsutil::sync_dir(&self.tls_dir).with_context(|| format!("cannot sync {}", self.tls_dir.display()))
     }
 
     /// The certificates on disk, if they are as fresh as asked and from the token's cluster.
@@ -157,20 +200,12 @@ impl Files {
         if token.ca_hash.as_ref().is_some_and(|hash| *hash != crate::join::token::ca_hash(ca_pem.as_bytes())) {
             return None;
         }
-        let leaf = |name: &str, spec: &pki::LeafSpec| {
-            let cert_pem = self.read(&format!("{name}.crt"))?;
-            let usable = match freshness {
-                Freshness::NotDue => pki::still_good(&cert_pem, spec).ok()?,
-                Freshness::Unexpired => pki::unexpired(&cert_pem),
-            };
-            usable.then_some(Leaf { cert_pem, key_pem: self.read(&format!("{name}.key"))? })
-        };
         let network = serde_json::from_str(&std::fs::read_to_string(self.agent_dir.join(NETWORK_FILE)).ok()?).ok()?;
         let [client, serving] = KUBELET_LEAF_NAMES;
         Some(NodeCredentials {
             network,
-            client: leaf(client, &pki::kubelet_client_spec(name))?,
-            serving: leaf(serving, &pki::kubelet_serving_spec(name, addresses))?,
+            client: self.leaf(client, &pki::kubelet_client_spec(name), freshness)?,
+            serving: self.leaf(serving, &pki::kubelet_serving_spec(name, addresses), freshness)?,
             kubeconfig: self.agent_dir.join("kubelet.kubeconfig"),
             ca_pem,
         })
@@ -242,7 +277,29 @@ mod tests {
         assert!(files.earlier(&token, "edge-1", &ips, Freshness::NotDue).is_some());
         assert!(files.earlier(&token, "edge-1", &[IpAddr::from([10, 0, 0, 3])], Freshness::NotDue).is_none());
         assert!(files.earlier(&token, "edge-1", &[IpAddr::from([10, 0, 0, 3])], Freshness::Unexpired).is_some());
-        assert!(files.client_identity(ca.cert_pem()).is_some());
-        assert!(files.client_identity("another CA").is_none(), "a certificate of another CA is not presented");
+        assert!(files.client_identity(ca.cert_pem(), "edge-1").is_some());
+        assert!(
+            files.client_identity("another CA", "edge-1").is_none(),
+            "a certificate of another CA is not presented"
+        );
+        assert!(files.client_identity(ca.cert_pem(), "edge-2").is_none(), "nor one of another node name");
+        assert!(files.earlier(&token, "edge-2", &ips, Freshness::Unexpired).is_none());
+
+        // A store cut short between a staged key and its certificate: the pair on disk stays whole.
+        let newer = Keys::generate().unwrap();
+        std::fs::write(files.path("client-kubelet.key.next"), newer.client.serialize_pem()).unwrap();
+        let files = Files::of(&dir.path().join("agent")).unwrap();
+        assert!(!files.path("client-kubelet.key.next").exists(), "the lone staged key is dropped");
+        assert!(files.client_identity(ca.cert_pem(), "edge-1").is_some());
+        // Cut short between putting the key and its certificate in place: finished at the next start.
+        let reissue = files.request(&newer, "edge-1", &ips).unwrap();
+        let cert = ca.sign_request(&pki::kubelet_client_spec("edge-1"), &reissue.client_csr).unwrap();
+        std::fs::write(files.path("client-kubelet.key"), newer.client.serialize_pem()).unwrap();
+        std::fs::write(files.path("client-kubelet.crt.next"), &cert).unwrap();
+        assert!(files.client_identity(ca.cert_pem(), "edge-1").is_none(), "a key beside another key's certificate");
+        let files = Files::of(&dir.path().join("agent")).unwrap();
+        assert_eq!(files.read("client-kubelet.crt").unwrap(), cert);
+        assert!(files.client_identity(ca.cert_pem(), "edge-1").is_some());
+        assert!(files.earlier(&token, "edge-1", &ips, Freshness::NotDue).is_some());
     }
 }

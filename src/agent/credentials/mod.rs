@@ -3,9 +3,9 @@
 //! the kubelet's client and serving certificates, a kubeconfig for the kubelet, and the cluster's
 //! network settings (`files.rs`). Obtained from the server at every start, with the join token and the
 //! node's unexpired client certificate (which the server accepts for its own name when the token has
-//! expired or been rotated); when the server cannot be reached or refuses both, unexpired credentials from
-//! an earlier start are used, so a node reboots into service without its server or a current token.
-//! While the agent runs they are renewed (`renewal.rs`).
+//! expired or been rotated); when the server cannot be reached, unexpired credentials from an earlier
+//! start are used, so a node reboots into service without its server or a current token. While the
+//! agent runs they are renewed (`renewal.rs`).
 
 mod files;
 mod renewal;
@@ -22,7 +22,7 @@ use anyhow::Context;
 use crate::join::client::{self, JoinError, ServerUrl};
 use crate::join::Token;
 use crate::pki::Leaf;
-use files::{Files, Freshness};
+use files::{Files, Freshness, Keys};
 
 /// First and longest wait between join attempts that may succeed later.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -67,29 +67,32 @@ pub async fn obtain(
     addresses: &[IpAddr],
 ) -> anyhow::Result<NodeCredentials> {
     let files = Files::of(agent_dir)?;
-    let request = files.request(&files.keys()?, name, addresses)?;
+    // `tug certificate rotate` asked for new keys, as a running agent's renewal makes.
+    let rotate = files.path(RENEW_MARK).exists();
+    let keys = if rotate { Keys::generate()? } else { files.keys()? };
+    let request = files.request(&keys, name, addresses)?;
     let mut wait = RETRY_FIRST;
     loop {
         let joined = async {
             let ca_pem = client::fetch_ca(server, token).await?;
             // The node's certificate, for when the token has expired or been rotated since it joined.
-            let kubelet_client = files.client_identity(&ca_pem);
+            let kubelet_client = files.client_identity(&ca_pem, name);
             client::request_credentials(server, token, &ca_pem, kubelet_client, &request).await
         };
-        let earlier = || files.earlier(token, name, addresses, Freshness::Unexpired);
         match joined.await {
             Ok(credentials) => {
-                files.store(&credentials, None, name, addresses)?;
+                files.store(&credentials, rotate.then_some(&keys), name, addresses)?;
+                if rotate {
+                    std::fs::remove_file(files.path(RENEW_MARK)).context("cannot remove the renewal mark")?;
+                }
                 tracing::info!(%server, node = name, "joined the cluster");
                 break;
             }
-            // Neither the token nor the node's certificate is accepted any more: it keeps running on what
-            // it has until its certificates expire.
-            Err(error @ (JoinError::Unauthorized(_) | JoinError::PasswordRejected(_))) if earlier().is_some() => {
-                tracing::warn!(%error, "starting with the credentials of an earlier start; update the token to join again");
-                break;
-            }
-            Err(error @ JoinError::Unreachable(_)) if earlier().is_some() => {
+            // A refusal is final (a node password rejected is retried: its holder may go away), an
+            // unreachable server is not: the node starts on what it has while it is valid.
+            Err(error @ JoinError::Unreachable(_))
+                if files.earlier(token, name, addresses, Freshness::Unexpired).is_some() =>
+            {
                 tracing::warn!(%error, "starting with the credentials of an earlier start");
                 break;
             }

@@ -39,7 +39,7 @@ impl Renewal {
         let ca_pem = files.ca().context("the cluster CA certificate is missing")?;
         let keys = Keys::generate()?;
         let request = files.request(&keys, name, addresses)?;
-        let kubelet_client = files.client_identity(&ca_pem);
+        let kubelet_client = files.client_identity(&ca_pem, name);
         let issued = client::request_credentials(&self.server, &self.token, &ca_pem, kubelet_client, &request).await?;
         anyhow::ensure!(
             issued.ca_cert == ca_pem,
