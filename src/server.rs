@@ -302,9 +302,12 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                 ..Default::default()
             });
             let (config, own_node) = agent_config(&cfg)?;
-            let agent = crate::agent::Agent::start(config, client).await?;
             let renewer = crate::agent::renewal::Renewer::OwnNode(own_node);
-            Some((agent, tokio::spawn(crate::agent::renewal::run(renewer, cfg.certificate_check_interval))))
+            let every = cfg.certificate_check_interval;
+            let renewing =
+                tokio::spawn(crate::agent::renewal::run(renewer, every, client.clone(), cfg.node.name.clone()));
+            let agent = crate::agent::Agent::start(config, client).await?;
+            Some((agent, renewing))
         }
     };
     crate::lifecycle::notify_ready("serving");

@@ -120,6 +120,11 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
         let served = serial(Serial::Served(a_served));
         served.starts_with("serial=") && served != a_before
     });
+    let events = r#"jsonpath={range .items[*]}{.involvedObject.kind}/{.involvedObject.name} {.reason}{"\n"}{end}"#;
+    eventually_within(Duration::from_secs(10), "each renewal is an Event on its Node", || {
+        let listed = kubectl(bin, &server, &["get", "events", "-n", "default", "-o", events], None).stdout;
+        ["Node/node-a CertificateRenewed", "Node/node-b CertificateRenewed"].iter().all(|e| listed.contains(e))
+    });
     // The API server trusts the new serving certificate, and node-b keeps reporting.
     runs_a_pod_whose_logs_are_served(&server, &b, "after-renewal");
     assert!(ready(bin, &server, "node-b"));

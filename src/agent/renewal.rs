@@ -4,13 +4,17 @@
 //! kubelet's API, the client certificate by the agent's API client). A joined agent asks a server,
 //! authenticated by its current client certificate (`credentials::Renewal`); a server's own node signs
 //! its serving certificate with the cluster CA on disk (its API client is in-process and has none).
+//! Renewals and failures are Events on the Node.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use super::credentials;
+use crate::events::{EventType, Recorder};
 use crate::pki::{self, Leaf, LiveIdentity};
 
 /// Where a node's new certificates come from.
@@ -67,19 +71,32 @@ impl Renewer {
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// Checks now (a node may have started on certificates due for renewal), then every `every` (a minute
-/// after a failure), until the task is dropped.
-pub async fn run(mut renewer: Renewer, every: Duration) {
+/// after a failure), until the task is dropped. Each renewal, and each failure, is an Event on node
+/// `node` (through `client`), as the kubelet's own events are.
+pub async fn run(mut renewer: Renewer, every: Duration, client: kube::Client, node: String) {
+    let recorder = Recorder::new(client, "kubelet");
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.clone()),
+        uid: Some(node),
+        ..Default::default()
+    };
     loop {
         let next = match renewer.renew_if_due().await {
             Ok(renewed) => {
                 if renewed {
-                    tracing::info!("renewed the kubelet's certificates and put them in use");
+                    let message = "renewed the kubelet's certificates and put them in use";
+                    tracing::info!("{message}");
+                    recorder.record(&regarding, EventType::Normal, "CertificateRenewed", message).await;
                 }
                 every
             }
             Err(error) => {
                 let retry_in = every.min(RETRY_AFTER_FAILURE);
                 tracing::warn!(error = format!("{error:#}"), ?retry_in, "cannot renew the kubelet's certificates");
+                let message = format!("cannot renew the kubelet's certificates: {error:#}");
+                recorder.record(&regarding, EventType::Warning, "CertificateRenewalFailed", &message).await;
                 retry_in
             }
         };

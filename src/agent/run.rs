@@ -50,7 +50,7 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
         log_rotation: cfg.node.log_rotation,
         kubelet_tls: KubeletTls { ca_pem: credentials.ca_pem, serving: serving_identity.clone() },
     };
-    let renewal = credentials::Renewal {
+    let joined = credentials::Renewal {
         server: via,
         token: cfg.token.clone(),
         agent_dir,
@@ -59,8 +59,10 @@ pub async fn run(cfg: AgentRunConfig) -> anyhow::Result<()> {
         client: client_identity,
         serving: serving_identity,
     };
+    let renewer = renewal::Renewer::Joined(joined);
+    let node = agent_config.node.name.clone();
+    let renewing = tokio::spawn(renewal::run(renewer, cfg.certificate_check_interval, client.clone(), node));
     let agent = super::Agent::start(agent_config, client).await?;
-    let renewing = tokio::spawn(renewal::run(renewal::Renewer::Joined(renewal), cfg.certificate_check_interval));
     crate::lifecycle::notify_ready("serving");
     crate::lifecycle::until_stopped().await?;
     renewing.abort();

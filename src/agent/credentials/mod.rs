@@ -56,9 +56,9 @@ pub fn node_name(agent_dir: &Path, name: &str, with_node_id: bool) -> anyhow::Re
     Ok(format!("{name}-{id}"))
 }
 
-/// Joins (or re-joins) the cluster as node `name` at `addresses`; see the module doc. A refused token
-/// (unless earlier credentials are still good) or a CA that does not match the token is an error;
-/// anything that may pass later is retried.
+/// Joins (or re-joins) the cluster as node `name` at `addresses`; see the module doc. A refused join
+/// (neither the token nor the node's certificate accepted) or a CA that does not match the token is an
+/// error; anything that may pass later is retried.
 pub async fn obtain(
     server: &ServerUrl,
     token: &Token,
