@@ -1,5 +1,6 @@
-//! `tug certificate`: lists tug's certificates on this machine with their expiry, and sets the
-//! server's and the kubelet's leaves aside so that new ones are issued (the CA and the service account
+//! `tug certificate`: lists tug's certificates on this machine with their expiry, and has its leaves
+//! renewed: a server's (and its own node's kubelet serving certificate) set aside so that new ones are
+//! issued, a joined agent's kubelet certificates marked for its renewal (the CA and the service account
 //! key stay; a CA rotation is a documented procedure, docs/operations.md).
 
 use std::path::{Path, PathBuf};
