@@ -13,5 +13,5 @@ shellcheck install.sh scripts/*.sh tests/fixtures/chroot.sh packaging/images/bui
 cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks are not tests: they run with `cargo bench` (see docs/benchmarks.md).
 cargo test --lib --bins --tests --locked
-# What this host offers tug, for the record (tests/operate.rs asserts it).
+# What this host offers tug, shown for the record; not a gate (tests/operate.rs asserts the checks).
 "${CARGO_TARGET_DIR}/debug/tug" check-config || true

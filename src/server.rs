@@ -210,13 +210,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         server_url: format!("https://{local}:{port}"),
         mode: cfg.kubeconfig_mode,
     };
-    crate::pki::write_kubeconfig(
-        &kubeconfig.path,
-        &kubeconfig.server_url,
-        &tls_files.ca_cert_pem,
-        &tls_files.admin,
-        kubeconfig.mode,
-    )?;
+    kubeconfig.write(&tls_files)?;
     cluster::become_member(&replication, &store, &cfg, &tls_files.ca_cert_pem).await?;
     let cluster_network = cfg.cluster_network();
     let cluster_dns = cluster_network.dns.then_some(cfg.cluster_dns);

@@ -48,8 +48,7 @@ async fn run(args: TokenArgs) -> anyhow::Result<()> {
             for id in ids {
                 // An id, `<id>.<secret>`, or the whole `K10<hash>::<id>.<secret>` that `create` printed.
                 let id = id.rsplit("::").next().unwrap_or_default().split('.').next().unwrap_or_default().to_string();
-                let name = format!("bootstrap-token-{id}");
-                secrets.delete(&name, &DeleteParams::default()).await?;
+                secrets.delete(&bootstrap::secret_name(&id), &DeleteParams::default()).await?;
                 println!("bootstrap token {id:?} deleted");
             }
         }

@@ -28,12 +28,6 @@ fn api_endpoints(server: &TugServer) -> Vec<String> {
     endpoints
 }
 
-fn node_ready(server: &TugServer, name: &str) -> bool {
-    let path = r#"{.status.conditions[?(@.type=="Ready")].status}"#;
-    let path = format!("jsonpath={path}");
-    kubectl(&kubectls()[0], server, &["get", "node", name, "-o", &path], None).stdout == "True"
-}
-
 fn lease_renewed(server: &TugServer, name: &str) -> String {
     let path = "jsonpath={.spec.renewTime}";
     kubectl(&kubectls()[0], server, &["get", "lease", "-n", "kube-node-lease", name, "-o", path], None).stdout
@@ -78,7 +72,7 @@ fn an_agent_fails_over_to_another_server_and_rejoins_through_the_servers_it_lear
 
     let bin = &kubectls()[0];
     let mut agent = TugAgent::start(&servers[0], &netns, "node-b", &["--token", token.trim()], node::images());
-    eventually_within(Duration::from_secs(90), "node-b is Ready", || node_ready(&servers[1], "node-b"));
+    eventually_within(Duration::from_secs(90), "node-b is Ready", || common::node_ready(&servers[1], "node-b"));
     let learned = agent.dir.path().join("agent/etc/tug-agent-load-balancer.json");
     eventually_within(Duration::from_secs(10), "the agent keeps the servers' addresses", || {
         let text = std::fs::read_to_string(&learned).unwrap_or_default();
@@ -97,7 +91,7 @@ fn an_agent_fails_over_to_another_server_and_rejoins_through_the_servers_it_lear
         jsonpath(bin, &servers[1], &["pod", "after-failover"], "{.status.phase}") == "Running"
     });
     assert!(running, "the pod does not run after the failover; agent log:\n{}", agent.log());
-    assert!(node_ready(&servers[2], "node-b"), "node-b stays Ready");
+    assert!(common::node_ready(&servers[2], "node-b"), "node-b stays Ready");
     let remaining: Vec<String> = all.iter().filter(|s| **s != format!("{HOST}:{}", servers[0].port)).cloned().collect();
     eventually_within(Duration::from_secs(40), "the dead server leaves the endpoints", || {
         api_endpoints(&servers[1]) == remaining

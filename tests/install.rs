@@ -391,7 +391,7 @@ fn a_named_service_in_another_unit_dir_installs_with_wget_and_is_left_disabled_w
         ("INSTALL_TUG_SKIP_ENABLE", "true"),
     ];
     // No curl on this machine: the script comes, and fetches the release, with wget.
-    let line = format!("wget -qO- {url}/install.sh | sh -s - --disable-agent");
+    let line = format!("! command -v curl >/dev/null && wget -qO- {url}/install.sh | sh -s - --disable-agent");
     succeeded(root.run_hiding(&env, &line, How::Plain, &["/usr/bin/curl"]));
 
     assert_eq!(sha256(&root.path("/usr/local/bin/tug")), sha256(&common::server_binary()));
@@ -551,7 +551,7 @@ fn a_newer_binary_installed_over_a_running_server_keeps_its_objects_and_running_
     server.restart();
 
     common::eventually_within(Duration::from_secs(60), "the node is Ready again", || {
-        jsonpath(bin, &server, &["node", "edge-test"], r#"{.status.conditions[?(@.type=="Ready")].status}"#) == "True"
+        common::node_ready(&server, "edge-test")
     });
     assert_eq!(jsonpath(bin, &server, &["pod", "sleeper"], "{.status.containerStatuses[0].containerID}"), container);
     assert_eq!(jsonpath(bin, &server, &["pod", "sleeper"], "{.status.containerStatuses[0].restartCount}"), "0");

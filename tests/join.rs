@@ -11,12 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::agent::{agent_command, Netns, TugAgent};
-use common::{eventually_within, jsonpath, kubectl, kubectls, node, TugServer};
-
-fn ready(bin: &std::path::Path, server: &TugServer, node: &str) -> bool {
-    let path = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
-    kubectl(bin, server, &["get", "node", node, "-o", path], None).stdout == "True"
-}
+use common::{eventually_within, file_serial, jsonpath, kubectl, kubectls, node, node_ready, served_serial, TugServer};
 
 /// `tug agent` run to its end (it must end by itself within a minute); its exit code and stderr.
 fn refused(mut command: std::process::Command) -> (i32, String) {
@@ -42,31 +37,9 @@ fn runs_a_pod_whose_logs_are_served(server: &TugServer, agent: &TugAgent, name: 
     });
 }
 
-/// The serial number of the certificate served at `address` (`host:port`), or of the certificate file
-/// `path`; empty when there is none.
-fn serial(source: Serial) -> String {
-    let script = match source {
-        Serial::Served(address) => {
-            format!("openssl s_client -connect {address} </dev/null 2>/dev/null | openssl x509 -noout -serial")
-        }
-        Serial::File(path) => format!("openssl x509 -noout -serial -in {} 2>/dev/null", path.display()),
-    };
-    let output = std::process::Command::new("sh").args(["-c", &script]).output().expect("openssl");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-enum Serial<'a> {
-    Served(&'a str),
-    File(&'a std::path::Path),
-}
-
 /// `tug <args>` as the admin of `server`, which must succeed; its standard output.
 fn tug(server: &TugServer, args: &[&str]) -> String {
-    let output = std::process::Command::new(common::server_binary())
-        .args(args)
-        .env("TUG_KUBECONFIG", server.kubeconfig())
-        .output()
-        .expect("run tug");
+    let output = common::tug_admin(server, args);
     assert!(output.status.success(), "tug {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -89,13 +62,13 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     let token = tug(&server, &["token", "create", "--ttl", "1h"]).trim().to_string();
     let b_flags = [&["--token", &token][..], &every_second].concat();
     let mut b = TugAgent::start(&server, &netns, "node-b", &b_flags, node::images());
-    eventually_within(Duration::from_secs(90), "node-b is Ready", || ready(bin, &server, "node-b"));
+    eventually_within(Duration::from_secs(90), "node-b is Ready", || node_ready(&server, "node-b"));
     tug(&server, &["token", "delete", &token]);
 
     let tls = b.dir.path().join("agent/tls");
     let (b_served, a_served) = ("10.251.4.2:10250", "127.0.0.1:10250");
-    let before = [serial(Serial::Served(b_served)), serial(Serial::File(&tls.join("client-kubelet.crt")))];
-    let a_before = serial(Serial::Served(a_served));
+    let before = [served_serial(b_served), file_serial(&tls.join("client-kubelet.crt"))];
+    let a_before = served_serial(a_served);
     let key_before = std::fs::read_to_string(tls.join("client-kubelet.key")).expect("the client key");
     assert!(before.iter().chain([&a_before]).all(|s| s.starts_with("serial=")), "{before:?} {a_before}");
     let rotated = tug(&server, &["certificate", "rotate", "--data-dir", b.dir.path().to_str().unwrap()]);
@@ -107,17 +80,17 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     assert!(rotated.contains("serving-kubelet: set aside in") && !rotated.contains("client-admin"), "{rotated}");
 
     eventually_within(Duration::from_secs(30), "node-b serves its renewed certificate", || {
-        let served = serial(Serial::Served(b_served));
-        served != before[0] && served == serial(Serial::File(&tls.join("serving-kubelet.crt")))
+        let served = served_serial(b_served);
+        served != before[0] && served == file_serial(&tls.join("serving-kubelet.crt"))
     });
-    let client = serial(Serial::File(&tls.join("client-kubelet.crt")));
+    let client = file_serial(&tls.join("client-kubelet.crt"));
     assert!(client.starts_with("serial=") && client != before[1], "{client} after {}", before[1]);
     let key_after = std::fs::read_to_string(tls.join("client-kubelet.key")).expect("the client key");
     assert_ne!(key_after, key_before, "a renewal makes new keys");
     assert!(b.log().contains("renewed the kubelet's certificates"), "{}", b.log());
     eventually_within(Duration::from_secs(10), "the renewal mark is removed", || !tls.join("renew-requested").exists());
     eventually_within(Duration::from_secs(30), "node-a serves its renewed certificate", || {
-        let served = serial(Serial::Served(a_served));
+        let served = served_serial(a_served);
         served.starts_with("serial=") && served != a_before
     });
     let events = r#"jsonpath={range .items[*]}{.involvedObject.kind}/{.involvedObject.name} {.reason}{"\n"}{end}"#;
@@ -127,7 +100,7 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
     });
     // The API server trusts the new serving certificate, and node-b keeps reporting.
     runs_a_pod_whose_logs_are_served(&server, &b, "after-renewal");
-    assert!(ready(bin, &server, "node-b"));
+    assert!(node_ready(&server, "node-b"));
 
     // A node's certificate renews its own credentials only, with the password it joined with.
     let refusal = |body: &str| {
@@ -160,7 +133,7 @@ fn kubelet_certificates_are_renewed_while_the_nodes_run_without_the_join_token()
         b.log().matches("joined the cluster").count() == 2
     });
     assert!(!b.log().contains("starting with the credentials of an earlier start"), "{}", b.log());
-    eventually_within(Duration::from_secs(60), "node-b is Ready again", || ready(bin, &server, "node-b"));
+    eventually_within(Duration::from_secs(60), "node-b is Ready again", || node_ready(&server, "node-b"));
 }
 
 #[test]
@@ -207,7 +180,7 @@ fn an_agent_joins_with_the_token_runs_pods_and_wrong_tokens_are_refused() {
     std::fs::write(&token_file, token).expect("token file");
     let mut b =
         TugAgent::start(&server, &netns, "node-b", &["--token-file", token_file.to_str().unwrap()], node::images());
-    eventually_within(Duration::from_secs(90), "node-b is Ready", || ready(bin, &server, "node-b"));
+    eventually_within(Duration::from_secs(90), "node-b is Ready", || node_ready(&server, "node-b"));
     let addresses =
         jsonpath(bin, &server, &["node", "node-b"], r#"{.status.addresses[?(@.type=="InternalIP")].address}"#);
     assert_eq!(addresses, "10.251.0.2");
@@ -228,5 +201,5 @@ fn an_agent_joins_with_the_token_runs_pods_and_wrong_tokens_are_refused() {
     eventually_within(Duration::from_secs(90), "the twin has replaced node-b", || {
         twin.log().contains("joined the cluster")
     });
-    eventually_within(Duration::from_secs(60), "node-b is Ready again", || ready(bin, &server, "node-b"));
+    eventually_within(Duration::from_secs(60), "node-b is Ready again", || node_ready(&server, "node-b"));
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TugServer;
+use common::{served_serial, TugServer};
 
 /// The next notification on `socket`, within `limit`.
 fn notification(socket: &UnixDatagram, limit: Duration) -> String {
@@ -276,16 +276,6 @@ fn manifests_in_the_data_dir_are_applied_at_start_and_on_change_but_skipped_and_
     assert_eq!(level(&server), "two");
 }
 
-/// `tug <args>` with the server's admin kubeconfig.
-fn tug_admin(server: &TugServer, args: &[&str]) -> std::process::Output {
-    Command::new(common::server_binary())
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .output()
-        .expect("run tug")
-}
-
 /// The HTTP status of a node-credentials request with basic credentials `node:<secret>` over HTTP/1.1,
 /// as agents send it: with its empty body, 400 means the token was accepted, 401 that it was not.
 fn join_status(server: &TugServer, secret: &str) -> String {
@@ -302,7 +292,7 @@ fn join_status(server: &TugServer, secret: &str) -> String {
 #[test]
 fn bootstrap_tokens_are_created_listed_accepted_for_joins_until_they_expire_or_are_deleted() {
     let server = TugServer::start();
-    let output = tug_admin(&server, &["token", "create", "--ttl", "2h", "--description", "the lab"]);
+    let output = common::tug_admin(&server, &["token", "create", "--ttl", "2h", "--description", "the lab"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
     let server_token = std::fs::read_to_string(server.data_dir().join("server/token")).expect("server token");
@@ -311,40 +301,30 @@ fn bootstrap_tokens_are_created_listed_accepted_for_joins_until_they_expire_or_a
     let (id, _) = secret.split_once('.').expect("<id>.<secret>");
     assert_eq!((id.len(), secret.len()), (6, 23), "{token}");
 
-    let list = String::from_utf8_lossy(&tug_admin(&server, &["token", "list"]).stdout).into_owned();
+    let list = String::from_utf8_lossy(&common::tug_admin(&server, &["token", "list"]).stdout).into_owned();
     let line = list.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not listed:\n{list}"));
     assert!(line.contains(" 1h ") && line.contains("authentication,signing") && line.ends_with("the lab"), "{line}");
     assert_eq!(join_status(&server, secret), "400", "a valid bootstrap token was refused");
     assert_eq!(join_status(&server, &format!("{id}.0000000000000000")), "401");
 
-    let expiring = tug_admin(&server, &["token", "create", "--ttl", "1s", "abcdef.0123456789abcdef"]);
+    let expiring = common::tug_admin(&server, &["token", "create", "--ttl", "1s", "abcdef.0123456789abcdef"]);
     assert!(expiring.status.success(), "{}", String::from_utf8_lossy(&expiring.stderr));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(join_status(&server, "abcdef.0123456789abcdef"), "401", "an expired token was accepted");
     common::eventually("the expired token is deleted", || {
-        !String::from_utf8_lossy(&tug_admin(&server, &["token", "list"]).stdout).contains("abcdef")
+        !String::from_utf8_lossy(&common::tug_admin(&server, &["token", "list"]).stdout).contains("abcdef")
     });
 
     // By the whole token, as `create` printed it.
-    let deleted = tug_admin(&server, &["token", "delete", &token]);
+    let deleted = common::tug_admin(&server, &["token", "delete", &token]);
     assert_eq!(String::from_utf8_lossy(&deleted.stdout), format!("bootstrap token \"{id}\" deleted\n"));
     assert_eq!(join_status(&server, secret), "401", "a deleted token was accepted");
 
-    let bad = tug_admin(&server, &["token", "create", "not-a-token"]);
+    let bad = common::tug_admin(&server, &["token", "create", "not-a-token"]);
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not <id>.<secret>"), "{stderr}");
-}
-
-/// The serial number of the certificate `server` serves.
-fn served_serial(server: &TugServer) -> String {
-    let script = format!(
-        "openssl s_client -connect 127.0.0.1:{} </dev/null 2>/dev/null | openssl x509 -noout -serial",
-        server.port
-    );
-    let output = Command::new("sh").args(["-c", &script]).output().expect("openssl");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 #[test]
@@ -368,13 +348,14 @@ fn certificates_are_listed_and_rotated_ones_are_reissued_and_used_without_a_rest
         assert!(line.contains(subject) && days.iter().any(|d| line.ends_with(&format!("ok, {d} days left"))), "{line}");
     }
 
-    let serial = served_serial(&server);
+    let address = format!("127.0.0.1:{}", server.port);
+    let serial = served_serial(&address);
     assert!(serial.starts_with("serial="), "{serial}");
     let kubeconfig = std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig");
     let rotated = tug(&["certificate", "rotate", "--service", "serving-kube-apiserver", "--service", "client-admin"]);
     assert!(rotated.contains("serving-kube-apiserver: set aside in"), "{rotated}");
     common::eventually_within(Duration::from_secs(20), "a new serving certificate is served", || {
-        let now = served_serial(&server);
+        let now = served_serial(&address);
         now.starts_with("serial=") && now != serial
     });
     common::eventually_within(Duration::from_secs(20), "the kubeconfig has the new admin certificate", || {
@@ -402,7 +383,7 @@ fn the_server_token_rotates_on_the_running_server_and_outlives_a_restart_with_th
     let (hash, old_secret) = (hash.to_string(), old_secret.to_string());
     assert_eq!(join_status(&server, &old_secret), "400");
 
-    let output = tug_admin(&server, &["token", "rotate", "--new-token", "fresh-secret-1"]);
+    let output = common::tug_admin(&server, &["token", "rotate", "--new-token", "fresh-secret-1"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let new = format!("{hash}::server:fresh-secret-1");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), new);
@@ -420,6 +401,6 @@ fn the_server_token_rotates_on_the_running_server_and_outlives_a_restart_with_th
     assert_eq!(join_status(&server, "fresh-secret-1"), "400");
     assert_eq!(std::fs::read_to_string(&token_file).expect("token file").trim(), new);
 
-    let bad = tug_admin(&server, &["token", "rotate", "--new-token", "two words"]);
+    let bad = common::tug_admin(&server, &["token", "rotate", "--new-token", "two words"]);
     assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
 }

@@ -51,7 +51,7 @@ impl BootstrapToken {
     }
 
     pub fn secret_name(&self) -> String {
-        format!("{NAME_PREFIX}{}", self.id)
+        secret_name(&self.id)
     }
 
     /// The Secret that makes this token valid until `expiration` (never when None).
@@ -86,6 +86,11 @@ impl std::fmt::Display for BootstrapToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.id, self.secret)
     }
+}
+
+/// The name of the Secret of the token with id `id`.
+pub fn secret_name(id: &str) -> String {
+    format!("{NAME_PREFIX}{id}")
 }
 
 /// A value of a bootstrap token Secret's data.

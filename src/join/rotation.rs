@@ -35,9 +35,7 @@ impl ServerToken {
 
     /// The token to accept; None while the cluster's has not been read yet.
     pub fn current(&self) -> Option<Token> {
-        self.settled
-            .load(Ordering::Acquire)
-            .then(|| self.token.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+        self.settled.load(Ordering::Acquire).then(|| self.get())
     }
 
     fn get(&self) -> Token {

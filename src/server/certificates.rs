@@ -40,6 +40,13 @@ pub struct AdminKubeconfig {
     pub mode: u32,
 }
 
+impl AdminKubeconfig {
+    /// Writes it for the admin certificate of `tls`.
+    pub fn write(&self, tls: &ServerTls) -> crate::pki::Result<()> {
+        crate::pki::write_kubeconfig(&self.path, &self.server_url, &tls.ca_cert_pem, &tls.admin, self.mode)
+    }
+}
+
 /// What the upkeep needs.
 pub struct Upkeep {
     pub tls: ServerTls,
@@ -98,14 +105,7 @@ fn renew(upkeep: &mut Upkeep) -> anyhow::Result<Vec<&'static str>> {
         }
     }
     if upkeep.tls.admin.cert_pem != fresh.admin.cert_pem {
-        let kubeconfig = &upkeep.kubeconfig;
-        crate::pki::write_kubeconfig(
-            &kubeconfig.path,
-            &kubeconfig.server_url,
-            &fresh.ca_cert_pem,
-            &fresh.admin,
-            kubeconfig.mode,
-        )?;
+        upkeep.kubeconfig.write(&fresh)?;
         renewed.push(admin);
     }
     upkeep.tls = fresh;

@@ -407,3 +407,29 @@ pub fn jsonpath(bin: &Path, server: &TugServer, object: &[&str], path: &str) -> 
         ["get"].iter().copied().chain(object.iter().copied()).chain(["-o", output.as_str()]).collect();
     kubectl(bin, server, &args, None).ok().stdout
 }
+
+/// Whether Node `name` reports Ready (false while it is not registered yet).
+pub fn node_ready(server: &TugServer, name: &str) -> bool {
+    let path = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
+    kubectl(&kubectls()[0], server, &["get", "node", name, "-o", path], None).stdout == "True"
+}
+
+/// `tug <args>` as `server`'s admin (`TUG_KUBECONFIG`, which the commands through the API read).
+pub fn tug_admin(server: &TugServer, args: &[&str]) -> Output {
+    Command::new(server_binary()).args(args).env("TUG_KUBECONFIG", server.kubeconfig()).output().expect("run tug")
+}
+
+/// The serial number (`serial=…`) of the certificate served at `address` (`host:port`); empty when none.
+pub fn served_serial(address: &str) -> String {
+    openssl_serial(&format!("openssl s_client -connect {address} </dev/null 2>/dev/null | openssl x509 -noout -serial"))
+}
+
+/// The serial number (`serial=…`) of the certificate file `path`; empty when there is none.
+pub fn file_serial(path: &Path) -> String {
+    openssl_serial(&format!("openssl x509 -noout -serial -in {} 2>/dev/null", path.display()))
+}
+
+fn openssl_serial(script: &str) -> String {
+    let output = Command::new("sh").args(["-c", script]).output().expect("openssl");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}

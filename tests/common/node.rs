@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use super::{eventually_within, kubectl, kubectls, TugServer};
+use super::{eventually_within, TugServer};
 
 /// Held by each node test: nodes of one host share its network namespace (the `cni0` bridge, the
 /// first podCIDR), so they run one at a time.
@@ -104,16 +104,6 @@ pub fn ready_server() -> TugServer {
 pub fn ready_server_with(flags: &[&str]) -> TugServer {
     let all: Vec<&str> = ["--node-name", "edge-test", "--node-ip", "127.0.0.1"].iter().chain(flags).copied().collect();
     let server = TugServer::start_with_agent(&all, images());
-    let bin = &kubectls()[0];
-    eventually_within(Duration::from_secs(60), "the node is Ready", || {
-        kubectl(
-            bin,
-            &server,
-            &["get", "node", "edge-test", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#],
-            None,
-        )
-        .stdout
-            == "True"
-    });
+    eventually_within(Duration::from_secs(60), "the node is Ready", || super::node_ready(&server, "edge-test"));
     server
 }
